@@ -8,5 +8,6 @@ for f in tests/sanity/ignore-*.txt; do
     if grep -qv '^\s*\(#.*\)\?$' "$f"; then echo "sanity: $f has entries; fix the cause instead" >&2; exit 1; fi
 done
 copy=$(scripts/collection-copy.sh)
+trap 'rm -rf "${copy%/ansible_collections/kvmha/cluster}"' EXIT
 cd "$copy"
 ansible-test sanity --venv --python 3.11 --color no

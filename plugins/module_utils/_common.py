@@ -1,0 +1,73 @@
+# Copyright: kvmha.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# This module_utils is PRIVATE: only the kvmha.cluster collection may use it, and it may change at any time.
+"""The module wrapper every kvmha.cluster module uses.
+
+``KvmhaModule`` wraps (does not subclass) ``AnsibleModule``: it exposes the few things modules need and owns
+the single failure path, turning a ``KvmhaError`` raised anywhere below into ``fail_json`` with the error's
+``kind`` and partial ``result``. Anything else is a bug and is left to ansible-core 2.19's own structured
+error reporting, traceback included.
+"""
+
+from __future__ import annotations
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ._errors import KvmhaError
+
+
+class KvmhaModule:
+    def __init__(self, argument_spec: dict, **kwargs):
+        kwargs.setdefault("supports_check_mode", True)
+        self._module = AnsibleModule(argument_spec=argument_spec, **kwargs)
+
+    @property
+    def params(self) -> dict:
+        return self._module.params
+
+    @property
+    def check_mode(self) -> bool:
+        return self._module.check_mode
+
+    @property
+    def diff_mode(self) -> bool:
+        return self._module._diff
+
+    def warn(self, msg: str) -> None:
+        self._module.warn(msg)
+
+    def get_bin_path(self, name: str, required: bool = False) -> str | None:
+        return self._module.get_bin_path(name, required=required)
+
+    def require_library(self, name: str, import_error: Exception | None) -> None:
+        """Fail with Ansible's standard message when an optional Python library is missing."""
+        if import_error is not None:
+            self._module.fail_json(msg=missing_required_lib(name), exception=_format(import_error))
+
+    def fail_json(self, msg: str, **result) -> None:
+        self._module.fail_json(msg=msg, **result)
+
+    def exit_json(self, **result) -> None:
+        self._module.exit_json(**result)
+
+    def fail_from_exception(self, error: KvmhaError) -> None:
+        result = dict(error.result)
+        result.setdefault("changed", False)
+        self._module.fail_json(msg=error.msg, error_kind=error.kind, **result)
+
+    def run(self, action) -> None:
+        """Exit with ``action()``'s result dict, or fail with the collection error it raised."""
+        try:
+            result = action()
+        except KvmhaError as error:
+            self.fail_from_exception(error)
+        else:
+            self.exit_json(**result)
+
+
+def _format(error: Exception) -> str:
+    import traceback
+
+    return "".join(traceback.format_exception(type(error), error, error.__traceback__))

@@ -1,0 +1,253 @@
+"""An IPMI 2.0 (RMCP+ over UDP) BMC for the lab, and a standalone one for integration tests.
+
+Built on pyghmi's server-side ``Bmc`` class. Two ways to run it:
+
+* standalone (no lab needed, e.g. on 127.0.0.1 for the ``ipmi_power`` integration tests)::
+
+      python -m lab.bmc --address 127.0.0.1 --port 16230 --user admin \\
+          --password-file pw --state-file state [--stuck] [--off-delay 2]
+
+  The power state lives in the state file ("on"/"off", created as "on").
+* lab mode (``--lab-host hN``, started by ``lab up`` inside netns bN): chassis control drives the
+  lab's power switch of host hN, so BMC, SSH, libvirt and heartbeat always agree.
+
+Either way it prints ``READY <address>:<port>`` once it listens and exits cleanly on SIGTERM.
+
+Quirks worked around (measured, see DESIGN.md §7):
+* pyghmi's server always answers the RMCP+ open-session request with cipher suite 3 algorithms, even when
+  the client asked for others (pyghmi's client offers SHA256 first and then fails with
+  "pack expected 32 items"). We refuse anything but suite 3 with status 0x11 ("no matching cipher suite"),
+  so clients retry with suite 3. ipmitool works with ``-C 3`` (and also without: it reads the suite list).
+* ``Bmc.listen()`` must be called with no argument.
+"""
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import uuid
+
+import pyghmi.ipmi.bmc
+import pyghmi.ipmi.private.serversession as serversession
+
+# IPMI completion codes used here.
+CC_OK = 0x00
+CC_NOT_IN_PRESENT_STATE = 0xD5  # e.g. power cycle/reset of a chassis that is off
+CC_UNSPECIFIED = 0xFF
+
+# RMCP+ status code 0x11: "no matching integrity/authentication/confidentiality payload".
+RMCP_NO_MATCHING_CIPHER = 0x11
+# Algorithm numbers of cipher suite 3 (RAKP-HMAC-SHA1, HMAC-SHA1-96, AES-CBC-128): the only suite pyghmi serves.
+SUITE3_ALGORITHMS = (1, 1, 1)
+
+_original_open_session_response = serversession.ServerSession.create_open_session_response
+
+
+def _open_session_response(session, request):
+    """Refuse every cipher suite but 3, instead of silently answering with suite 3 algorithms."""
+    asked = (request[12], request[20], request[28])  # authentication, integrity, confidentiality
+    if asked != SUITE3_ALGORITHMS:
+        session.managedsessionid = os.urandom(4)
+        session.clientsessionid = request[4:8]
+        return bytearray([request[0], RMCP_NO_MATCHING_CIPHER, 0, 0]) + request[4:8]
+    return _original_open_session_response(session, request)
+
+
+serversession.ServerSession.create_open_session_response = _open_session_response
+
+
+class PasswordFile:
+    """pyghmi ``authdata``: one user whose password is read from a file at every new session.
+
+    Re-reading means a changed password (the lab's ``bmc-wrong-password`` fault) needs no restart.
+    """
+
+    def __init__(self, user, path):
+        self.user = user
+        self.path = path
+
+    def get(self, user):
+        if user != self.user:
+            return None
+        try:
+            with open(self.path, encoding='utf-8') as f:
+                return f.read().strip()
+        except OSError as e:
+            log(f'cannot read password file {self.path}: {e}')
+            return None
+
+
+class FileSwitch:
+    """Standalone power switch: the state is a file holding "on" or "off".
+
+    ``stuck`` accepts every command and never changes the state (for confirm-timeout tests);
+    ``off_delay`` makes off/soft take effect that many seconds later (for polling tests).
+    """
+
+    def __init__(self, path, stuck=False, off_delay=0.0):
+        self.path = path
+        self.stuck = stuck
+        self.off_delay = off_delay
+        if not os.path.exists(path):
+            self._write('on')
+
+    def state(self):
+        with open(self.path, encoding='utf-8') as f:
+            return 'off' if f.read().strip() == 'off' else 'on'
+
+    def on(self):
+        self._set('on')
+
+    def off(self):
+        if self.off_delay > 0 and not self.stuck:
+            timer = threading.Timer(self.off_delay, self._set, ('off',))
+            timer.daemon = True
+            timer.start()
+        else:
+            self._set('off')
+
+    shutdown = off
+
+    def reset(self):
+        """A reset of a running machine leaves it on; the state file does not change."""
+
+    def _set(self, state):
+        if not self.stuck:
+            self._write(state)
+
+    def _write(self, state):
+        tmp = f'{self.path}.tmp'
+        with open(tmp, 'w', encoding='utf-8') as f:
+            f.write(state + '\n')
+        os.replace(tmp, self.path)
+
+
+class LabSwitch:
+    """Lab power switch of one hypervisor container (see lab/power.py)."""
+
+    def __init__(self, host):
+        from lab import power  # imported here so that standalone mode needs nothing of the lab
+        self.power = power
+        self.host = host
+
+    def state(self):
+        return self.power.status(self.host)
+
+    def on(self):
+        self.power.on(self.host)
+
+    def off(self):
+        self.power.off(self.host)
+
+    def shutdown(self):
+        # A soft off takes up to 30 s; IPMI answers at once and the host goes off in the background.
+        threading.Thread(target=self.power.shutdown, args=(self.host,), daemon=True).start()
+
+    def reset(self):
+        self.power.off(self.host)
+        self.power.on(self.host)
+
+
+class SwitchBmc(pyghmi.ipmi.bmc.Bmc):
+    """A BMC whose chassis commands drive a power switch (``FileSwitch`` or ``LabSwitch``)."""
+
+    def __init__(self, switch, authdata, address, port):
+        super().__init__(authdata, port=port, address=address, bmcuuid=uuid.uuid5(uuid.NAMESPACE_DNS, address))
+        self.switch = switch
+
+    def get_power_state(self):
+        return self.switch.state()
+
+    def power_on(self):
+        return self._command('on', self.switch.on)
+
+    def power_off(self):
+        return self._command('off', self.switch.off)
+
+    def power_shutdown(self):
+        return self._command('soft', self.switch.shutdown)
+
+    def power_reset(self):
+        return self._reset('reset')
+
+    def power_cycle(self):
+        return self._reset('cycle')
+
+    def _reset(self, name):
+        # Like most real BMCs: a reset or cycle needs a running chassis; it never powers one on.
+        if self.switch.state() == 'off':
+            log(f'power {name} refused: chassis is off')
+            return CC_NOT_IN_PRESENT_STATE
+        return self._command(name, self.switch.reset)
+
+    @staticmethod
+    def _command(name, action):
+        log(f'power {name}')
+        try:
+            action()
+        except Exception as e:  # a failed switch must answer the client, not kill the BMC
+            log(f'power {name} failed: {e}')
+            return CC_UNSPECIFIED
+        return CC_OK
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog='python -m lab.bmc', description=__doc__.split('\n\n')[0])
+    p.add_argument('--address', required=True, help='IP address to listen on')
+    p.add_argument('--port', type=int, default=623)
+    p.add_argument('--user', default='admin')
+    p.add_argument('--password-file', required=True, help='re-read at every new session')
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument('--state-file', help='standalone: file holding the power state "on"/"off"')
+    mode.add_argument('--lab-host', help='lab mode: the lab host (hN) whose power switch this BMC drives')
+    p.add_argument('--stuck', action='store_true', help='standalone: accept power commands, never change state')
+    p.add_argument('--off-delay', type=float, default=0.0, help='standalone: off takes effect after SECONDS')
+    p.add_argument('--pid-file', help='written once listening, removed on exit')
+    args = p.parse_args(argv)
+    if args.lab_host and (args.stuck or args.off_delay):
+        p.error('--stuck and --off-delay are standalone options (with --state-file)')
+    if not os.path.isfile(args.password_file):
+        p.error(f'password file not found: {args.password_file}')
+    return args
+
+
+def make_switch(args):
+    if args.lab_host:
+        return LabSwitch(args.lab_host)
+    return FileSwitch(args.state_file, stuck=args.stuck, off_delay=args.off_delay)
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(0)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    bmc = SwitchBmc(make_switch(args), PasswordFile(args.user, args.password_file), args.address, args.port)
+    if args.pid_file:
+        with open(args.pid_file, 'w', encoding='utf-8') as f:
+            f.write(f'{os.getpid()}\n')
+    print(f'READY {args.address}:{args.port}', flush=True)
+    try:
+        bmc.listen()
+    finally:
+        if args.pid_file:
+            with_suppressed_oserror(os.unlink, args.pid_file)
+    return 0
+
+
+def with_suppressed_oserror(func, *args):
+    try:
+        func(*args)
+    except OSError:
+        pass
+
+
+if __name__ == '__main__':
+    sys.exit(main())

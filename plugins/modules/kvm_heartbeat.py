@@ -1,0 +1,354 @@
+#!/usr/bin/python
+# Copyright: kvmha.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: kvm_heartbeat
+short_description: Read (and watch) every hypervisor's heartbeat on the shared store, or mark one stopped
+version_added: 0.1.0
+description:
+  - With O(state=check), reads the heartbeat records of many hosts in one call and judges each one
+    C(fresh), C(stale), C(stopped), C(missing), C(invalid) or C(clock_skew). This is the watchdog's healthy path,
+    so its cost stays flat as the cluster grows and it opens no connection to any hypervisor.
+  - Liveness is judged by the reader's clocks only, never by the timestamp the writer put in the record. While
+    watching, a host is stale when its sequence number has not changed for O(misses) x its interval on the reader's
+    monotonic clock. The first read of a host estimates its age from the file's modification time, which the store
+    sets from its own clock.
+  - With O(watch) greater than zero, keeps sampling every O(poll) seconds and returns as soon as any host turns
+    suspect, or when the window ends. A one-minute schedule with a 50-second window detects failures in seconds.
+  - The observer judges itself too. When the store cannot be read in time, or every host (at least two) looks dead,
+    the likelier explanation is that the observer is cut off, so RV(observer_ok) is false and nobody should be
+    fenced on its word.
+  - With O(state=stopped), writes the graceful-stop marker for O(host), keeping everything its last record knew
+    (its VM list in particular), so the watchdog investigates at once instead of waiting for staleness.
+author:
+  - kvmha.cluster contributors
+extends_documentation_fragment:
+  - kvmha.cluster._attributes
+  - kvmha.cluster._attributes.CHECK_MODE
+  - kvmha.cluster._store
+attributes:
+  check_mode:
+    support: full
+    details: With O(state=stopped), reports whether the marker would be written, without writing it.
+  diff_mode:
+    support: full
+    details: With O(state=stopped), shows the record's state and sequence number before and after.
+  idempotent:
+    support: full
+options:
+  state:
+    description:
+      - V(check) reads heartbeats and changes nothing.
+      - V(stopped) writes the stopped marker for O(host).
+    type: str
+    choices: [check, stopped]
+    default: check
+  hosts:
+    description:
+      - The hosts to check. Default is every host that has a record in the store.
+      - A listed host without a record is reported as C(missing).
+    type: list
+    elements: str
+  exclude:
+    description:
+      - Hosts that are never reported as suspects, for example hosts in maintenance. They are still read and reported.
+    type: list
+    elements: str
+    default: []
+  host:
+    description: The host whose stopped marker O(state=stopped) writes.
+    type: str
+  reason:
+    description: A short text recorded in the stopped marker (who stopped it and why).
+    type: str
+    default: ""
+  watch:
+    description:
+      - Seconds to keep watching. V(0) reads once.
+      - Returns early as soon as a host is suspect.
+    type: float
+    default: 0
+  poll:
+    description: Seconds between two samples while watching.
+    type: float
+    default: 0.5
+  misses:
+    description: How many intervals without a new sequence number make a host stale.
+    type: int
+    default: 3
+  skew_allowance:
+    description:
+      - Seconds by which clocks may disagree. A record whose timestamp is further than this from its file's
+        modification time is reported as C(clock_skew) (alive, writer clock wrong).
+      - The first-read age estimate is reduced by this much, so that it never overstates a host's age.
+    type: float
+    default: 2.0
+  observer_host:
+    description:
+      - The inventory name of the host this module runs on, when that host is itself a hypervisor.
+        If its own heartbeat does not look alive, the observer reports itself as not OK.
+    type: str
+  read_timeout:
+    description: Hard deadline in seconds for one sample of the whole store. A hung store fails the observer, not the hosts.
+    type: float
+    default: 10
+  max_record_size:
+    description: Records larger than this many bytes are reported as C(invalid).
+    type: int
+    default: 1048576
+notes:
+  - A C(missing), C(invalid), C(stale) or C(stopped) heartbeat is not proof that a host is down. It only makes the host
+    a suspect that M(kvmha.cluster.host_investigate) then looks at with evidence from other paths.
+seealso:
+  - module: kvmha.cluster.host_investigate
+  - role: kvmha.cluster.heartbeat_writer
+"""
+
+EXAMPLES = r"""
+- name: Watch the cluster for up to 50 seconds, return as soon as a host is suspect
+  kvmha.cluster.kvm_heartbeat:
+    store_path: /var/lib/kvmha-lab/store
+    hosts: "{{ groups['kvm_hosts'] }}"
+    exclude: "{{ hosts_in_maintenance }}"
+    watch: 50
+  register: heartbeat
+
+- name: Investigate only the suspects
+  ansible.builtin.debug:
+    msg: "{{ heartbeat.suspects }}"
+  when: heartbeat.observer_ok and heartbeat.suspects | length > 0
+
+- name: Mark h1 as gracefully stopped before maintenance
+  kvmha.cluster.kvm_heartbeat:
+    store_path: /var/lib/kvmha-lab/store
+    state: stopped
+    host: h1
+    reason: "maintenance by alice: firmware update"
+"""
+
+RETURN = r"""
+hosts:
+  description: Per host, the reader's judgement and what the last valid record said.
+  returned: state=check
+  type: dict
+  sample:
+    h1:
+      status: fresh
+      reason: ""
+      age: 1.2
+      seq: 4242
+      boot_id: 5f0c7a1e-4f1c-4b6e-9a59-0f3c2b0d9d11
+      rebooted: false
+      state: running
+      interval: 2.0
+      ts: 1764063000.5
+      clock_offset: 0.001
+      self_fence: {armed: false, deadline_s: 60.0}
+      capacity: {mem_free_mib: 3900, vcpus_free: 6}
+      vms: [{uuid: 0b5f6c1e-0d5a-4f7e-8d0c-5d1a2b3c4d5e, name: g1, ha: true, priority: 50, memory_mib: 64,
+             vcpus: 1, disks: [/var/lib/kvmha-lab/store/images/g1.img], group: ""}]
+suspects:
+  description: Hosts whose heartbeat is C(stale), C(stopped), C(missing) or C(invalid), minus O(exclude).
+  returned: state=check
+  type: list
+  elements: str
+  sample: [h1]
+fresh:
+  description: Hosts whose heartbeat is alive (C(fresh) or C(clock_skew)).
+  returned: state=check
+  type: list
+  elements: str
+  sample: [h2, h3]
+skewed:
+  description: Hosts whose writer clock disagrees with the store's clock by more than O(skew_allowance).
+  returned: state=check
+  type: list
+  elements: str
+  sample: []
+observer_ok:
+  description: False when the store could not be read in time, or every host (at least two) or the observer's own heartbeat looks dead.
+  returned: state=check
+  type: bool
+  sample: true
+observer_reason:
+  description: Why the observer is not OK; empty when it is.
+  returned: state=check
+  type: str
+  sample: ""
+ignored_files:
+  description: Files in the heartbeat directory that are not records of a valid host name, with the reason.
+  returned: state=check
+  type: dict
+  sample: {"..json": "host name '.' starts with a dot"}
+samples:
+  description: How many times the store was read.
+  returned: state=check
+  type: int
+  sample: 1
+elapsed:
+  description: Seconds spent in the module.
+  returned: always
+  type: float
+  sample: 0.012
+record:
+  description: The stopped marker as written (or as it would be written in check mode).
+  returned: state=stopped
+  type: dict
+  sample: {host: h1, state: stopped, seq: 4243}
+"""
+
+import os
+import time
+
+from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import STORE_SPEC, merge_specs
+from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule
+from ansible_collections.kvmha.cluster.plugins.module_utils._deadline import call_with_deadline
+from ansible_collections.kvmha.cluster.plugins.module_utils._errors import DeadlineExceeded, InvalidInput, StoreError
+from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import (
+    RecordReader,
+    StalenessJudge,
+    encode_record,
+    record_path,
+    stopped_record,
+    validate_host_name,
+    write_atomic,
+)
+
+ARGUMENT_SPEC = merge_specs(
+    STORE_SPEC,
+    {
+        "state": {"type": "str", "choices": ["check", "stopped"], "default": "check"},
+        "hosts": {"type": "list", "elements": "str"},
+        "exclude": {"type": "list", "elements": "str", "default": []},
+        "host": {"type": "str"},
+        "reason": {"type": "str", "default": ""},
+        "watch": {"type": "float", "default": 0},
+        "poll": {"type": "float", "default": 0.5},
+        "misses": {"type": "int", "default": 3},
+        "skew_allowance": {"type": "float", "default": 2.0},
+        "observer_host": {"type": "str"},
+        "read_timeout": {"type": "float", "default": 10},
+        "max_record_size": {"type": "int", "default": 1048576},
+    },
+)
+
+
+class HeartbeatCheck:
+    """One observation session: samples the store until a host turns suspect or the watch window ends."""
+
+    def __init__(self, params: dict):
+        self.params = params
+        self.reader = RecordReader(params["store_path"], max_bytes=params["max_record_size"])
+        self.judge = StalenessJudge(misses=params["misses"], skew_allowance=params["skew_allowance"])
+        self.exclude = {validate_host_name(h) for h in params["exclude"]}
+        self.hosts = None if params["hosts"] is None else sorted({validate_host_name(h) for h in params["hosts"]})
+        self.observer = params["observer_host"] and validate_host_name(params["observer_host"])
+        for name in ("watch", "poll", "read_timeout"):
+            if params[name] < 0 or (name != "watch" and params[name] == 0):
+                raise InvalidInput("%s must be %s" % (name, "positive" if name != "watch" else "zero or more"))
+
+    def run(self) -> dict:
+        start = time.monotonic()
+        window_end = start + self.params["watch"]
+        samples = 0
+        while True:
+            samples += 1
+            try:
+                states, ignored = call_with_deadline(self._sample, self.params["read_timeout"], "reading the store")
+            except (StoreError, DeadlineExceeded) as err:
+                return self._isolated(str(err), samples, start)
+            result = self._summarise(states, ignored)
+            if result["suspects"] or not result["observer_ok"] or time.monotonic() + self.params["poll"] > window_end:
+                break
+            time.sleep(self.params["poll"])
+        result.update(changed=False, samples=samples, elapsed=round(time.monotonic() - start, 3))
+        return result
+
+    def _sample(self) -> tuple:
+        ignored = {}
+        hosts = self.hosts
+        if hosts is None:
+            hosts, ignored = self.reader.hosts_in_store()
+        return [self.judge.judge(self.reader.read(host)) for host in hosts], ignored
+
+    def _summarise(self, states: list, ignored: dict) -> dict:
+        live = [s.host for s in states if s.live]
+        suspects = [s.host for s in states if not s.live and s.host not in self.exclude]
+        counted = [s for s in states if s.host not in self.exclude]
+        reason = ""
+        if len(counted) >= 2 and not any(s.live for s in counted):
+            reason = "no host's heartbeat looks alive (%d checked): the observer or the store is the likelier fault" % len(counted)
+        elif self.observer and any(s.host == self.observer and not s.live for s in states):
+            reason = "the observer's own heartbeat (%s) does not look alive" % self.observer
+        return {
+            "hosts": {s.host: s.as_dict() for s in states},
+            "suspects": suspects,
+            "fresh": live,
+            "skewed": [s.host for s in states if s.status == "clock_skew"],
+            "observer_ok": not reason,
+            "observer_reason": reason,
+            "ignored_files": ignored,
+        }
+
+    def _isolated(self, reason: str, samples: int, start: float) -> dict:
+        return {
+            "changed": False, "hosts": {}, "suspects": [], "fresh": [], "skewed": [], "ignored_files": {},
+            "observer_ok": False, "observer_reason": reason, "samples": samples,
+            "elapsed": round(time.monotonic() - start, 3),
+        }
+
+
+class StoppedMarker:
+    """Writes the graceful-stop marker for one host, keeping its last record's content."""
+
+    def __init__(self, params: dict, check_mode: bool, diff_mode: bool):
+        if not params["host"]:
+            raise InvalidInput("state=stopped needs host")
+        self.host = validate_host_name(params["host"])
+        self.params = params
+        self.check_mode = check_mode
+        self.diff_mode = diff_mode
+
+    def run(self) -> dict:
+        start = time.monotonic()
+        reader = RecordReader(self.params["store_path"], max_bytes=self.params["max_record_size"])
+        reading = call_with_deadline(reader.read, self.params["read_timeout"], "reading the heartbeat of %s" % self.host, self.host)
+        if reading.status == "invalid":
+            raise StoreError("refusing to replace the invalid heartbeat of %s (%s): repair or remove it first" % (self.host, reading.reason))
+        previous = reading.record
+        changed = previous is None or previous["state"] != "stopped"
+        record = stopped_record(previous, self.host, time.time(), self.params["reason"]) if changed else previous
+        if changed and not self.check_mode:
+            path = record_path(self.params["store_path"], self.host)
+            try:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                call_with_deadline(write_atomic, self.params["read_timeout"], "writing %s" % path, path, encode_record(record))
+            except OSError as err:
+                raise StoreError("cannot write %s: %s" % (path, err.strerror or err)) from err
+        result = {"changed": changed, "record": record, "elapsed": round(time.monotonic() - start, 3)}
+        if self.diff_mode:
+            result["diff"] = {"before": _summary(previous), "after": _summary(record)}
+        return result
+
+
+def _summary(record) -> dict:
+    if record is None:
+        return {}
+    return {"state": record["state"], "seq": record["seq"], "boot_id": record["boot_id"]}
+
+
+def main():
+    module = KvmhaModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True, required_if=[("state", "stopped", ["host"])])
+    params = module.params
+    if params["state"] == "stopped":
+        module.run(lambda: StoppedMarker(params, module.check_mode, module.diff_mode).run())
+    else:
+        module.run(lambda: HeartbeatCheck(params).run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+# Copyright: kvmha.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import uuid
+
+import pytest
+
+from ansible_collections.kvmha.cluster.plugins.module_utils import _heartbeat
+from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import write_atomic
+from ansible_collections.kvmha.cluster.plugins.modules import kvm_heartbeat
+
+
+def record(host, seq=1, interval=2.0, **overrides):
+    doc = {
+        "version": 1, "host": host, "boot_id": "b-" + host, "seq": seq, "ts": time.time(), "interval": interval,
+        "state": "running", "self_fence": {"armed": False, "deadline_s": 60.0},
+        "capacity": {"mem_free_mib": 1024, "vcpus_free": 2},
+        "vms": [{"uuid": str(uuid.uuid5(uuid.NAMESPACE_DNS, host)), "name": "vm-" + host, "ha": True, "priority": 50,
+                 "memory_mib": 64, "vcpus": 1, "disks": [], "group": ""}],
+    }
+    doc.update(overrides)
+    return doc
+
+
+@pytest.fixture
+def store(tmp_path):
+    os.makedirs(tmp_path / "kvmha" / "hosts")
+    return str(tmp_path)
+
+
+def beat(store, host, age=0.0, **fields):
+    path = os.path.join(store, "kvmha", "hosts", host + ".json")
+    write_atomic(path, json.dumps(record(host, **fields)).encode())
+    if age:
+        then = time.time() - age
+        os.utime(path, (then, then))
+    return path
+
+
+def test_check_reports_every_host_in_one_call(run_module, store):
+    beat(store, "h1")
+    beat(store, "h2")
+    beat(store, "h3", age=60)
+    result = run_module(kvm_heartbeat, {"store_path": store, "hosts": ["h1", "h2", "h3", "h4"]})
+    assert result["changed"] is False and result["observer_ok"] is True
+    assert result["fresh"] == ["h1", "h2"]
+    assert result["suspects"] == ["h3", "h4"]
+    assert result["hosts"]["h3"]["status"] == "stale" and result["hosts"]["h4"]["status"] == "missing"
+    assert result["hosts"]["h1"]["vms"][0]["name"] == "vm-h1"
+
+
+def test_check_defaults_to_every_record_in_the_store(run_module, store):
+    beat(store, "h1")
+    beat(store, "h2", state="stopped")
+    with open(os.path.join(store, "kvmha", "hosts", "evil..json"), "w") as f:
+        f.write("{}")
+    result = run_module(kvm_heartbeat, {"store_path": store})
+    assert sorted(result["hosts"]) == ["h1", "h2"]
+    assert result["suspects"] == ["h2"] and result["hosts"]["h2"]["status"] == "stopped"
+    assert "evil..json" in result["ignored_files"]
+
+
+def test_excluded_hosts_are_never_suspects(run_module, store):
+    beat(store, "h1")
+    beat(store, "h2", age=60)
+    result = run_module(kvm_heartbeat, {"store_path": store, "exclude": ["h2"]})
+    assert result["suspects"] == [] and result["hosts"]["h2"]["status"] == "stale"
+
+
+def test_observer_suspects_itself_when_every_host_looks_dead(run_module, store):
+    beat(store, "h1", age=60)
+    beat(store, "h2", age=60)
+    result = run_module(kvm_heartbeat, {"store_path": store})
+    assert result["observer_ok"] is False and "no host's heartbeat looks alive" in result["observer_reason"]
+
+
+def test_observer_suspects_itself_when_its_own_heartbeat_is_dead(run_module, store):
+    beat(store, "h1", age=60)
+    beat(store, "h2")
+    beat(store, "h3")
+    result = run_module(kvm_heartbeat, {"store_path": store, "observer_host": "h1"})
+    assert result["observer_ok"] is False and "observer's own heartbeat" in result["observer_reason"]
+
+
+def test_a_hung_store_fails_the_observer_not_the_hosts(run_module, store, monkeypatch):
+    beat(store, "h1")
+    monkeypatch.setattr(_heartbeat.RecordReader, "read", lambda self, host: time.sleep(30))
+    result = run_module(kvm_heartbeat, {"store_path": store, "hosts": ["h1"], "read_timeout": 0.3})
+    assert result["observer_ok"] is False and "did not finish within 0.3 s" in result["observer_reason"]
+    assert result["suspects"] == [] and "failed" not in result
+
+
+def test_watch_returns_as_soon_as_a_host_stops_beating(run_module, store):
+    # h2 keeps beating with a generous interval, so a slow test machine cannot make it look stale.
+    beat(store, "h1", interval=0.1)
+    beat(store, "h2", interval=2.0)
+    stop = threading.Event()
+
+    def writer():
+        seq = 1
+        while not stop.wait(0.1):
+            seq += 1
+            beat(store, "h2", seq=seq, interval=2.0)
+            if seq < 5:
+                beat(store, "h1", seq=seq, interval=0.1)
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    try:
+        result = run_module(kvm_heartbeat, {"store_path": store, "watch": 30, "poll": 0.05, "skew_allowance": 0.05})
+    finally:
+        stop.set()
+        thread.join()
+    assert result["suspects"] == ["h1"] and result["fresh"] == ["h2"]
+    assert result["samples"] > 3 and result["elapsed"] < 30
+
+
+def test_watch_returns_at_once_when_a_host_is_already_suspect(run_module, store):
+    beat(store, "h1", state="stopped")
+    result = run_module(kvm_heartbeat, {"store_path": store, "watch": 30})
+    assert result["samples"] == 1 and result["suspects"] == ["h1"]
+
+
+@pytest.mark.parametrize("args, words", [
+    ({"hosts": ["../../etc/passwd"]}, "'/'"),
+    ({"hosts": [".h1"]}, "starts with a dot"),
+    ({"exclude": ["a b"]}, "RFC 1123"),
+    ({"state": "stopped", "host": "h1/../x"}, "'/'"),
+    ({"poll": 0}, "poll must be positive"),
+    ({"watch": -1}, "watch must be zero or more"),
+    ({"misses": 0}, "misses must be at least 1"),
+])
+def test_bad_input_fails_clearly_and_changes_nothing(run_module, store, args, words):
+    before = sorted(os.listdir(os.path.join(store, "kvmha", "hosts")))
+    result = run_module(kvm_heartbeat, dict({"store_path": store}, **args))
+    assert result["failed"] is True and words in result["msg"] and result["error_kind"] == "invalid_input"
+    assert sorted(os.listdir(os.path.join(store, "kvmha", "hosts"))) == before
+
+
+def test_stopped_marker_keeps_the_vm_list_and_is_idempotent(run_module, store):
+    beat(store, "h1", seq=41)
+    result = run_module(kvm_heartbeat, {"store_path": store, "state": "stopped", "host": "h1", "reason": "maintenance"}, diff=True)
+    assert result["changed"] is True
+    assert result["diff"] == {"before": {"state": "running", "seq": 41, "boot_id": "b-h1"},
+                              "after": {"state": "stopped", "seq": 42, "boot_id": "b-h1"}}
+    with open(os.path.join(store, "kvmha", "hosts", "h1.json"), "rb") as f:
+        written = _heartbeat.parse_record(f.read())
+    assert written["state"] == "stopped" and written["vms"][0]["name"] == "vm-h1" and written["reason"] == "maintenance"
+    again = run_module(kvm_heartbeat, {"store_path": store, "state": "stopped", "host": "h1"})
+    assert again["changed"] is False
+
+
+def test_stopped_marker_in_check_mode_writes_nothing(run_module, store):
+    path = beat(store, "h1", seq=41)
+    before = open(path, "rb").read()
+    result = run_module(kvm_heartbeat, {"store_path": store, "state": "stopped", "host": "h1"}, check_mode=True)
+    assert result["changed"] is True and result["record"]["state"] == "stopped"
+    assert open(path, "rb").read() == before
+
+
+def test_stopped_marker_for_a_host_without_record(run_module, tmp_path):
+    result = run_module(kvm_heartbeat, {"store_path": str(tmp_path), "state": "stopped", "host": "h7"})
+    assert result["changed"] is True
+    assert os.path.exists(tmp_path / "kvmha" / "hosts" / "h7.json")
+
+
+def test_stopped_marker_never_overwrites_an_invalid_record(run_module, store):
+    path = os.path.join(store, "kvmha", "hosts", "h1.json")
+    with open(path, "wb") as f:
+        f.write(b"{garbage")
+    result = run_module(kvm_heartbeat, {"store_path": store, "state": "stopped", "host": "h1"})
+    assert result["failed"] is True and result["changed"] is False and "refusing to replace" in result["msg"]
+    assert open(path, "rb").read() == b"{garbage"
+
+
+def test_stopped_marker_needs_a_host(run_module, store):
+    result = run_module(kvm_heartbeat, {"store_path": store, "state": "stopped"})
+    assert result["failed"] is True and "host" in result["msg"]

@@ -15,6 +15,10 @@ A record lives at ``<store>/kvmha/hosts/<host>.json`` and is replaced atomically
      "vms": [{"uuid": "...", "name": "g1", "ha": true, "priority": 50, "memory_mib": 64, "vcpus": 1,
               "disks": ["/store/images/g1.img"], "group": ""}]}
 
+Optional keys: ``reason`` (why a writer stopped) and ``manifest`` (``{"source": "libvirt", "age_s": 0.1,
+"error": ""}``: where ``vms`` came from and how old it is; a writer that cannot reach libvirt keeps its last
+known list and reports the error and the age here).
+
 Liveness is never judged from ``ts`` (the writer's clock, which may be wrong). A reader watching the store
 judges by ``seq`` advancing under its own monotonic clock; a single read uses the file's mtime, which the
 store sets from its own clock. ``ts`` is only compared with the mtime to flag a skewed writer clock.
@@ -175,7 +179,22 @@ def parse_record(data: bytes, expected_host: str | None = None) -> dict:
     }
     if "reason" in doc:
         record["reason"] = _field(doc, "reason", lambda v: isinstance(v, str) and len(v) <= 1024, "a short string")
+    if "manifest" in doc:
+        record["manifest"] = _parse_manifest(_field(doc, "manifest", lambda v: isinstance(v, dict), "an object"))
     return record
+
+
+def _parse_manifest(manifest: dict) -> dict:
+    """Optional ``manifest``: where ``vms`` came from and how old it is (a writer keeps the last known list
+    when libvirt does not answer, and says so here instead of dropping VMs)."""
+    try:
+        return {
+            "source": _field(manifest, "source", lambda v: isinstance(v, str) and 0 < len(v) <= 32, "a short string"),
+            "age_s": _field(manifest, "age_s", lambda v: v is None or (_is_number(v) and v >= 0), "null or seconds"),
+            "error": _field(manifest, "error", lambda v: isinstance(v, str) and len(v) <= 1024, "a short string"),
+        }
+    except InvalidRecord as err:
+        raise InvalidRecord("manifest." + str(err)) from None
 
 
 def encode_record(record: dict) -> bytes:
@@ -313,6 +332,27 @@ def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def build_record(host: str, boot_id: str, seq: int, ts: float, interval: float, self_fence: dict, capacity: dict,
+                 vms: list, state: str = "running", manifest: dict | None = None, reason: str = "") -> dict:
+    """Assemble a v1 record (the writer's side of ``parse_record``) and check that a reader would accept it.
+
+    Capacity below zero is reported as zero. Raises ``InvalidRecord`` if the result would not parse.
+    """
+    record = {
+        "version": FORMAT_VERSION, "host": host, "boot_id": boot_id, "seq": seq, "ts": float(ts),
+        "interval": float(interval), "state": state,
+        "self_fence": {"armed": bool(self_fence["armed"]), "deadline_s": float(self_fence["deadline_s"])},
+        "capacity": {"mem_free_mib": max(0, int(capacity["mem_free_mib"])), "vcpus_free": max(0, int(capacity["vcpus_free"]))},
+        "vms": [dict(vm) for vm in vms],
+    }
+    if manifest is not None:
+        record["manifest"] = dict(manifest)
+    if reason:
+        record["reason"] = reason[:1024]
+    parse_record(encode_record(record), expected_host=host)
+    return record
 
 
 def stopped_record(previous: dict | None, host: str, now: float, reason: str = "") -> dict:

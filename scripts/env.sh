@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Environment shared by the test stages and the demo: repository-local HOME and ANSIBLE_HOME so that
 # test tools (ansible-test, molecule) never write outside the checkout, and the venv first on PATH.
 ROOT=${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}

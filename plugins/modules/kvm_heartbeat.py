@@ -25,7 +25,7 @@ description:
   - With O(state=stopped), writes the graceful-stop marker for O(host), keeping everything its last record knew
     (its VM list in particular), so the watchdog investigates at once instead of waiting for staleness.
 author:
-  - kvmha.cluster contributors
+  - kvmha.cluster developers (@kvmha)
 extends_documentation_fragment:
   - kvmha.cluster._attributes
   - kvmha.cluster._attributes.CHECK_MODE
@@ -103,9 +103,9 @@ options:
 notes:
   - A C(missing), C(invalid), C(stale) or C(stopped) heartbeat is not proof that a host is down. It only makes the host
     a suspect that M(kvmha.cluster.host_investigate) then looks at with evidence from other paths.
+  - The records are written by the C(kvmha.cluster.heartbeat_writer) role on every hypervisor.
 seealso:
   - module: kvmha.cluster.host_investigate
-  - role: kvmha.cluster.heartbeat_writer
 """
 
 EXAMPLES = r"""

@@ -9,9 +9,32 @@ from __future__ import annotations
 
 import copy
 
+from ansible.module_utils.basic import env_fallback
+
 # plugins/doc_fragments/_store.py
 STORE_SPEC = {
     "store_path": {"type": "path", "required": True},
+}
+
+# plugins/doc_fragments/_ipmi.py (inventory contract: kvmha_bmc_address, kvmha_bmc_port, kvmha_bmc_username,
+# kvmha_bmc_password). Only the secrets are no_log; a user name is not a secret.
+IPMI_CONNECTION_SPEC = {
+    "address": {"type": "str", "required": True, "aliases": ["bmc_address"]},
+    "port": {"type": "int", "default": 623},
+    "username": {"type": "str", "required": True, "aliases": ["user"]},
+    "password": {
+        "type": "str",
+        "required": True,
+        "no_log": True,
+        "fallback": (env_fallback, ["KVMHA_BMC_PASSWORD", "IPMI_PASSWORD"]),
+    },
+    "kg": {"type": "str", "no_log": True},
+}
+
+# plugins/doc_fragments/_libvirt.py
+LIBVIRT_CONNECTION_SPEC = {
+    "connect_timeout": {"type": "float", "default": 5.0},
+    "call_timeout": {"type": "float", "default": 10.0},
 }
 
 

@@ -1,0 +1,381 @@
+# Copyright: kvmha.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# This module_utils is PRIVATE: only the kvmha.cluster collection may use it, and it may change at any time.
+"""Chassis power of a BMC over IPMI 2.0 LAN (RMCP+), through pyghmi, under one hard wall-clock deadline.
+
+Two layers:
+
+* ``IpmiClient`` - one per BMC. It logs in (one pyghmi session per BMC per process: a second pyghmi ``Command()``
+  to a BMC that already has a session in the same process can hang forever, measured), reads the power state and
+  sends chassis control commands. Every call runs under ``call_with_deadline``, outside pyghmi's own retry loop,
+  and every failure becomes one of the ``BmcError`` classes with a message that is never ``None`` (pyghmi's own
+  "no answer" exception carries ``None``).
+* ``PowerOperation`` - the state machine of one ``ipmi_power`` run: read, compare *states* (not actions), send at
+  most one chassis control command, then confirm with N consecutive reads. ``fenced`` is true only when this run
+  saw the chassis off N times in a row; a read that failed or said "on" resets the count, so "unknown" never
+  counts as off.
+
+Only the standard chassis commands are used (IPMI 2.0 §28.2 Get Chassis Status, §28.3 Chassis Control), as
+``ipmitool`` and ``fence_ipmilan`` do; pyghmi's ``get_power``/``set_power`` are avoided because they first probe
+the BMC's vendor (extra round trips, vendor code paths) and ``set_power(wait=...)`` polls only once a second.
+Power cycle and hard reset are deliberately not offered: a reset is never a fence.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+from ._deadline import Deadline, call_with_deadline
+from ._errors import (
+    BmcAuthError,
+    BmcError,
+    BmcTimeout,
+    BmcUnreachable,
+    DeadlineExceeded,
+    InvalidInput,
+    PowerStateMismatch,
+)
+
+try:
+    from pyghmi import exceptions as pyghmi_exceptions
+    from pyghmi.ipmi import command as pyghmi_command
+except ImportError as import_error:  # reported by the module through missing_required_lib
+    PYGHMI_IMPORT_ERROR: ImportError | None = import_error
+    pyghmi_command = None
+    pyghmi_exceptions = None
+else:
+    PYGHMI_IMPORT_ERROR = None
+
+ON = "on"
+OFF = "off"
+UNKNOWN = "unknown"
+
+STATES = ("status", "on", "off", "shutdown")
+# The power state each requested state leads to (``status`` changes nothing).
+TARGET_POWERSTATE = {"on": ON, "off": OFF, "shutdown": OFF}
+
+NETFN_CHASSIS = 0x00
+CMD_GET_CHASSIS_STATUS = 0x01
+CMD_CHASSIS_CONTROL = 0x02
+# Chassis Control data byte. 0x02 (power cycle) and 0x03 (hard reset) are absent on purpose.
+CHASSIS_CONTROL = {"off": 0x00, "on": 0x01, "shutdown": 0x05}
+
+CC_INSUFFICIENT_PRIVILEGE = 0xD4
+CC_NO_RESPONSE = 0xFFFF  # pyghmi's code for "no answer to this request"
+
+MAX_USERNAME_BYTES = 16  # IPMI 2.0 user names
+MAX_PASSWORD_BYTES = 20  # IPMI 2.0 passwords
+
+# pyghmi messages (IpmiException texts, RMCP+ status codes) that mean "these credentials are not accepted".
+_AUTH_MARKERS = (
+    "incorrect password",
+    "unauthorized name",
+    "unauthorized role",
+    "invalid role",
+    "privilege",
+    "username too long",
+    "password is too long",
+    "invalid username length",
+)
+# ... and those that mean "nothing (useful) came back".
+_NO_ANSWER_MARKERS = ("timeout", "no longer connected", "unable to transmit", "session failed to initialize")
+
+# One pyghmi session per BMC per process, shared by every IpmiClient for the same BMC and credentials.
+_SESSIONS: dict = {}
+# Logins abandoned at their deadline: their thread may still sit in pyghmi, and another Command() to that BMC
+# could hang behind it, so this process does not try that BMC again.
+_ABANDONED: set = set()
+_SESSIONS_LOCK = threading.Lock()
+
+
+def format_target(address: str, port: int) -> str:
+    return "[%s]:%d" % (address, port) if ":" in address else "%s:%d" % (address, port)
+
+
+def _pyghmi_login(address, port, username, password, kg):
+    kwargs = {"bmc": address, "userid": username, "password": password, "port": port}
+    if kg:
+        kwargs["kg"] = kg
+    return pyghmi_command.Command(**kwargs)
+
+
+def classify_exception(error: BaseException, target: str, what: str, login: bool) -> BmcError:
+    """The ``BmcError`` for an exception raised by pyghmi (or the socket layer) while doing ``what``."""
+    if isinstance(error, BmcError):
+        return error
+    if isinstance(error, socket.gaierror):
+        return BmcUnreachable("%s: cannot resolve the BMC address (%s)" % (target, error))
+    if isinstance(error, OSError):
+        return BmcUnreachable("%s: network error during %s: %s" % (target, what, error))
+    message = error.args[0] if error.args else None
+    text = "" if message is None else str(message)
+    lowered = text.lower()
+    if pyghmi_exceptions is not None and not isinstance(error, pyghmi_exceptions.IpmiException):
+        return BmcError("%s: %s failed: pyghmi raised %s: %s" % (target, what, type(error).__name__, text or "(no message)"))
+    if any(marker in lowered for marker in _AUTH_MARKERS):
+        return BmcAuthError("%s: the BMC refused the credentials (%s)" % (target, text))
+    if message is None or not text or any(marker in lowered for marker in _NO_ANSWER_MARKERS):
+        if login:
+            return BmcUnreachable(
+                "%s: no answer from the BMC during login (IPMI over UDP): check the address, the port and the "
+                "out-of-band network%s" % (target, "" if not text else " (%s)" % text)
+            )
+        return BmcUnreachable("%s: the BMC stopped answering during %s%s" % (target, what, "" if not text else " (%s)" % text))
+    if "cipher suite" in lowered:
+        return BmcError("%s: no common cipher suite with the BMC (pyghmi offers suites 17 and 3): %s" % (target, text))
+    return BmcError("%s: %s failed: %s" % (target, what, text))
+
+
+def classify_response(response, target: str, what: str) -> BmcError | None:
+    """The ``BmcError`` for an IPMI response that carries an error (pyghmi returns those, it does not raise)."""
+    if not isinstance(response, dict):
+        return BmcError("%s: %s returned no response" % (target, what))
+    if "error" not in response:
+        return None
+    code = response.get("code")
+    text = response.get("error") or "completion code 0x%02X" % (code or 0)
+    if code == CC_NO_RESPONSE:
+        return BmcUnreachable("%s: the BMC did not answer %s (%s)" % (target, what, text))
+    if code == CC_INSUFFICIENT_PRIVILEGE:
+        return BmcAuthError("%s: the BMC user lacks the privilege for %s (%s)" % (target, what, text))
+    if isinstance(code, int):
+        return BmcError("%s: the BMC refused %s: %s (completion code 0x%02X)" % (target, what, text, code))
+    return BmcError("%s: the BMC refused %s: %s" % (target, what, text))
+
+
+class IpmiClient:
+    """One BMC: login, power state, chassis control; each call under the caller's ``Deadline``."""
+
+    def __init__(self, address: str, username: str, password: str, port: int = 623, kg: str | None = None,
+                 login=None):
+        if not address:
+            raise InvalidInput("the BMC address is empty")
+        if not 0 < port < 65536:
+            raise InvalidInput("the BMC port must be between 1 and 65535, not %d" % port)
+        if not username or len(username.encode("utf-8")) > MAX_USERNAME_BYTES:
+            raise InvalidInput("the BMC user name must be 1 to %d bytes long" % MAX_USERNAME_BYTES)
+        if len((password or "").encode("utf-8")) > MAX_PASSWORD_BYTES:
+            raise InvalidInput("the BMC password must be at most %d bytes long (IPMI 2.0)" % MAX_PASSWORD_BYTES)
+        self.address = address
+        self.port = port
+        self.username = username
+        self._password = password or ""
+        self._kg = kg or None
+        self._login = login or _pyghmi_login
+        self._session = None
+        self.target = format_target(address, port)
+
+    @property
+    def _key(self):
+        return (self.address, self.port, self.username, self._password, self._kg)
+
+    def connect(self, deadline: Deadline) -> None:
+        """Log in, or reuse this process's session to the same BMC."""
+        if self._session is not None:
+            return
+        key = self._key
+        with _SESSIONS_LOCK:
+            session = _SESSIONS.get(key)
+            abandoned = key in _ABANDONED
+        if session is None and abandoned:
+            raise BmcTimeout("%s: an earlier login to this BMC in this process never finished" % self.target)
+        if session is None:
+            try:
+                session = self._call(
+                    lambda: self._login(self.address, self.port, self.username, self._password, self._kg),
+                    deadline, "login", login=True)
+            except BmcTimeout:
+                with _SESSIONS_LOCK:
+                    _ABANDONED.add(key)
+                raise
+            with _SESSIONS_LOCK:
+                _SESSIONS[key] = session
+        self._session = session
+
+    def forget(self) -> None:
+        """Drop this process's session to the BMC (after it failed), so a later connect logs in again."""
+        with _SESSIONS_LOCK:
+            if _SESSIONS.get(self._key) is self._session:
+                del _SESSIONS[self._key]
+        self._session = None
+
+    def power_state(self, deadline: Deadline) -> str:
+        """``on`` or ``off``, from Get Chassis Status (bit 0 of the current power state byte)."""
+        response = self._raw(CMD_GET_CHASSIS_STATUS, (), deadline, "reading the power state")
+        data = response.get("data")
+        if not data:
+            raise BmcError("%s: the BMC answered Get Chassis Status without data" % self.target)
+        return ON if data[0] & 0x01 else OFF
+
+    def chassis_control(self, action: str, deadline: Deadline) -> None:
+        """Send Chassis Control ``action`` (``on``, ``off`` or ``shutdown``); the BMC acts asynchronously."""
+        if action not in CHASSIS_CONTROL:
+            raise InvalidInput("unsupported chassis control %r (only %s)" % (action, ", ".join(sorted(CHASSIS_CONTROL))))
+        self._raw(CMD_CHASSIS_CONTROL, (CHASSIS_CONTROL[action],), deadline, "power %s" % action)
+
+    def _raw(self, command: int, data, deadline: Deadline, what: str) -> dict:
+        if self._session is None:
+            self.connect(deadline)
+        session = self._session
+        response = self._call(
+            lambda: session.raw_command(netfn=NETFN_CHASSIS, command=command, data=data), deadline, what)
+        error = classify_response(response, self.target, what)
+        if error is not None:
+            raise error
+        return response
+
+    def _call(self, func, deadline: Deadline, what: str, login: bool = False):
+        remaining = deadline.remaining()
+        if remaining <= 0:
+            raise BmcTimeout("%s: the %g s timeout ran out before %s" % (self.target, deadline.seconds, what))
+        try:
+            return call_with_deadline(func, remaining, what)
+        except DeadlineExceeded as error:
+            raise BmcTimeout(
+                "%s: %s did not finish within the %g s timeout%s"
+                % (self.target, what, deadline.seconds, " (no answer from the BMC)" if login else "")
+            ) from error
+        except BmcError:
+            raise
+        except Exception as error:  # pyghmi's and the socket layer's errors become a classified BmcError
+            raise classify_exception(error, self.target, what, login) from error
+
+
+def empty_result(state: str) -> dict:
+    """The result shape of every ``ipmi_power`` run, success or failure."""
+    return {
+        "changed": False,
+        "state": state,
+        "action": "none",
+        "powerstate": {"before": UNKNOWN, "after": UNKNOWN},
+        "fenced": False,
+        "confirmations": 0,
+        "elapsed": 0.0,
+    }
+
+
+class PowerOperation:
+    """One run: bring the chassis to ``state`` (or just read it), confirmed by ``confirm`` consecutive reads."""
+
+    def __init__(self, client: IpmiClient, state: str, confirm: int = 2, poll_interval: float = 0.1,
+                 timeout: float = 10.0, check_mode: bool = False, sleep=time.sleep, clock=time.monotonic):
+        if state not in STATES:
+            raise InvalidInput("state must be one of %s, not %r" % (", ".join(STATES), state))
+        if not 1 <= confirm <= 100:
+            raise InvalidInput("confirm must be between 1 and 100, not %d" % confirm)
+        if not 0.01 <= poll_interval <= 10:
+            raise InvalidInput("poll_interval must be between 0.01 and 10 seconds, not %g" % poll_interval)
+        if not 0 < timeout <= 3600:
+            raise InvalidInput("timeout must be more than 0 and at most 3600 seconds, not %g" % timeout)
+        self.client = client
+        self.state = state
+        self.confirm = confirm
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+        self.check_mode = check_mode
+        self._sleep = sleep
+        self._clock = clock
+        self.result = empty_result(state)
+
+    def run(self) -> dict:
+        started = self._clock()
+        deadline = Deadline(self.timeout)
+        try:
+            self._run(deadline)
+        except BmcError as error:
+            error.result = dict(self._finish(started), **error.result)
+            raise
+        return self._finish(started)
+
+    def _finish(self, started: float) -> dict:
+        self.result["elapsed"] = round(self._clock() - started, 3)
+        return self.result
+
+    def _run(self, deadline: Deadline) -> None:
+        result = self.result
+        self.client.connect(deadline)
+        before = self.client.power_state(deadline)
+        result["powerstate"]["before"] = before
+        result["powerstate"]["after"] = before
+        want = TARGET_POWERSTATE.get(self.state)
+
+        if want is None:  # status: report; confirm an "off" so that fenced can be trusted
+            if before == OFF:
+                self._confirm(OFF, deadline, counted=1, command_sent=False)
+            return
+
+        if before == want:
+            self._confirm(want, deadline, counted=1, command_sent=False)
+            return
+
+        result["changed"] = True
+        result["action"] = self.state
+        if self.check_mode:
+            result["powerstate"]["after"] = want  # what a real run would reach
+            return
+        try:
+            self.client.chassis_control(self.state, deadline)
+        except BmcError as error:
+            # The command may or may not have reached the chassis when the BMC stopped answering.
+            if not isinstance(error, (BmcTimeout, BmcUnreachable)):
+                result["changed"] = False
+            result["powerstate"]["after"] = UNKNOWN
+            raise
+        self._confirm(want, deadline, counted=0, command_sent=True)
+
+    def _confirm(self, want: str, deadline: Deadline, counted: int, command_sent: bool) -> None:
+        """Read until ``confirm`` consecutive reads say ``want``, or raise ``PowerStateMismatch``.
+
+        After a command the first read is immediate and later ones come every ``poll_interval``; a read saying
+        otherwise, or failing, resets the count, and polling goes on until the deadline. Without a command (the
+        chassis was already in the state, which counts as the first read) a read saying the other state means the
+        chassis changed under us: ``status`` reports it, the other states fail without sending anything.
+        """
+        result = self.result
+        result["confirmations"] = counted
+        last_error = None
+        flipped = False
+        immediate = command_sent
+        while counted < self.confirm:
+            if not immediate:
+                self._sleep(max(0.0, min(self.poll_interval, deadline.remaining())))
+            immediate = False
+            if deadline.expired():
+                break
+            try:
+                seen = self.client.power_state(deadline)
+            except BmcError as error:  # unknown: never counts, and resets the count
+                last_error = error
+                seen = UNKNOWN
+            result["powerstate"]["after"] = seen
+            counted = counted + 1 if seen == want else 0
+            result["confirmations"] = counted
+            if not command_sent and seen not in (want, UNKNOWN):
+                flipped = True
+                break
+        confirmed = counted >= self.confirm
+        if want == OFF:
+            result["fenced"] = confirmed
+        if confirmed or (flipped and self.state == "status"):
+            return
+        target = self.client.target
+        if flipped:
+            raise PowerStateMismatch(
+                "%s: the chassis was %s, then read %s while it was being confirmed; no power command was sent"
+                % (target, want, result["powerstate"]["after"]))
+        raise PowerStateMismatch(
+            "%s: %s, but %d consecutive reads saying %s did not come within the %g s timeout (%d so far)%s"
+            % (
+                target,
+                "power %s was sent" % self.state if command_sent else "the chassis read %s" % want,
+                self.confirm,
+                want,
+                self.timeout,
+                counted,
+                "" if last_error is None else "; last read failed: %s" % last_error,
+            )
+        )

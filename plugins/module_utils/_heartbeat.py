@@ -108,9 +108,12 @@ def _is_number(value) -> bool:
 
 
 def _field(doc: dict, key: str, check, what: str):
-    _require(key in doc, "missing field %r" % key)
-    _require(check(doc[key]), "field %r must be %s, got %r" % (key, what, _short(doc[key])))
-    return doc[key]
+    if key not in doc:
+        raise InvalidRecord("missing field %r" % key)
+    value = doc[key]
+    if not check(value):  # the message is only built on failure: this runs 50 000 times per 1000-host read
+        raise InvalidRecord("field %r must be %s, got %s" % (key, what, _short(value)))
+    return value
 
 
 def _short(value) -> str:

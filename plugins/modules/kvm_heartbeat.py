@@ -100,6 +100,14 @@ options:
     description: Records larger than this many bytes are reported as C(invalid).
     type: int
     default: 1048576
+  detail:
+    description:
+      - V(full) returns every field of every host.
+      - V(suspects) returns every field only for suspects and clock-skewed hosts; alive hosts get C(status), C(age),
+        C(seq) and C(boot_id). This keeps the result small on large clusters (the healthy path of the watchdog).
+    type: str
+    choices: [full, suspects]
+    default: full
 notes:
   - A C(missing), C(invalid), C(stale) or C(stopped) heartbeat is not proof that a host is down. It only makes the host
     a suspect that M(kvmha.cluster.host_investigate) then looks at with evidence from other paths.
@@ -132,7 +140,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 hosts:
-  description: Per host, the reader's judgement and what the last valid record said.
+  description:
+    - Per host, the reader's judgement and what the last valid record said.
+    - With O(detail=suspects), fresh hosts only have C(status), C(age), C(seq), C(boot_id) and C(rebooted).
   returned: state=check
   type: dict
   sample:
@@ -233,6 +243,7 @@ ARGUMENT_SPEC = merge_specs(
         "observer_host": {"type": "str"},
         "read_timeout": {"type": "float", "default": 10},
         "max_record_size": {"type": "int", "default": 1048576},
+        "detail": {"type": "str", "choices": ["full", "suspects"], "default": "full"},
     },
 )
 
@@ -285,7 +296,7 @@ class HeartbeatCheck:
         elif self.observer and any(s.host == self.observer and not s.live for s in states):
             reason = "the observer's own heartbeat (%s) does not look alive" % self.observer
         return {
-            "hosts": {s.host: s.as_dict() for s in states},
+            "hosts": {s.host: self._report(s) for s in states},
             "suspects": suspects,
             "fresh": live,
             "skewed": [s.host for s in states if s.status == "clock_skew"],
@@ -293,6 +304,12 @@ class HeartbeatCheck:
             "observer_reason": reason,
             "ignored_files": ignored,
         }
+
+    def _report(self, state) -> dict:
+        report = state.as_dict()
+        if self.params["detail"] == "suspects" and state.status == "fresh":
+            report = {key: report[key] for key in ("status", "age", "seq", "boot_id", "rebooted")}
+        return report
 
     def _isolated(self, reason: str, samples: int, start: float) -> dict:
         return {

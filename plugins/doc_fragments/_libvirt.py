@@ -1,0 +1,30 @@
+# Copyright: kvmha.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# This doc fragment is PRIVATE: only the kvmha.cluster collection may use it, and it may change at any time.
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    # Matches LIBVIRT_CONNECTION_SPEC in plugins/module_utils/_argspec.py.
+    DOCUMENTATION = r"""
+options:
+  connect_timeout:
+    description:
+      - Hard deadline in seconds for opening one libvirt connection.
+      - libvirt's own limits are far longer (a dead TCP peer ~14.5 s, over SSH ~134 s, both measured), so a host
+        whose libvirtd does not answer within this time is treated as unreachable.
+      - Connection URIs come from the inventory variable C(kvmha_libvirt_uri), for example
+        C(qemu+ssh://root@h2/system). The C(ext) transport and the C(command)/C(netcat) URI parameters are refused,
+        as they name commands to run.
+    type: float
+    default: 5.0
+  call_timeout:
+    description:
+      - Hard deadline in seconds for every single libvirt call (list, define, start, state).
+      - A call that misses it is abandoned and its effect is treated as unknown.
+    type: float
+    default: 10.0
+"""

@@ -79,7 +79,7 @@ DEFAULTS = {
     "xml_mode": "0640",
     "boot_id_path": "/proc/sys/kernel/random/boot_id",
     "meminfo_path": "/proc/meminfo",
-    "libvirt": {"method": "auto", "uri": "qemu:///system", "timeout": 5.0, "refresh_interval": 2.0, "virsh": "virsh"},
+    "libvirt": {"method": "auto", "uri": "qemu:///system", "timeout": 5.0, "refresh_interval": None, "virsh": "virsh"},
     "ha_domains": [],
     "capacity": {"mem_mib": None, "vcpus": None, "reserved_mem_mib": 512, "reserved_vcpus": 0},
     "self_fence": {
@@ -150,6 +150,8 @@ def parse_config(doc: dict) -> dict:
     if not isinstance(lv["virsh"], str) or not lv["virsh"]:
         raise ConfigError("libvirt.virsh must be a program name or path")
     lv["timeout"] = _number(lv, "timeout", "libvirt.", 0.1, 600)
+    if lv["refresh_interval"] is None:
+        lv["refresh_interval"] = conf["interval"]  # every beat
     lv["refresh_interval"] = _number(lv, "refresh_interval", "libvirt.", 0.1, 3600)
 
     domains = conf["ha_domains"]

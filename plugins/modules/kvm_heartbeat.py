@@ -22,6 +22,9 @@ description:
   - The observer judges itself too. When the store cannot be read in time, or every host (at least two) looks dead,
     the likelier explanation is that the observer is cut off, so RV(observer_ok) is false and nobody should be
     fenced on its word.
+  - Reads the maintenance and fenced marks of the store too (see M(kvmha.cluster.host_mark)). A host in maintenance
+    is never a suspect. A host marked fenced is expected to be dead and is not a suspect either; if its heartbeat is
+    alive again it is listed in RV(returning), and a watch returns at once so it can be reconciled.
   - With O(state=stopped), writes the graceful-stop marker for O(host), keeping everything its last record knew
     (its VM list in particular), so the watchdog investigates at once instead of waiting for staleness.
 author:
@@ -173,6 +176,27 @@ fresh:
   type: list
   elements: str
   sample: [h2, h3]
+maintenance:
+  description: Active maintenance marks by host (an unreadable mark counts as active and has only a C(invalid) reason).
+  returned: state=check
+  type: dict
+  sample: {h2: {owner: alice, expires_at: 1764070200.0, data: {reason: BIOS update}}}
+maintenance_expired:
+  description: Maintenance marks whose expiry has passed: the maintenance has ended by itself; worth an alert.
+  returned: state=check
+  type: dict
+  sample: {}
+fenced:
+  description: Active fenced marks by host (an unreadable mark counts as active).
+  returned: state=check
+  type: dict
+  sample: {h1: {owner: watchdog-42, data: {verdict: SUSPECT, vms: [g1, g2]}}}
+returning:
+  description: Hosts marked fenced whose heartbeat is alive again; they must be reconciled before they count as live.
+  returned: state=check
+  type: list
+  elements: str
+  sample: []
 skewed:
   description: Hosts whose writer clock disagrees with the store's clock by more than O(skew_allowance).
   returned: state=check
@@ -180,7 +204,9 @@ skewed:
   elements: str
   sample: []
 observer_ok:
-  description: False when the store could not be read in time, or every host (at least two) or the observer's own heartbeat looks dead.
+  description:
+    - False when the store could not be read in time, or every host (at least two, not counting hosts in maintenance
+      or marked fenced) or the observer's own heartbeat looks dead.
   returned: state=check
   type: bool
   sample: true
@@ -227,6 +253,7 @@ from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import (
     validate_host_name,
     write_atomic,
 )
+from ansible_collections.kvmha.cluster.plugins.module_utils._marks import FENCED, MAINTENANCE, MARK_KINDS, read_marks
 
 ARGUMENT_SPEC = merge_specs(
     STORE_SPEC,
@@ -258,6 +285,7 @@ class HeartbeatCheck:
         self.exclude = {validate_host_name(h) for h in params["exclude"]}
         self.hosts = None if params["hosts"] is None else sorted({validate_host_name(h) for h in params["hosts"]})
         self.observer = params["observer_host"] and validate_host_name(params["observer_host"])
+        self.marks = None  # read once per run: marks change rarely, and only between runs
         for name in ("watch", "poll", "read_timeout"):
             if params[name] < 0 or (name != "watch" and params[name] == 0):
                 raise InvalidInput("%s must be %s" % (name, "positive" if name != "watch" else "zero or more"))
@@ -273,7 +301,8 @@ class HeartbeatCheck:
             except (StoreError, DeadlineExceeded) as err:
                 return self._isolated(str(err), samples, start)
             result = self._summarise(states, ignored)
-            if result["suspects"] or not result["observer_ok"] or time.monotonic() + self.params["poll"] > window_end:
+            if (result["suspects"] or result["returning"] or not result["observer_ok"]
+                    or time.monotonic() + self.params["poll"] > window_end):
                 break
             time.sleep(self.params["poll"])
         result.update(changed=False, samples=samples, elapsed=round(time.monotonic() - start, 3))
@@ -284,12 +313,17 @@ class HeartbeatCheck:
         hosts = self.hosts
         if hosts is None:
             hosts, ignored = self.reader.hosts_in_store()
+        if self.marks is None:
+            self.marks = {kind: read_marks(self.params["store_path"], kind) for kind in MARK_KINDS}
         return [self.judge.judge(self.reader.read(host)) for host in hosts], ignored
 
     def _summarise(self, states: list, ignored: dict) -> dict:
+        maintenance = _active(self.marks[MAINTENANCE])
+        fenced = _active(self.marks[FENCED])
+        out = self.exclude | set(maintenance) | set(fenced)
         live = [s.host for s in states if s.live]
-        suspects = [s.host for s in states if not s.live and s.host not in self.exclude]
-        counted = [s for s in states if s.host not in self.exclude]
+        suspects = [s.host for s in states if not s.live and s.host not in out]
+        counted = [s for s in states if s.host not in out]
         reason = ""
         if len(counted) >= 2 and not any(s.live for s in counted):
             reason = "no host's heartbeat looks alive (%d checked): the observer or the store is the likelier fault" % len(counted)
@@ -303,6 +337,10 @@ class HeartbeatCheck:
             "observer_ok": not reason,
             "observer_reason": reason,
             "ignored_files": ignored,
+            "maintenance": maintenance,
+            "maintenance_expired": self.marks[MAINTENANCE]["expired"],
+            "fenced": fenced,
+            "returning": [s.host for s in states if s.live and s.host in fenced],
         }
 
     def _report(self, state) -> dict:
@@ -314,6 +352,7 @@ class HeartbeatCheck:
     def _isolated(self, reason: str, samples: int, start: float) -> dict:
         return {
             "changed": False, "hosts": {}, "suspects": [], "fresh": [], "skewed": [], "ignored_files": {},
+            "maintenance": {}, "maintenance_expired": {}, "fenced": {}, "returning": [],
             "observer_ok": False, "observer_reason": reason, "samples": samples,
             "elapsed": round(time.monotonic() - start, 3),
         }
@@ -350,6 +389,13 @@ class StoppedMarker:
         if self.diff_mode:
             result["diff"] = {"before": _summary(previous), "after": _summary(record)}
         return result
+
+
+def _active(marks: dict) -> dict:
+    """Active marks, with unreadable ones counted as active (the cautious reading)."""
+    active = dict(marks["active"])
+    active.update({host: {"invalid": reason} for host, reason in marks["invalid"].items()})
+    return active
 
 
 def _summary(record) -> dict:

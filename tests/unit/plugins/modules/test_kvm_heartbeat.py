@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from ansible_collections.kvmha.cluster.plugins.module_utils import _heartbeat
+from ansible_collections.kvmha.cluster.plugins.module_utils import _heartbeat, _marks
 from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import write_atomic
 from ansible_collections.kvmha.cluster.plugins.modules import kvm_heartbeat
 
@@ -183,3 +183,46 @@ def test_stopped_marker_never_overwrites_an_invalid_record(run_module, store):
 def test_stopped_marker_needs_a_host(run_module, store):
     result = run_module(kvm_heartbeat, {"store_path": store, "state": "stopped"})
     assert result["failed"] is True and "host" in result["msg"]
+
+
+# ------------------------------------------------------------------------------------------ marks
+
+
+def test_hosts_in_maintenance_are_never_suspects(run_module, store):
+    beat(store, "h1")
+    beat(store, "h2", age=60)
+    _marks.set_mark(store, "maintenance", "h2", "alice", {"reason": "bios"}, ttl=600)
+    result = run_module(kvm_heartbeat, {"store_path": store})
+    assert result["suspects"] == [] and list(result["maintenance"]) == ["h2"]
+    assert result["maintenance"]["h2"]["owner"] == "alice"
+
+
+def test_expired_maintenance_ends_by_itself_and_is_reported(run_module, store):
+    beat(store, "h1")
+    beat(store, "h2", age=60)
+    mark = _marks.set_mark(store, "maintenance", "h2", "alice", {"reason": "bios"}, ttl=1)["mark"]
+    old = time.time() - 60
+    os.utime(os.path.join(store, "kvmha", "maintenance", "h2", "%010d.json" % mark["generation"]), (old, old))
+    result = run_module(kvm_heartbeat, {"store_path": store})
+    assert result["suspects"] == ["h2"] and list(result["maintenance_expired"]) == ["h2"]
+
+
+def test_fenced_hosts_are_not_suspects_and_returning_ones_are_reported(run_module, store):
+    beat(store, "h1")
+    beat(store, "h2", age=60)
+    beat(store, "h3")
+    for host in ("h2", "h3"):
+        _marks.set_mark(store, "fenced", host, "watchdog", {"vms": []})
+    result = run_module(kvm_heartbeat, {"store_path": store, "watch": 30})
+    assert result["suspects"] == [] and sorted(result["fenced"]) == ["h2", "h3"]
+    assert result["returning"] == ["h3"] and result["samples"] == 1
+
+
+def test_an_unreadable_mark_counts_as_active(run_module, store):
+    beat(store, "h1")
+    beat(store, "h2", age=60)
+    os.makedirs(os.path.join(store, "kvmha", "maintenance", "h2"))
+    with open(os.path.join(store, "kvmha", "maintenance", "h2", "0000000001.json"), "w") as f:
+        f.write("{broken")
+    result = run_module(kvm_heartbeat, {"store_path": store})
+    assert result["suspects"] == [] and "invalid" in result["maintenance"]["h2"]

@@ -1,0 +1,146 @@
+# Copyright: kvmha.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# This module_utils is PRIVATE: only the kvmha.cluster collection may use it, and it may change at any time.
+"""Cluster state kept on the shared store, built on ``_storefile`` documents:
+
+- the cluster lease ``<store>/kvmha/lease/<cluster>``: whoever holds it may fence and recover in that cluster;
+  taken over only once expired (judged by the store's clock plus a skew allowance) or released;
+- fenced marks ``<store>/kvmha/fenced/<host>``: the host was found powered off (or fenced) and its VMs moved; it must
+  be reconciled (its stale domains removed) before it counts as live again. They never expire;
+- maintenance marks ``<store>/kvmha/maintenance/<host>``: with owner, reason and an expiry after which the
+  maintenance ends by itself.
+A mark is removed by publishing a released generation, so its history stays on the store.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ._errors import KvmhaError
+from ._heartbeat import store_dir, validate_host_name
+from ._storefile import Conflict, DocumentStore, InvalidDocument
+
+LEASE = "lease"
+FENCED = "fenced"
+MAINTENANCE = "maintenance"
+MARK_KINDS = (FENCED, MAINTENANCE)
+DEFAULT_SKEW = 5.0
+
+
+class LeaseHeld(KvmhaError):
+    """Another owner holds the cluster lease."""
+
+    kind = "lease_held"
+
+
+def documents(store: str, kind: str) -> DocumentStore:
+    return DocumentStore(store_dir(store, kind), kind)
+
+
+# --------------------------------------------------------------------------------------------------- lease
+
+
+def acquire_lease(store: str, cluster: str, owner: str, ttl: float, skew: float = DEFAULT_SKEW, dry_run: bool = False) -> dict:
+    """Take or renew the lease of ``cluster`` for ``owner``; raise ``LeaseHeld`` if someone else holds it.
+
+    Returns ``{changed, takeover, lease}``. With ``dry_run`` nothing is written and ``lease`` is what would be.
+    """
+    docs = documents(store, LEASE)
+    current = docs.read(cluster)
+    if current is not None and current.owner != owner and current.live(skew=skew):
+        raise LeaseHeld(
+            "the lease of cluster %s is held by %s until %s" % (cluster, current.owner, _when(current.expires_at)),
+            result={"acquired": False, "holder": current.as_dict()},
+        )
+    takeover = current is not None and current.owner != owner
+    data = {"cluster": cluster, "acquired_at": time.time(), "takeover_from": current.owner if takeover else None}
+    if dry_run:
+        return {"changed": True, "takeover": takeover, "lease": {"name": cluster, "owner": owner, "ttl": ttl, "data": data}}
+    try:
+        if current is None:
+            lease = docs.create(cluster, owner, data, ttl)
+        else:
+            lease = docs.replace(cluster, current, owner, data, ttl)
+    except Conflict as err:
+        holder = err.current.as_dict() if err.current is not None else None
+        raise LeaseHeld("another watchdog took the lease of cluster %s first" % cluster,
+                        result={"acquired": False, "holder": holder}) from err
+    docs.prune(cluster)
+    return {"changed": True, "takeover": takeover, "lease": lease.as_dict()}
+
+
+def release_lease(store: str, cluster: str, owner: str, dry_run: bool = False) -> dict:
+    """Release the lease if ``owner`` holds it; anything else is left alone (changed false)."""
+    docs = documents(store, LEASE)
+    current = docs.read(cluster)
+    if current is None or current.owner != owner or current.released:
+        return {"changed": False, "lease": None if current is None else current.as_dict()}
+    if dry_run:
+        return {"changed": True, "lease": dict(current.as_dict(), released=True)}
+    try:
+        released = docs.release(current)
+    except Conflict:
+        return {"changed": False, "lease": None}  # someone took it over after it expired: not ours any more
+    return {"changed": True, "lease": released.as_dict()}
+
+
+# --------------------------------------------------------------------------------------------------- marks
+
+
+def read_marks(store: str, kind: str, now: float | None = None, skew: float = DEFAULT_SKEW) -> dict:
+    """All marks of ``kind``: {"active": {host: mark}, "expired": {host: mark}, "invalid": {host: reason}}.
+
+    Released marks are history and not returned. A mark that cannot be parsed is reported, never ignored:
+    callers treat it as active, the cautious reading for both kinds.
+    """
+    docs = documents(store, kind)
+    now = time.time() if now is None else now
+    marks = {"active": {}, "expired": {}, "invalid": {}}
+    for host in docs.names():
+        try:
+            current = docs.read(host)
+        except InvalidDocument as err:
+            marks["invalid"][host] = str(err)
+            continue
+        if current is None or current.released:
+            continue
+        state = "expired" if current.expired(now, skew) else "active"
+        marks[state][host] = current.as_dict()
+    return marks
+
+
+def set_mark(store: str, kind: str, host: str, owner: str, data: dict, ttl: float | None = None, dry_run: bool = False) -> dict:
+    """Create (or refresh an expired/released) mark; an active mark is left as it is (changed false)."""
+    validate_host_name(host)
+    docs = documents(store, kind)
+    current = docs.read(host)
+    if current is not None and current.live():
+        return {"changed": False, "mark": current.as_dict()}
+    planned = {"name": host, "owner": owner, "ttl": ttl, "released": False, "data": data}
+    if dry_run:
+        return {"changed": True, "mark": planned}
+    mark = docs.create(host, owner, data, ttl) if current is None else docs.replace(host, current, owner, data, ttl)
+    docs.prune(host)
+    return {"changed": True, "mark": mark.as_dict()}
+
+
+def clear_mark(store: str, kind: str, host: str, owner: str, dry_run: bool = False) -> dict:
+    """Release the mark of ``host`` (an expired one too); no mark is no change."""
+    validate_host_name(host)
+    docs = documents(store, kind)
+    current = docs.read(host)
+    if current is None or current.released:
+        return {"changed": False, "mark": None}
+    if dry_run:
+        return {"changed": True, "mark": dict(current.as_dict(), released=True)}
+    released = docs.replace(host, current, owner, current.data, current.ttl, released=True)
+    docs.prune(host)
+    return {"changed": True, "mark": released.as_dict()}
+
+
+def _when(timestamp) -> str:
+    if timestamp is None:
+        return "it is released"
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))

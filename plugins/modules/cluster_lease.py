@@ -1,0 +1,136 @@
+#!/usr/bin/python
+# Copyright: kvmha.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: cluster_lease
+short_description: Take or release the lease that lets one watchdog act on a cluster
+version_added: 0.1.0
+description:
+  - A watchdog takes its cluster's lease on the shared store before it fences or recovers anything, so two
+    watchdogs (two AWX jobs, a scheduled run and a manual one) never act on one cluster at once.
+  - The lease has an owner, a generation and an expiry. It is renewed by its owner, and taken over by anyone else
+    only after it expired (judged by the store's clock plus O(skew)) or was released. Every take-over is a
+    compare-and-replace of the exact generation that was read, so of two watchdogs racing for it exactly one wins.
+  - When someone else holds the lease, the module does not fail; it returns RV(acquired=false) and the holder.
+author:
+  - kvmha.cluster developers (@kvmha)
+extends_documentation_fragment:
+  - kvmha.cluster._attributes
+  - kvmha.cluster._attributes.CHECK_MODE
+  - kvmha.cluster._store
+attributes:
+  check_mode:
+    support: full
+    details: Reports whether the lease would be taken, renewed or released, without writing.
+  diff_mode:
+    support: none
+  idempotent:
+    support: partial
+    details: Releasing is idempotent. Acquiring always renews the expiry, so it reports a change every time.
+options:
+  cluster:
+    description: The cluster name (C(kvmha_cluster)).
+    type: str
+    required: true
+  owner:
+    description: Who holds the lease, unique per watchdog run (for example the AWX job id).
+    type: str
+    required: true
+  state:
+    description: V(acquired) takes or renews the lease, V(released) gives it up if O(owner) holds it.
+    type: str
+    choices: [acquired, released]
+    default: acquired
+  ttl:
+    description: Seconds the lease lasts (from the store's clock) unless renewed or released.
+    type: float
+    default: 300
+  skew:
+    description: Seconds added to the expiry before someone else may take the lease over.
+    type: float
+    default: 5
+"""
+
+EXAMPLES = r"""
+- name: Take the cluster lease before fencing
+  kvmha.cluster.cluster_lease:
+    store_path: /var/lib/kvmha-lab/store
+    cluster: lab
+    owner: "awx-job-{{ awx_job_id | default('manual') }}"
+    ttl: 300
+  register: lease
+
+- name: Give it back at the end of the run
+  kvmha.cluster.cluster_lease:
+    store_path: /var/lib/kvmha-lab/store
+    cluster: lab
+    owner: "awx-job-{{ awx_job_id | default('manual') }}"
+    state: released
+"""
+
+RETURN = r"""
+acquired:
+  description: Whether O(owner) holds the lease now (always false for O(state=released)).
+  returned: always
+  type: bool
+  sample: true
+takeover:
+  description: Whether the lease was taken over from another owner (whose lease had expired or was released).
+  returned: state=acquired and acquired
+  type: bool
+  sample: false
+lease:
+  description: The lease as written (or as it would be in check mode), or the current one.
+  returned: when there is one
+  type: dict
+  sample: {name: lab, owner: awx-job-42, generation: 7, ttl: 300.0, expires_at: 1764063300.0, released: false}
+holder:
+  description: The lease of the other owner that holds it.
+  returned: state=acquired and not acquired
+  type: dict
+  sample: {name: lab, owner: awx-job-41, generation: 6, expires_at: 1764063250.0}
+"""
+
+from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import STORE_SPEC, merge_specs
+from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule
+from ansible_collections.kvmha.cluster.plugins.module_utils._errors import InvalidInput
+from ansible_collections.kvmha.cluster.plugins.module_utils._marks import LeaseHeld, acquire_lease, release_lease
+from ansible_collections.kvmha.cluster.plugins.module_utils._storefile import validate_name
+
+ARGUMENT_SPEC = merge_specs(
+    STORE_SPEC,
+    {
+        "cluster": {"type": "str", "required": True},
+        "owner": {"type": "str", "required": True},
+        "state": {"type": "str", "choices": ["acquired", "released"], "default": "acquired"},
+        "ttl": {"type": "float", "default": 300},
+        "skew": {"type": "float", "default": 5},
+    },
+)
+
+
+def run(params: dict, check_mode: bool) -> dict:
+    cluster = validate_name(params["cluster"], "cluster name")
+    if params["ttl"] <= 0 or params["skew"] < 0:
+        raise InvalidInput("ttl must be positive and skew not negative")
+    if params["state"] == "released":
+        result = release_lease(params["store_path"], cluster, params["owner"], dry_run=check_mode)
+        return dict(result, acquired=False)
+    try:
+        result = acquire_lease(params["store_path"], cluster, params["owner"], params["ttl"], params["skew"], dry_run=check_mode)
+    except LeaseHeld as held:
+        return dict(held.result, changed=False, msg=held.msg)
+    return dict(result, acquired=True)
+
+
+def main():
+    module = KvmhaModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    module.run(lambda: run(module.params, module.check_mode))
+
+
+if __name__ == "__main__":
+    main()

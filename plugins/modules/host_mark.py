@@ -1,0 +1,141 @@
+#!/usr/bin/python
+# Copyright: kvmha.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: host_mark
+short_description: Put a hypervisor in or out of maintenance, or mark it fenced, on the shared store
+version_added: 0.1.0
+description:
+  - V(maintenance) marks carry an owner, a reason and an expiry. While a host's mark is active, the watchdog never
+    acts on that host. When the expiry passes, the maintenance ends by itself and the watchdog reports it.
+  - V(fenced) marks are written by the watchdog when a host's VMs are moved away after its power-off was confirmed.
+    They never expire. While a host is marked fenced it is never an evacuation target; when it comes back, its stale
+    copies of the moved VMs are removed before the mark is cleared (the returning-host guard, C(unfence.yml)).
+  - Marks are never deleted. Clearing one publishes a released generation, so the history stays on the store.
+author:
+  - kvmha.cluster developers (@kvmha)
+extends_documentation_fragment:
+  - kvmha.cluster._attributes
+  - kvmha.cluster._attributes.CHECK_MODE
+  - kvmha.cluster._store
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+    details: Shows whether the host is marked before and after.
+  idempotent:
+    support: full
+    details: Setting a mark that is active changes nothing (leave maintenance first to change its reason or expiry).
+options:
+  kind:
+    description: Which mark.
+    type: str
+    choices: [maintenance, fenced]
+    required: true
+  host:
+    description: The host (inventory name).
+    type: str
+    required: true
+  state:
+    description: V(present) sets the mark, V(absent) clears it.
+    type: str
+    choices: [present, absent]
+    default: present
+  owner:
+    description: Who sets or clears the mark (a person for maintenance, the watchdog run for fenced marks).
+    type: str
+    required: true
+  reason:
+    description: Why. Required to enter maintenance.
+    type: str
+    default: ""
+  duration:
+    description: Seconds until a maintenance mark expires (from the store's clock). Ignored for fenced marks.
+    type: float
+    default: 3600
+  data:
+    description: Extra facts kept in the mark (for fenced marks, the verdict, the rule and the VMs that were moved).
+    type: dict
+    default: {}
+"""
+
+EXAMPLES = r"""
+- name: Enter maintenance for two hours
+  kvmha.cluster.host_mark:
+    store_path: /var/lib/kvmha-lab/store
+    kind: maintenance
+    host: h2
+    owner: alice
+    reason: BIOS update
+    duration: 7200
+
+- name: Leave maintenance
+  kvmha.cluster.host_mark:
+    store_path: /var/lib/kvmha-lab/store
+    kind: maintenance
+    host: h2
+    owner: alice
+    state: absent
+"""
+
+RETURN = r"""
+mark:
+  description: The mark as written, as it would be in check mode, or as it is; null when there is none.
+  returned: always
+  type: dict
+  sample: {name: h2, owner: alice, generation: 1, ttl: 7200.0, expires_at: 1764070200.0, released: false,
+           data: {reason: BIOS update}}
+"""
+
+from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import STORE_SPEC, merge_specs
+from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule
+from ansible_collections.kvmha.cluster.plugins.module_utils._errors import InvalidInput
+from ansible_collections.kvmha.cluster.plugins.module_utils._marks import MAINTENANCE, clear_mark, set_mark
+
+ARGUMENT_SPEC = merge_specs(
+    STORE_SPEC,
+    {
+        "kind": {"type": "str", "choices": ["maintenance", "fenced"], "required": True},
+        "host": {"type": "str", "required": True},
+        "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+        "owner": {"type": "str", "required": True},
+        "reason": {"type": "str", "default": ""},
+        "duration": {"type": "float", "default": 3600},
+        "data": {"type": "dict", "default": {}},
+    },
+)
+
+
+def run(params: dict, check_mode: bool, diff_mode: bool) -> dict:
+    store, kind, host, owner = params["store_path"], params["kind"], params["host"], params["owner"]
+    if params["state"] == "absent":
+        result = clear_mark(store, kind, host, owner, dry_run=check_mode)
+    else:
+        ttl = None
+        if kind == MAINTENANCE:
+            if not params["reason"]:
+                raise InvalidInput("entering maintenance needs a reason")
+            if params["duration"] <= 0:
+                raise InvalidInput("duration must be positive")
+            ttl = params["duration"]
+        data = dict(params["data"], reason=params["reason"])
+        result = set_mark(store, kind, host, owner, data, ttl, dry_run=check_mode)
+    if diff_mode:
+        marked_after = params["state"] == "present"
+        marked_before = marked_after != result["changed"]
+        result["diff"] = {"before": {kind: marked_before}, "after": {kind: marked_after}}
+    return result
+
+
+def main():
+    module = KvmhaModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    module.run(lambda: run(module.params, module.check_mode, module.diff_mode))
+
+
+if __name__ == "__main__":
+    main()

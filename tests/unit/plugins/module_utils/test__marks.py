@@ -1,0 +1,121 @@
+# Copyright: kvmha.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+
+import pytest
+
+from ansible_collections.kvmha.cluster.plugins.module_utils import _marks
+from ansible_collections.kvmha.cluster.plugins.module_utils._errors import InvalidInput
+
+
+def age(store, kind, name, seconds):
+    """Make the current generation of a document look ``seconds`` old to the store's clock."""
+    directory = os.path.join(store, "kvmha", kind, name)
+    newest = sorted(f for f in os.listdir(directory) if f.endswith(".json"))[-1]
+    then = time.time() - seconds
+    os.utime(os.path.join(directory, newest), (then, then))
+
+
+def test_lease_is_taken_renewed_and_released(tmp_path):
+    store = str(tmp_path)
+    first = _marks.acquire_lease(store, "lab", "run-1", ttl=60)
+    assert first["changed"] and not first["takeover"] and first["lease"]["generation"] == 1
+    renewed = _marks.acquire_lease(store, "lab", "run-1", ttl=60)
+    assert renewed["lease"]["generation"] == 2 and not renewed["takeover"]
+    assert _marks.release_lease(store, "lab", "run-1")["changed"] is True
+    assert _marks.release_lease(store, "lab", "run-1")["changed"] is False
+    after = _marks.acquire_lease(store, "lab", "run-2", ttl=60)
+    assert after["takeover"] and after["lease"]["data"]["takeover_from"] == "run-1"
+
+
+def test_a_live_lease_of_someone_else_is_never_taken(tmp_path):
+    store = str(tmp_path)
+    _marks.acquire_lease(store, "lab", "run-1", ttl=60)
+    with pytest.raises(_marks.LeaseHeld) as held:
+        _marks.acquire_lease(store, "lab", "run-2", ttl=60)
+    assert held.value.result["holder"]["owner"] == "run-1" and "held by run-1" in held.value.msg
+
+
+def test_an_expired_lease_is_taken_over_only_after_the_skew_allowance(tmp_path):
+    store = str(tmp_path)
+    _marks.acquire_lease(store, "lab", "run-1", ttl=10)
+    age(store, "lease", "lab", 12)
+    with pytest.raises(_marks.LeaseHeld):
+        _marks.acquire_lease(store, "lab", "run-2", ttl=10, skew=5)
+    age(store, "lease", "lab", 16)
+    assert _marks.acquire_lease(store, "lab", "run-2", ttl=10, skew=5)["takeover"] is True
+
+
+def test_releasing_someone_elses_lease_changes_nothing(tmp_path):
+    store = str(tmp_path)
+    _marks.acquire_lease(store, "lab", "run-1", ttl=60)
+    assert _marks.release_lease(store, "lab", "run-2")["changed"] is False
+    with pytest.raises(_marks.LeaseHeld):
+        _marks.acquire_lease(store, "lab", "run-2", ttl=60)
+
+
+def test_dry_run_writes_nothing(tmp_path):
+    store = str(tmp_path)
+    assert _marks.acquire_lease(store, "lab", "run-1", ttl=60, dry_run=True)["changed"] is True
+    assert not os.path.exists(tmp_path / "kvmha" / "lease")
+
+
+def _race(store, owner, start, results):
+    start.wait()
+    try:
+        _marks.acquire_lease(store, "lab", owner, ttl=60)
+        results.put(owner)
+    except _marks.LeaseHeld:
+        results.put(None)
+
+
+@pytest.mark.parametrize("expired_before", [False, True])
+def test_of_racing_watchdogs_exactly_one_gets_the_lease(tmp_path, expired_before):
+    store = str(tmp_path)
+    if expired_before:
+        _marks.acquire_lease(store, "lab", "crashed-run", ttl=1)
+        age(store, "lease", "lab", 30)
+    ctx = multiprocessing.get_context("fork")
+    start, results = ctx.Event(), ctx.Queue()
+    racers = [ctx.Process(target=_race, args=(store, "run-%d" % i, start, results)) for i in range(8)]
+    for racer in racers:
+        racer.start()
+    start.set()
+    for racer in racers:
+        racer.join(30)
+    winners = [w for w in (results.get(timeout=5) for _ in racers) if w]
+    assert len(winners) == 1
+    assert _marks.documents(store, "lease").read("lab").owner == winners[0]
+
+
+def test_marks_are_set_once_and_cleared_into_history(tmp_path):
+    store = str(tmp_path)
+    first = _marks.set_mark(store, "fenced", "h1", "run-1", {"vms": ["g1"]})
+    assert first["changed"] and first["mark"]["data"] == {"vms": ["g1"]}
+    assert _marks.set_mark(store, "fenced", "h1", "run-2", {"vms": []})["changed"] is False
+    assert list(_marks.read_marks(store, "fenced")["active"]) == ["h1"]
+    assert _marks.clear_mark(store, "fenced", "h1", "unfence")["changed"] is True
+    assert _marks.clear_mark(store, "fenced", "h1", "unfence")["changed"] is False
+    assert _marks.read_marks(store, "fenced") == {"active": {}, "expired": {}, "invalid": {}}
+    assert os.listdir(tmp_path / "kvmha" / "fenced" / "h1")  # history kept
+
+
+def test_expired_maintenance_is_reported_as_expired(tmp_path):
+    store = str(tmp_path)
+    _marks.set_mark(store, "maintenance", "h1", "alice", {"reason": "bios"}, ttl=5)
+    age(store, "maintenance", "h1", 60)
+    marks = _marks.read_marks(store, "maintenance")
+    assert list(marks["expired"]) == ["h1"] and marks["active"] == {}
+    again = _marks.set_mark(store, "maintenance", "h1", "bob", {"reason": "again"}, ttl=60)
+    assert again["changed"] and again["mark"]["generation"] == 2
+
+
+def test_marks_refuse_hostile_host_names(tmp_path):
+    with pytest.raises(InvalidInput):
+        _marks.set_mark(str(tmp_path), "fenced", "../h1", "x", {})

@@ -1,0 +1,68 @@
+# Copyright: kvmha.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+import os
+
+from ansible_collections.kvmha.cluster.plugins.modules import cluster_lease, host_mark
+
+
+def lease(run_module, store, owner, **args):
+    return run_module(cluster_lease, dict({"store_path": store, "cluster": "lab", "owner": owner}, **args))
+
+
+def test_second_watchdog_does_not_get_the_lease_and_does_not_fail(run_module, tmp_path):
+    store = str(tmp_path)
+    assert lease(run_module, store, "run-1")["acquired"] is True
+    second = lease(run_module, store, "run-2")
+    assert second["acquired"] is False and second["changed"] is False and "failed" not in second
+    assert second["holder"]["owner"] == "run-1"
+    assert lease(run_module, store, "run-1", state="released")["changed"] is True
+    assert lease(run_module, store, "run-2")["acquired"] is True
+
+
+def test_lease_check_mode_writes_nothing(run_module, tmp_path):
+    result = run_module(cluster_lease, {"store_path": str(tmp_path), "cluster": "lab", "owner": "run-1"}, check_mode=True)
+    assert result["changed"] is True and result["acquired"] is True
+    assert not os.path.exists(tmp_path / "kvmha")
+
+
+def test_lease_refuses_hostile_cluster_names(run_module, tmp_path):
+    result = run_module(cluster_lease, {"store_path": str(tmp_path), "cluster": "../etc", "owner": "x"})
+    assert result["failed"] is True and "invalid cluster name" in result["msg"]
+    assert not os.path.exists(tmp_path / "kvmha")
+
+
+def mark(run_module, store, **args):
+    base = {"store_path": store, "kind": "maintenance", "host": "h2", "owner": "alice", "reason": "bios"}
+    return run_module(host_mark, dict(base, **{k: v for k, v in args.items() if k not in ("check", "diff")}),
+                      check_mode=args.get("check", False), diff=args.get("diff", False))
+
+
+def test_maintenance_enter_and_leave_are_idempotent_with_diff(run_module, tmp_path):
+    store = str(tmp_path)
+    entered = mark(run_module, store, duration=600, diff=True)
+    assert entered["changed"] and entered["diff"] == {"before": {"maintenance": False}, "after": {"maintenance": True}}
+    assert entered["mark"]["data"]["reason"] == "bios" and entered["mark"]["ttl"] == 600
+    assert mark(run_module, store)["changed"] is False
+    left = mark(run_module, store, state="absent", diff=True)
+    assert left["changed"] and left["diff"] == {"before": {"maintenance": True}, "after": {"maintenance": False}}
+    assert mark(run_module, store, state="absent")["changed"] is False
+
+
+def test_maintenance_in_check_mode_writes_nothing(run_module, tmp_path):
+    assert mark(run_module, str(tmp_path), check=True)["changed"] is True
+    assert not os.path.exists(tmp_path / "kvmha")
+
+
+def test_maintenance_needs_a_reason_and_a_positive_duration(run_module, tmp_path):
+    assert "needs a reason" in mark(run_module, str(tmp_path), reason="")["msg"]
+    assert "duration must be positive" in mark(run_module, str(tmp_path), duration=0)["msg"]
+    assert not os.path.exists(tmp_path / "kvmha")
+
+
+def test_fenced_marks_never_expire(run_module, tmp_path):
+    result = mark(run_module, str(tmp_path), kind="fenced", owner="watchdog", data={"vms": ["g1"]})
+    assert result["changed"] and result["mark"]["ttl"] is None and result["mark"]["data"]["vms"] == ["g1"]

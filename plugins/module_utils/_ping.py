@@ -33,8 +33,8 @@ GRACE_SECONDS = 2.0
 KILL_AFTER_SECONDS = 1.0
 MAX_TARGETS = 256
 
-_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
-_SCOPE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?", re.ASCII)
+_SCOPE = re.compile(r"[A-Za-z0-9_.-]{1,15}", re.ASCII)
 _SUMMARY = re.compile(r"^(\d+) packets transmitted, (\d+) (?:packets )?received(.*?), ([\d.]+)% packet loss", re.M)
 _EXTRA = re.compile(r"\+(\d+) (duplicates|corrupted|errors)")
 _RTT = re.compile(r"(?:rtt|round-trip) min/avg/max(?:/(?:mdev|stddev))? = ([\d.]+)/([\d.]+)/([\d.]+)(?:/([\d.]+))? ms")
@@ -44,20 +44,20 @@ def validate_target(target) -> tuple[str, int | None]:
     """Return ``(target, ip_version)`` (``None`` for a host name), or raise ``InvalidInput`` saying why."""
     if not isinstance(target, str) or not target:
         raise InvalidInput("a ping target must be a non-empty string, not %r" % (target,))
-    address, _sep, scope = target.partition("%")
+    address, has_scope, scope = target.partition("%")
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
         ip = None
     if ip is not None:
-        if scope and (ip.version != 6 or not _SCOPE.match(scope)):
+        if has_scope and (ip.version != 6 or not _SCOPE.fullmatch(scope)):
             raise InvalidInput("invalid zone in ping target %r" % target)
         return target, ip.version
     name = target[:-1] if target.endswith(".") else target
     if len(name) > 253:
         raise InvalidInput("ping target %r is longer than 253 characters" % target)
     labels = name.split(".")
-    if not all(_LABEL.match(label) for label in labels):
+    if not all(_LABEL.fullmatch(label) for label in labels):
         raise InvalidInput(
             "ping target %r is neither an IP address nor an RFC 1123 host name (letters, digits and inner hyphens in "
             "dot-separated labels of at most 63 characters)" % target
@@ -238,8 +238,8 @@ class PingProbe:
         try:
             stdout, stderr = process.communicate(timeout=max(0.0, limit - self._clock()))
         except subprocess.TimeoutExpired:
-            note = "ping did not end within %g s of its %d s deadline and was interrupted" % (GRACE_SECONDS,
-                                                                                          self.deadline)
+            note = "ping did not end within %g s of its %d s deadline and was interrupted" % (
+                GRACE_SECONDS, self.deadline)
             stdout, stderr = _stop(process)
         return shape(target, stdout, stderr, process.returncode, self._clock() - started, note)
 

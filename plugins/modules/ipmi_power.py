@@ -24,7 +24,7 @@ description:
     V(invalid_input) - a message, and the same result keys as a success (with what was learnt before the failure).
   - The module never retries a login, so a wrong password fails within milliseconds and cannot lock the BMC user out.
 author:
-  - kvmha.cluster contributors
+  - kvmha.cluster developers (@kvmha)
 extends_documentation_fragment:
   - kvmha.cluster._attributes
   - kvmha.cluster._attributes.check_mode
@@ -53,7 +53,7 @@ options:
         which may take long or never happen; give it a long O(timeout) and fall back to V(off).
       - V(on) powers the chassis on.
     type: str
-    choices: [status, on, off, shutdown]
+    choices: [status, "on", "off", shutdown]
     default: status
   confirm:
     description:
@@ -105,7 +105,7 @@ EXAMPLES = r"""
     address: "{{ kvmha_bmc_address }}"
     username: "{{ kvmha_bmc_username }}"
     password: "{{ kvmha_bmc_password }}"
-    state: off
+    state: "off"
     confirm: 3
     timeout: 15
   delegate_to: localhost
@@ -126,7 +126,7 @@ EXAMPLES = r"""
     - name: Power the host back on after repair
       kvmha.cluster.ipmi_power:
         address: "{{ kvmha_bmc_address }}"
-        state: on
+        state: "on"
       delegate_to: localhost
 """
 
@@ -146,7 +146,7 @@ action:
   description: The chassis control command sent (in check mode, the one that would be sent), or C(none).
   returned: always
   type: str
-  choices: [none, on, off, shutdown]
+  choices: [none, "on", "off", shutdown]
   sample: "off"
 powerstate:
   description: The chassis power state read at the start and at the end of the run.
@@ -156,13 +156,13 @@ powerstate:
     before:
       description: The first read, or C(unknown) when it could not be made.
       type: str
-      choices: [on, off, unknown]
+      choices: ["on", "off", unknown]
       sample: "on"
     after:
       description: The last read (in check mode, the state a real run would reach), or C(unknown) when the last read
         failed or was never made.
       type: str
-      choices: [on, off, unknown]
+      choices: ["on", "off", unknown]
       sample: "off"
 fenced:
   description:
@@ -221,9 +221,9 @@ def argument_spec() -> dict:
 
 
 class PowerManager:
-    def __init__(self, module: KvmhaModule, client_class=IpmiClient):
+    def __init__(self, module: KvmhaModule, client_class=None):
         self.module = module
-        self.client_class = client_class
+        self.client_class = client_class or IpmiClient
 
     def run(self) -> dict:
         params = self.module.params

@@ -23,7 +23,7 @@ description:
   - A target that cannot be pinged at all (no route, a name that does not resolve) is reported with
     RV(pings[].error); the module fails only when the input is invalid or C(ping) cannot be run.
 author:
-  - kvmha.cluster contributors
+  - kvmha.cluster developers (@kvmha)
 extends_documentation_fragment:
   - kvmha.cluster._attributes
   - kvmha.cluster._attributes.info_module
@@ -228,9 +228,9 @@ def argument_spec() -> dict:
 
 
 class PingManager:
-    def __init__(self, module: KvmhaModule, probe_class=PingProbe):
+    def __init__(self, module: KvmhaModule, probe_class=None):
         self.module = module
-        self.probe_class = probe_class
+        self.probe_class = probe_class or PingProbe
 
     def run(self) -> dict:
         started = time.monotonic()

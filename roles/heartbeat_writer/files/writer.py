@@ -362,11 +362,11 @@ def read_mem_available_mib(path: str):
 def start_seq(state: dict | None, boot_id: str, boottime: float) -> int:
     """The first seq of this process: above anything this boot has published, even without saved state.
 
-    The floor ``10 x CLOCK_BOOTTIME`` can only be overtaken by a writer beating faster than 10 times a second,
-    which the configuration refuses (interval >= 0.1 s), so seq never goes back within a boot even if the
-    runtime state was lost.
+    Normally the saved runtime state (``state_dir``, kept across restarts, gone at reboot) gives the last seq.
+    The floor, milliseconds of CLOCK_BOOTTIME, covers a lost state: seq grows by one per beat (at least 0.1 s
+    apart), per stopped record and per process start (tens of milliseconds each), never by 1000 a second.
     """
-    floor = int(boottime * 10)
+    floor = int(boottime * 1000)
     if state and state.get("boot_id") == boot_id and isinstance(state.get("seq"), int):
         return max(state["seq"] + 1, floor)
     return max(floor, 1)
@@ -1029,7 +1029,7 @@ class Writer:
         self.store_worker.submit(store_write, self.conf, hb.encode_record(record), pending)
         outcome = self.store_worker.wait(self.conf["write_timeout"])
         if outcome is None:
-            self.store_report.failed("write not finished within %.1f s (store hung?); will not stack another" % self.conf["write_timeout"], key="blocked")
+            self.store_report.failed("write not finished within %g s (store hung?); will not stack another" % self.conf["write_timeout"], key="blocked")
         else:
             self._apply_write(outcome, time.monotonic())
 

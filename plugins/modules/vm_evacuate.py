@@ -292,7 +292,6 @@ import concurrent.futures
 import os
 import socket
 import time
-import uuid as uuidlib
 
 from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import LIBVIRT_CONNECTION_SPEC, STORE_SPEC, merge_specs
 from ansible_collections.kvmha.cluster.plugins.module_utils._claims import ClaimBook

@@ -139,7 +139,7 @@ def test_decision_that_forbids_claiming(tmp_path):
 def test_generations_are_pruned(tmp_path):
     store = str(tmp_path)
     incident = 0
-    for _ in range(10):
+    for _step in range(10):
         incident += 1
         mine = book(store, incident="h1/boot-%d" % incident)
         mine.acquire(VM, "g1", "h2", mine.inspect(VM, []))
@@ -171,7 +171,7 @@ def _race(store, racers, expired_target="h2"):
     procs = [ctx.Process(target=_evacuator, args=(store, i, expired_target, barrier, results)) for i in range(racers)]
     for proc in procs:
         proc.start()
-    outcomes = [results.get(timeout=30) for _ in procs]
+    outcomes = [results.get(timeout=30) for _proc in procs]
     for proc in procs:
         proc.join(30)
         assert proc.exitcode == 0

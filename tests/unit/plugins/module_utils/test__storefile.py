@@ -186,7 +186,7 @@ def test_oversized_generation_is_invalid(tmp_path):
 
 def test_readers_ignore_temporary_files_and_prune_removes_old_ones(docs):
     doc = docs.create("n", "a")
-    for _ in range(5):
+    for _step in range(5):
         doc = docs.replace("n", doc, "a")
     stale_tmp = os.path.join(docs.doc_dir("n"), ".0000000009.1.abc.tmp")
     with open(stale_tmp, "w") as handle:
@@ -204,7 +204,7 @@ def test_readers_ignore_temporary_files_and_prune_removes_old_ones(docs):
 def test_a_writer_whose_expected_generation_was_pruned_withdraws(docs):
     first = docs.create("n", "a")
     doc = first
-    for _ in range(4):
+    for _step in range(4):
         doc = docs.replace("n", doc, "b")
     docs.prune("n", keep=2)  # generations 1-3 are gone; 2 is free again as a file name
     with pytest.raises(Conflict):
@@ -251,7 +251,7 @@ def _race(target, args_for, racers):
     procs = [ctx.Process(target=target, args=args_for(i) + (barrier, results)) for i in range(racers)]
     for proc in procs:
         proc.start()
-    outcomes = [results.get(timeout=30) for _ in procs]
+    outcomes = [results.get(timeout=30) for _proc in procs]
     for proc in procs:
         proc.join(30)
         assert proc.exitcode == 0

@@ -1,0 +1,247 @@
+# Copyright: kvmha.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""LibvirtClient against libvirt's real built-in test driver (no mocks), URI and domain XML validation."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+
+import pytest
+
+from ansible_collections.kvmha.cluster.plugins.module_utils._errors import InvalidInput, LibvirtError
+from ansible_collections.kvmha.cluster.plugins.module_utils._libvirt import (
+    LibvirtClient,
+    parse_domain_xml,
+    read_domain_xml,
+    validate_uri,
+)
+
+libvirt = pytest.importorskip("libvirt")
+
+NODE = """<node><cpu><mhz>1000</mhz><model>i686</model><active>4</active><nodes>1</nodes><sockets>1</sockets>
+<cores>4</cores><threads>1</threads></cpu><memory>4194304</memory></node>"""
+
+
+def domain_xml(vm_uuid, name="g1", memory="<memory unit='MiB'>64</memory>", vcpu="<vcpu>1</vcpu>", dom_type="qemu"):
+    return ("<domain type='%s'><name>%s</name><uuid>%s</uuid>%s%s<os><type arch='x86_64'>hvm</type></os>"
+            "<metadata><kvmha:ha xmlns:kvmha='http://kvmha.invalid/xmlns/ha/1' priority='50' group=''/></metadata>"
+            "<devices><video><model type='none'/></video><memballoon model='none'/></devices></domain>"
+            % (dom_type, name, vm_uuid, memory, vcpu))
+
+
+@pytest.fixture
+def node_uri(tmp_path):
+    path = tmp_path / "node.xml"
+    path.write_text(NODE)
+    return "test://" + str(path)
+
+
+# ----------------------------------------------------------------------------------------- URIs
+
+
+@pytest.mark.parametrize("uri", [
+    "qemu:///system", "qemu+ssh://root@h2/system", "qemu+unix:///system?socket=/tmp/x/libvirt-sock",
+    "test:///default", "qemu+tls://h2.example.org/system", "qemu+libssh2://u@h2/system?known_hosts=/root/.ssh/kh",
+    "qemu+ssh://root@h2:2222/system?keyfile=/root/.ssh/id&no_verify=1",
+])
+def test_good_uris(uri):
+    assert validate_uri(uri) == uri
+
+
+@pytest.mark.parametrize("uri, words", [
+    ("", "non-empty"),
+    (None, "non-empty"),
+    ("qemu+ext:///system?command=/bin/sh", "transport 'ext'"),
+    ("qemu+ssh://h2/system?command=/tmp/evil", "names a command"),
+    ("qemu+ssh://h2/system?NETCAT=rm%20-rf", "names a command"),
+    ("not a uri", "whitespace"),
+    ("h2", "no driver"),
+    ("/etc/passwd", "no driver"),
+    ("q_emu+ssh://h2/system", "no driver"),
+    ("qemu+unix:///system?socket=relative/sock", "absolute"),
+    ("qemu+ssh://h2/system\n", "control"),
+    ("qemu:///" + "x" * 3000, "longer"),
+    ("qemu+foo://h2/system", "transport 'foo'"),
+])
+def test_bad_uris(uri, words):
+    with pytest.raises(InvalidInput) as err:
+        validate_uri(uri)
+    assert words in str(err.value)
+
+
+# ----------------------------------------------------------------------------------------- domain XML
+
+
+def test_parse_domain_xml_good():
+    vm_uuid = str(uuid.uuid4())
+    info = parse_domain_xml(domain_xml(vm_uuid), vm_uuid.upper())
+    assert info == {"uuid": vm_uuid, "name": "g1", "type": "qemu", "memory_mib": 64, "vcpus": 1}
+
+
+@pytest.mark.parametrize("memory, mib", [
+    ("<memory>65536</memory>", 64), ("<memory unit='KiB'>1</memory>", 1), ("<memory unit='G'>2</memory>", 2048),
+    ("<memory unit='bytes'>1048577</memory>", 2), ("<memory unit='MB'>1000</memory>", 954), ("", None),
+])
+def test_memory_units(memory, mib):
+    vm_uuid = str(uuid.uuid4())
+    assert parse_domain_xml(domain_xml(vm_uuid, memory=memory))["memory_mib"] == mib
+
+
+BILLION_LAUGHS = """<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]>
+<domain type='qemu'><name>&lol2;</name><uuid>%s</uuid></domain>"""
+
+
+@pytest.mark.parametrize("text, words", [
+    (BILLION_LAUGHS, "DTD"),
+    ("<domain type='qemu'><name>a</name><uuid>%s</uuid>", "malformed"),
+    ("<network><name>a</name><uuid>%s</uuid></network>", "<network>"),
+    ("<domain><name>a</name><uuid>%s</uuid></domain>", "no type"),
+    ("<domain type='qemu'><uuid>%s</uuid></domain>", "no <name>"),
+    ("<domain type='qemu'><name>a</name></domain>", "no <uuid>"),
+    ("<domain type='qemu'><name>a</name><uuid>not-a-uuid</uuid></domain>", "invalid <uuid>"),
+    ("<domain type='qemu'><name>a</name><uuid>%s</uuid><memory unit='parsecs'>1</memory></domain>", "unit"),
+    ("<domain type='qemu'><name>a</name><uuid>%s</uuid><memory>lots</memory></domain>", "<memory>"),
+    ("<domain type='qemu'><name>a</name><uuid>%s</uuid><vcpu>many</vcpu></domain>", "<vcpu>"),
+])
+def test_parse_domain_xml_refuses(text, words):
+    vm_uuid = str(uuid.uuid4())
+    with pytest.raises(InvalidInput) as err:
+        parse_domain_xml(text.replace("%s", vm_uuid), vm_uuid)
+    assert words in str(err.value)
+
+
+def test_parse_domain_xml_uuid_must_match():
+    with pytest.raises(InvalidInput) as err:
+        parse_domain_xml(domain_xml(str(uuid.uuid4())), str(uuid.uuid4()))
+    assert "expected" in str(err.value)
+
+
+def test_parse_domain_xml_size_and_encoding():
+    vm_uuid = str(uuid.uuid4())
+    with pytest.raises(InvalidInput):
+        parse_domain_xml(domain_xml(vm_uuid).encode(), vm_uuid, max_bytes=100)
+    with pytest.raises(InvalidInput):
+        parse_domain_xml(domain_xml(vm_uuid), vm_uuid, max_bytes=100)
+    with pytest.raises(InvalidInput):
+        parse_domain_xml(b"\xff" + domain_xml(vm_uuid).encode(), vm_uuid)
+    with pytest.raises(InvalidInput):
+        parse_domain_xml(42, vm_uuid)
+
+
+def test_read_domain_xml(tmp_path):
+    vm_uuid = str(uuid.uuid4())
+    good = tmp_path / "good.xml"
+    good.write_text(domain_xml(vm_uuid))
+    text, info = read_domain_xml(str(good), vm_uuid)
+    assert text == domain_xml(vm_uuid) and info["name"] == "g1"
+    link = tmp_path / "link.xml"
+    os.symlink(str(good), str(link))
+    for path, words in ((link, "cannot open"), (tmp_path / "missing.xml", "no domain XML"), (tmp_path, "not a regular file")):
+        with pytest.raises(InvalidInput) as err:
+            read_domain_xml(str(path), vm_uuid)
+        assert words in str(err.value)
+    with pytest.raises(InvalidInput) as err:
+        read_domain_xml(str(good), vm_uuid, max_bytes=64)
+    assert "limit" in str(err.value)
+
+
+# ----------------------------------------------------------------------------------------- client (test driver)
+
+
+def test_client_define_start_verify(node_uri):
+    client = LibvirtClient(node_uri, connect_timeout=5, call_timeout=5, label="h2").open()
+    try:
+        vm_uuid = str(uuid.uuid4())
+        assert client.domain_state(vm_uuid) is None
+        assert client.define(domain_xml(vm_uuid)) == vm_uuid
+        assert client.domain_state(vm_uuid) == "shutoff"
+        assert client.conn.lookupByUUIDString(vm_uuid).autostart() == 0
+        assert vm_uuid not in client.active_uuids()
+        client.start(vm_uuid)
+        assert client.wait_running(vm_uuid, 5) == "running"
+        assert vm_uuid in client.active_uuids()
+        assert client.alive()
+        with pytest.raises(LibvirtError) as err:
+            client.start(vm_uuid)  # already running: libvirt refuses, the connection is fine
+        assert err.value.kind == "libvirt" and "h2" in str(err.value)
+        with pytest.raises(LibvirtError) as err:
+            client.start(str(uuid.uuid4()))
+        assert err.value.kind == "no_domain"
+    finally:
+        client.close()
+    assert not client.alive()
+    with pytest.raises(LibvirtError) as err:
+        client.active_uuids()
+    assert err.value.kind == "connection"
+
+
+def test_wait_running_gives_up_on_a_stopped_domain(node_uri):
+    client = LibvirtClient(node_uri).open()
+    vm_uuid = str(uuid.uuid4())
+    client.define(domain_xml(vm_uuid))
+    started = time.monotonic()
+    assert client.wait_running(vm_uuid, 5) == "shutoff"
+    assert time.monotonic() - started < 1
+    client.close()
+
+
+def test_broken_connection_is_classified(node_uri):
+    client = LibvirtClient(node_uri).open()
+    client.conn.close()  # the real connection is gone; the client still holds its handle
+    with pytest.raises(LibvirtError) as err:
+        client.define(domain_xml(str(uuid.uuid4())))
+    assert err.value.kind == "connection"
+    assert isinstance(err.value.__cause__, libvirt.libvirtError)
+    assert not client.alive()
+
+
+def test_connection_refused_is_unreachable(tmp_path):
+    started = time.monotonic()
+    client = LibvirtClient("qemu+unix:///system?socket=%s" % (tmp_path / "nothing"), connect_timeout=5)
+    with pytest.raises(LibvirtError) as err:
+        client.open()
+    assert err.value.kind == "unreachable" and time.monotonic() - started < 2
+
+
+def test_a_libvirtd_that_never_answers_hits_the_connect_deadline(tmp_path):
+    path = str(tmp_path / "silent-sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(8)  # accepts connections in the backlog, never answers: a hung libvirtd
+    try:
+        client = LibvirtClient("qemu+unix:///system?socket=" + path, connect_timeout=0.5, label="h9")
+        started = time.monotonic()
+        with pytest.raises(LibvirtError) as err:
+            client.open()
+        took = time.monotonic() - started
+        assert err.value.kind == "timeout" and "h9" in str(err.value)
+        assert 0.4 < took < 2.0
+    finally:
+        server.close()
+
+
+def test_read_only_client_cannot_define(node_uri):
+    client = LibvirtClient(node_uri, read_only=True).open()
+    try:
+        with pytest.raises(LibvirtError):
+            client.define(domain_xml(str(uuid.uuid4())))
+    finally:
+        client.close()
+
+
+def test_invalid_uri_refused_before_any_connection():
+    with pytest.raises(InvalidInput):
+        LibvirtClient("qemu+ext:///system?command=/bin/true")
+
+
+def test_not_connected():
+    client = LibvirtClient("test:///default")
+    with pytest.raises(LibvirtError) as err:
+        client.active_uuids()
+    assert err.value.kind == "connection"
+    client.close()

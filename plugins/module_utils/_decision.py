@@ -302,7 +302,7 @@ def decide_host(facts: Facts, policy: dict) -> dict:
     builtin = builtin_decision(facts, policy)
     decision = apply_custom_rules(facts, builtin, policy["rules"])
     decision = apply_interlocks(facts, decision, policy)
-    decision.update(host=facts.host, cluster=facts.cluster, storm_guard=False,
+    decision.update(host=facts.host, cluster=facts.cluster, storm_guard=False, evidence=facts.evidence,
                     builtin={"verdict": builtin["verdict"], "action": builtin["action"], "rule": builtin["rule"]})
     decision.setdefault("interlocks", [])
     return decision

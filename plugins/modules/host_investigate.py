@@ -107,7 +107,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 decisions:
-  description: Per host, the decision.
+  description: Per host, the decision, with the evidence it was made on.
   returned: always
   type: dict
   sample:
@@ -121,6 +121,7 @@ decisions:
       builtin: {verdict: SUSPECT, action: fence, rule: R8}
       interlocks: []
       storm_guard: false
+      evidence: {host: h1, cluster: lab, mgmt: {reachable: false}, bmc: {power: "on"}}
 actions:
   description: The hosts per action (every action is a key, with a possibly empty sorted list).
   returned: always

@@ -50,6 +50,10 @@ options:
     type: str
     choices: [check, stopped]
     default: check
+  cluster:
+    description: The name of the cluster whose store this is; it only labels the result (journal, metrics).
+    type: str
+    default: default
   hosts:
     description:
       - The hosts to check. Default is every host that has a record in the store.
@@ -220,6 +224,11 @@ ignored_files:
   returned: state=check
   type: dict
   sample: {"..json": "host name '.' starts with a dot"}
+cluster:
+  description: The O(cluster) label.
+  returned: state=check
+  type: str
+  sample: lab
 samples:
   description: How many times the store was read.
   returned: state=check
@@ -259,6 +268,7 @@ ARGUMENT_SPEC = merge_specs(
     STORE_SPEC,
     {
         "state": {"type": "str", "choices": ["check", "stopped"], "default": "check"},
+        "cluster": {"type": "str", "default": "default"},
         "hosts": {"type": "list", "elements": "str"},
         "exclude": {"type": "list", "elements": "str", "default": []},
         "host": {"type": "str"},
@@ -305,7 +315,7 @@ class HeartbeatCheck:
                     or time.monotonic() + self.params["poll"] > window_end):
                 break
             time.sleep(self.params["poll"])
-        result.update(changed=False, samples=samples, elapsed=round(time.monotonic() - start, 3))
+        result.update(changed=False, cluster=self.params["cluster"], samples=samples, elapsed=round(time.monotonic() - start, 3))
         return result
 
     def _sample(self) -> tuple:
@@ -353,7 +363,7 @@ class HeartbeatCheck:
         return {
             "changed": False, "hosts": {}, "suspects": [], "fresh": [], "skewed": [], "ignored_files": {},
             "maintenance": {}, "maintenance_expired": {}, "fenced": {}, "returning": [],
-            "observer_ok": False, "observer_reason": reason, "samples": samples,
+            "observer_ok": False, "observer_reason": reason, "samples": samples, "cluster": self.params["cluster"],
             "elapsed": round(time.monotonic() - start, 3),
         }
 

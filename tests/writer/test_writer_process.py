@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import time
 
@@ -205,3 +206,32 @@ def test_bad_configuration_exits_2_with_a_reason(env):
     check = subprocess.run(["/usr/bin/python3", "-I", str(env.install / "kvmha-heartbeat.py"), "--config",
                             str(env.config()), "--check-config"], capture_output=True, text=True, check=False)
     assert check.returncode == 0 and "configuration OK" in check.stdout
+
+
+def test_reload_reexecutes_in_place_without_a_stopped_record(env):
+    """SIGHUP (systemctl reload, used by the role when code or configuration change): same PID, new
+    configuration, seq carries on, and no reader ever sees a stopped record."""
+    config = env.config(libvirt={"method": "none"})
+    proc = env.start(config)
+    before = wait_for(lambda: (r := env.record()) and r["seq"] > 0 and r, 5)
+    env.config(libvirt={"method": "none"}, interval=0.3)  # same path, new content
+    proc.send_signal(signal.SIGHUP)
+    seen = set()
+    end = time.monotonic() + 2.0
+    while time.monotonic() < end:
+        record = env.record()
+        if record:
+            seen.add((record["state"], record["interval"]))
+        time.sleep(0.005)
+    assert ("stopped", 0.2) not in seen and ("stopped", 0.3) not in seen
+    after = env.record()
+    assert after["interval"] == 0.3 and after["seq"] > before["seq"] and proc.poll() is None
+    assert "reloading: re-executing" in env.log_text()
+    # a reload while the store hangs is postponed (exec would wait for the blocked thread)
+    env.hang.touch()
+    time.sleep(0.6)
+    proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "reload postponed" in env.log_text(), 5)
+    env.hang.unlink()
+    wait_for(lambda: env.log_text().count("reloading: re-executing") == 2, 5, what="the postponed reload")
+    assert env.stop(proc) == 0

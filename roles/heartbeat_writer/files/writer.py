@@ -47,6 +47,7 @@ POWEROFF_ARGV = ("systemctl", "poweroff", "--force", "--force")
 # Test hook: while the file named by this variable exists, every store operation of the writer blocks, exactly
 # where a hung NFS/FUSE mount would block it. Used by the process-level tests (tests/writer/).
 HANG_HOOK_ENV = "KVMHA_HEARTBEAT_TEST_HANG_FILE"
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 # libvirt memory units (docs: formatdomain.html#memory-allocation), as bytes.
 _UNITS = {
@@ -912,6 +913,7 @@ class Writer:
         self.xml_report = Reporter("domain XML")
         self.beats = 0
         self.ready = False
+        self.reexec = False
 
     # ---------------------------------------------------------------- state
     def _save_state(self, last_ok):
@@ -1085,12 +1087,47 @@ class Writer:
         self.stop_reason = "writer stopped (%s)" % signal.Signals(signum).name
         self.stop_event.set()
 
+    def request_reexec(self, _signum, _frame=None):
+        """SIGHUP (``systemctl reload``): load new code and configuration without a stopped record."""
+        self.reexec = True
+        self.stop_event.set()
+
+    def _reexec(self):
+        """Replace this process with a fresh writer (same PID, seq and self-fence clock carry over).
+
+        Not while a store write is blocked: exec would wait for that thread, and self-fencing with it."""
+        self.stop_event.clear()
+        if self.store_worker.busy_for() is not None:
+            self.store_report.failed("reload postponed: a store write is blocked; re-executing once the store answers", key="reload")
+            return False
+        LOG.info("reloading: re-executing %s (no stopped record; seq and self-fence clock carry over)", " ".join(sys.orig_argv))
+        self._save_state(self.last_ok)
+        self.fencer.close(graceful=False)
+        self.source.close()
+        for handler in LOG.handlers:
+            handler.flush()
+        # Signals stay blocked across exec (the mask is inherited) until the new writer has its handlers: a stop
+        # that arrives meanwhile is delivered then, and still writes the stopped record.
+        signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
+        try:
+            os.execv(sys.executable, sys.orig_argv)
+        except OSError as err:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
+            LOG.error("reload failed, keeping the running writer: cannot execute %s: %s", sys.executable, err.strerror or err)
+            self.reexec = False
+            self.stop_event.clear()
+            self.source = make_source(self.conf)
+            self.fencer = Fencer(self.conf)
+        return False
+
     def run(self) -> int:
         interval = self.conf["interval"]
         LOG.info("writing %s every %.1f s (seq from %d, boot %s, libvirt via %s)", hb.record_path(self.conf["store"], self.host),
                  interval, self.seq + 1, self.boot_id, self.source.method)
         next_beat = time.monotonic()
-        while not self.stop_event.is_set():
+        while not self.stop_reason:
+            if self.reexec:
+                self._reexec()  # returns only when postponed or failed
             self.beat()
             next_beat += interval
             now = time.monotonic()
@@ -1154,6 +1191,12 @@ def main(argv=None) -> int:
     parser.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
+    # Signals that arrive before the writer exists are remembered and handled once it does; they were blocked
+    # across a reload's exec, so unblock them only now (and before any thread or child inherits the mask).
+    pending = []
+    for signum in HANDLED_SIGNALS:
+        signal.signal(signum, lambda number, _frame: pending.append(number))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
     setup_logging(args.verbose)
     try:
         conf = load_config(args.config)
@@ -1171,4 +1214,7 @@ def main(argv=None) -> int:
         return 1
     signal.signal(signal.SIGTERM, writer.request_stop)
     signal.signal(signal.SIGINT, writer.request_stop)
+    signal.signal(signal.SIGHUP, writer.request_reexec)
+    for signum in pending:
+        (writer.request_reexec if signum == signal.SIGHUP else writer.request_stop)(signum)
     return writer.run()

@@ -145,8 +145,7 @@ class LabSwitch:
         threading.Thread(target=self.power.shutdown, args=(self.host,), daemon=True).start()
 
     def reset(self):
-        self.power.off(self.host)
-        self.power.on(self.host)
+        self.power.reset(self.host)
 
 
 class SwitchBmc(pyghmi.ipmi.bmc.Bmc):

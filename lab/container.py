@@ -8,7 +8,7 @@ frozen host cannot freeze them (they time out instead).
 import time
 
 from lab import config
-from lab.util import LabError, read_pid, read_text, run
+from lab.util import LabError, mount_stack, read_pid, read_text, run
 
 
 def leader(host):
@@ -27,16 +27,31 @@ def boot_id(host):
     return text.strip() if text else None
 
 
-def nsenter(host):
-    """The nsenter prefix that runs a command inside the host (mount, uts, ipc and net namespaces)."""
+def nsenter_mount(host):
+    """Prefix that runs a process in the host's mount namespace only (no fork: the pid stays the process's)."""
     pid = leader(host)
     if not pid:
         raise LabError(f'{host} is not running')
-    return ['nsenter', f'--target={pid}', '--mount', '--uts', '--ipc', '--net', '--']
+    return ['nsenter', f'--target={pid}', '--mount', '--']
 
 
 def execute(host, cmd, timeout=10, check=True, input=None):
-    return run(nsenter(host) + cmd, timeout=timeout, check=check, input=input)
+    """Run cmd inside the host (its mount, uts, ipc, net and pid namespaces), bounded by timeout.
+
+    nsenter --pid forks, and killing nsenter would not kill that child: the inner `timeout` bounds it.
+    """
+    pid = leader(host)
+    if not pid:
+        raise LabError(f'{host} is not running')
+    prefix = ['nsenter', f'--target={pid}', '--mount', '--uts', '--ipc', '--net', '--pid', '--',
+              'timeout', '-k', '1', str(timeout)]
+    return run(prefix + cmd, timeout=timeout + 3, check=check, input=input)
+
+
+def mounts(host, target):
+    """The host's mounts on target, bottom first, as (fstype, options) pairs."""
+    pid = leader(host)
+    return mount_stack(pid, target) if pid else []
 
 
 def wait_booted(host, timeout=30):

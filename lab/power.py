@@ -10,6 +10,7 @@ heartbeat always agree. State is read from the system, never from a file:
 
 import os
 import signal
+import sys
 
 from lab import cgroups, config, container, fs, net
 from lab.util import LabError, locked, read_pid, spawn_detached, wait_until
@@ -20,8 +21,13 @@ SIG_REBOOT = signal.SIGRTMIN + 5
 SIG_POWEROFF = signal.SIGRTMIN + 4
 
 
+def lock_file(host):
+    # In /tmp, not on the lab tmpfs: `down` must be able to power off hosts whatever is left of the lab root.
+    return f'/tmp/kvmha-lab.{host}.lock'
+
+
 def _lock(host):
-    return locked(f'{config.RUN}/{host}.power.lock', timeout=60)
+    return locked(lock_file(host), timeout=60)
 
 
 def status(host):
@@ -131,3 +137,29 @@ def _require_running(host):
         raise LabError(f'{host} is {current}')
     if not container.leader(host):
         raise LabError(f'{host} is still starting')
+
+
+def reset(host):
+    """Hard reset (IPMI reset/cycle): off then on. Like a real BMC, it does not power on a host that is off."""
+    with _lock(host):
+        _require_on(host)
+        _hard_off(host)
+    on(host)
+
+
+ACTIONS = {'on': on, 'off': off, 'reset': reset, 'shutdown': shutdown}
+
+
+def main(argv):
+    """`python -m lab.power on|off|reset|shutdown hN`: the entry point of the ipmi_sim chassis hook."""
+    if len(argv) != 2 or argv[0] not in ACTIONS or not config.HOST_RE.match(argv[1]):
+        return f'usage: python -m lab.power {"|".join(ACTIONS)} hN'
+    try:
+        ACTIONS[argv[0]](argv[1])
+    except LabError as e:
+        return f'lab.power: {e}'
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))

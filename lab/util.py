@@ -142,6 +142,21 @@ def is_mountpoint(path):
     return os.path.ismount(path)
 
 
+def mount_stack(pid, target):
+    """Mounts on target in the mount namespace of pid, bottom first, as (fstype, options) pairs."""
+    found = []
+    for line in read_text(f'/proc/{pid}/mountinfo', '').splitlines():
+        fields = line.split()
+        if fields[4] == target:
+            found.append((fields[fields.index('-') + 1], fields[5]))
+    return found
+
+
+def with_pid_file(cmd, pid_path):
+    """Wrap cmd so that it writes its own pid file (a shell writes $$, then execs cmd under the same pid)."""
+    return ['sh', '-c', 'echo $$ > "$0" && exec "$@"', pid_path] + list(cmd)
+
+
 def mounts_under(prefix):
     """Mount points at or below prefix, deepest first (the order to unmount them)."""
     found = []

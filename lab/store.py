@@ -1,0 +1,112 @@
+"""Layers mounted over a view of the store to break it: read-only, hanging, or dead.
+
+* read-only (a host): a read-only bind of the store mounted on top of it inside the host. A new mount has no
+  writers yet, so this never fails with EBUSY the way remounting the host's store would while a file is open
+  for writing. Already-open files keep writing through the mount below (as do running guests: libvirt gives
+  each qemu its own mount namespace).
+* hang (a host): an sshfs mount on top, inside the host, served by an sftp-server on the controller over a
+  pipe (`sshfs -o passive`). Stopping the server (SIGSTOP) is a storage server that stops answering: every
+  new access blocks in D state, like a hard NFS mount, until the server continues.
+* dead (the controller's view): the same sshfs with its server killed: every access fails with ENOTCONN.
+
+The sshfs client of a host is moved into the host's cgroups: a crash freezes it with the host, power off
+kills it. Layers are removed only after checking that the top mount is really the layer we put there.
+"""
+
+import errno
+import os
+import signal
+
+from lab import cgroups, config, container
+from lab.util import LabError, kill_pid_file, mount_stack, read_pid, run, spawn_detached, wait_until, with_pid_file
+
+SFTP_SERVER = '/usr/lib/openssh/sftp-server'
+# No client-side caching: every access must reach the (stopped) server, or the hang would be partial.
+SSHFS_OPTIONS = 'passive,allow_other,dir_cache=no,attr_timeout=0,entry_timeout=0,negative_timeout=0'
+READONLY, HANG, DEAD = 'readonly', 'hang', 'dead'
+FSTYPE = {READONLY: 'tmpfs', HANG: 'fuse.sshfs', DEAD: 'fuse.sshfs'}
+
+
+def _pids(tag):
+    return config.pid_file(f'{tag}.store-server'), config.pid_file(f'{tag}.store-client')
+
+
+# ---- hosts ----
+
+def add_host_layer(host, kind):
+    if kind == READONLY:
+        container.execute(host, ['mount', '-o', 'bind,ro', config.STORE, config.STORE])
+    else:
+        _sshfs(host, container.nsenter_mount(host), lambda: container.mounts(host, config.STORE))
+        cgroups.enter(host, read_pid(_pids(host)[1]))
+        os.kill(read_pid(_pids(host)[0]), signal.SIGSTOP)
+
+
+def remove_host_layer(host, kind):
+    """Undo add_host_layer on a running host (after a reboot the layer is gone already: see cleanup())."""
+    if kind == HANG:
+        _continue_server(host)
+    stack = container.mounts(host, config.STORE)
+    if len(stack) > 1 and stack[-1][0] == FSTYPE[kind]:
+        # Lazy: processes that still hold files open there keep them; nothing new goes through the layer.
+        container.execute(host, ['umount', '-l', config.STORE])
+    cleanup(host)
+
+
+def _continue_server(tag):
+    server = read_pid(_pids(tag)[0])
+    if server:
+        os.kill(server, signal.SIGCONT)  # blocked requests complete before the layer goes away
+
+
+def cleanup(tag):
+    """Stop the sshfs client and server of a layer (the server first continued, so nothing stays blocked)."""
+    _continue_server(tag)
+    for pid_file in _pids(tag):
+        kill_pid_file(pid_file)
+
+
+# ---- the controller's view (observer-store) ----
+
+def kill_controller_view():
+    _sshfs('controller', [], lambda: mount_stack(os.getpid(), config.STORE))
+    kill_pid_file(_pids('controller')[0])  # server gone: sshfs sees EOF and exits, the mount is dead
+    if not wait_until(_controller_view_dead, 5):
+        raise LabError('observer-store: the controller still reads the store')
+    cleanup('controller')
+
+
+def _controller_view_dead():
+    try:
+        os.stat(config.STORE)
+    except OSError as e:
+        return e.errno == errno.ENOTCONN
+    return False
+
+
+def restore_controller_view():
+    stack = mount_stack(os.getpid(), config.STORE)
+    if len(stack) > 1 and stack[-1][0] == FSTYPE[DEAD]:
+        run(['umount', '-l', config.STORE], timeout=10)
+    cleanup('controller')
+
+
+# ---- sshfs over a pipe ----
+
+def _sshfs(tag, nsenter_prefix, stack):
+    """Mount sshfs on config.STORE (in the namespace nsenter_prefix enters), served from the real store."""
+    server_pid, client_pid = _pids(tag)
+    to_server_r, to_server_w = os.pipe()
+    to_client_r, to_client_w = os.pipe()
+    try:
+        spawn_detached(with_pid_file([SFTP_SERVER], server_pid), config.log_file(f'{tag}.store'), server_pid,
+                       stdin=to_server_r, stdout=to_client_w)
+        client = nsenter_prefix + ['sshfs', '-f', '-o', SSHFS_OPTIONS, f':{config.STORE_DATA}', config.STORE]
+        spawn_detached(with_pid_file(client, client_pid), config.log_file(f'{tag}.store'), client_pid,
+                       stdin=to_client_r, stdout=to_server_w)
+    finally:
+        for fd in (to_server_r, to_server_w, to_client_r, to_client_w):
+            os.close(fd)
+    if not wait_until(lambda: stack() and stack()[-1][0] == 'fuse.sshfs', 10):
+        cleanup(tag)
+        raise LabError(f'{tag}: sshfs layer did not mount (see {config.log_file(f"{tag}.store")})')

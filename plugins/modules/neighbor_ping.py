@@ -10,9 +10,9 @@ module: neighbor_ping
 short_description: Ping one or more addresses from a neighbour host, in parallel (CloudStack's PingTestCommand)
 version_added: 0.1.0
 description:
-  - Runs the system's C(ping) (iputils) against every target at once, each with O(count) echo requests every
-    O(interval) seconds and its own O(deadline), and reports per target whether any reply came back, the loss and
-    the round-trip times, plus an aggregate.
+  - Runs the system's C(ping) (iputils) against every target at once, each sending an echo request every O(interval)
+    seconds until O(count) replies came back or its own O(deadline) passed, and reports per target whether any reply
+    came back, the loss and the round-trip times, plus an aggregate.
   - Meant to run on a live neighbour of a suspect hypervisor with C(delegate_to), pinging the suspect's
     private/storage address (C(kvmha_private_ip)), so the probe travels a path that does not involve the controller.
   - B(A ping can only prove "up".) A reply shows that a kernel answers at that address (even a host whose VMs and
@@ -38,7 +38,8 @@ options:
     aliases: [target]
   count:
     description:
-      - Echo requests per target (1 to 100). Ping stops early once this many replies came back.
+      - Replies wanted per target (1 to 100). C(ping) sends an echo request every O(interval) until this many replies
+        came back or O(deadline) passed, so a silent target gets up to O(deadline) / O(interval) requests.
     type: int
     default: 3
   interval:

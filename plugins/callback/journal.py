@@ -254,14 +254,11 @@ class CallbackModule(CallbackBase):
                        action=decision.get("action"), reasons=decision.get("reasons"))
 
     def _on_ipmi_power(self, host, result):
-        if result.get("state") in (None, "status") and "fenced" not in result:
-            return
-        if not result.get("fenced") and result.get("state") not in ("off", "shutdown"):
-            return
-        incident = self.incident(host)
+        if result.get("state") not in ("off", "shutdown"):
+            return  # a status read is evidence, recorded with the decision
         ok = bool(result.get("fenced"))
         if ok:
-            incident.mark("fenced")
+            self.incident(host).mark("fenced")
         self._action(host, "fence", ok, "power off confirmed" if ok else result.get("msg", "not confirmed"), result)
 
     def _on_vm_evacuate(self, host, result):
@@ -310,13 +307,16 @@ class CallbackModule(CallbackBase):
         if not name:
             return
         host = result.host.get_name()
-        message = scrub(result.result).get("msg", how)
-        if name == "ipmi_power":
-            self._action(host, "fence", False, message, scrub(result.result))
-        elif name == "vm_evacuate":
-            self._on_vm_evacuate(host, scrub(result.result))
+        details = scrub(result.result)
+        message = details.get("msg", how)
+        if name == "ipmi_power" and details.get("state") in ("off", "shutdown"):
+            self._action(host, "fence", False, message, details)
+        elif name == "vm_evacuate" and "vms" in details:
+            self._on_vm_evacuate(host, details)
         elif name == "remediate":
             self._action(host, "remediate", False, message)
+        elif name in ("ipmi_power", "neighbor_ping", "vm_disk_activity"):
+            self.event("probe_" + how, host=host, module=name, msg=message)  # unknown evidence, not a failed action
         else:
             self.failures.append("%s: %s %s: %s" % (host, name, how, message))
             self.event("task_" + how, host=host, module=name, msg=message)

@@ -1,4 +1,4 @@
-# The two commands of the README are `make demo` and `make test`; everything else is a building block.
+# Shortcuts for developers. The README's two commands are `bash scripts/demo.sh` and `bash scripts/test.sh`.
 SHELL := /bin/bash
 PY := .venv/bin/python
 
@@ -7,14 +7,14 @@ PY := .venv/bin/python
 setup:
 	@scripts/setup.sh
 
-demo: setup
-	@$(PY) -m lab demo
+demo:
+	@scripts/demo.sh
 
-test: setup
+test:
 	@scripts/test.sh
 
-# Single stages of `make test`, for development.
-sanity lint units: setup
+# Single stages of the test command, for development.
+sanity lint units:
 	@scripts/test.sh $@
 
 lab-up: setup

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Runs every test stage in scripts/test-stages/ in order (or only the stages named as arguments),
-# stops at the first failure and prints how long each stage took.
+# The README's test command: sets up what it needs (idempotent), then runs every test stage in
+# scripts/test-stages/ in order (or only the stages named as arguments), stops at the first failure and
+# prints how long each stage took.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
+scripts/setup.sh
 source scripts/env.sh
 
 stages=()

@@ -23,7 +23,7 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 from lab import bmcs, cgroups, config, container, faults, fs, guests, inventory, net, power, state, store
-from lab.util import LabError, locked, mounts_under, read_text, remove, run, wait_until
+from lab.util import LabError, is_mountpoint, locked, mounts_under, read_text, remove, run, wait_until
 
 POWER_ACTIONS = ('on', 'off', 'crash', 'hang', 'reboot', 'soft', 'status')
 SSH_TIMEOUT_RC = 124  # what lab.ssh returns when the command did not finish in time (like coreutils timeout)
@@ -358,7 +358,7 @@ def _kill_netns_processes(netns):
 def _remove_empty_netns_dir():
     # `ip netns add` created /run/netns (a mount point of itself); leave the machine as we found it.
     if os.path.isdir(net.NETNS_DIR) and not os.listdir(net.NETNS_DIR):
-        if os.path.ismount(net.NETNS_DIR):
+        if is_mountpoint(net.NETNS_DIR):
             run(['umount', net.NETNS_DIR], timeout=10)
         with contextlib.suppress(OSError):
             os.rmdir(net.NETNS_DIR)

@@ -17,7 +17,7 @@ import secrets
 import shutil
 
 from lab import config
-from lab.util import LabError, mounts_under, run, write_text
+from lab.util import LabError, is_mountpoint, mounts_under, run, write_text
 
 # Units that fail or waste CPU in a container (measured: without the masks every host starts PostgreSQL).
 MASKED_UNITS = (
@@ -44,17 +44,17 @@ def mount(source, target, *options, fstype=None):
 
 def mount_lab_root():
     """The lab tmpfs, the store (real dir + controller bind), nspawn's tmpfs, the controller netns handle."""
-    if not os.path.ismount(config.ROOT):
+    if not is_mountpoint(config.ROOT):
         mount('kvmha-lab', config.ROOT, 'size=4G,mode=0755', fstype='tmpfs')
         run(['mount', '--make-private', config.ROOT], timeout=10)
     for directory in (config.STORE_DATA, config.SSH_DIR, config.CONTROL_DIR, config.RUN, config.HOSTS_DIR):
         os.makedirs(directory, exist_ok=True)
     os.makedirs(config.SECRETS, mode=0o700, exist_ok=True)
     os.makedirs(config.BMC_DIR, mode=0o700, exist_ok=True)
-    if not os.path.ismount(config.STORE):
+    if not is_mountpoint(config.STORE):
         mount(config.STORE_DATA, config.STORE, 'bind')
     os.makedirs(config.IMAGES, exist_ok=True)
-    if not os.path.ismount(config.NSPAWN_RUN):
+    if not is_mountpoint(config.NSPAWN_RUN):
         mount('kvmha-nspawn', config.NSPAWN_RUN, 'mode=0755', fstype='tmpfs')
     _controller_netns_handle()
 
@@ -63,7 +63,7 @@ def _controller_netns_handle():
     # Processes in a BMC's namespace (BMC, ipmi_sim hook) power hosts on; the host's supervisor must not
     # live in that BMC namespace, so it is started through this handle on the controller's namespace.
     handle = config.CONTROLLER_NETNS
-    if os.path.ismount(handle):
+    if is_mountpoint(handle):
         return
     if not os.path.exists(handle):
         open(handle, 'w', encoding='ascii').close()
@@ -89,7 +89,7 @@ def prepare_host(host, hosts):
         shutil.rmtree(staging, ignore_errors=True)
         _populate_upper(staging, host, hosts)
         os.rename(staging, upper)
-    if not os.path.ismount(merged):
+    if not is_mountpoint(merged):
         shutil.rmtree(work, ignore_errors=True)
         os.makedirs(work)
         mount('overlay', merged, f'lowerdir=/,upperdir={upper},workdir={work}', fstype='overlay')
@@ -125,7 +125,7 @@ def _etc_hosts(hosts):
 
 def unmount_host(host):
     merged = host_paths(host)[2]
-    if os.path.ismount(merged):
+    if is_mountpoint(merged):
         run(['umount', merged], timeout=30)
 
 
@@ -134,7 +134,7 @@ def unmount_all():
     for point in mounts_under(config.ROOT) + mounts_under(config.NSPAWN_RUN):
         run(['umount', '-l', point], timeout=30, check=False)
     for directory in (config.ROOT, config.NSPAWN_RUN):
-        if os.path.isdir(directory) and not os.path.ismount(directory):
+        if os.path.isdir(directory) and not is_mountpoint(directory):
             _remove_empty_or_fail(directory)
     left = mounts_under(config.ROOT) + mounts_under(config.NSPAWN_RUN)
     if left:

@@ -13,7 +13,7 @@ import signal
 import sys
 
 from lab import cgroups, config, container, fs, net
-from lab.util import LabError, locked, read_pid, spawn_detached, wait_until
+from lab.util import LabError, is_mountpoint, locked, read_pid, spawn_detached, wait_until
 
 SOFT_OFF_TIMEOUT = 30
 # Signals systemd (PID 1 of the container) understands, as `systemctl reboot` / `systemctl poweroff` would.
@@ -66,7 +66,7 @@ def on(host):
 
 
 def _require_built(host):
-    if not os.path.ismount(fs.host_paths(host)[2]) or host not in net.netns_list():
+    if not is_mountpoint(fs.host_paths(host)[2]) or host not in net.netns_list():
         raise LabError(f'{host} is not built (run `lab up`)')
 
 

@@ -7,7 +7,7 @@
 * hang (a host): an sshfs mount on top, inside the host, served by an sftp-server on the controller over a
   pipe (`sshfs -o passive`). Stopping the server (SIGSTOP) is a storage server that stops answering: every
   new access blocks in D state, like a hard NFS mount, until the server continues.
-* dead (the controller's view): the same sshfs with its server killed: every access fails with ENOTCONN.
+* dead (the controller's view): the same sshfs, killed: every access fails with ENOTCONN.
 
 The sshfs client of a host is moved into the host's cgroups: a crash freezes it with the host, power off
 kills it. Layers are removed only after checking that the top mount is really the layer we put there.
@@ -70,7 +70,8 @@ def cleanup(tag):
 
 def kill_controller_view():
     _sshfs('controller', [], lambda: mount_stack(os.getpid(), config.STORE))
-    kill_pid_file(_pids('controller')[0])  # server gone: sshfs sees EOF and exits, the mount is dead
+    # SIGKILL: sshfs gets no chance to unmount (it does on a clean exit), so the mount stays, dead.
+    os.kill(read_pid(_pids('controller')[1]), signal.SIGKILL)
     if not wait_until(_controller_view_dead, 5):
         raise LabError('observer-store: the controller still reads the store')
     cleanup('controller')

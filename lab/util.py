@@ -139,7 +139,8 @@ def _try_lock(fd):
 
 
 def is_mountpoint(path):
-    return os.path.ismount(path)
+    """From the mount table: os.path.ismount misses a bind mount from the same filesystem (the store's)."""
+    return bool(mount_stack('self', path))
 
 
 def mount_stack(pid, target):

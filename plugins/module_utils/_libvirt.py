@@ -343,6 +343,49 @@ class LibvirtClient:
 
         return self._call("remove %s" % vm_uuid, remove)
 
+    def remove(self, vm_uuid: str) -> dict:
+        """Destroy (if active) and undefine a stale copy; returns ``{"destroyed": bool, "undefined": bool}``.
+
+        For the returning-host guard only (vm_evacuate never removes anything). libvirt's undefine never deletes
+        disks; NVRAM is kept, managed-save images and snapshot/checkpoint metadata go with the definition so that
+        nothing can resume the stale copy. A domain that is not defined here is ``{False, False}``.
+        """
+        conn = self.conn
+
+        def lookup():
+            try:
+                return conn.lookupByUUIDString(vm_uuid)
+            except libvirt.libvirtError as err:
+                if err.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                    return None
+                raise
+
+        dom = self._call("look up %s" % vm_uuid, lookup)
+        outcome = {"destroyed": False, "undefined": False}
+        if dom is None:
+            return outcome
+        persistent = self._call("persistence of %s" % vm_uuid, dom.isPersistent)
+        if self._call("state of %s" % vm_uuid, dom.isActive):
+            self._call("destroy %s" % vm_uuid, dom.destroy)
+            outcome["destroyed"] = True
+        if not persistent:
+            outcome["undefined"] = outcome["destroyed"]  # a transient domain is gone once destroyed
+            return outcome
+        basic = getattr(libvirt, "VIR_DOMAIN_UNDEFINE_MANAGED_SAVE", 0) | getattr(libvirt, "VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA", 0)
+        full = basic | getattr(libvirt, "VIR_DOMAIN_UNDEFINE_KEEP_NVRAM", 0) | getattr(libvirt, "VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA", 0)
+        try:
+            self._call("undefine %s" % vm_uuid, dom.undefineFlags, full)
+        except LibvirtError as err:
+            cause = err.__cause__
+            refused = (getattr(libvirt, "VIR_ERR_INVALID_ARG", -1), getattr(libvirt, "VIR_ERR_NO_SUPPORT", -1))
+            if cause is None or not hasattr(cause, "get_error_code") or cause.get_error_code() not in refused:
+                raise
+            # A driver without NVRAM/checkpoint support refuses those flags; without KEEP_NVRAM libvirt refuses
+            # to undefine a domain that has NVRAM rather than delete it, so nothing is lost either way.
+            self._call("undefine %s" % vm_uuid, dom.undefineFlags, basic)
+        outcome["undefined"] = True
+        return outcome
+
     def wait_running(self, vm_uuid: str, timeout: float, poll: float = 0.05) -> str:
         """Poll until the domain runs or ``timeout`` passes; return the last state seen."""
         deadline = time.monotonic() + timeout

@@ -245,3 +245,21 @@ def test_not_connected():
         client.active_uuids()
     assert err.value.kind == "connection"
     client.close()
+
+
+def test_remove_destroys_and_undefines_a_stale_copy(node_uri, tmp_path):
+    client = LibvirtClient(node_uri).open()
+    try:
+        running, defined, transient = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
+        client.define(domain_xml(running, name="run"))
+        client.start(running)
+        client.define(domain_xml(defined, name="off"))
+        client.conn.createXML(domain_xml(transient, name="tmp"), 0)
+        assert client.remove(running) == {"destroyed": True, "undefined": True}
+        assert client.remove(defined) == {"destroyed": False, "undefined": True}
+        assert client.remove(transient) == {"destroyed": True, "undefined": True}
+        assert client.remove(str(uuid.uuid4())) == {"destroyed": False, "undefined": False}
+        for vm_uuid in (running, defined, transient):
+            assert client.domain_state(vm_uuid) is None
+    finally:
+        client.close()

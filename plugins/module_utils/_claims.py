@@ -163,6 +163,10 @@ class ClaimBook:
         self._prune(name)
         return claim
 
+    def renew(self, claim):
+        """Publish a fresh generation of our claim so that its ttl starts again. ``Conflict`` if it was taken over."""
+        return self.docs.replace(claim.name, claim, self.owner, dict(claim.data), self.ttl)
+
     def retarget(self, claim, target: str):
         """Our claim now points at another target (re-planned); the ttl starts again."""
         data = dict(claim.data, target=target)

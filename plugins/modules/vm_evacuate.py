@@ -122,7 +122,9 @@ options:
     description:
       - Seconds after which a C(claimed) (not yet started) claim of this incident may be taken over by another
         evacuator, if the claim's target is reachable and does not run the VM.
-      - Must exceed one VM's worst case, O(connect_timeout) + 4 x O(call_timeout) + O(verify_timeout).
+      - Must exceed one VM's worst case, O(connect_timeout) + 4 x O(call_timeout) + O(verify_timeout) +
+        2 x O(store_timeout). The evacuator renews its claim before it defines a VM once a quarter of the ttl has
+        passed (VMs queued behind others on one target), so the claim cannot expire while the VM is being started.
     type: float
     default: 300.0
   vms:
@@ -390,10 +392,10 @@ class Evacuation:
                 raise InvalidInput("%s must be positive, got %r" % (key, p[key]))
         if p["parallel"] < 1:
             raise InvalidInput("parallel must be at least 1, got %r" % p["parallel"])
-        worst = p["connect_timeout"] + 4 * p["call_timeout"] + p["verify_timeout"]
+        worst = p["connect_timeout"] + 4 * p["call_timeout"] + p["verify_timeout"] + 2 * p["store_timeout"]
         if p["claim_ttl"] <= worst:
-            raise InvalidInput("claim_ttl (%.1f s) must exceed connect_timeout + 4 x call_timeout + verify_timeout (%.1f s)"
-                               % (p["claim_ttl"], worst))
+            raise InvalidInput("claim_ttl (%.1f s) must exceed connect_timeout + 4 x call_timeout + verify_timeout"
+                               " + 2 x store_timeout (%.1f s)" % (p["claim_ttl"], worst))
         self.spares = set(validate_host_name(h) for h in p["spare_hosts"])
         self.owner = p["owner"] if p["owner"] else "%s/%d" % (socket.gethostname(), os.getpid())
         self.targets = []
@@ -468,23 +470,27 @@ class Evacuation:
                 self.warnings.append("%s: the domain XML names it %r" % (vm["name"], info["name"]))
 
     def _read_targets(self) -> None:
+        """Every target's record (also of targets we cannot connect to: it may list a VM as running there)."""
         reader = RecordReader(self.store)
         for target in self.targets:
-            if not target.connectable:
+            if target.host == self.failed_host:
                 continue
+            problem = ""
             try:
                 reading = self._store_call("read the heartbeat record of %s" % target.host, reader.read, target.host)
             except KvmhaError as err:
-                target.reason = "heartbeat record: %s" % err
-                continue
-            if reading.status != "ok":
-                target.reason = "heartbeat record is %s: %s" % (reading.status, reading.reason)
-            elif reading.record["state"] != "running":
-                target.record = reading.record
-                target.reason = "heartbeat writer is stopped"
+                problem = "heartbeat record: %s" % err
             else:
-                target.record = reading.record
-                target.placeable = True
+                if reading.status != "ok":
+                    problem = "heartbeat record is %s: %s" % (reading.status, reading.reason)
+                else:
+                    target.record = reading.record
+                    if reading.record["state"] != "running":
+                        problem = "heartbeat writer is stopped"
+                    else:
+                        target.placeable = target.connectable
+            if problem:
+                target.reason = "; ".join(r for r in (target.reason, problem) if r)
 
     def _connect(self) -> list:
         """Open one connection per target in parallel; returns the reachable targets."""
@@ -606,16 +612,34 @@ class Evacuation:
         vm["claim"] = claim
         vm["claim_info"].update(owner=claim.owner, generation=claim.generation, state=claim.data.get("state"))
 
-    def _work_target(self, target: Target, vms: list) -> list:
+    def _renew(self, vm: dict, book: ClaimBook):
+        """Renew the VM's claim if a quarter of its ttl has passed; returns None or (outcome, reason, kind)."""
+        if time.time() - vm["claim"].created <= self.params["claim_ttl"] / 4.0:
+            return None
+        try:
+            self._set_claim(vm, self._store_call("renew the claim of %s" % vm["name"], book.renew, vm["claim"]))
+        except Conflict as err:
+            who = err.current.owner if err.current is not None else "another evacuator"
+            return ("lost", "its claim was taken over by %s before it was started" % who, "")
+        except KvmhaError as err:
+            return ("failed", "its claim could not be renewed, so it was not started: %s" % err, err.kind)
+        return None
+
+    def _work_target(self, target: Target, vms: list, book: ClaimBook) -> list:
         """Define, start and verify ``vms`` on ``target`` in order. Returns [(vm, outcome, reason, kind)].
 
-        outcome: started, failed (definitely not running), unknown (may run there), replan (not attempted here).
+        outcome: started, failed (definitely not running), unknown (may run there), replan (not attempted here),
+        lost (another evacuator took the claim over).
         """
         client = target.client
         outcomes = []
         for vm in vms:
             if target.broken:
                 outcomes.append((vm, "replan", target.broken, ""))
+                continue
+            renewal = self._renew(vm, book)
+            if renewal is not None:
+                outcomes.append((vm,) + renewal)
                 continue
             try:
                 client.define(vm["xml"])
@@ -662,7 +686,7 @@ class Evacuation:
         targets = dict((t.host, t) for t in self.targets)
         results = []
         with concurrent.futures.ThreadPoolExecutor(max_workers=self.params["parallel"]) as pool:
-            futures = [pool.submit(self._work_target, targets[host], jobs) for host, jobs in sorted(by_target.items())]
+            futures = [pool.submit(self._work_target, targets[host], jobs, book) for host, jobs in sorted(by_target.items())]
             for future in futures:
                 results.extend(future.result())
         replan = []
@@ -676,6 +700,9 @@ class Evacuation:
                 vm["host"] = None
             elif outcome == "unknown":
                 self._finish(vm, "failed", reason, kind=kind or "unknown")
+            elif outcome == "lost":
+                vm["host"] = None
+                self._finish(vm, "skipped", reason)
             else:
                 self.replanned.append({"uuid": vm["uuid"], "name": vm["name"], "from_host": vm["host"], "to_host": None,
                                        "reason": reason})

@@ -463,3 +463,66 @@ def test_duplicate_vm_names_are_labelled_by_uuid_in_the_diff(cluster):
 def test_errors_are_collection_errors():
     assert issubclass(StoreError, KvmhaError) and issubclass(InvalidInput, KvmhaError)
     json.dumps(ARGUMENT_SPEC)
+
+
+class SlowClient(LibvirtClient):
+    """A real test-driver client whose first define takes a while (a slow host); runs ``hook`` meanwhile."""
+
+    hook = None
+    delay = 1.2
+
+    def define(self, xml):
+        if not getattr(self, "_slowed", False):
+            self._slowed = True
+            time.sleep(self.delay)
+            if SlowClient.hook is not None:
+                SlowClient.hook()
+        return super().define(xml)
+
+
+FAST = dict(connect_timeout=0.5, call_timeout=0.5, verify_timeout=0.5, store_timeout=0.5, claim_ttl=4.1)
+
+
+def test_claims_of_queued_vms_are_renewed_before_their_start(cluster):
+    cluster.vm("first", 90)
+    cluster.vm("second", 10)
+    cluster.record("h1", ["first", "second"])
+    cluster.record("h2")
+    SlowClient.hook = None
+    result = run(cluster, targets(cluster, "h2"), factory=SlowClient, **FAST)
+    vms = by_name(result)
+    assert vms["first"]["status"] == vms["second"]["status"] == "started"
+    assert vms["first"]["claim"]["generation"] == 2    # claimed, started
+    assert vms["second"]["claim"]["generation"] == 3   # claimed, renewed after the slow first VM, started
+
+
+def test_a_claim_taken_over_while_queued_is_not_started(cluster):
+    cluster.vm("first", 90)
+    second = cluster.vm("second", 10)
+    cluster.record("h1", ["first", "second"])
+    cluster.record("h2")
+    docs = ClaimBook(cluster.store, "x", "h1", "h1/boot-a-h1", 300).docs
+
+    def take_over():
+        current = docs.read(second)
+        docs.replace(second, current, "impatient-evacuator", dict(current.data, target="h3"), 300)
+
+    SlowClient.hook = take_over
+    try:
+        result = run(cluster, targets(cluster, "h2"), factory=SlowClient, **FAST)
+    finally:
+        SlowClient.hook = None
+    vms = by_name(result)
+    assert vms["first"]["status"] == "started"
+    assert vms["second"]["status"] == "skipped" and "taken over by impatient-evacuator" in vms["second"]["reason"]
+    assert "defined" not in vms["second"]["timestamps"] and result["changed"] is True
+
+
+def test_vm_listed_by_a_target_with_a_refused_uri_is_not_started_twice(cluster):
+    cluster.vm("a")
+    cluster.record("h1", ["a"])
+    cluster.record("h2", ["a"])
+    cluster.record("h3")
+    tlist = [{"host": "h2", "uri": "qemu+ext:///system?command=/bin/true"}] + targets(cluster, "h3")
+    vm = by_name(run(cluster, tlist))["a"]
+    assert vm["status"] == "skipped" and "listed as running on h2" in vm["reason"]

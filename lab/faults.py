@@ -304,4 +304,5 @@ def prune(record):
 
 
 def active_names(record, host):
-    return [f'{n}={e["arg"]}' if e['arg'] is not None else n for n, e in record['faults'].get(host, {}).items()]
+    active = record['faults'].get(host, {})
+    return sorted(f'{n}={e["arg"]}' if e['arg'] is not None else n for n, e in active.items())

@@ -7,8 +7,8 @@
 
 Two layers:
 
-* ``IpmiClient`` - one per BMC. It logs in (one pyghmi session per BMC per process: a second pyghmi ``Command()``
-  to a BMC that already has a session in the same process can hang forever, measured), reads the power state and
+* ``IpmiClient`` - one per BMC. It logs in (one pyghmi session per BMC per process: a second pyghmi session
+  to a BMC that already has one in the same process can hang forever, measured), reads the power state and
   sends chassis control commands. Every call runs under ``call_with_deadline``, outside pyghmi's own retry loop,
   and every failure becomes one of the ``BmcError`` classes with a message that is never ``None`` (pyghmi's own
   "no answer" exception carries ``None``).
@@ -21,6 +21,9 @@ Only the standard chassis commands are used (IPMI 2.0 §28.2 Get Chassis Status,
 ``ipmitool`` and ``fence_ipmilan`` do; pyghmi's ``get_power``/``set_power`` are avoided because they first probe
 the BMC's vendor (extra round trips, vendor code paths) and ``set_power(wait=...)`` polls only once a second.
 Power cycle and hard reset are deliberately not offered: a reset is never a fence.
+
+The first login of a process also installs ``fix_pyghmi_lost_wakeup`` (below): without it about one request in a
+hundred to a fast BMC waits 0.5-1 s for pyghmi's retry timer, which is a third of a fence's time budget.
 """
 
 from __future__ import annotations
@@ -42,11 +45,11 @@ from ._errors import (
 
 try:
     from pyghmi import exceptions as pyghmi_exceptions
-    from pyghmi.ipmi import command as pyghmi_command
+    from pyghmi.ipmi.private import session as pyghmi_session
 except ImportError as import_error:  # reported by the module through missing_required_lib
     PYGHMI_IMPORT_ERROR: ImportError | None = import_error
-    pyghmi_command = None
     pyghmi_exceptions = None
+    pyghmi_session = None
 else:
     PYGHMI_IMPORT_ERROR = None
 
@@ -86,10 +89,49 @@ _NO_ANSWER_MARKERS = ("timeout", "no longer connected", "unable to transmit", "s
 
 # One pyghmi session per BMC per process, shared by every IpmiClient for the same BMC and credentials.
 _SESSIONS: dict = {}
-# Logins abandoned at their deadline: their thread may still sit in pyghmi, and another Command() to that BMC
+# Logins abandoned at their deadline: their thread may still sit in pyghmi, and another pyghmi session to that BMC
 # could hang behind it, so this process does not try that BMC again.
 _ABANDONED: set = set()
 _SESSIONS_LOCK = threading.Lock()
+
+
+# pyghmi (1.6.19 and, by its code, earlier releases) loses a wake-up when a BMC answers very fast: the caller sends
+# a request, the I/O thread receives the answer and queues it *before* the caller has registered its waiter, and
+# the caller then sleeps until pyghmi's retry timer fires - 0.5 to 1 s lost on that request, measured on about one
+# request in a hundred against both lab/bmc.py and OpenIPMI's ipmi_sim (see docs/BENCHMARKS.md). The fix below
+# replaces ``session._io_wait`` for the one path that waits for a given BMC's answer (``awaitresponse``): after
+# queueing the waiter it checks whether the answer is already queued for that BMC and, if so, does not sleep. Every
+# other call goes to pyghmi's own function unchanged, and nothing is patched when pyghmi's internals differ.
+_PYGHMI_WAIT_NAMES = ("_io_wait", "_monotonic_time", "ioqueue", "iosockets", "myself", "Session")
+
+
+def fix_pyghmi_lost_wakeup(session_module=None) -> bool:
+    """Install the lost-wake-up fix into pyghmi's session module once; ``True`` when it is (now) installed."""
+    module = session_module if session_module is not None else pyghmi_session
+    if module is None or not all(hasattr(module, name) for name in _PYGHMI_WAIT_NAMES):
+        return False
+    if getattr(module._io_wait, "kvmha_fixed", False):
+        return True
+    original = module._io_wait
+
+    def _io_wait(timeout, myaddr=None, evq=None):
+        if myaddr is None or evq is not None:
+            return original(timeout, myaddr, evq)
+        event = threading.Event()
+        deadline = timeout + module._monotonic_time()
+        module.ioqueue.append((deadline, event, myaddr))
+        if deadline < getattr(module, "selectdeadline", 0):
+            waker = getattr(module.iosockets[0], "fd", module.iosockets[0])
+            waker.sendto(b"\x01", (module.myself, module.iosockets[0].getsockname()[1]))
+        handlers = list(module.Session.bmc_handlers.get(myaddr, {}).values())
+        if any(handler.pktqueue for handler in handlers):
+            return None  # the answer arrived before the waiter was queued: nobody would wake us for it
+        event.wait()
+        return None
+
+    _io_wait.kvmha_fixed = True
+    module._io_wait = _io_wait
+    return True
 
 
 def format_target(address: str, port: int) -> str:
@@ -97,10 +139,12 @@ def format_target(address: str, port: int) -> str:
 
 
 def _pyghmi_login(address, port, username, password, kg):
+    """A logged-in pyghmi session. ``Session`` rather than ``Command``: ``Command()`` only wraps it, and importing
+    ``pyghmi.ipmi.command`` (vendor handlers, SDR, FRU ...) costs 50 ms more on every run (measured)."""
     kwargs = {"bmc": address, "userid": username, "password": password, "port": port}
     if kg:
         kwargs["kg"] = kg
-    return pyghmi_command.Command(**kwargs)
+    return pyghmi_session.Session(**kwargs)
 
 
 def classify_exception(error: BaseException, target: str, what: str, login: bool) -> BmcError:
@@ -184,6 +228,8 @@ class IpmiClient:
         if session is None and abandoned:
             raise BmcTimeout("%s: an earlier login to this BMC in this process never finished" % self.target)
         if session is None:
+            with _SESSIONS_LOCK:
+                fix_pyghmi_lost_wakeup()
             try:
                 session = self._call(
                     lambda: self._login(self.address, self.port, self.username, self._password, self._kg),

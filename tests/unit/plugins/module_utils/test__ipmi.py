@@ -470,3 +470,96 @@ def test_fenced_only_after_confirm_consecutive_off_reads(initial, reads, confirm
         assert len(seen) >= confirm and seen[-confirm:] == ["off"] * confirm
         assert result["confirmations"] >= confirm
     assert 0x02 not in session.controls and 0x03 not in session.controls
+
+
+# ------------------------------------------------------------------------------------------- pyghmi wake-up fix
+
+
+class FakePyghmiSessionModule:
+    """Just the names of pyghmi.ipmi.private.session that the fix touches."""
+
+    def __init__(self):
+        import collections
+
+        self.ioqueue = collections.deque()
+        self.iosockets = []
+        self.myself = None
+        self.selectdeadline = 0  # no wake-up packet is sent when the I/O thread already waits less than us
+        self.original_calls = []
+        handlers = {}
+
+        class Session:
+            bmc_handlers = handlers
+
+        self.Session = Session
+        self.handlers = handlers
+
+        def original(timeout, myaddr=None, evq=None):
+            self.original_calls.append((timeout, myaddr, evq))
+
+        self._io_wait = original
+        self._monotonic_time = time.monotonic
+
+
+class Handler:
+    def __init__(self, queued=()):
+        import collections
+
+        self.pktqueue = collections.deque(queued)
+
+
+def test_wakeup_fix_returns_at_once_when_the_answer_is_already_queued():
+    fake = FakePyghmiSessionModule()
+    assert _ipmi.fix_pyghmi_lost_wakeup(fake) is True
+    fake.handlers[("::ffff:192.0.2.10", 623, 0, 0)] = {40000: Handler(queued=[b"answer"])}
+    started = time.monotonic()
+    fake._io_wait(5, ("::ffff:192.0.2.10", 623, 0, 0))
+    assert time.monotonic() - started < 1
+    assert len(fake.ioqueue) == 1  # the waiter is still queued, as pyghmi expects
+    assert fake.original_calls == []
+
+
+def test_wakeup_fix_waits_for_the_io_thread_otherwise():
+    fake = FakePyghmiSessionModule()
+    _ipmi.fix_pyghmi_lost_wakeup(fake)
+    fake.handlers[("bmc", 623)] = {40000: Handler()}
+    done = threading.Event()
+    waiter = threading.Thread(target=lambda: (fake._io_wait(5, ("bmc", 623)), done.set()), daemon=True)
+    waiter.start()
+    assert not done.wait(0.2)  # nothing queued: it sleeps
+    _deadline, event, addr = fake.ioqueue.popleft()  # what pyghmi's I/O thread does when the answer comes
+    assert addr == ("bmc", 623)
+    event.set()
+    assert done.wait(2)
+
+
+@pytest.mark.parametrize("args", [(1, None, None), (1, ("bmc", 623), ["evq"]), (1, None, ["evq"])])
+def test_wakeup_fix_leaves_other_waits_to_pyghmi(args):
+    fake = FakePyghmiSessionModule()
+    _ipmi.fix_pyghmi_lost_wakeup(fake)
+    fake._io_wait(*args)
+    assert fake.original_calls == [args]
+    assert not fake.ioqueue
+
+
+def test_wakeup_fix_is_installed_once():
+    fake = FakePyghmiSessionModule()
+    _ipmi.fix_pyghmi_lost_wakeup(fake)
+    installed = fake._io_wait
+    assert _ipmi.fix_pyghmi_lost_wakeup(fake) is True
+    assert fake._io_wait is installed
+
+
+def test_wakeup_fix_is_not_installed_into_an_unknown_pyghmi():
+    fake = FakePyghmiSessionModule()
+    del fake.ioqueue
+    original = fake._io_wait
+    assert _ipmi.fix_pyghmi_lost_wakeup(fake) is False
+    assert fake._io_wait is original
+
+
+def test_wakeup_fix_fits_the_installed_pyghmi():
+    from pyghmi.ipmi.private import session
+
+    assert _ipmi.fix_pyghmi_lost_wakeup() is True
+    assert getattr(session._io_wait, "kvmha_fixed", False) is True

@@ -1,0 +1,337 @@
+"""Benchmark: IPMI power status and fencing (off + confirmation) - ipmi_power vs fence_ipmilan vs ipmitool.
+
+Starts one standalone BMC simulator (lab/bmc.py) on 127.0.0.1 and measures, in the same run, REPEAT times each,
+interleaved (the order of the tools rotates every repetition):
+
+  status
+    * ipmi_power via ansible-playbook  - a one-task playbook, as a user runs it (wall time of the whole command;
+                                         the module's own ``elapsed`` is reported beside it)
+    * ipmi_power module_utils          - PowerOperation in a fresh Python process (wall), and the call alone
+    * fence_ipmilan --lanplus -o status
+    * ipmitool -I lanplus -C 3 power status
+  off, confirmed (the chassis is switched back on through the simulator's state file before every sample)
+    * ipmi_power state=off confirm=2   - success means two consecutive reads said off
+    * fence_ipmilan --lanplus -o off   - fence_ipmilan's own confirmation
+    * ipmitool power off               - sends the command only, NO confirmation (for reference)
+
+Every "off" sample is checked: the simulator's state must read off afterwards, or the run aborts. Medians are
+reported with min-max, and ratios against fence_ipmilan's median of the same operation. Nothing here is a test:
+tests never assert times. Usage (needs fence-agents and ipmitool; loopback only):
+
+    .venv/bin/python benchmarks/ipmi_fence.py [--repeat 10] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PYTHON = os.path.join(ROOT, ".venv", "bin", "python")
+USER = "admin"
+PASSWORD = "bench-pw-1"
+
+RAW = textwrap.dedent(
+    """
+    import json, sys, time
+    started = time.monotonic()
+    from ansible_collections.kvmha.cluster.plugins.module_utils._ipmi import IpmiClient, PowerOperation
+    imported = time.monotonic()
+    client = IpmiClient(address=sys.argv[1], port=int(sys.argv[2]), username=sys.argv[3], password=sys.argv[4])
+    result = PowerOperation(client, sys.argv[5], confirm=2, timeout=10).run()
+    result["import_s"] = imported - started
+    result["call_s"] = time.monotonic() - imported
+    print(json.dumps(result))
+    """
+)
+
+PLAYBOOK = textwrap.dedent(
+    """
+    - name: ipmi_power benchmark
+      hosts: localhost
+      connection: local
+      gather_facts: false
+      vars:
+        ansible_python_interpreter: "{{ ansible_playbook_python }}"
+      tasks:
+        - name: Start of the ipmi_power task
+          ansible.builtin.set_fact:
+            bench_t0: "{{ now().timestamp() }}"
+        - name: ipmi_power
+          kvmha.cluster.ipmi_power:
+            address: "{{ bmc_address }}"
+            port: "{{ bmc_port }}"
+            username: "{{ bmc_user }}"
+            state: "{{ bmc_state }}"
+            confirm: 2
+            timeout: 10
+          register: bench_result
+        - name: End of the ipmi_power task
+          ansible.builtin.set_fact:
+            bench_t1: "{{ now().timestamp() }}"
+        - name: Report
+          ansible.builtin.debug:
+            msg:
+              task_s: "{{ (bench_t1 | float) - (bench_t0 | float) }}"
+              elapsed: "{{ bench_result.elapsed }}"
+              fenced: "{{ bench_result.fenced }}"
+    """
+)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def environment() -> dict:
+    env = dict(os.environ)
+    env.update(
+        HOME=os.path.join(ROOT, ".cache", "home"),
+        ANSIBLE_HOME=os.path.join(ROOT, ".cache", "ansible"),
+        ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
+        ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, ".collections"),
+        ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.tree",
+        PYTHONPATH=os.path.join(ROOT, ".collections"),
+        KVMHA_BMC_PASSWORD=PASSWORD,
+        IPMI_PASSWORD=PASSWORD,
+        PATH=os.path.join(ROOT, ".venv", "bin") + os.pathsep + env.get("PATH", ""),
+    )
+    for name in ("HOME", "ANSIBLE_HOME"):
+        os.makedirs(env[name], exist_ok=True)
+    return env
+
+
+class Bench:
+    def __init__(self, work: str, repeat: int):
+        self.work = work
+        self.repeat = repeat
+        self.env = environment()
+        self.port = free_port()
+        self.state_file = os.path.join(work, "state")
+        self.playbook = os.path.join(work, "bench.yml")
+        with open(self.playbook, "w", encoding="utf-8") as f:
+            f.write(PLAYBOOK)
+        password_file = os.path.join(work, "password")
+        with open(password_file, "w", encoding="utf-8") as f:
+            f.write(PASSWORD + "\n")
+        self.bmc = subprocess.Popen(  # pylint: disable=consider-using-with
+            [PYTHON, "-m", "lab.bmc", "--address", "127.0.0.1", "--port", str(self.port), "--user", USER,
+             "--password-file", password_file, "--state-file", self.state_file],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = self.bmc.stdout.readline()
+        if not line.startswith("READY"):
+            raise SystemExit("the BMC simulator did not start: %r" % line)
+        self.samples: dict = {}
+
+    def close(self):
+        self.bmc.terminate()
+        self.bmc.wait(10)
+
+    # ---------------------------------------------------------------------------------------------- state
+
+    def set_state(self, state: str) -> None:
+        tmp = self.state_file + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(state + "\n")
+        os.replace(tmp, self.state_file)
+
+    def state(self) -> str:
+        with open(self.state_file, encoding="utf-8") as f:
+            return f.read().strip()
+
+    # ---------------------------------------------------------------------------------------------- tools
+
+    def run(self, argv: list) -> tuple[float, str]:
+        started = time.monotonic()
+        done = subprocess.run(argv, capture_output=True, text=True, env=self.env, cwd=self.work, check=False,
+                              timeout=60)
+        wall = time.monotonic() - started
+        if done.returncode != 0:
+            raise SystemExit("%s failed (rc=%d): %s %s" % (argv[0], done.returncode, done.stdout[-500:],
+                                                          done.stderr[-500:]))
+        return wall, done.stdout
+
+    def ansible(self, state: str) -> dict:
+        tree = os.path.join(self.work, "tree")
+        shutil.rmtree(tree, ignore_errors=True)
+        self.env["ANSIBLE_CALLBACK_TREE_DIR"] = tree  # the tree callback writes each host's last result there
+        wall, _out = self.run(["ansible-playbook", "-i", "localhost,", self.playbook,
+                               "-e", "bmc_address=127.0.0.1 bmc_port=%d bmc_user=%s bmc_state=%s"
+                               % (self.port, USER, state)])
+        with open(os.path.join(tree, "localhost"), encoding="utf-8") as f:
+            report = json.load(f)["msg"]  # the last task's result
+        return {"wall": wall, "task": float(report["task_s"]), "module": float(report["elapsed"]),
+                "fenced": report["fenced"] in (True, "True", "true")}
+
+    def raw(self, state: str) -> dict:
+        wall, out = self.run([PYTHON, "-c", RAW, "127.0.0.1", str(self.port), USER, PASSWORD, state])
+        result = json.loads(out)
+        return {"wall": wall, "module": result["elapsed"], "call": result["call_s"], "fenced": result["fenced"]}
+
+    def fence_ipmilan(self, action: str) -> dict:
+        wall, _out = self.run(["fence_ipmilan", "--lanplus", "-a", "127.0.0.1", "-u", str(self.port), "-l", USER,
+                               "-p", PASSWORD, "-o", action])
+        return {"wall": wall}
+
+    def ipmitool(self, action: str) -> dict:
+        wall, _out = self.run(["ipmitool", "-I", "lanplus", "-C", "3", "-H", "127.0.0.1", "-p", str(self.port),
+                               "-U", USER, "-E", "power", action])
+        return {"wall": wall}
+
+    # ---------------------------------------------------------------------------------------------- runs
+
+    def record(self, name: str, sample: dict) -> None:
+        self.samples.setdefault(name, []).append(sample)
+
+    def measure(self) -> None:
+        status = [
+            ("status: ipmi_power via ansible-playbook", lambda: self.ansible("status")),
+            ("status: ipmi_power module_utils (process)", lambda: self.raw("status")),
+            ("status: fence_ipmilan -o status", lambda: self.fence_ipmilan("status")),
+            ("status: ipmitool power status", lambda: self.ipmitool("status")),
+        ]
+        off = [
+            ("off+confirm: ipmi_power via ansible-playbook", lambda: self.ansible("off")),
+            ("off+confirm: ipmi_power module_utils (process)", lambda: self.raw("off")),
+            ("off+confirm: fence_ipmilan -o off", lambda: self.fence_ipmilan("off")),
+            ("off (no confirm): ipmitool power off", lambda: self.ipmitool("off")),
+        ]
+        for rep in range(self.repeat):
+            for name, func in rotate(status, rep):
+                self.set_state("on")
+                self.record(name, func())
+            for name, func in rotate(off, rep):
+                self.set_state("on")
+                sample = func()
+                if name.startswith("off") and not name.startswith("off (no"):
+                    if self.state() != "off":
+                        raise SystemExit("%s left the chassis %s" % (name, self.state()))
+                if "fenced" in sample and sample["fenced"] is not True:
+                    raise SystemExit("%s did not report fenced" % name)
+                self.record(name, sample)
+            print("repetition %d/%d done" % (rep + 1, self.repeat), file=sys.stderr)
+
+
+def rotate(items: list, by: int) -> list:
+    by %= len(items)
+    return items[by:] + items[:by]
+
+
+def median(samples: list, key: str) -> float:
+    return statistics.median(s[key] for s in samples)
+
+
+def summary(samples: dict) -> list[dict]:
+    rows = []
+    baseline = {
+        "status": median(samples["status: fence_ipmilan -o status"], "wall"),
+        "off": median(samples["off+confirm: fence_ipmilan -o off"], "wall"),
+    }
+    for name, values in samples.items():
+        walls = [s["wall"] for s in values]
+        kind = "status" if name.startswith("status") else "off"
+        row = {
+            "name": name,
+            "n": len(values),
+            "median_s": statistics.median(walls),
+            "min_s": min(walls),
+            "max_s": max(walls),
+            "ratio_vs_fence_ipmilan": statistics.median(walls) / baseline[kind],
+        }
+        if "module" in values[0]:
+            row["module_elapsed_median_s"] = median(values, "module")
+        if "task" in values[0]:
+            row["task_median_s"] = median(values, "task")
+            row["task_ratio_vs_fence_ipmilan"] = row["task_median_s"] / baseline[kind]
+        if "call" in values[0]:
+            row["call_median_s"] = median(values, "call")
+        rows.append(row)
+    return rows
+
+
+def machine() -> dict:
+    def first_line(argv):
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=10)
+        except OSError:
+            return "n/a"
+        return ((out.stdout or out.stderr).strip().splitlines() or ["n/a"])[0]
+
+    cpu = "n/a"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    import pyghmi.version  # pylint: disable=import-outside-toplevel
+    import ansible.release  # pylint: disable=import-outside-toplevel
+
+    return {
+        "cpu": "%s x%d" % (cpu, os.cpu_count() or 0),
+        "kernel": platform.release(),
+        "os": first_line(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"]),
+        "python": platform.python_version(),
+        "ansible-core": ansible.release.__version__,
+        "pyghmi": pyghmi.version.version_info.version_string(),
+        "ipmitool": first_line(["ipmitool", "-V"]).replace("ipmitool version ", ""),
+        "load average at the end": " ".join(os.getloadavg().__repr__().strip("()").split(", ")),
+        "fence-agents": first_line(["dpkg-query", "-W", "-f", "${Version}", "fence-agents"]),
+    }
+
+
+def markdown(rows: list[dict], facts: dict, repeat: int) -> str:
+    lines = [
+        "| operation | median (wall) | min-max | ratio vs fence_ipmilan | module `elapsed` (median) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        module = row.get("module_elapsed_median_s")
+        lines.append("| %s | %.3f s | %.3f-%.3f s | %.2f | %s |" % (
+            row["name"], row["median_s"], row["min_s"], row["max_s"], row["ratio_vs_fence_ipmilan"],
+            "%.3f s" % module if module is not None else "-"))
+        if "task_median_s" in row:
+            lines.append("| %s - the task alone, inside the playbook | %.3f s | | %.2f | |" % (
+                row["name"], row["task_median_s"], row["task_ratio_vs_fence_ipmilan"]))
+    lines.append("")
+    lines.append("%d repetitions each, interleaved. Machine: %s" % (repeat, "; ".join(
+        "%s %s" % (k, v) for k, v in facts.items())))
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
+    parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--json", action="store_true", help="print the samples and summary as JSON")
+    args = parser.parse_args()
+    for tool in ("fence_ipmilan", "ipmitool"):
+        if shutil.which(tool) is None:
+            raise SystemExit("%s not found (apt-get install fence-agents ipmitool)" % tool)
+    with tempfile.TemporaryDirectory(prefix="kvmha-bench-ipmi.") as work:
+        bench = Bench(work, args.repeat)
+        try:
+            bench.measure()
+        finally:
+            bench.close()
+    rows = summary(bench.samples)
+    facts = machine()
+    if args.json:
+        print(json.dumps({"machine": facts, "summary": rows, "samples": bench.samples}, indent=2))
+    else:
+        print(markdown(rows, facts, args.repeat))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -18,11 +18,11 @@ from conftest import PYTHON, ROOT  # pylint: disable=import-error
 INVENTORY = {
     "all": {"children": {"kvm_hosts": {
         "hosts": {
-            "h1": {"kvmha_private_ip": "198.51.100.71"},
+            "h1": {"kvmha_private_ip": "198.51.100.71", "heartbeat_writer_self_fence_armed": True},
             "h2": {"kvmha_private_ip": "198.51.100.72"},
-            "h4": {"kvmha_private_ip": "198.51.100.74"},
-            "h3": {"kvmha_private_ip": "198.51.100.73", "kvmha_cluster": "other"},
-            "h5": {"kvmha_private_ip": "198.51.100.75", "kvmha_cluster": "other"},
+            "h4": {"kvmha_private_ip": "198.51.100.74", "heartbeat_writer_self_fence_armed": True},
+            "h3": {"kvmha_private_ip": "198.51.100.73", "kvmha_cluster": "other", "heartbeat_writer_self_fence_armed": True},
+            "h5": {"kvmha_private_ip": "198.51.100.75", "kvmha_cluster": "other", "heartbeat_writer_self_fence_armed": True},
         },
         "vars": {"ansible_connection": "local", "ansible_python_interpreter": PYTHON},
     }}}
@@ -67,14 +67,16 @@ def run_check(layout, path):
 
 
 def test_default_render_peers_per_cluster_and_a_valid_configuration(tmp_path, launcher_layout):
-    done, out = render(tmp_path, "all", heartbeat_writer_self_fence_armed=True, heartbeat_writer_ha_domains=[{"name": "g9"}])
+    done, out = render(tmp_path, "all", heartbeat_writer_ha_domains=[{"name": "g9"}])
     assert done.returncode == 0, done.stdout + done.stderr
     peers = {host: json.loads((out / ("%s.heartbeat.json" % host)).read_text())["self_fence"]["peers"] for host in ("h1", "h3")}
     assert peers == {"h1": ["198.51.100.72", "198.51.100.74"], "h3": ["198.51.100.75"]}
     for host in ("h1", "h2", "h3", "h4", "h5"):
         check = run_check(launcher_layout, out / ("%s.heartbeat.json" % host))
         assert check.returncode == 0, check.stdout + check.stderr
-        assert "armed (poweroff)" in check.stdout
+        assert ("self-fence off" if host == "h2" else "armed (poweroff)") in check.stdout
+    unarmed = (out / "h2.kvmha-heartbeat.service").read_text()
+    assert "@reboot" not in unarmed and "CAP_SYS_BOOT" not in unarmed
     unit = (out / "h1.kvmha-heartbeat.service").read_text()
     assert "SystemCallFilter=@reboot" in unit and "CAP_SYS_BOOT" in unit and "DeviceAllow" not in unit
     assert "Restart=always" in unit and "ExecReload=/bin/kill -HUP $MAINPID" in unit
@@ -85,20 +87,33 @@ def test_default_render_peers_per_cluster_and_a_valid_configuration(tmp_path, la
         assert verify.returncode == 0 and not complaints, verify.stdout + verify.stderr
 
 
-def test_unarmed_unit_gets_no_reboot_rights(tmp_path):
-    done, out = render(tmp_path, "h1")
-    assert done.returncode == 0, done.stdout + done.stderr
-    unit = (out / "h1.kvmha-heartbeat.service").read_text()
-    assert "@reboot" not in unit and "CAP_SYS_BOOT" not in unit
+BAD_INPUT = {
+    "b1": ({"heartbeat_writer_self_fence_armed": True, "heartbeat_writer_self_fence_peers": []}, "self-fence armed on b1"),
+    "b2": ({"heartbeat_writer_self_fence_armed": True, "heartbeat_writer_self_fence_deadline": 4}, "self-fence armed on b2"),
+    "b3": ({"kvmha_store_path": "relative/store"}, "invalid input"),
+    "b4": ({"heartbeat_writer_write_timeout": 5}, "invalid input"),
+    "b5": ({"kvmha_store_path": "/nonexistent/kvmha-store"}, "is the shared store mounted"),
+}
 
 
-@pytest.mark.parametrize("extra, message", [
-    ({"heartbeat_writer_self_fence_armed": True, "heartbeat_writer_self_fence_peers": []}, "self-fence armed on h1"),
-    ({"heartbeat_writer_self_fence_armed": True, "heartbeat_writer_self_fence_deadline": 4}, "self-fence armed on h1"),
-    ({"kvmha_store_path": "relative/store"}, "invalid input"),
-    ({"heartbeat_writer_write_timeout": 5}, "invalid input"),
-    ({"kvmha_store_path": "/nonexistent/kvmha-store"}, "is the shared store mounted"),
-])
-def test_preflight_refuses_bad_input(tmp_path, extra, message):
-    done, _out = render(tmp_path, "h1", **extra)
-    assert done.returncode != 0 and message in done.stdout + done.stderr
+def test_preflight_refuses_bad_input(tmp_path):
+    """One host per bad input, in one run: each fails with its own reason, before anything is rendered."""
+    inventory = tmp_path / "inventory.json"
+    hosts = {name: dict(bad, kvmha_private_ip="198.51.100.8%s" % name[1]) for name, (bad, _message) in BAD_INPUT.items()}
+    inventory.write_text(json.dumps({"all": {"children": {"kvm_hosts": {
+        "hosts": hosts,
+        "vars": {"ansible_connection": "local", "ansible_python_interpreter": PYTHON, "kvmha_store_path": str(tmp_path)}}}}}))
+    out = tmp_path / "out"
+    out.mkdir()
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"), ANSIBLE_NOCOLOR="1")
+    done = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", str(inventory),
+         "-e", json.dumps({"render_dir": str(out)}),
+         str(ROOT / "tests" / "writer" / "render.yml")],
+        capture_output=True, text=True, env=env, cwd=str(ROOT), check=False)
+    text = done.stdout + done.stderr
+    assert done.returncode != 0
+    for name, (_bad, message) in BAD_INPUT.items():
+        failures = [line for line in text.splitlines() if line.startswith("fatal: [%s]" % name)]
+        assert failures and message in failures[0], (name, text)
+    assert not list(out.iterdir()), "nothing may be rendered for a host that failed its preflight"

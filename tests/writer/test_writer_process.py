@@ -79,7 +79,7 @@ def test_seq_keeps_increasing_across_restarts_even_without_saved_state(env):
 
 def test_libvirt_down_or_hung_keeps_the_last_known_manifest(env):
     """virsh fallback; libvirtd first down (error), then hung (timeout), then back."""
-    proc = env.start(env.config(libvirt={"method": "virsh", "virsh": str(env.virsh), "timeout": 0.5}))
+    proc = env.start(env.config(libvirt={"method": "virsh", "virsh": str(env.virsh), "timeout": 0.5, "refresh_interval": 0.2}))
     wait_for(lambda: (r := env.record()) and vm_names(r) == ["g1", "g2"], 5, what="the manifest")
     (env.virsh.parent / "virsh.down").touch()
     down = wait_for(lambda: (r := env.record()) and r["manifest"]["error"] and r, 5, what="the libvirt error")

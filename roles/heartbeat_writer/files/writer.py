@@ -151,9 +151,8 @@ def parse_config(doc: dict) -> dict:
     if not isinstance(lv["virsh"], str) or not lv["virsh"]:
         raise ConfigError("libvirt.virsh must be a program name or path")
     lv["timeout"] = _number(lv, "timeout", "libvirt.", 0.1, 600)
-    if lv["refresh_interval"] is None:
-        lv["refresh_interval"] = conf["interval"]  # every beat
-    lv["refresh_interval"] = _number(lv, "refresh_interval", "libvirt.", 0.1, 3600)
+    if lv["refresh_interval"] is not None:  # None: see refresh_interval()
+        lv["refresh_interval"] = _number(lv, "refresh_interval", "libvirt.", 0.1, 3600)
 
     domains = conf["ha_domains"]
     if not isinstance(domains, list):
@@ -218,6 +217,14 @@ def parse_config(doc: dict) -> dict:
         if sf["action"] == "watchdog" and sf["watchdog_timeout"] <= 2 * conf["interval"]:
             raise ConfigError("self_fence.watchdog_timeout must be more than 2 x interval (it is fed every beat)")
     return conf
+
+
+def refresh_interval(conf: dict, method: str) -> float:
+    """Seconds between two domain-list reads: as configured, else every beat with the binding (a few ms) and
+    every 10 s with virsh (a process per domain, ~15 ms each: measured in docs/WRITER.md)."""
+    if conf["libvirt"]["refresh_interval"] is not None:
+        return conf["libvirt"]["refresh_interval"]
+    return max(conf["interval"], 10.0) if method == "virsh" else conf["interval"]
 
 
 def load_config(path: str) -> dict:
@@ -964,7 +971,7 @@ class Writer:
                 self.lv_report.failed("no answer for %.1f s (timeout %.1f s); keeping the last known manifest (%d HA VMs)" % (
                     stuck, lv["timeout"], len(self.manifest["vms"])), key="stuck")
             return
-        if self.last_refresh is not None and now - self.last_refresh < lv["refresh_interval"] - 0.01:
+        if self.last_refresh is not None and now - self.last_refresh < refresh_interval(self.conf, self.source.method) - 0.01:
             return
         self.last_refresh = now
         self.lv_worker.submit(self.source.refresh, self.conf["ha_domains"])

@@ -141,7 +141,7 @@ class Lab:
             fs.unmount_all()
             net.teardown()
             _remove_empty_netns_dir()
-        for lock in [config.GLOBAL_LOCK] + [power.lock_file(config.host_name(n)) for n in range(1, config.MAX_HOSTS + 1)]:
+        for lock in _lock_files():
             remove(lock)
         left = leftovers()
         if left:
@@ -339,6 +339,10 @@ def _inside_status(host):
     return {'libvirtd': libvirtd, 'writer': writer, 'guests': found}
 
 
+def _lock_files():
+    return [config.GLOBAL_LOCK] + [power.lock_file(config.host_name(n)) for n in range(1, config.MAX_HOSTS + 1)]
+
+
 def _close_ssh_masters():
     if not os.path.isdir(config.CONTROL_DIR):
         return
@@ -382,7 +386,7 @@ def leftovers():
     left = [f'netns {n}' for n in net.lab_netns()] + [f'link {n}' for n in net.lab_links()]
     left += [f'cgroup {p}' for p in cgroups.leftovers()]
     left += [f'mount {m}' for m in mounts_under(config.ROOT) + mounts_under(config.NSPAWN_RUN)]
-    left += [f'dir {d}' for d in (config.ROOT, config.NSPAWN_RUN) if os.path.exists(d)]
+    left += [f'file {p}' for p in (config.ROOT, config.NSPAWN_RUN, *_lock_files()) if os.path.exists(p)]
     left += [f'process {p}' for p in lab_processes()]
     return left
 

@@ -25,18 +25,26 @@ def define(conn, item):
         dom.create()
 
 
+def lookup(conn, name):
+    try:
+        return conn.lookupByName(name)
+    except libvirt.libvirtError:
+        return None  # not defined on this host
+
+
 def set_metadata(conn, item):
     """Set (or remove, element null) the HA marker, on the running domain too so readers of live XML see it."""
-    dom = conn.lookupByName(item['name'])
+    dom = lookup(conn, item['name'])
+    if not dom:
+        return
     flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG | (libvirt.VIR_DOMAIN_AFFECT_LIVE if dom.isActive() else 0)
     element = item['element']
     dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, element, 'kvmha' if element else None, HA_NAMESPACE, flags)
 
 
 def remove(conn, name):
-    try:
-        dom = conn.lookupByName(name)
-    except libvirt.libvirtError:
+    dom = lookup(conn, name)
+    if not dom:
         return
     if dom.isActive():
         dom.destroy()

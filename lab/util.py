@@ -13,18 +13,23 @@ class LabError(Exception):
     """A clear, user-facing failure. The CLI prints it and exits 1; nothing is changed on bad input."""
 
 
+def _show(cmd):
+    text = shlex.join(cmd)
+    return text if len(text) <= 160 else text[:157] + '...'
+
+
 def run(cmd, timeout=10, check=True, input=None, env=None):
     """Run a command to completion with a hard timeout; raise LabError with its stderr on failure."""
     try:
         cp = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input, env=env,
                             stdin=None if input is not None else subprocess.DEVNULL)
     except subprocess.TimeoutExpired as e:
-        raise LabError(f'{shlex.join(cmd)}: timed out after {timeout} s') from e
+        raise LabError(f'{_show(cmd)}: timed out after {timeout} s') from e
     except FileNotFoundError as e:
         raise LabError(f'{cmd[0]}: command not found (missing package?)') from e
     if check and cp.returncode != 0:
         detail = (cp.stderr or cp.stdout).strip()
-        raise LabError(f'{shlex.join(cmd)}: exit {cp.returncode}: {detail}')
+        raise LabError(f'{_show(cmd)}: exit {cp.returncode}: {detail}')
     return cp
 
 
@@ -40,9 +45,9 @@ def spawn_detached(cmd, log_path, pid_path, cwd=None, timeout=10, stdin=subproce
         run_detached = subprocess.run(['setsid', '--fork'] + cmd, stdin=stdin, stdout=stdout or log, stderr=log,
                                       timeout=timeout, check=False, cwd=cwd)
     if run_detached.returncode != 0:
-        raise LabError(f'{shlex.join(cmd)}: could not start (see {log_path})')
+        raise LabError(f'{_show(cmd)}: could not start (see {log_path})')
     if not wait_until(lambda: read_pid(pid_path), timeout):
-        raise LabError(f'{shlex.join(cmd)}: not ready after {timeout} s (see {log_path})')
+        raise LabError(f'{_show(cmd)}: not ready after {timeout} s (see {log_path})')
     return read_pid(pid_path)
 
 

@@ -202,7 +202,8 @@ class Lab:
         command = cmd if isinstance(cmd, str) else shlex.join(cmd)
         argv = ['ssh', '-i', config.SSH_KEY] + SSH_OPTIONS + [f'root@{config.mgmt_ip(host)}', command]
         try:
-            cp = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+            cp = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                                check=False)
         except subprocess.TimeoutExpired as e:
             return SSH_TIMEOUT_RC, _text(e.stdout), _text(e.stderr) + f'\nlab ssh: timed out after {timeout} s'
         return cp.returncode, cp.stdout, cp.stderr
@@ -389,4 +390,3 @@ def leftovers():
     left += [f'file {p}' for p in (config.ROOT, config.NSPAWN_RUN, *_lock_files()) if os.path.exists(p)]
     left += [f'process {p}' for p in lab_processes()]
     return left
-

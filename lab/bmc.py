@@ -29,7 +29,7 @@ import threading
 import uuid
 
 import pyghmi.ipmi.bmc
-import pyghmi.ipmi.private.serversession as serversession
+from pyghmi.ipmi.private import serversession
 
 # IPMI completion codes used here.
 CC_OK = 0x00
@@ -196,7 +196,7 @@ def log(message):
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog='python -m lab.bmc', description=__doc__.split('\n\n')[0])
+    p = argparse.ArgumentParser(prog='python -m lab.bmc', description=__doc__.split('\n\n', maxsplit=1)[0])
     p.add_argument('--address', required=True, help='IP address to listen on')
     p.add_argument('--port', type=int, default=623)
     p.add_argument('--user', default='admin')

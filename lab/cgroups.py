@@ -21,7 +21,7 @@ def path(hierarchy, host=None):
 def _subtree(directory):
     """Every cgroup directory below and including directory, deepest first."""
     found = []
-    for root, dirs, _ in os.walk(directory):
+    for root, dirs, _files in os.walk(directory):
         found.extend(os.path.join(root, d) for d in dirs)
     return sorted(found, key=lambda p: p.count('/'), reverse=True) + ([directory] if os.path.isdir(directory) else [])
 

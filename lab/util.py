@@ -22,7 +22,7 @@ def run(cmd, timeout=10, check=True, input=None, env=None):
     """Run a command to completion with a hard timeout; raise LabError with its stderr on failure."""
     try:
         cp = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input, env=env,
-                            stdin=None if input is not None else subprocess.DEVNULL)
+                            stdin=None if input is not None else subprocess.DEVNULL, check=False)
     except subprocess.TimeoutExpired as e:
         raise LabError(f'{_show(cmd)}: timed out after {timeout} s') from e
     except FileNotFoundError as e:

@@ -116,7 +116,7 @@ def disk_advances(guest, timeout=6):
 
 
 def running_guests(lab, host):
-    rc, out, _ = lab.ssh(host, 'virsh list --name --state-running')
+    rc, out, _err = lab.ssh(host, 'virsh list --name --state-running')
     assert rc == 0, f'virsh on {host} failed'
     return sorted(out.split())
 

@@ -80,7 +80,7 @@ def test_guest_disk_on_the_store_changes_every_second(lab, guest):
 
 
 def test_guest_domain_carries_the_ha_marker(lab):
-    rc, out, _ = lab.ssh('h2', 'virsh dumpxml g3')
+    rc, out, _err = lab.ssh('h2', 'virsh dumpxml g3')
     assert rc == 0
     assert ('<kvmha:ha xmlns:kvmha="http://kvmha.invalid/xmlns/ha/1" priority="50" group=""/>') in out
     assert f"<source file='{config.IMAGES}/g3.img'" in out and "cache='none'" in out

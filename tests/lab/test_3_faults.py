@@ -14,7 +14,7 @@ STORE_FILE = f'{config.STORE}/images/.fault-probe'
 UNIT = config.HEARTBEAT_UNIT
 # A stand-in heartbeat writer (the real one is deployed by the collection's role): it writes the time it
 # believes it is, so clock-skew is visible; Restart=always like the real unit.
-STUB_UNIT = f"""[Service]
+STUB_UNIT = """[Service]
 ExecStart=/bin/sh -c 'while :; do date +%%s > /run/writer-stub-time; sleep 0.2; done'
 Restart=always
 RestartSec=0.2
@@ -91,7 +91,7 @@ def test_bmc_wrong_password(lab, host):
 
 def test_store_readonly_reaches_new_writes_not_running_guests(lab):
     lab.fault('h1', 'store-readonly')
-    rc, _, err = lab.ssh('h1', f'touch {STORE_FILE}')
+    rc, _out, err = lab.ssh('h1', f'touch {STORE_FILE}')
     assert rc != 0 and 'Read-only file system' in err
     assert store_write(lab, 'h2') == 0
     assert disk_advances('g1')  # libvirt gave its qemu its own mount namespace, still read-write

@@ -11,7 +11,7 @@ MARKER = '<kvmha:ha xmlns:kvmha="http://kvmha.invalid/xmlns/ha/1" priority="{p}"
 
 
 def dumpxml(lab, host, guest, inactive=False):
-    rc, out, _ = lab.ssh(host, f'virsh dumpxml {"--inactive " if inactive else ""}{guest}')
+    rc, out, _err = lab.ssh(host, f'virsh dumpxml {"--inactive " if inactive else ""}{guest}')
     assert rc == 0
     return out
 

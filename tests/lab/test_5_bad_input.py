@@ -39,21 +39,21 @@ def test_bad_input_is_refused_and_changes_nothing(lab, args, message):
 
 
 def test_unknown_power_action_is_a_usage_error(lab):
-    rc, _, err = lab_cli('power', 'explode', 'h1')
+    rc, _out, err = lab_cli('power', 'explode', 'h1')
     assert rc == 2 and 'invalid choice' in err
 
 
 def test_not_root_is_refused(lab):
     before = lab_state()
     for args in (['status'], ['power', 'off', 'h1'], ['fault', 'partition', 'h1'], ['down']):
-        rc, _, err = lab_cli(*args, user='65534')
+        rc, _out, err = lab_cli(*args, user='65534')
         assert rc == 1 and 'needs root' in err, err
     assert lab_state() == before
 
 
 def test_missing_packages_are_named_and_nothing_changes(lab):
     before = lab_state()
-    rc, _, err = lab_cli('up', env={'PATH': '/nonexistent'})
+    rc, _out, err = lab_cli('up', env={'PATH': '/nonexistent'})
     assert rc == 1 and 'missing Debian packages' in err and 'iproute2' in err and 'nasm' in err, err
     assert lab_state() == before
 

@@ -29,12 +29,18 @@ INVENTORY = {
 }
 
 
+# The preflight stats the store, and refuses stores under /tmp (hidden by the unit's PrivateTmp=): use a
+# directory in the checkout. Nothing is ever written to it.
+STORE = ROOT / ".cache" / "writer-render-store"
+
+
 def render(tmp_path, limit, **extra):
     inventory = tmp_path / "inventory.json"
     inventory.write_text(json.dumps(INVENTORY))
     out = tmp_path / "out"
     out.mkdir(exist_ok=True)
-    extra = dict({"kvmha_store_path": str(tmp_path), "render_dir": str(out)}, **extra)
+    STORE.mkdir(parents=True, exist_ok=True)
+    extra = dict({"kvmha_store_path": str(STORE), "render_dir": str(out)}, **extra)
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"), ANSIBLE_NOCOLOR="1")
     done = subprocess.run(
         [str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", str(inventory), "--limit", limit,
@@ -93,16 +99,18 @@ BAD_INPUT = {
     "b3": ({"kvmha_store_path": "relative/store"}, "invalid input"),
     "b4": ({"heartbeat_writer_write_timeout": 5}, "invalid input"),
     "b5": ({"kvmha_store_path": "/nonexistent/kvmha-store"}, "is the shared store mounted"),
+    "b6": ({"kvmha_store_path": "/home/store"}, "ProtectSystem=full"),
 }
 
 
 def test_preflight_refuses_bad_input(tmp_path):
     """One host per bad input, in one run: each fails with its own reason, before anything is rendered."""
+    STORE.mkdir(parents=True, exist_ok=True)
     inventory = tmp_path / "inventory.json"
     hosts = {name: dict(bad, kvmha_private_ip="198.51.100.8%s" % name[1]) for name, (bad, _message) in BAD_INPUT.items()}
     inventory.write_text(json.dumps({"all": {"children": {"kvm_hosts": {
         "hosts": hosts,
-        "vars": {"ansible_connection": "local", "ansible_python_interpreter": PYTHON, "kvmha_store_path": str(tmp_path)}}}}}))
+        "vars": {"ansible_connection": "local", "ansible_python_interpreter": PYTHON, "kvmha_store_path": str(STORE)}}}}}))
     out = tmp_path / "out"
     out.mkdir()
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"), ANSIBLE_NOCOLOR="1")

@@ -14,10 +14,11 @@ out=$(cd "$root" && "$root/.venv/bin/python" -m lab inventory)
 if [ -f "$out" ]; then
     src=$out
 else
-    case "$(printf '%s' "$out" | sed -n '/[^[:space:]]/{p;q}')" in
+    # The first line that is neither blank nor a comment tells the format (the lab prints YAML).
+    case "$(printf '%s\n' "$out" | sed -n '/^[[:space:]]*\(#.*\)\{0,1\}$/d;p;q')" in
         '{'*) src=$tmp/lab.json ;;
-        '---'* | all:* | kvm_hosts:*) src=$tmp/lab.yml ;;
-        *) src=$tmp/lab.ini ;;
+        '['*) src=$tmp/lab.ini ;;
+        *) src=$tmp/lab.yml ;;
     esac
     printf '%s\n' "$out" > "$src"
 fi

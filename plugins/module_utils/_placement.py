@@ -13,7 +13,8 @@
 2. Each VM goes to the *best fit* among the regular hosts that can take it: enough free memory and vCPUs, and
    no VM of the same anti-affinity group (non-empty ``group``) on the host already, counting VMs planned
    earlier in this run and the VMs a host already runs (its ``groups``). Best fit = the least memory left
-   over, then the fewest vCPUs left over, then the host name.
+   over, then the fewest vCPUs left over, then the host name. With ``strategy="spread"`` it is the opposite
+   (the most memory, then vCPUs, left over): VMs spread over the hosts, which start them in parallel.
 3. Reserved spare hosts are considered only when no regular host can take the VM.
 4. A VM that fits nowhere is ``unplaced`` with the reason; nothing is ever over-committed.
 
@@ -70,11 +71,16 @@ def _allowed(vm: dict, host: dict) -> bool:
     return not vm["group"] or vm["group"] not in host["groups"]
 
 
-def _best(vm: dict, hosts: list):
+STRATEGIES = ("best_fit", "spread")
+
+
+def _best(vm: dict, hosts: list, strategy: str):
     candidates = [h for h in hosts if _fits(vm, h) and _allowed(vm, h)]
     if not candidates:
         return None
-    return min(candidates, key=lambda h: (h["mem_free_mib"] - vm["memory_mib"], h["vcpus_free"] - vm["vcpus"], h["host"]))
+    sign = 1 if strategy == "best_fit" else -1
+    return min(candidates, key=lambda h: (sign * (h["mem_free_mib"] - vm["memory_mib"]), sign * (h["vcpus_free"] - vm["vcpus"]),
+                                          h["host"]))
 
 
 def _describe(vm: dict) -> str:
@@ -92,17 +98,20 @@ def _unplaced_reason(vm: dict, hosts: list) -> str:
         _describe(vm), most["host"], most["mem_free_mib"], most["vcpus_free"])
 
 
-def place(vms, hosts, spare_hosts=()) -> dict:
+def place(vms, hosts, spare_hosts=(), strategy: str = "best_fit") -> dict:
     """Plan where each VM starts.
 
     ``vms``: dicts with uuid, name, priority, memory_mib, vcpus, group ("" = none).
     ``hosts``: dicts with host, mem_free_mib, vcpus_free and optionally groups (anti-affinity groups of the VMs
     the host already runs). ``spare_hosts``: names of hosts in ``hosts`` to use only as a last resort.
+    ``strategy``: ``best_fit`` (pack) or ``spread``.
 
     Returns ``{"placements": [...], "unplaced": [...], "hosts": {...}}``: placements in start order, each with
     order (1-based), uuid, name, priority, host, memory_mib, vcpus, group and spare; unplaced VMs (in the same
     order) with a reason; and each host's capacity and groups left after the plan.
     """
+    if strategy not in STRATEGIES:
+        raise InvalidInput("placement: unknown strategy %r (%s)" % (strategy, ", ".join(STRATEGIES)))
     checked_vms = [_check_vm(vm) for vm in vms]
     uuids = [vm["uuid"] for vm in checked_vms]
     if len(set(uuids)) != len(uuids):
@@ -117,10 +126,10 @@ def place(vms, hosts, spare_hosts=()) -> dict:
 
     placements, unplaced = [], []
     for vm in sorted(checked_vms, key=vm_order_key):
-        host = _best(vm, regular)
+        host = _best(vm, regular, strategy)
         spare = False
         if host is None:
-            host = _best(vm, reserve)
+            host = _best(vm, reserve, strategy)
             spare = host is not None
         if host is None:
             unplaced.append(dict(vm, reason=_unplaced_reason(vm, checked_hosts)))

@@ -22,7 +22,8 @@ description:
     excluded. RV(targets) says why.
   - A VM that is already active (running, paused ...) on any reachable target is skipped, so a re-run changes
     nothing. A VM that the heartbeat of an unreachable target lists as running there is skipped too.
-  - Placement is deterministic - priority descending, then best fit (the least memory left over). Anti-affinity
+  - Placement is deterministic - priority descending, then best fit (the least memory left over; or the most, with
+    O(strategy=spread)). Anti-affinity
     groups never share a host, reserved O(spare_hosts) are used only when no other host can take a VM, and a VM
     that fits nowhere is returned as C(unplaced) with the reason. Nothing is over-committed.
   - Before it defines a VM, the module takes the VM's claim on the store, C(<store_path>/kvmha/claims/<uuid>/),
@@ -95,6 +96,15 @@ options:
     type: list
     elements: str
     default: []
+  strategy:
+    description:
+      - How a VM's host is chosen among those that can take it (after priority, anti-affinity and spares).
+      - V(best_fit) packs - the host with the least memory left over - and keeps big holes for big VMs.
+      - V(spread) balances - the host with the most memory left over. Each target starts its VMs one after the
+        other, so spreading them over more targets restarts them sooner.
+    type: str
+    choices: [best_fit, spread]
+    default: best_fit
   parallel:
     description: How many targets are connected to, and worked on, at the same time.
     type: int
@@ -323,6 +333,7 @@ ARGUMENT_SPEC = merge_specs(
             "options": {"host": {"type": "str", "required": True}, "uri": {"type": "str", "required": True}},
         },
         "spare_hosts": {"type": "list", "elements": "str", "default": []},
+        "strategy": {"type": "str", "choices": ["best_fit", "spread"], "default": "best_fit"},
         "parallel": {"type": "int", "default": 8},
         "verify_timeout": {"type": "float", "default": 15.0},
         "store_timeout": {"type": "float", "default": 10.0},
@@ -563,6 +574,7 @@ class Evacuation:
             [dict((k, vm[k]) for k in ("uuid", "name", "priority", "memory_mib", "vcpus", "group")) for vm in vms],
             [dict(capacity[t.host], host=t.host) for t in hosts],
             [t.host for t in hosts if t.spare],
+            self.params["strategy"],
         )
         by_uuid = dict((vm["uuid"], vm) for vm in vms)
         placed_at = _now()

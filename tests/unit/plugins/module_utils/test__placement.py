@@ -56,6 +56,15 @@ def test_spares_only_when_needed():
     assert plan["hosts"]["spare"]["spare"] is True
 
 
+def test_spread_strategy():
+    vms = [vm("a"), vm("b"), vm("c"), vm("d")]
+    hosts = [host("h2", mem=1000), host("h3", mem=1000)]
+    assert [p["host"] for p in place(vms, hosts)["placements"]] == ["h2", "h2", "h2", "h2"]
+    assert [p["host"] for p in place(vms, hosts, strategy="spread")["placements"]] == ["h2", "h3", "h2", "h3"]
+    with pytest.raises(InvalidInput):
+        place(vms, hosts, strategy="random")
+
+
 def test_unplaced_reasons():
     assert place([vm("a")], [])["unplaced"][0]["reason"] == "no target host is available"
     reason = place([vm("big", mem=5000, cpus=2)], [host("h2", mem=1000, cpus=8)])["unplaced"][0]["reason"]
@@ -106,7 +115,8 @@ def scenarios(draw):
     vms = draw(vm_space)
     hosts = draw(host_space)
     spares = draw(st.lists(st.sampled_from([h["host"] for h in hosts]), unique=True)) if hosts else []
-    return vms, hosts, spares
+    strategy = draw(st.sampled_from(["best_fit", "spread"]))
+    return vms, hosts, spares, strategy
 
 
 def fits(vm_, free, groups):
@@ -128,8 +138,8 @@ def replay(hosts, placements):
 @settings(max_examples=700, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenario=scenarios())
 def test_every_vm_is_placed_once_or_unplaced_and_nothing_is_over_committed(scenario):
-    vms, hosts, spares = scenario
-    plan = place(vms, hosts, spares)
+    vms, hosts, spares, strategy = scenario
+    plan = place(vms, hosts, spares, strategy)
     placed = [p["uuid"] for p in plan["placements"]]
     unplaced = [u["uuid"] for u in plan["unplaced"]]
     assert sorted(placed + unplaced) == sorted(v["uuid"] for v in vms)
@@ -145,8 +155,8 @@ def test_every_vm_is_placed_once_or_unplaced_and_nothing_is_over_committed(scena
 @settings(max_examples=700, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenario=scenarios())
 def test_anti_affinity_groups_never_share_a_host(scenario):
-    vms, hosts, spares = scenario
-    plan = place(vms, hosts, spares)
+    vms, hosts, spares, strategy = scenario
+    plan = place(vms, hosts, spares, strategy)
     for h in hosts:
         groups = [p["group"] for p in plan["placements"] if p["host"] == h["host"] and p["group"]]
         assert len(groups) == len(set(groups))
@@ -156,8 +166,8 @@ def test_anti_affinity_groups_never_share_a_host(scenario):
 @settings(max_examples=700, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenario=scenarios())
 def test_higher_priority_never_unplaced_while_a_lower_one_takes_a_slot_it_could_use(scenario):
-    vms, hosts, spares = scenario
-    plan = place(vms, hosts, spares)
+    vms, hosts, spares, strategy = scenario
+    plan = place(vms, hosts, spares, strategy)
     initial = dict((h["host"], h) for h in hosts)
     for u in plan["unplaced"]:
         for low in plan["placements"]:
@@ -173,31 +183,32 @@ def test_higher_priority_never_unplaced_while_a_lower_one_takes_a_slot_it_could_
 
 @settings(max_examples=700, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenario=scenarios())
-def test_spares_used_only_when_no_regular_host_can_take_the_vm_and_best_fit_otherwise(scenario):
-    vms, hosts, spares = scenario
+def test_spares_used_only_when_no_regular_host_can_take_the_vm_and_best_fit_or_spread_otherwise(scenario):
+    vms, hosts, spares, strategy = scenario
     clamped = [dict(h, mem_free_mib=max(0, h["mem_free_mib"]), vcpus_free=max(0, h["vcpus_free"])) for h in hosts]
-    plan = place(vms, hosts, spares)
+    plan = place(vms, hosts, spares, strategy)
+    sign = 1 if strategy == "best_fit" else -1
     for p, state in replay(clamped, plan["placements"]):
         regular = [name for name in sorted(state) if name not in spares and fits(p, state[name][:2], state[name][2])]
         if p["spare"]:
             assert p["host"] in spares and not regular
         else:
             assert p["host"] in regular
-            leftover = [(state[n][0] - p["memory_mib"], state[n][1] - p["vcpus"], n) for n in regular]
+            leftover = [(sign * (state[n][0] - p["memory_mib"]), sign * (state[n][1] - p["vcpus"]), n) for n in regular]
             assert min(leftover)[2] == p["host"]
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenario=scenarios(), seed=st.integers(0, 2 ** 32 - 1))
 def test_deterministic_whatever_the_input_order(scenario, seed):
-    vms, hosts, spares = scenario
-    plan = place(vms, hosts, spares)
+    vms, hosts, spares, strategy = scenario
+    plan = place(vms, hosts, spares, strategy)
     rng = random.Random(seed)
     vms2, hosts2, spares2 = list(vms), list(hosts), list(spares)
     rng.shuffle(vms2)
     rng.shuffle(hosts2)
     rng.shuffle(spares2)
-    assert place(vms2, hosts2, spares2) == plan
+    assert place(vms2, hosts2, spares2, strategy) == plan
     assert [vm_order_key(p) for p in plan["placements"]] == sorted(vm_order_key(p) for p in plan["placements"])
     assert [vm_order_key(u) for u in plan["unplaced"]] == sorted(vm_order_key(u) for u in plan["unplaced"])
 
@@ -205,7 +216,7 @@ def test_deterministic_whatever_the_input_order(scenario, seed):
 @settings(max_examples=200, deadline=None)
 @given(scenario=scenarios())
 def test_pure_inputs_are_not_modified(scenario):
-    vms, hosts, spares = scenario
+    vms, hosts, spares, strategy = scenario
     snapshot = (repr(vms), repr(hosts), repr(spares))
-    place(vms, hosts, spares)
+    place(vms, hosts, spares, strategy)
     assert (repr(vms), repr(hosts), repr(spares)) == snapshot

@@ -526,3 +526,15 @@ def test_vm_listed_by_a_target_with_a_refused_uri_is_not_started_twice(cluster):
     tlist = [{"host": "h2", "uri": "qemu+ext:///system?command=/bin/true"}] + targets(cluster, "h3")
     vm = by_name(run(cluster, tlist))["a"]
     assert vm["status"] == "skipped" and "listed as running on h2" in vm["reason"]
+
+
+def test_spread_strategy_uses_every_target(cluster):
+    for name in "abcd":
+        cluster.vm(name)
+    cluster.record("h1", list("abcd"))
+    cluster.record("h2")
+    cluster.record("h3")
+    packed = run(cluster, targets(cluster, "h2", "h3"), check_mode=True)
+    spread = run(cluster, targets(cluster, "h2", "h3"), check_mode=True, strategy="spread")
+    assert set(p["host"] for p in packed["plan"]) == {"h2"}
+    assert sorted(p["host"] for p in spread["plan"]) == ["h2", "h2", "h3", "h3"]

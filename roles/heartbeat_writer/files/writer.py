@@ -682,6 +682,11 @@ def in_container() -> bool:
         return False
 
 
+def started_by_systemd() -> bool:
+    """A systemd service's main process: systemd set INVOCATION_ID and is its parent (PID 1 of its namespace)."""
+    return bool(os.environ.get("INVOCATION_ID")) and os.getppid() == 1
+
+
 def probe_peer(sf: dict, address: str) -> bool:
     """True if ``address`` answers: an ICMP echo reply, or for TCP an accepted or refused connection."""
     if sf["probe"] == "icmp":
@@ -720,8 +725,8 @@ def probe_peers(sf: dict) -> int:
 
 class Fencer:
     """Carries out the self-fence action. Built-in actions never touch a machine they were not meant for: the
-    ``poweroff`` action only runs when systemd started the writer (``INVOCATION_ID``), the ``watchdog`` action
-    refuses to open a device inside a container (it would be the whole machine's)."""
+    ``poweroff`` action only runs in a systemd service (``started_by_systemd``), never in a writer started by hand or
+    by a test; the ``watchdog`` action refuses to open a device inside a container (it would be the machine's)."""
 
     def __init__(self, conf: dict):
         self.sf = conf["self_fence"]
@@ -745,8 +750,9 @@ class Fencer:
                 return
             self._set_timeout()
             LOG.info("self-fence armed: watchdog %s (timeout %d s) is fed every beat", self.sf["watchdog_device"], self.sf["watchdog_timeout"])
-        elif self.sf["action"] == "poweroff" and not os.environ.get("INVOCATION_ID"):
-            self._disarm("refusing the poweroff action outside systemd (no INVOCATION_ID): use action 'command' when run by hand")
+        elif self.sf["action"] == "poweroff" and not started_by_systemd():
+            self._disarm("refusing the poweroff action: not a systemd service (INVOCATION_ID set and parent PID 1); "
+                         "use action 'command' when running the writer by hand")
         else:
             LOG.info("self-fence armed: action %s after %.0f s without a write and without a peer majority", self.sf["action"], self.sf["deadline_s"])
 

@@ -290,6 +290,11 @@ def test_poweroff_action_refuses_to_run_outside_systemd(writer, tmp_path, monkey
     monkeypatch.delenv("INVOCATION_ID", raising=False)
     fencer = writer.Fencer(armed_conf(writer, tmp_path, action="poweroff", command=[]))
     assert fencer.armed is False and "INVOCATION_ID" in fencer.problem
+    # an INVOCATION_ID inherited by a shell is not enough: systemd must be the parent too
+    monkeypatch.setenv("INVOCATION_ID", "0123456789abcdef")
+    assert os.getppid() != 1
+    fencer = writer.Fencer(armed_conf(writer, tmp_path, action="poweroff", command=[]))
+    assert fencer.armed is False and "parent PID 1" in fencer.problem
 
 
 def test_watchdog_action_refuses_inside_a_container(writer, tmp_path, monkeypatch):

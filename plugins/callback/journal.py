@@ -353,7 +353,7 @@ class CallbackModule(CallbackBase):
     # ----------------------------------------------------------------------------------------- outputs
 
     def run_summary(self) -> dict:
-        summary = {k: v for k, v in self.run.items()}
+        summary = dict(self.run)
         summary.update(started=iso(self.run["started"]), finished=iso(self.run.get("finished")))
         if self.observation:
             summary["observation"] = self.observation

@@ -413,6 +413,7 @@ class HostState:
             "self_fence": record.get("self_fence"),
             "capacity": record.get("capacity"),
             "vms": record.get("vms", []),
+            "manifest": record.get("manifest"),
         }
 
 

@@ -149,6 +149,8 @@ RETURN = r"""
 hosts:
   description:
     - Per host, the reader's judgement and what the last valid record said.
+    - C(manifest) says where the VM list came from and how old it is (null for writers that do not report it); a
+      writer that cannot reach libvirt keeps its last known list and reports the error there.
     - With O(detail=suspects), fresh hosts only have C(status), C(age), C(seq), C(boot_id) and C(rebooted).
   returned: state=check
   type: dict
@@ -168,6 +170,7 @@ hosts:
       capacity: {mem_free_mib: 3900, vcpus_free: 6}
       vms: [{uuid: 0b5f6c1e-0d5a-4f7e-8d0c-5d1a2b3c4d5e, name: g1, ha: true, priority: 50, memory_mib: 64,
              vcpus: 1, disks: [/var/lib/kvmha-lab/store/images/g1.img], group: ""}]
+      manifest: {source: libvirt, age_s: 0.1, error: ""}
 suspects:
   description: Hosts whose heartbeat is C(stale), C(stopped), C(missing) or C(invalid), minus O(exclude).
   returned: state=check
@@ -186,7 +189,7 @@ maintenance:
   type: dict
   sample: {h2: {owner: alice, expires_at: 1764070200.0, data: {reason: BIOS update}}}
 maintenance_expired:
-  description: Maintenance marks whose expiry has passed: the maintenance has ended by itself; worth an alert.
+  description: Maintenance marks whose expiry has passed - the maintenance has ended by itself; worth an alert.
   returned: state=check
   type: dict
   sample: {}

@@ -89,7 +89,7 @@ def test_of_racing_watchdogs_exactly_one_gets_the_lease(tmp_path, expired_before
     start.set()
     for racer in racers:
         racer.join(30)
-    winners = [w for w in (results.get(timeout=5) for _ in racers) if w]
+    winners = [w for w in (results.get(timeout=5) for racer in racers) if w]
     assert len(winners) == 1
     assert _marks.documents(store, "lease").read("lab").owner == winners[0]
 

@@ -9,10 +9,14 @@ interleaved (the order of the tools rotates every repetition):
     * ipmi_power module_utils          - PowerOperation in a fresh Python process (wall), and the call alone
     * fence_ipmilan --lanplus -o status
     * ipmitool -I lanplus -C 3 power status
+    * ansible.builtin.ping in the same playbook shape - Ansible's own floor, for reference
   off, confirmed (the chassis is switched back on through the simulator's state file before every sample)
     * ipmi_power state=off confirm=2   - success means two consecutive reads said off
     * fence_ipmilan --lanplus -o off   - fence_ipmilan's own confirmation
     * ipmitool power off               - sends the command only, NO confirmation (for reference)
+
+Then it counts, over --wakeup-runs processes of --wakeup-requests status requests each, how many requests stall
+on pyghmi's lost wake-up with pyghmi's stock wait and with fix_pyghmi_lost_wakeup (see _ipmi.py).
 
 Every "off" sample is checked: the simulator's state must read off afterwards, or the run aborts. Medians are
 reported with min-max, and ratios against fence_ipmilan's median of the same operation. Nothing here is a test:
@@ -55,6 +59,25 @@ RAW = textwrap.dedent(
     """
 )
 
+# N Get Chassis Status requests on one session, with pyghmi's stock wait or with our lost-wake-up fix.
+WAKEUP = textwrap.dedent(
+    """
+    import json, sys, time
+    from ansible_collections.kvmha.cluster.plugins.module_utils import _ipmi
+    if sys.argv[5] == "fixed":
+        assert _ipmi.fix_pyghmi_lost_wakeup()
+    started = time.monotonic()
+    session = _ipmi._pyghmi_login(sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], None)
+    login = time.monotonic() - started
+    times = []
+    for _ in range(int(sys.argv[6])):
+        started = time.monotonic()
+        session.raw_command(netfn=0, command=1)
+        times.append(time.monotonic() - started)
+    print(json.dumps({"login": login, "requests": times}))
+    """
+)
+
 PLAYBOOK = textwrap.dedent(
     """
     - name: ipmi_power benchmark
@@ -85,6 +108,32 @@ PLAYBOOK = textwrap.dedent(
               task_s: "{{ (bench_t1 | float) - (bench_t0 | float) }}"
               elapsed: "{{ bench_result.elapsed }}"
               fenced: "{{ bench_result.fenced }}"
+    """
+)
+
+
+# Ansible's own floor: the same playbook shape with a do-nothing module instead of ipmi_power.
+PING_PLAYBOOK = textwrap.dedent(
+    """
+    - name: Ansible floor
+      hosts: localhost
+      connection: local
+      gather_facts: false
+      vars:
+        ansible_python_interpreter: "{{ ansible_playbook_python }}"
+      tasks:
+        - name: Start of the ping task
+          ansible.builtin.set_fact:
+            bench_t0: "{{ now().timestamp() }}"
+        - name: ping
+          ansible.builtin.ping:
+        - name: End of the ping task
+          ansible.builtin.set_fact:
+            bench_t1: "{{ now().timestamp() }}"
+        - name: Report
+          ansible.builtin.debug:
+            msg:
+              task_s: "{{ (bench_t1 | float) - (bench_t0 | float) }}"
     """
 )
 
@@ -123,6 +172,9 @@ class Bench:
         self.playbook = os.path.join(work, "bench.yml")
         with open(self.playbook, "w", encoding="utf-8") as f:
             f.write(PLAYBOOK)
+        self.ping_playbook = os.path.join(work, "ping.yml")
+        with open(self.ping_playbook, "w", encoding="utf-8") as f:
+            f.write(PING_PLAYBOOK)
         password_file = os.path.join(work, "password")
         with open(password_file, "w", encoding="utf-8") as f:
             f.write(PASSWORD + "\n")
@@ -159,21 +211,27 @@ class Bench:
                               timeout=60)
         wall = time.monotonic() - started
         if done.returncode != 0:
-            raise SystemExit("%s failed (rc=%d): %s %s" % (argv[0], done.returncode, done.stdout[-500:],
-                                                          done.stderr[-500:]))
+            raise SystemExit("%s failed (rc=%d): %s %s" % (
+                argv[0], done.returncode, done.stdout[-500:], done.stderr[-500:]))
         return wall, done.stdout
 
-    def ansible(self, state: str) -> dict:
+    def ansible(self, state: str | None) -> dict:
+        """``state=None``: the ping playbook (Ansible's floor)."""
         tree = os.path.join(self.work, "tree")
         shutil.rmtree(tree, ignore_errors=True)
         self.env["ANSIBLE_CALLBACK_TREE_DIR"] = tree  # the tree callback writes each host's last result there
-        wall, _out = self.run(["ansible-playbook", "-i", "localhost,", self.playbook,
-                               "-e", "bmc_address=127.0.0.1 bmc_port=%d bmc_user=%s bmc_state=%s"
-                               % (self.port, USER, state)])
+        if state is None:
+            argv = ["ansible-playbook", "-i", "localhost,", self.ping_playbook]
+        else:
+            argv = ["ansible-playbook", "-i", "localhost,", self.playbook,
+                    "-e", "bmc_address=127.0.0.1 bmc_port=%d bmc_user=%s bmc_state=%s" % (self.port, USER, state)]
+        wall, _out = self.run(argv)
         with open(os.path.join(tree, "localhost"), encoding="utf-8") as f:
             report = json.load(f)["msg"]  # the last task's result
-        return {"wall": wall, "task": float(report["task_s"]), "module": float(report["elapsed"]),
-                "fenced": report["fenced"] in (True, "True", "true")}
+        sample = {"wall": wall, "task": float(report["task_s"])}
+        if state is not None:
+            sample.update(module=float(report["elapsed"]), fenced=report["fenced"] in (True, "True", "true"))
+        return sample
 
     def raw(self, state: str) -> dict:
         wall, out = self.run([PYTHON, "-c", RAW, "127.0.0.1", str(self.port), USER, PASSWORD, state])
@@ -190,6 +248,31 @@ class Bench:
                                "-U", USER, "-E", "power", action])
         return {"wall": wall}
 
+    def wakeup(self, variant: str, requests: int) -> dict:
+        _wall, out = self.run([PYTHON, "-c", WAKEUP, "127.0.0.1", str(self.port), USER, PASSWORD, variant,
+                               str(requests)])
+        return json.loads(out)
+
+    def measure_wakeup(self, runs: int, requests: int) -> dict:
+        """Logins and requests slower than 0.2 s (pyghmi's retry timer is 0.5-1 s), stock wait vs fixed."""
+        found: dict = {"stock": {"logins": [], "requests": []}, "fixed": {"logins": [], "requests": []}}
+        for run in range(runs):
+            for variant in rotate(["stock", "fixed"], run):
+                sample = self.wakeup(variant, requests)
+                found[variant]["logins"].append(sample["login"])
+                found[variant]["requests"].extend(sample["requests"])
+        summary_rows = {}
+        for variant, times in found.items():
+            requests_ = times["requests"]
+            logins = times["logins"]
+            summary_rows[variant] = {
+                "logins": len(logins), "logins_stalled": sum(1 for t in logins if t > 0.2),
+                "login_median_ms": round(statistics.median(logins) * 1000, 3),
+                "requests": len(requests_), "stalled": sum(1 for t in requests_ if t > 0.2),
+                "stalled_s": round(sum(t for t in requests_ if t > 0.2), 3),
+                "median_ms": round(statistics.median(requests_) * 1000, 3), "max_s": round(max(requests_), 3)}
+        return summary_rows
+
     # ---------------------------------------------------------------------------------------------- runs
 
     def record(self, name: str, sample: dict) -> None:
@@ -201,6 +284,7 @@ class Bench:
             ("status: ipmi_power module_utils (process)", lambda: self.raw("status")),
             ("status: fence_ipmilan -o status", lambda: self.fence_ipmilan("status")),
             ("status: ipmitool power status", lambda: self.ipmitool("status")),
+            ("reference: ansible.builtin.ping via ansible-playbook", lambda: self.ansible(None)),
         ]
         off = [
             ("off+confirm: ipmi_power via ansible-playbook", lambda: self.ansible("off")),
@@ -241,20 +325,21 @@ def summary(samples: dict) -> list[dict]:
     }
     for name, values in samples.items():
         walls = [s["wall"] for s in values]
-        kind = "status" if name.startswith("status") else "off"
+        kind = "off" if name.startswith("off") else "status"
         row = {
             "name": name,
             "n": len(values),
             "median_s": statistics.median(walls),
             "min_s": min(walls),
             "max_s": max(walls),
-            "ratio_vs_fence_ipmilan": statistics.median(walls) / baseline[kind],
+            "ratio_vs_fence_ipmilan": None if name.startswith("reference") else statistics.median(walls) / baseline[kind],
         }
-        if "module" in values[0]:
+        if "module" in values[0] and values[0]["module"] is not None:
             row["module_elapsed_median_s"] = median(values, "module")
         if "task" in values[0]:
             row["task_median_s"] = median(values, "task")
-            row["task_ratio_vs_fence_ipmilan"] = row["task_median_s"] / baseline[kind]
+            row["task_ratio_vs_fence_ipmilan"] = (None if name.startswith("reference")
+                                                  else row["task_median_s"] / baseline[kind])
         if "call" in values[0]:
             row["call_median_s"] = median(values, "call")
         rows.append(row)
@@ -291,6 +376,22 @@ def machine() -> dict:
     }
 
 
+def wakeup_markdown(wakeup: dict) -> str:
+    lines = ["| pyghmi wait | logins stalled > 0.2 s | login median | requests stalled > 0.2 s | time lost in "
+             "stalled requests | request median | request max |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for variant, row in wakeup.items():
+        lines.append("| %s | %d of %d | %.1f ms | %d of %d | %.3f s | %.3f ms | %.3f s |" % (
+            "stock pyghmi 1.6.19" if variant == "stock" else "with fix_pyghmi_lost_wakeup",
+            row["logins_stalled"], row["logins"], row["login_median_ms"], row["stalled"], row["requests"],
+            row["stalled_s"], row["median_ms"], row["max_s"]))
+    return "\n".join(lines)
+
+
+def ratio(value) -> str:
+    return "-" if value is None else "%.2f" % value
+
+
 def markdown(rows: list[dict], facts: dict, repeat: int) -> str:
     lines = [
         "| operation | median (wall) | min-max | ratio vs fence_ipmilan | module `elapsed` (median) |",
@@ -298,12 +399,12 @@ def markdown(rows: list[dict], facts: dict, repeat: int) -> str:
     ]
     for row in rows:
         module = row.get("module_elapsed_median_s")
-        lines.append("| %s | %.3f s | %.3f-%.3f s | %.2f | %s |" % (
-            row["name"], row["median_s"], row["min_s"], row["max_s"], row["ratio_vs_fence_ipmilan"],
+        lines.append("| %s | %.3f s | %.3f-%.3f s | %s | %s |" % (
+            row["name"], row["median_s"], row["min_s"], row["max_s"], ratio(row["ratio_vs_fence_ipmilan"]),
             "%.3f s" % module if module is not None else "-"))
         if "task_median_s" in row:
-            lines.append("| %s - the task alone, inside the playbook | %.3f s | | %.2f | |" % (
-                row["name"], row["task_median_s"], row["task_ratio_vs_fence_ipmilan"]))
+            lines.append("| %s - the task alone, inside the playbook | %.3f s | | %s | |" % (
+                row["name"], row["task_median_s"], ratio(row["task_ratio_vs_fence_ipmilan"])))
     lines.append("")
     lines.append("%d repetitions each, interleaved. Machine: %s" % (repeat, "; ".join(
         "%s %s" % (k, v) for k, v in facts.items())))
@@ -314,6 +415,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--json", action="store_true", help="print the samples and summary as JSON")
+    parser.add_argument("--wakeup-runs", type=int, default=30,
+                        help="processes per variant for the pyghmi wake-up measurement (0: skip it)")
+    parser.add_argument("--wakeup-requests", type=int, default=100, help="status requests per process")
     args = parser.parse_args()
     for tool in ("fence_ipmilan", "ipmitool"):
         if shutil.which(tool) is None:
@@ -322,14 +426,18 @@ def main() -> int:
         bench = Bench(work, args.repeat)
         try:
             bench.measure()
+            wakeup = bench.measure_wakeup(args.wakeup_runs, args.wakeup_requests) if args.wakeup_runs else {}
         finally:
             bench.close()
     rows = summary(bench.samples)
     facts = machine()
     if args.json:
-        print(json.dumps({"machine": facts, "summary": rows, "samples": bench.samples}, indent=2))
+        print(json.dumps({"machine": facts, "summary": rows, "wakeup": wakeup, "samples": bench.samples}, indent=2))
     else:
         print(markdown(rows, facts, args.repeat))
+        if wakeup:
+            print()
+            print(wakeup_markdown(wakeup))
     return 0
 
 

@@ -22,8 +22,9 @@ Only the standard chassis commands are used (IPMI 2.0 §28.2 Get Chassis Status,
 the BMC's vendor (extra round trips, vendor code paths) and ``set_power(wait=...)`` polls only once a second.
 Power cycle and hard reset are deliberately not offered: a reset is never a fence.
 
-The first login of a process also installs ``fix_pyghmi_lost_wakeup`` (below): without it about one request in a
-hundred to a fast BMC waits 0.5-1 s for pyghmi's retry timer, which is a third of a fence's time budget.
+The first login of a process also installs ``fix_pyghmi_lost_wakeup`` (below): without it about one login in five
+and one request in a hundred to a fast BMC wait 0.5-1 s for pyghmi's retry timer - several times a fence's own
+0.11 s.
 """
 
 from __future__ import annotations
@@ -97,11 +98,12 @@ _SESSIONS_LOCK = threading.Lock()
 
 # pyghmi (1.6.19 and, by its code, earlier releases) loses a wake-up when a BMC answers very fast: the caller sends
 # a request, the I/O thread receives the answer and queues it *before* the caller has registered its waiter, and
-# the caller then sleeps until pyghmi's retry timer fires - 0.5 to 1 s lost on that request, measured on about one
-# request in a hundred against both lab/bmc.py and OpenIPMI's ipmi_sim (see docs/BENCHMARKS.md). The fix below
-# replaces ``session._io_wait`` for the one path that waits for a given BMC's answer (``awaitresponse``): after
-# queueing the waiter it checks whether the answer is already queued for that BMC and, if so, does not sleep. Every
-# other call goes to pyghmi's own function unchanged, and nothing is patched when pyghmi's internals differ.
+# the caller then sleeps until pyghmi's retry timer fires - 0.5 to 1 s lost on that request. Measured against both
+# lab/bmc.py and OpenIPMI's ipmi_sim: about one request in a hundred, and one login in five (docs/BENCHMARKS.md).
+# The fix below replaces ``session._io_wait`` for the one path that waits for a given BMC's answer
+# (``awaitresponse``): after queueing the waiter it checks whether the answer is already queued for that BMC and, if
+# so, does not sleep. Every other call goes to pyghmi's own function unchanged, and nothing is patched when pyghmi's
+# internals differ.
 _PYGHMI_WAIT_NAMES = ("_io_wait", "_monotonic_time", "ioqueue", "iosockets", "myself", "Session")
 
 
@@ -123,9 +125,12 @@ def fix_pyghmi_lost_wakeup(session_module=None) -> bool:
         if deadline < getattr(module, "selectdeadline", 0):
             waker = getattr(module.iosockets[0], "fd", module.iosockets[0])
             waker.sendto(b"\x01", (module.myself, module.iosockets[0].getsockname()[1]))
+        # With one session to that BMC (IpmiClient keeps it so) its queue is the caller's: an answer already there
+        # arrived before the waiter was queued, and nobody would wake us for it. With several sessions the queue
+        # could be another caller's, and returning would spin; pyghmi's own behaviour is kept then.
         handlers = list(module.Session.bmc_handlers.get(myaddr, {}).values())
-        if any(handler.pktqueue for handler in handlers):
-            return None  # the answer arrived before the waiter was queued: nobody would wake us for it
+        if len(handlers) == 1 and handlers[0].pktqueue:
+            return None
         event.wait()
         return None
 
@@ -241,13 +246,6 @@ class IpmiClient:
             with _SESSIONS_LOCK:
                 _SESSIONS[key] = session
         self._session = session
-
-    def forget(self) -> None:
-        """Drop this process's session to the BMC (after it failed), so a later connect logs in again."""
-        with _SESSIONS_LOCK:
-            if _SESSIONS.get(self._key) is self._session:
-                del _SESSIONS[self._key]
-        self._session = None
 
     def power_state(self, deadline: Deadline) -> str:
         """``on`` or ``off``, from Get Chassis Status (bit 0 of the current power state byte)."""

@@ -232,16 +232,6 @@ def test_power_state_without_data_is_a_bmc_error():
         client_for(session).power_state(Deadline(1))
 
 
-def test_forget_drops_the_cached_session():
-    session = FakeSession()
-    client = client_for(session)
-    client.connect(Deadline(1))
-    client.forget()
-    assert _ipmi._SESSIONS == {}
-    client.connect(Deadline(1))
-    assert len(client.logins) == 2
-
-
 # ------------------------------------------------------------------------------------------- the operation
 
 
@@ -563,3 +553,15 @@ def test_wakeup_fix_fits_the_installed_pyghmi():
 
     assert _ipmi.fix_pyghmi_lost_wakeup() is True
     assert getattr(session._io_wait, "kvmha_fixed", False) is True
+
+
+def test_wakeup_fix_keeps_pyghmi_behaviour_with_several_sessions_to_one_bmc():
+    fake = FakePyghmiSessionModule()
+    _ipmi.fix_pyghmi_lost_wakeup(fake)
+    fake.handlers[("bmc", 623)] = {40000: Handler(queued=[b"someone else's"]), 40001: Handler()}
+    done = threading.Event()
+    waiter = threading.Thread(target=lambda: (fake._io_wait(5, ("bmc", 623)), done.set()), daemon=True)
+    waiter.start()
+    assert not done.wait(0.2)  # not returned early: the queued packet may be another session's
+    fake.ioqueue.popleft()[1].set()
+    assert done.wait(2)

@@ -17,8 +17,8 @@ from ansible_collections.kvmha.cluster.tests.unit.plugins.module_utils.ipmi_fake
 from pyghmi import exceptions as pyghmi_exceptions
 
 BASE = {"address": "192.0.2.10", "username": "admin", "password": "s3cr3t-pw", "poll_interval": 0.01}
-RETURN = yaml.safe_load(ipmi_power.RETURN)
-DOC = yaml.safe_load(ipmi_power.DOCUMENTATION)
+RETURNED = yaml.safe_load(ipmi_power.RETURN)
+DOCUMENTED = yaml.safe_load(ipmi_power.DOCUMENTATION)
 
 
 @pytest.fixture
@@ -42,8 +42,8 @@ def bmc(monkeypatch):
 def emitted_keys_are_documented(result: dict, failed: bool) -> None:
     ignored = {"invocation", "failed", "msg", "exception", "warnings", "deprecations"}
     for key in set(result) - ignored:
-        assert key in RETURN, "undocumented return key %r" % key
-    for key, doc in RETURN.items():
+        assert key in RETURNED, "undocumented return key %r" % key
+    for key, doc in RETURNED.items():
         if doc["returned"] == "always":
             assert key in result, "documented key %r missing" % key
     if failed:
@@ -203,7 +203,7 @@ def test_invalid_input_keeps_the_shape_and_touches_nothing(run_module, bmc, args
 def test_state_choices_exclude_cycle_and_reset(run_module, bmc):
     result = run_module(ipmi_power, dict(BASE, state="reset"))
     assert result["failed"] and "value of state must be one of" in result["msg"]
-    assert DOC["options"]["state"]["choices"] == ["status", "on", "off", "shutdown"]
+    assert DOCUMENTED["options"]["state"]["choices"] == ["status", "on", "off", "shutdown"]
 
 
 def test_missing_pyghmi(run_module, monkeypatch):
@@ -214,6 +214,6 @@ def test_missing_pyghmi(run_module, monkeypatch):
 
 def test_documented_defaults_match_the_spec():
     spec = ipmi_power.argument_spec()
-    for name, option in DOC["options"].items():
+    for name, option in DOCUMENTED["options"].items():
         assert spec[name].get("default") == option.get("default"), name
         assert spec[name].get("choices") == option.get("choices"), name

@@ -12,8 +12,8 @@ import yaml
 
 from ansible_collections.kvmha.cluster.plugins.modules import neighbor_ping
 
-RETURN = yaml.safe_load(neighbor_ping.RETURN)
-DOC = yaml.safe_load(neighbor_ping.DOCUMENTATION)
+RETURNED = yaml.safe_load(neighbor_ping.RETURN)
+DOCUMENTED = yaml.safe_load(neighbor_ping.DOCUMENTATION)
 
 STAND_IN = r"""#!/bin/sh
 if [ "$1" = "-V" ]; then echo "ping from iputils 20221126"; exit 0; fi
@@ -94,16 +94,16 @@ def test_missing_ping_is_a_clear_error(run_module, tmp_path, monkeypatch):
 def documented(result):
     ignored = {"invocation", "failed", "msg", "exception", "warnings", "deprecations"}
     for key in set(result) - ignored:
-        assert key in RETURN, "undocumented return key %r" % key
-    for key, doc in RETURN.items():
+        assert key in RETURNED, "undocumented return key %r" % key
+    for key, doc in RETURNED.items():
         if doc["returned"] == "always":
             assert key in result, key
-    documented_ping_keys = set(RETURN["pings"]["contains"])
+    documented_ping_keys = set(RETURNED["pings"]["contains"])
     for ping in result["pings"]:
         assert set(ping) == documented_ping_keys
 
 
 def test_documented_defaults_match_the_spec():
     spec = neighbor_ping.argument_spec()
-    for name, option in DOC["options"].items():
+    for name, option in DOCUMENTED["options"].items():
         assert spec[name].get("default") == option.get("default"), name

@@ -117,7 +117,8 @@ class Lab:
             mine = {name: g for name, g in record['guests'].items() if g['host'] == host}
             guests.provision(host, mine)
             record['provisioned'].append(host)
-        if config.cables(host)['mgmt'] not in faults.cut_cables(record):
+        cut = faults.cut_cables(record)
+        if not {config.cables(host)['mgmt'], config.CONTROLLER_MGMT_CABLE} & cut:  # else SSH cannot answer
             self._wait_ssh(host)
 
     @staticmethod

@@ -126,27 +126,42 @@ def inject(record, name, host=None, arg=None):
     if fault.scope == 'cluster':
         _inject_cluster(record, name)
         return
-    active = record['faults'].setdefault(host, {})
-    if name in active and active[name].get('arg') == arg:
+    current = record['faults'].get(host, {}).get(name)
+    if current and current['arg'] == arg:
         return  # already active: idempotent
     if fault.boot:
         _require_running(host)
         _check_conflicts(record, host, name)
-    active[name] = {'arg': arg, 'boot': container.boot_id(host) if fault.boot else None}
-    _apply(record, name, host, arg, on=True)
+    _change(record, host, name, {'arg': arg, 'boot': container.boot_id(host) if fault.boot else None}, current)
 
 
 def heal(record, name, host=None):
     if lookup(name, host).scope == 'cluster':
         _heal_cluster(record, name)
         return
-    active = record['faults'].get(host, {})
-    if name not in active:
-        return
-    entry = active.pop(name)
+    current = record['faults'].get(host, {}).get(name)
+    if current:
+        _change(record, host, name, None, current)
+
+
+def _change(record, host, name, entry, previous):
+    """Record the fault's new entry (None: healed) and apply it; on failure the record goes back."""
+    _set_entry(record, host, name, entry)
+    try:
+        _apply(record, name, host, (entry or previous)['arg'], on=entry is not None)
+    except LabError:
+        _set_entry(record, host, name, previous)
+        raise
+
+
+def _set_entry(record, host, name, entry):
+    active = record['faults'].setdefault(host, {})
+    if entry is None:
+        active.pop(name, None)
+    else:
+        active[name] = entry
     if not active:
-        record['faults'].pop(host)
-    _apply(record, name, host, entry['arg'], on=False)
+        del record['faults'][host]
 
 
 def heal_all(record, host=None):

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import (bmc_power, disk_advances, ipmitool, neighbour_pings, ping, ssh_banner, tcp_connects,
+from conftest import (bmc_power, disk_advances, ensure_on, ipmitool, neighbour_pings, ping, ssh_banner, tcp_connects,
                       wait_for)
 from lab import LabError, config
 
@@ -235,3 +235,16 @@ def test_faults_inside_a_host_need_it_running(lab):
         assert wait_for(lambda: lab.ssh('h3', 'true')[0] == 0, 30)
         for guest in ('g5', 'g6'):
             lab.ssh('h3', f'virsh start {guest}')
+
+
+def test_power_off_kills_a_host_blocked_on_a_hung_store(lab):
+    # What fencing a host with a hung store does: its blocked processes cannot even be frozen.
+    lab.fault('h1', 'store-hang')
+    assert store_write(lab, 'h1', timeout=2) == 124    # leaves a writer blocked in the host
+    try:
+        assert lab.power('h1', 'crash') == 'crashed'
+        assert ipmitool('h1', 'power', 'off')[0] == 0
+        assert wait_for(lambda: lab.power('h1', 'status') == 'off', 10)
+        assert faults_of(lab, 'h1') == []               # the hang ended with the host's boot
+    finally:
+        ensure_on(lab, 'h1')

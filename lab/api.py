@@ -199,6 +199,7 @@ class Lab:
 
         rc is 255 when SSH itself fails (e.g. the host is unreachable) and 124 on timeout.
         """
+        _require_root()  # the lab key is root's
         self._require_host(host)
         command = cmd if isinstance(cmd, str) else shlex.join(cmd)
         argv = ['ssh', '-i', config.SSH_KEY] + SSH_OPTIONS + [f'root@{config.mgmt_ip(host)}', command]
@@ -211,6 +212,7 @@ class Lab:
 
     def inventory(self):
         """The YAML inventory text (also written to inventory_path())."""
+        _require_root()
         return inventory.write(self._loaded()['hosts'])
 
     @staticmethod

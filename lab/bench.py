@@ -47,7 +47,7 @@ def main():
     args = p.parse_args()
     lab = Lab()
     ups = []
-    for _ in range(args.runs):
+    for _run in range(args.runs):
         lab.down()
         ups.append(timed(lab.up, 3, 2))
     print(f'lab up (3 hosts x 2 guests, from nothing): {summary(ups)}')
@@ -62,7 +62,7 @@ def main():
           f'({100 * used / os.cpu_count():.1f} % of the machine\'s {os.cpu_count()} cores)')
 
     banner, command = [], []
-    for _ in range(args.runs):
+    for _run in range(args.runs):
         lab.power('h2', 'off')
         start = time.monotonic()
         lab.power('h2', 'on')

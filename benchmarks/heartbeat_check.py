@@ -60,7 +60,7 @@ def params(store: str) -> dict:
 
 def in_process(store: str, repeat: int) -> tuple:
     cold, warm = [], []
-    for _ in range(repeat):
+    for _round in range(repeat):
         check = HeartbeatCheck(params(store))
         start = time.perf_counter()
         result = check.run()
@@ -91,7 +91,7 @@ def as_ansible_runs_it(store: str, repeat: int, detail: str) -> tuple:
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as args:
         json.dump({"ANSIBLE_MODULE_ARGS": {"store_path": store, "detail": detail}}, args)
     try:
-        for _ in range(repeat):
+        for _round in range(repeat):
             start = time.perf_counter()
             proc = subprocess.run([sys.executable, "-c", _RUNNER, MODULE, args.name], capture_output=True, env=env,
                                   timeout=120, check=True)

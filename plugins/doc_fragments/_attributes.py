@@ -8,8 +8,19 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    # Every kvmha.cluster module: runs where Ansible runs modules, is in the kvmha action group.
+    # Every kvmha.cluster module.
     DOCUMENTATION = r"""
+options: {}
+attributes:
+  platform:
+    description: Target OS/families that can be operated against.
+    support: full
+    platforms: posix
+"""
+
+    # Action groups (meta/runtime.yml). Use the narrow group for shared options in module_defaults: a default set
+    # through group/kvmha.cluster.kvmha reaches every module, and modules refuse options they do not have.
+    ACTIONGROUP_KVMHA = r"""
 options: {}
 attributes:
   action_group:
@@ -17,10 +28,51 @@ attributes:
     support: full
     membership:
       - kvmha.cluster.kvmha
-  platform:
-    description: Target OS/families that can be operated against.
+"""
+
+    ACTIONGROUP_STORE = r"""
+options: {}
+attributes:
+  action_group:
+    description: Use C(group/kvmha.cluster.store) in C(module_defaults) to set O(store_path) once for every module that reads the store.
     support: full
-    platforms: posix
+    membership:
+      - kvmha.cluster.kvmha
+      - kvmha.cluster.store
+"""
+
+    ACTIONGROUP_IPMI = r"""
+options: {}
+attributes:
+  action_group:
+    description: Use C(group/kvmha.cluster.ipmi) in C(module_defaults) to set the BMC connection options once.
+    support: full
+    membership:
+      - kvmha.cluster.kvmha
+      - kvmha.cluster.ipmi
+"""
+
+    ACTIONGROUP_LIBVIRT = r"""
+options: {}
+attributes:
+  action_group:
+    description: Use C(group/kvmha.cluster.libvirt) in C(module_defaults) to set the libvirt options once.
+    support: full
+    membership:
+      - kvmha.cluster.kvmha
+      - kvmha.cluster.libvirt
+"""
+
+    ACTIONGROUP_STORE_LIBVIRT = r"""
+options: {}
+attributes:
+  action_group:
+    description: Use C(group/kvmha.cluster.store) or C(group/kvmha.cluster.libvirt) in C(module_defaults) to set shared options once.
+    support: full
+    membership:
+      - kvmha.cluster.kvmha
+      - kvmha.cluster.store
+      - kvmha.cluster.libvirt
 """
 
     # Read-only modules: check mode runs them in full, there is never a diff.

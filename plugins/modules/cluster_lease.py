@@ -20,6 +20,7 @@ author:
   - kvmha.cluster developers (@kvmha)
 extends_documentation_fragment:
   - kvmha.cluster._attributes
+  - kvmha.cluster._attributes.ACTIONGROUP_STORE
   - kvmha.cluster._attributes.CHECK_MODE
   - kvmha.cluster._store
 attributes:

@@ -30,6 +30,7 @@ author:
   - kvmha.cluster developers (@kvmha)
 extends_documentation_fragment:
   - kvmha.cluster._attributes
+  - kvmha.cluster._attributes.ACTIONGROUP_KVMHA
   - kvmha.cluster._attributes.INFO_MODULE
 requirements:
   - jmespath (only when O(policy) has custom rules)

@@ -27,6 +27,7 @@ author:
   - kvmha.cluster developers (@kvmha)
 extends_documentation_fragment:
   - kvmha.cluster._attributes
+  - kvmha.cluster._attributes.ACTIONGROUP_IPMI
   - kvmha.cluster._attributes.check_mode
   - kvmha.cluster._ipmi
 attributes:

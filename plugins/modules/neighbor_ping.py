@@ -26,6 +26,7 @@ author:
   - kvmha.cluster developers (@kvmha)
 extends_documentation_fragment:
   - kvmha.cluster._attributes
+  - kvmha.cluster._attributes.ACTIONGROUP_KVMHA
   - kvmha.cluster._attributes.info_module
 options:
   targets:

@@ -22,6 +22,7 @@ author:
   - kvmha.cluster developers (@kvmha)
 extends_documentation_fragment:
   - kvmha.cluster._attributes
+  - kvmha.cluster._attributes.ACTIONGROUP_STORE
   - kvmha.cluster._attributes.INFO_MODULE
   - kvmha.cluster._store
 options:

@@ -7,19 +7,29 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: vm_evacuate
-short_description: Restart a dead hypervisor's HA VMs on the surviving hosts, exactly once
+short_description: Restart dead hypervisors' HA VMs on the surviving hosts, exactly once
 version_added: 0.1.0
 description:
-  - Restarts the HA virtual machines of O(failed_host) on the live O(targets). Run it only after the failed host is
-    confirmed down (power off confirmed by its BMC, or a self-fence guarantee); the module does not judge that.
-  - The VM list is the HA VMs (C(ha=true)) of the failed host's B(last) heartbeat record,
-    C(<store_path>/kvmha/hosts/<failed_host>.json). Each VM's domain XML is read from
+  - Restarts the HA virtual machines of the failed hosts (O(failed_hosts), or one O(failed_host)) on the live
+    O(targets). Run it only after each failed host is confirmed down (power off confirmed by its BMC, or a
+    self-fence guarantee); the module does not judge that.
+  - The VM list is the HA VMs (C(ha=true)) of each failed host's B(last) heartbeat record,
+    C(<store_path>/kvmha/hosts/<failed host>.json). Each VM's domain XML is read from
     C(<store_path>/kvmha/vms/<uuid>.xml) and validated as input from outside (size limit, no DTD or entities, the
     UUID must match). A VM whose XML is missing or invalid fails on its own; the others go on.
+  - All failed hosts of one call are evacuated B(together) - one plan for all their VMs, so priorities and
+    anti-affinity groups hold across hosts and each target's free capacity is counted once. Evacuate hosts that
+    died together in one call - two calls one after the other each plan against the targets' heartbeat capacity,
+    which lags the first call's starts by up to one beat, so together they could over-commit a target.
+  - A failed host whose last record cannot be read (missing, invalid) has an unknown VM list - its VMs cannot be
+    evacuated. The other failed hosts are still evacuated, and the task then fails, whatever
+    O(fail_on_incomplete) says (RV(unreadable)). When no failed host's record can be read, nothing is done.
+  - A VM listed by the last records of two failed hosts (it moved between them just before both died) is
+    evacuated once, for the host whose record is the newest, with a warning.
   - Each target's free capacity and the anti-affinity groups of the VMs it runs come from its own heartbeat
     record. A target whose record is missing, invalid or marked stopped is not used for placement (it is still
     searched for running copies), and a target whose libvirtd cannot be reached within O(connect_timeout) is
-    excluded. RV(targets) says why.
+    excluded. RV(targets) says why. A failed host listed among the targets is never used.
   - A VM that is already active (running, paused ...) on any reachable target is skipped, so a re-run changes
     nothing. A VM that the heartbeat of an unreachable target lists as running there is skipped too.
   - Placement is deterministic - priority descending, then best fit (the least memory left over; or the most, with
@@ -32,9 +42,10 @@ description:
     so of two writers exactly one wins. A claim holds the owner, the incident, the target and a state
     (C(claimed), C(started), C(failed)).
   - A claim is B(stale), and is taken over by an atomic compare-and-replace of the generation that was read, when
-    it was released (its attempt C(failed)), or belongs to another incident. The incident is
-    C(<failed_host>/<boot_id>) of the failed host's last record, unless O(incident) is given; a host that died,
-    was fenced and died again has booted in between, while evacuators of one death agree on it.
+    it was released (its attempt C(failed)), or belongs to another incident. Each VM's claim carries the incident
+    of its own failed host, C(<failed host>/<boot_id>) of that host's last record (unless O(incident) is given,
+    for a single failed host); a host that died, was fenced and died again has booted in between, while
+    evacuators of one death agree on it, whether they evacuate that host alone or together with others.
     A C(claimed) claim of this incident is also taken over once its O(claim_ttl) has passed, but only if its target
     is reachable and does not run the VM. A C(started) claim of this incident is never taken over, even if the VM
     is not running any more (somebody may have stopped it on purpose). Any other claim makes the VM C(skipped)
@@ -50,6 +61,7 @@ author:
   - kvmha.cluster developers (@kvmha)
 extends_documentation_fragment:
   - kvmha.cluster._attributes
+  - kvmha.cluster._attributes.ACTIONGROUP_STORE_LIBVIRT
   - kvmha.cluster._attributes.check_mode
   - kvmha.cluster._store
   - kvmha.cluster._libvirt
@@ -62,22 +74,31 @@ attributes:
   diff_mode:
     support: full
     details:
-      - Before - where each HA VM of the failed host runs now (a target's name, or C(nowhere)). After - where it
+      - Before - where each HA VM of the failed hosts runs now (a target's name, or C(nowhere)). After - where it
         runs, or would run in check mode, afterwards.
   idempotent:
     support: full
     details:
       - A VM that runs on a target, or that was started for this incident, is skipped; a second run reports no change.
 options:
+  failed_hosts:
+    description:
+      - Inventory names of the dead hypervisors (their heartbeat record names), evacuated together in this call.
+      - Their HA VMs are planned as one set - priority descending across all of them, anti-affinity groups across
+        all of them, and each target's free capacity counted once - see the description.
+      - Mutually exclusive with O(failed_host); one of the two is required. A host may be listed only once.
+    type: list
+    elements: str
   failed_host:
     description:
-      - Inventory name of the dead hypervisor (its heartbeat record name).
+      - Inventory name of one dead hypervisor (its heartbeat record name); the same as a one-element
+        O(failed_hosts).
+      - Mutually exclusive with O(failed_hosts); one of the two is required.
     type: str
-    required: true
   targets:
     description:
       - The live hypervisors that may take VMs, with their libvirt URIs (inventory variable C(kvmha_libvirt_uri)).
-      - O(failed_host) is ignored here if listed.
+      - A failed host is ignored here if listed.
     type: list
     elements: dict
     required: true
@@ -126,7 +147,10 @@ options:
     type: str
   incident:
     description:
-      - Identifies this death of the failed host in the claims. Default is C(<failed_host>/<boot_id>) of its last record.
+      - Identifies this death of the failed host in the claims. Default is C(<failed host>/<boot_id>) of its last
+        record.
+      - Only for a single failed host (O(failed_host), or O(failed_hosts) with one element); refused with several,
+        whose VMs each carry their own host's incident.
     type: str
   claim_ttl:
     description:
@@ -139,13 +163,14 @@ options:
     default: 300.0
   vms:
     description:
-      - Only evacuate these VMs (names or UUIDs). Default is every HA VM of the failed host's last record.
+      - Only evacuate these VMs (names or UUIDs). Default is every HA VM of the failed hosts' last records.
     type: list
     elements: str
   fail_on_incomplete:
     description:
       - Fail the task (with the full result) when any VM ends C(failed) or C(unplaced), so that a watchdog run that
         could not restore HA is red. With V(false), inspect RV(counts) instead.
+      - A failed host whose record cannot be read always fails the task (after the other hosts were evacuated).
     type: bool
     default: true
 notes:
@@ -182,6 +207,21 @@ EXAMPLES = r"""
     connect_timeout: 3
     call_timeout: 10
 
+- name: Two hosts that died together - one plan for both, so no target is over-committed
+  kvmha.cluster.vm_evacuate:
+    failed_hosts: [h1, h4]
+    store_path: /srv/kvmha
+    targets:
+      - {host: h2, uri: "qemu+ssh://root@h2/system"}
+      - {host: h3, uri: "qemu+ssh://root@h3/system"}
+      - {host: h5, uri: "qemu+ssh://root@h5/system"}
+  register: evacuation
+
+- name: Which failed host's VM went where
+  ansible.builtin.debug:
+    msg: "{{ evacuation.vms | map(attribute='failed_host') | zip(evacuation.vms | map(attribute='name'),
+             evacuation.vms | map(attribute='host')) | list }}"
+
 - name: Dry run - which VM would start where, touching nothing
   kvmha.cluster.vm_evacuate:
     failed_host: h1
@@ -197,16 +237,51 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+failed_hosts:
+  description: The failed hosts whose VMs were evacuated, in the order given.
+  returned: always
+  type: list
+  elements: str
+  sample: [h1, h4]
 failed_host:
-  description: The failed host whose VMs were evacuated.
+  description:
+    - The failed host when there is exactly one (as before O(failed_hosts) existed); null with several - use
+      RV(failed_hosts).
   returned: always
   type: str
   sample: h1
+incidents:
+  description:
+    - The incident id written into the claims of each failed host's VMs, by failed host. A host whose record could
+      not be read (RV(unreadable)) has none.
+  returned: always
+  type: dict
+  sample: {h1: h1/5f0c7a1e-4f1c-4b6e-9a59-0f3c2b0d9d11, h4: h4/0d1e2f3a-7b6c-4d5e-8f90-a1b2c3d4e5f6}
 incident:
-  description: The incident id written into the claims.
+  description:
+    - The incident id written into the claims when there is exactly one failed host (as before O(failed_hosts)
+      existed); an empty string with several - use RV(incidents) - or when its record could not be read.
   returned: always
   type: str
   sample: h1/5f0c7a1e-4f1c-4b6e-9a59-0f3c2b0d9d11
+unreadable:
+  description:
+    - Failed hosts whose last heartbeat record could not be used, so their VM list is unknown and none of their VMs
+      was evacuated. Not empty means the task failed.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{host: h4, status: missing, reason: "no heartbeat file"}]
+  contains:
+    host:
+      description: The failed host.
+      type: str
+    status:
+      description: C(missing), C(invalid), or C(error) (the store failed or hung).
+      type: str
+    reason:
+      description: Why.
+      type: str
 owner:
   description: The owner written into the claims.
   returned: always
@@ -220,25 +295,53 @@ plan:
   type: list
   elements: dict
   sample:
-    - {order: 1, round: 1, uuid: 0b5f6c1e-0d5a-4f7e-8d0c-5d1a2b3c4d5e, name: db1, priority: 90, host: h2,
-       memory_mib: 64, vcpus: 1, group: db, spare: false}
+    - {order: 1, round: 1, uuid: 0b5f6c1e-0d5a-4f7e-8d0c-5d1a2b3c4d5e, name: db1, failed_host: h1, priority: 90,
+       host: h2, memory_mib: 64, vcpus: 1, group: db, spare: false}
+  contains:
+    order:
+      description: Position in the start order, from 1, over all rounds.
+      type: int
+    round:
+      description: 1, or the round in which the VM was planned again after its target broke.
+      type: int
+    uuid:
+      description: The VM's UUID.
+      type: str
+    name:
+      description: The VM's name.
+      type: str
+    failed_host:
+      description: The failed host whose record listed the VM.
+      type: str
+    priority:
+      description: The VM's HA priority (higher starts first).
+      type: int
+    host:
+      description: The target it is planned on.
+      type: str
+    memory_mib:
+      description: Memory it needs (the larger of its record and its domain XML).
+      type: int
+    vcpus:
+      description: vCPUs it needs.
+      type: int
+    group:
+      description: Its anti-affinity group, or an empty string.
+      type: str
+    spare:
+      description: Whether the host is a reserved spare.
+      type: bool
 vms:
   description:
-    - One entry per HA VM of the failed host (after the O(vms) filter), in plan order.
-    - C(status) is C(started), C(skipped), C(unplaced) or C(failed), or C(planned) in check mode.
-    - C(host) is where the VM runs now (started, or skipped because it runs there) or would run (planned), or
-      where it may run (failed after an unknown start); otherwise null.
-    - C(reason) says why it was skipped, unplaced or failed; C(error_kind) classifies a failure.
-    - C(claim) is the claim decision (C(action) create, takeover, skip or fail, and C(reason)) and, once
-      written, C(owner), C(generation) and C(state).
-    - C(timestamps) are unix times of the phases reached - C(placed), C(claimed), C(defined), C(started),
-      C(running) - so that the time to recovery can be read off.
+    - One entry per HA VM of the failed hosts (after the O(vms) filter), in plan order (VMs that were never
+      planned last, by priority).
   returned: always
   type: list
   elements: dict
   sample:
     - uuid: 0b5f6c1e-0d5a-4f7e-8d0c-5d1a2b3c4d5e
       name: db1
+      failed_host: h1
       priority: 90
       group: db
       memory_mib: 64
@@ -252,16 +355,81 @@ vms:
       claim: {action: create, reason: no claim yet, owner: awx-1/4242, generation: 2, state: started}
       timestamps: {placed: 1764063000.101, claimed: 1764063000.104, defined: 1764063000.31,
                    started: 1764063000.71, running: 1764063000.72}
+  contains:
+    uuid:
+      description: The VM's UUID.
+      type: str
+    name:
+      description: The VM's name.
+      type: str
+    failed_host:
+      description: The failed host whose last record listed the VM; its claim carries that host's incident.
+      type: str
+    priority:
+      description: The VM's HA priority.
+      type: int
+    group:
+      description: Its anti-affinity group, or an empty string.
+      type: str
+    memory_mib:
+      description: Memory it needs.
+      type: int
+    vcpus:
+      description: vCPUs it needs.
+      type: int
+    status:
+      description: C(started), C(skipped), C(unplaced) or C(failed), or C(planned) in check mode.
+      type: str
+    host:
+      description:
+        - Where the VM runs now (started, or skipped because it runs there) or would run (planned), or where it
+          may run (failed after an unknown start); otherwise null.
+      type: str
+    order:
+      description: Its RV(plan) order (the last round's), or null if it was never planned.
+      type: int
+    round:
+      description: The round in which it was last planned, or null.
+      type: int
+    reason:
+      description: Why it was skipped, unplaced or failed; empty otherwise.
+      type: str
+    error_kind:
+      description: Classifies a failure (C(timeout), C(connection), C(claim), C(not_running) ...); empty otherwise.
+      type: str
+    claim:
+      description:
+        - The claim decision (C(action) create, takeover, skip or fail, and C(reason)) and, once written,
+          C(owner), C(generation) and C(state). Empty if the claim was never looked at.
+      type: dict
+    timestamps:
+      description:
+        - Unix times of the phases reached - C(placed), C(claimed), C(defined), C(started), C(running) - so that
+          the time to recovery can be read off.
+      type: dict
 counts:
   description: How many VMs ended in each status.
   returned: always
   type: dict
   sample: {started: 3, planned: 0, skipped: 1, unplaced: 0, failed: 0}
+  contains:
+    started:
+      description: VMs started (and seen running).
+      type: int
+    planned:
+      description: VMs that would be started (check mode).
+      type: int
+    skipped:
+      description: VMs already running, already started in this incident, or claimed by another evacuator.
+      type: int
+    unplaced:
+      description: VMs that fit on no target.
+      type: int
+    failed:
+      description: VMs that could not be started, or whose start is in doubt.
+      type: int
 targets:
-  description:
-    - Every target with C(status) C(used) (reachable and placeable), C(searched) (reachable, searched for running
-      copies, but its record is not usable for placement) or C(excluded), the C(reason), its capacity from its
-      record, whether it is a spare, and C(broken) if its connection failed during the run.
+  description: Every target and what was made of it.
   returned: always
   type: list
   elements: dict
@@ -271,13 +439,56 @@ targets:
     - {host: h3, uri: "qemu+ssh://root@h3/system", status: excluded,
        reason: "libvirt: connect on h3 did not finish within 5.0 s", mem_free_mib: null, vcpus_free: null,
        spare: false, broken: false}
+  contains:
+    host:
+      description: The target.
+      type: str
+    uri:
+      description: Its libvirt URI.
+      type: str
+    status:
+      description:
+        - C(used) (reachable and placeable), C(searched) (reachable, searched for running copies, but its record is
+          not usable for placement) or C(excluded).
+      type: str
+    reason:
+      description: Why it was not used, or why its connection broke; empty otherwise.
+      type: str
+    mem_free_mib:
+      description: Free memory from its record, or null.
+      type: int
+    vcpus_free:
+      description: Free vCPUs from its record, or null.
+      type: int
+    spare:
+      description: Whether it is a reserved spare.
+      type: bool
+    broken:
+      description: Whether its connection failed during the run.
+      type: bool
 replanned:
-  description: VMs whose target broke before they were started there, and where they went instead (null if nowhere).
+  description: VMs whose target broke before they were started there, and where they went instead.
   returned: always
   type: list
   elements: dict
   sample: [{uuid: 0b5f6c1e-0d5a-4f7e-8d0c-5d1a2b3c4d5e, name: db1, from_host: h3, to_host: h2,
             reason: "connection to h3 broke: ..."}]
+  contains:
+    uuid:
+      description: The VM's UUID.
+      type: str
+    name:
+      description: The VM's name.
+      type: str
+    from_host:
+      description: The target that broke.
+      type: str
+    to_host:
+      description: Where it was started (or planned) instead, or null if nowhere.
+      type: str
+    reason:
+      description: How the target broke.
+      type: str
 started_at:
   description: Unix time at which the module started.
   returned: always
@@ -293,6 +504,14 @@ elapsed:
   returned: always
   type: float
   sample: 0.812
+error_kind:
+  description:
+    - Why the task failed - C(incomplete) (a VM failed or is unplaced, with O(fail_on_incomplete)), C(store) (a
+      failed host's record, or the store), C(timeout) (the store hung), C(invalid_input) (the arguments).
+    - Every key above comes with it, except for C(invalid_input).
+  returned: failure
+  type: str
+  sample: incomplete
 diff:
   description: Where each VM runs before and after (C(name) or C(name (uuid)) when names repeat).
   returned: when diff mode is on
@@ -325,7 +544,8 @@ ARGUMENT_SPEC = merge_specs(
     STORE_SPEC,
     LIBVIRT_CONNECTION_SPEC,
     {
-        "failed_host": {"type": "str", "required": True},
+        "failed_hosts": {"type": "list", "elements": "str"},
+        "failed_host": {"type": "str"},
         "targets": {
             "type": "list",
             "elements": "dict",
@@ -344,6 +564,9 @@ ARGUMENT_SPEC = merge_specs(
         "fail_on_incomplete": {"type": "bool", "default": True},
     },
 )
+
+MUTUALLY_EXCLUSIVE = [("failed_host", "failed_hosts")]
+REQUIRED_ONE_OF = [("failed_host", "failed_hosts")]
 
 STATUSES = ("started", "planned", "skipped", "unplaced", "failed")
 
@@ -378,7 +601,10 @@ class Target:
 
 
 class Evacuation:
-    """One evacuation of one failed host. ``client_factory(uri, connect_timeout, call_timeout, read_only, label)``."""
+    """One evacuation of one or more failed hosts, planned together.
+
+    ``client_factory(uri, connect_timeout, call_timeout, read_only, label)`` opens a target's connection.
+    """
 
     def __init__(self, params: dict, check_mode: bool = False, diff_mode: bool = False, client_factory=LibvirtClient):
         self.params = params
@@ -389,6 +615,9 @@ class Evacuation:
         self.warnings = []
         self.plan = []
         self.replanned = []
+        self.incidents = {}
+        self.unreadable = []
+        self.books = {}
         self.started_at = time.time()
         self._t0 = time.monotonic()
         self._validate()
@@ -397,7 +626,10 @@ class Evacuation:
 
     def _validate(self) -> None:
         p = self.params
-        self.failed_host = validate_host_name(p["failed_host"])
+        self.failed_hosts = self._validate_failed_hosts(p.get("failed_host"), p.get("failed_hosts"))
+        if p["incident"] and len(self.failed_hosts) > 1:
+            raise InvalidInput("incident is only for a single failed host; with several (%s) each VM's claim carries "
+                               "its own host's incident" % ", ".join(self.failed_hosts))
         for key in ("connect_timeout", "call_timeout", "verify_timeout", "store_timeout", "claim_ttl"):
             if not p[key] > 0:
                 raise InvalidInput("%s must be positive, got %r" % (key, p[key]))
@@ -417,8 +649,8 @@ class Evacuation:
                 raise InvalidInput("target %s is listed twice" % host)
             seen.add(host)
             target = Target(host, entry["uri"], host in self.spares)
-            if host == self.failed_host:
-                target.reason = "is the failed host"
+            if host in self.failed_hosts:
+                target.reason = "is a failed host"
             else:
                 try:
                     validate_uri(entry["uri"])
@@ -431,32 +663,88 @@ class Evacuation:
         if unknown_spares:
             self.warnings.append("spare_hosts not among the targets: %s" % ", ".join(sorted(unknown_spares)))
 
+    @staticmethod
+    def _validate_failed_hosts(one, many) -> list:
+        if one is not None and many is not None:
+            raise InvalidInput("parameters are mutually exclusive: failed_host|failed_hosts")
+        if one is None and many is None:
+            raise InvalidInput("one of the following is required: failed_host, failed_hosts")
+        names = [validate_host_name(h) for h in ([one] if one is not None else many)]
+        if not names:
+            raise InvalidInput("failed_hosts must name at least one host")
+        twice = sorted(set(h for h in names if names.count(h) > 1))
+        if twice:
+            raise InvalidInput("failed host %s is listed twice" % ", ".join(twice))
+        return names
+
+    @property
+    def _hosts_label(self) -> str:
+        return ", ".join(self.failed_hosts)
+
     def _store_call(self, what: str, func, *args):
         return call_with_deadline(func, self.params["store_timeout"], what, *args)
 
     # ------------------------------------------------------------------------------------------- gathering
 
-    def _read_failed_host(self) -> list:
+    def _read_failed_hosts(self) -> list:
+        """The HA VMs of every failed host's last record (each VM once), tagged with its failed host and incident."""
         reader = RecordReader(self.store)
-        reading = self._store_call("read the heartbeat record of %s" % self.failed_host, reader.read, self.failed_host)
-        if reading.status != "ok":
-            raise StoreError("cannot evacuate %s: its heartbeat record is %s (%s), so its VM list is unknown"
-                             % (self.failed_host, reading.status, reading.reason), result=self._empty_result())
-        record = reading.record
-        self.incident = self.params["incident"] or "%s/%s" % (self.failed_host, record["boot_id"])
-        vms = [dict(vm) for vm in record["vms"] if vm["ha"]]
+        records = []
+        kinds = set()
+        for host in self.failed_hosts:
+            try:
+                reading = self._store_call("read the heartbeat record of %s" % host, reader.read, host)
+            except KvmhaError as err:  # a hung or broken store: this host's VM list is unknown
+                self.unreadable.append({"host": host, "status": "error", "reason": str(err)})
+                kinds.add(err.kind)
+                continue
+            if reading.status != "ok":
+                self.unreadable.append({"host": host, "status": reading.status, "reason": reading.reason})
+                continue
+            records.append(reading.record)
+            self.incidents[host] = self.params["incident"] or "%s/%s" % (host, reading.record["boot_id"])
+        if not records:
+            if len(self.unreadable) == 1:
+                why = "its heartbeat record is %s (%s), so its VM list is unknown"
+                why %= (self.unreadable[0]["status"], self.unreadable[0]["reason"])
+            else:
+                why = "; ".join("the heartbeat record of %s is %s (%s)" % (u["host"], u["status"], u["reason"])
+                                for u in self.unreadable) + ", so their VM lists are unknown"
+            kind = kinds.pop() if len(kinds) == 1 and len(self.unreadable) == 1 else "store"
+            raise StoreError("cannot evacuate %s: %s" % (self._hosts_label, why), result=self._empty_result(), kind=kind)
+        for entry in self.unreadable:
+            self.warnings.append("%s: its last heartbeat record is %s (%s); its VMs are unknown and not evacuated"
+                                 % (entry["host"], entry["status"], entry["reason"]))
+        # A VM listed by two failed hosts' records (moved just before both died) is evacuated once, for the host
+        # with the newest record: that is where it ran last.
+        newest_first = sorted(records, key=lambda r: (-r["ts"], self.failed_hosts.index(r["host"])))
+        owner = {}
+        for record in newest_first:
+            for vm in record["vms"]:
+                if vm["uuid"] in owner:
+                    self.warnings.append("%s (%s) is listed by the last records of %s and %s; it is evacuated once, for %s "
+                                         "(the newer record)" % (vm["name"], vm["uuid"], owner[vm["uuid"]], record["host"],
+                                                                 owner[vm["uuid"]]))
+                else:
+                    owner[vm["uuid"]] = record["host"]
+        listed = []
+        for record in records:
+            listed.extend(dict(vm, failed_host=record["host"]) for vm in record["vms"] if owner[vm["uuid"]] == record["host"])
+        vms = [vm for vm in listed if vm["ha"]]
         wanted = self.params["vms"]
         if wanted is not None:
             names = set(wanted)
             known = set()
-            for vm in record["vms"]:
+            for vm in listed:
                 for key in (vm["name"], vm["uuid"]):
                     if key in names:
                         known.add(key)
                         if not vm["ha"]:
-                            self.warnings.append("%s is not an HA VM of %s; not evacuated" % (vm["name"], self.failed_host))
+                            self.warnings.append("%s is not an HA VM of %s; not evacuated" % (vm["name"], vm["failed_host"]))
+            read = [r["host"] for r in records]
             for missing in sorted(names - known):
-                self.warnings.append("%s is not in the last heartbeat record of %s" % (missing, self.failed_host))
+                self.warnings.append("%s is not in the last heartbeat record of %s" % (
+                    missing, read[0] if len(read) == 1 else "any of %s" % ", ".join(read)))
             vms = [vm for vm in vms if vm["name"] in names or vm["uuid"] in names]
         for vm in vms:
             vm.update(status="", host=None, order=None, round=None, reason="", error_kind="", claim_info={},
@@ -484,7 +772,7 @@ class Evacuation:
         """Every target's record (also of targets we cannot connect to: it may list a VM as running there)."""
         reader = RecordReader(self.store)
         for target in self.targets:
-            if target.host == self.failed_host:
+            if target.host in self.failed_hosts:
                 continue
             problem = ""
             try:
@@ -545,17 +833,21 @@ class Evacuation:
                     self.warnings.append("%s is active on more than one host: %s" % (vm["name"], ", ".join(where)))
                 continue
             listed = [t.host for t in self.targets
-                      if t.client is None and t.record is not None and t.host != self.failed_host
+                      if t.client is None and t.record is not None and t.host not in self.failed_hosts
                       and any(v["uuid"] == vm["uuid"] for v in t.record["vms"])]
             if listed:
                 self._finish(vm, "skipped", "listed as running on %s by its heartbeat, whose libvirt cannot be reached"
                              % ", ".join(listed))
 
-    def _inspect_claims(self, vms: list, book: ClaimBook, reachable: list) -> None:
+    def _book(self, vm: dict) -> ClaimBook:
+        """The claims of the VM's own failed host and incident."""
+        return self.books[vm["failed_host"]]
+
+    def _inspect_claims(self, vms: list, reachable: list) -> None:
         hosts = [t.host for t in reachable]
         for vm in self._pending(vms):
             try:
-                decision = self._store_call("read the claim of %s" % vm["name"], book.inspect, vm["uuid"], hosts)
+                decision = self._store_call("read the claim of %s" % vm["name"], self._book(vm).inspect, vm["uuid"], hosts)
             except KvmhaError as err:
                 self._finish(vm, "failed", "cannot read its claim: %s" % err, kind=err.kind)
                 continue
@@ -588,7 +880,7 @@ class Evacuation:
         placements = []
         for entry in plan["placements"]:
             vm = by_uuid[entry["uuid"]]
-            entry = dict(entry, round=round_no, order=len(self.plan) + 1)
+            entry = dict(entry, failed_host=vm["failed_host"], round=round_no, order=len(self.plan) + 1)
             self.plan.append(entry)
             vm.update(host=entry["host"], order=entry["order"], round=round_no)
             vm["timestamps"]["placed"] = placed_at
@@ -599,7 +891,8 @@ class Evacuation:
 
     # ------------------------------------------------------------------------------------------- acting
 
-    def _claim(self, vm: dict, book: ClaimBook) -> bool:
+    def _claim(self, vm: dict) -> bool:
+        book = self._book(vm)
         try:
             if vm["claim"] is None:
                 claim = self._store_call("claim %s" % vm["name"], book.acquire, vm["uuid"], vm["name"], vm["host"], vm["decision"])
@@ -624,12 +917,12 @@ class Evacuation:
         vm["claim"] = claim
         vm["claim_info"].update(owner=claim.owner, generation=claim.generation, state=claim.data.get("state"))
 
-    def _renew(self, vm: dict, book: ClaimBook):
+    def _renew(self, vm: dict):
         """Renew the VM's claim if a quarter of its ttl has passed; returns None or (outcome, reason, kind)."""
         if time.time() - vm["claim"].created <= self.params["claim_ttl"] / 4.0:
             return None
         try:
-            self._set_claim(vm, self._store_call("renew the claim of %s" % vm["name"], book.renew, vm["claim"]))
+            self._set_claim(vm, self._store_call("renew the claim of %s" % vm["name"], self._book(vm).renew, vm["claim"]))
         except Conflict as err:
             who = err.current.owner if err.current is not None else "another evacuator"
             return ("lost", "its claim was taken over by %s before it was started" % who, "")
@@ -637,7 +930,7 @@ class Evacuation:
             return ("failed", "its claim could not be renewed, so it was not started: %s" % err, err.kind)
         return None
 
-    def _work_target(self, target: Target, vms: list, book: ClaimBook) -> list:
+    def _work_target(self, target: Target, vms: list) -> list:
         """Define, start and verify ``vms`` on ``target`` in order. Returns [(vm, outcome, reason, kind)].
 
         outcome: started, failed (definitely not running), unknown (may run there), replan (not attempted here),
@@ -649,7 +942,7 @@ class Evacuation:
             if target.broken:
                 outcomes.append((vm, "replan", target.broken, ""))
                 continue
-            renewal = self._renew(vm, book)
+            renewal = self._renew(vm)
             if renewal is not None:
                 outcomes.append((vm,) + renewal)
                 continue
@@ -689,26 +982,26 @@ class Evacuation:
                                  % (target.host, state, self.params["verify_timeout"]), "not_running"))
         return outcomes
 
-    def _execute(self, placements: list, book: ClaimBook) -> list:
+    def _execute(self, placements: list) -> list:
         """Claim, then define/start in parallel per target. Returns the VMs to plan again."""
         by_target = {}
         for vm in placements:
-            if self._claim(vm, book):
+            if self._claim(vm):
                 by_target.setdefault(vm["host"], []).append(vm)
         targets = dict((t.host, t) for t in self.targets)
         results = []
         with concurrent.futures.ThreadPoolExecutor(max_workers=self.params["parallel"]) as pool:
-            futures = [pool.submit(self._work_target, targets[host], jobs, book) for host, jobs in sorted(by_target.items())]
+            futures = [pool.submit(self._work_target, targets[host], jobs) for host, jobs in sorted(by_target.items())]
             for future in futures:
                 results.extend(future.result())
         replan = []
         for vm, outcome, reason, kind in sorted(results, key=lambda r: r[0]["order"]):
             if outcome == "started":
                 self._finish(vm, "started", "")
-                self._update_claim(vm, book.mark_started, vm["host"])
+                self._update_claim(vm, self._book(vm).mark_started, vm["host"])
             elif outcome == "failed":
                 self._finish(vm, "failed", reason, kind=kind)
-                self._update_claim(vm, book.mark_failed, reason)
+                self._update_claim(vm, self._book(vm).mark_failed, reason)
                 vm["host"] = None
             elif outcome == "unknown":
                 self._finish(vm, "failed", reason, kind=kind or "unknown")
@@ -741,11 +1034,20 @@ class Evacuation:
         vm["reason"] = reason
         vm["error_kind"] = kind if status == "failed" else ""
 
+    def _hosts_result(self) -> dict:
+        """The failed hosts, their incidents and unreadable records (with the compatible single-host keys)."""
+        single = len(self.failed_hosts) == 1
+        return {"failed_hosts": list(self.failed_hosts), "failed_host": self.failed_hosts[0] if single else None,
+                "incidents": dict(self.incidents),
+                "incident": self.incidents.get(self.failed_hosts[0], "") if single else "",
+                "unreadable": [dict(u) for u in self.unreadable]}
+
     def _empty_result(self) -> dict:
-        return {"changed": False, "failed_host": self.failed_host, "incident": "", "owner": self.owner, "plan": [],
-                "vms": [], "counts": dict((s, 0) for s in STATUSES), "targets": [t.as_dict() for t in self.targets],
-                "replanned": [], "started_at": self.started_at, "finished_at": time.time(),
-                "elapsed": round(time.monotonic() - self._t0, 3)}
+        result = {"changed": False, "owner": self.owner, "plan": [], "vms": [], "counts": dict((s, 0) for s in STATUSES),
+                  "targets": [t.as_dict() for t in self.targets], "replanned": [], "started_at": round(self.started_at, 3),
+                  "finished_at": _now(), "elapsed": round(time.monotonic() - self._t0, 3)}
+        result.update(self._hosts_result())
+        return result
 
     # ------------------------------------------------------------------------------------------- main
 
@@ -758,14 +1060,15 @@ class Evacuation:
                     target.client.close()
 
     def _run(self) -> dict:
-        vms = self._read_failed_host()
+        vms = self._read_failed_hosts()
         self._read_targets()
         reachable = self._connect() if vms else []
         before = self._where(vms, reachable)
         self._skip_running(vms, reachable)
         self._load_xml(vms)
-        book = ClaimBook(self.store, self.owner, self.failed_host, self.incident, self.params["claim_ttl"])
-        self._inspect_claims(vms, book, reachable)
+        self.books = dict((host, ClaimBook(self.store, self.owner, host, incident, self.params["claim_ttl"]))
+                          for host, incident in self.incidents.items())
+        self._inspect_claims(vms, reachable)
 
         hosts = [t for t in reachable if t.placeable]
         capacity = dict((t.host, {"mem_free_mib": t.record["capacity"]["mem_free_mib"],
@@ -777,12 +1080,12 @@ class Evacuation:
             placements = self._place(pending, hosts, capacity, round_no)
             for vm in pending:
                 if vm["status"] == "unplaced" and vm["claim"] is not None:
-                    self._update_claim(vm, book.mark_failed, vm["reason"])
+                    self._update_claim(vm, self._book(vm).mark_failed, vm["reason"])
             if self.check_mode:
                 for vm in placements:
                     self._finish(vm, "planned", "")
                 break
-            pending = sorted(self._execute(placements, book), key=vm_order_key)
+            pending = sorted(self._execute(placements), key=vm_order_key)
             hosts = [t for t in hosts if not t.broken]
             round_no += 1
         for target in self.targets:
@@ -806,7 +1109,8 @@ class Evacuation:
         out_vms = []
         for vm in ordered:
             out_vms.append({
-                "uuid": vm["uuid"], "name": vm["name"], "priority": vm["priority"], "group": vm["group"],
+                "uuid": vm["uuid"], "name": vm["name"], "failed_host": vm["failed_host"], "priority": vm["priority"],
+                "group": vm["group"],
                 "memory_mib": vm["memory_mib"], "vcpus": vm["vcpus"], "status": vm["status"], "host": vm["host"],
                 "order": vm["order"], "round": vm["round"], "reason": vm["reason"], "error_kind": vm["error_kind"],
                 "claim": dict(vm["claim_info"]), "timestamps": dict(vm["timestamps"]),
@@ -814,11 +1118,11 @@ class Evacuation:
         counts = dict((s, sum(1 for v in out_vms if v["status"] == s)) for s in STATUSES)
         changed = counts["planned"] > 0 if self.check_mode else any("defined" in v["timestamps"] for v in out_vms)
         result = {
-            "changed": changed, "failed_host": self.failed_host, "incident": self.incident, "owner": self.owner,
-            "plan": self.plan, "vms": out_vms, "counts": counts, "targets": [t.as_dict() for t in self.targets],
-            "replanned": self.replanned, "started_at": round(self.started_at, 3), "finished_at": _now(),
-            "elapsed": round(time.monotonic() - self._t0, 3),
+            "changed": changed, "owner": self.owner, "plan": self.plan, "vms": out_vms, "counts": counts,
+            "targets": [t.as_dict() for t in self.targets], "replanned": self.replanned,
+            "started_at": round(self.started_at, 3), "finished_at": _now(), "elapsed": round(time.monotonic() - self._t0, 3),
         }
+        result.update(self._hosts_result())
         if self.diff_mode:
             result["diff"] = {"before": {"vms": {}}, "after": {"vms": {}}}
             labels = _labels(out_vms)
@@ -827,9 +1131,15 @@ class Evacuation:
                 result["diff"]["before"]["vms"][label] = before.get(vm["uuid"], "nowhere")
                 now = vm["host"] if vm["status"] in ("started", "planned", "skipped") and vm["host"] else "nowhere"
                 result["diff"]["after"]["vms"][label] = now
+        if self.unreadable:
+            raise StoreError("evacuation of %s is incomplete: the VMs of %s are unknown (heartbeat record %s; see "
+                             "unreadable); %d started, %d failed, %d unplaced of the others"
+                             % (self._hosts_label, ", ".join(u["host"] for u in self.unreadable),
+                                ", ".join(u["status"] for u in self.unreadable), counts["started"], counts["failed"],
+                                counts["unplaced"]), result=result)
         if self.params["fail_on_incomplete"] and (counts["failed"] or counts["unplaced"]):
             raise KvmhaError("evacuation of %s is incomplete: %d failed, %d unplaced (see vms)"
-                             % (self.failed_host, counts["failed"], counts["unplaced"]), result=result, kind="incomplete")
+                             % (self._hosts_label, counts["failed"], counts["unplaced"]), result=result, kind="incomplete")
         return result
 
 
@@ -839,7 +1149,8 @@ def _labels(vms: list) -> dict:
 
 
 def main():
-    module = KvmhaModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    module = KvmhaModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True, mutually_exclusive=MUTUALLY_EXCLUSIVE,
+                         required_one_of=REQUIRED_ONE_OF)
     module.require_library("libvirt-python", LIBVIRT_IMPORT_ERROR)
 
     def run():

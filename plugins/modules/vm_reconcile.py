@@ -20,6 +20,7 @@ author:
   - kvmha.cluster developers (@kvmha)
 extends_documentation_fragment:
   - kvmha.cluster._attributes
+  - kvmha.cluster._attributes.ACTIONGROUP_LIBVIRT
   - kvmha.cluster._attributes.CHECK_MODE
 attributes:
   check_mode:

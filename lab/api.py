@@ -18,6 +18,7 @@ import contextlib
 import os
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -123,7 +124,7 @@ class Lab:
 
     @staticmethod
     def _wait_ssh(host):
-        if not wait_until(lambda: _ssh_banner(host), 30, 0.1):
+        if not wait_until(lambda: ssh_banner(host), 30, 0.1):
             raise LabError(f'{host}: sshd does not answer on {config.mgmt_ip(host)}')
 
     def down(self):
@@ -298,7 +299,7 @@ def _text(data):
     return data.decode(errors='replace') if isinstance(data, bytes) else (data or '')
 
 
-def _ssh_banner(host):
+def ssh_banner(host):
     """True once sshd on the host sends its banner (a TCP connect alone is answered even by a hung kernel)."""
     try:
         with socket.create_connection((config.mgmt_ip(host), 22), timeout=1) as s:
@@ -360,7 +361,7 @@ def _kill_netns_processes(netns):
         return
     for pid in run(['ip', 'netns', 'pids', netns], timeout=5, check=False).stdout.split():
         with contextlib.suppress(ProcessLookupError):
-            os.kill(int(pid), 9)
+            os.kill(int(pid), signal.SIGKILL)
 
 
 def _remove_empty_netns_dir():

@@ -13,7 +13,7 @@ import statistics
 import time
 
 from lab import Lab, config
-from lab.api import _ssh_banner
+from lab.api import ssh_banner
 from lab.util import read_pid, read_text, wait_until
 
 CLOCK_TICKS = os.sysconf('SC_CLK_TCK')
@@ -66,7 +66,7 @@ def main():
         lab.power('h2', 'off')
         start = time.monotonic()
         lab.power('h2', 'on')
-        wait_until(lambda: _ssh_banner('h2'), 30, 0.02)
+        wait_until(lambda: ssh_banner('h2'), 30, 0.02)
         banner.append(time.monotonic() - start)
         wait_until(lambda: lab.ssh('h2', 'true')[0] == 0, 30, 0.02)
         command.append(time.monotonic() - start)

@@ -41,8 +41,8 @@ def is_up(name, netns=None):
     return bool(link) and 'UP' in link.get('flags', [])
 
 
-def set_link(name, up, netns=None):
-    ip('link', 'set', name, 'up' if up else 'down', netns=netns)
+def set_link(name, up, netns=None, check=True):
+    ip('link', 'set', name, 'up' if up else 'down', netns=netns, check=check)
 
 
 # ---- build (every step checks first, so `up` is idempotent and repairs partial state) ----

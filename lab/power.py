@@ -48,9 +48,9 @@ def _nics_up(host):
     return all(net.is_up(nic, host) for nic in config.HOST_NICS.values())
 
 
-def _set_nics(host, up):
+def _set_nics(host, up, check=True):
     for nic in config.HOST_NICS.values():
-        net.set_link(nic, up, host)
+        net.set_link(nic, up, host, check)
 
 
 def on(host):
@@ -84,7 +84,7 @@ def off(host):
 
 def _hard_off(host):
     if host in net.netns_list():
-        _set_nics(host, False)
+        _set_nics(host, False, check=False)  # tolerant: `down` also cleans up half-built namespaces
     if os.path.isdir(cgroups.path('freezer', host)):
         cgroups.kill_all(host)
     cgroups.remove(host)

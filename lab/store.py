@@ -24,7 +24,14 @@ SFTP_SERVER = '/usr/lib/openssh/sftp-server'
 # No client-side caching: every access must reach the (stopped) server, or the hang would be partial.
 SSHFS_OPTIONS = 'passive,allow_other,dir_cache=no,attr_timeout=0,entry_timeout=0,negative_timeout=0'
 READONLY, HANG, DEAD = 'readonly', 'hang', 'dead'
-FSTYPE = {READONLY: 'tmpfs', HANG: 'fuse.sshfs', DEAD: 'fuse.sshfs'}
+
+
+def _is_layer(kind, stack):
+    """Is the top of a mount stack ((fstype, options) pairs) a layer of this kind? Never the store itself."""
+    if len(stack) < 2:
+        return False
+    fstype, options = stack[-1]
+    return options.split(',')[0] == 'ro' if kind == READONLY else fstype == 'fuse.sshfs'
 
 
 def _pids(tag):
@@ -46,8 +53,7 @@ def remove_host_layer(host, kind):
     """Undo add_host_layer on a running host (after a reboot the layer is gone already: see cleanup())."""
     if kind == HANG:
         _continue_server(host)
-    stack = container.mounts(host, config.STORE)
-    if len(stack) > 1 and stack[-1][0] == FSTYPE[kind]:
+    if _is_layer(kind, container.mounts(host, config.STORE)):
         # Lazy: processes that still hold files open there keep them; nothing new goes through the layer.
         container.execute(host, ['umount', '-l', config.STORE])
     cleanup(host)
@@ -86,8 +92,7 @@ def _controller_view_dead():
 
 
 def restore_controller_view():
-    stack = mount_stack(os.getpid(), config.STORE)
-    if len(stack) > 1 and stack[-1][0] == FSTYPE[DEAD]:
+    if _is_layer(DEAD, mount_stack(os.getpid(), config.STORE)):
         run(['umount', '-l', config.STORE], timeout=10)
     cleanup('controller')
 
@@ -108,6 +113,6 @@ def _sshfs(tag, nsenter_prefix, stack):
     finally:
         for fd in (to_server_r, to_server_w, to_client_r, to_client_w):
             os.close(fd)
-    if not wait_until(lambda: stack() and stack()[-1][0] == 'fuse.sshfs', 10):
+    if not wait_until(lambda: _is_layer(HANG, stack()), 10):
         cleanup(tag)
         raise LabError(f'{tag}: sshfs layer did not mount (see {config.log_file(f"{tag}.store")})')

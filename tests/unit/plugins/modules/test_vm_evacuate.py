@@ -17,6 +17,9 @@ import time
 import uuid
 
 import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ansible_collections.kvmha.cluster.plugins.module_utils._claims import ClaimBook, claims_dir
 from ansible_collections.kvmha.cluster.plugins.module_utils._errors import InvalidInput, KvmhaError, StoreError
@@ -26,6 +29,8 @@ from ansible_collections.kvmha.cluster.plugins.modules import vm_evacuate
 from ansible_collections.kvmha.cluster.plugins.modules.vm_evacuate import ARGUMENT_SPEC, Evacuation
 
 libvirt = pytest.importorskip("libvirt")
+
+RETURNED = yaml.safe_load(vm_evacuate.RETURN)
 
 NODE = """<node><cpu><mhz>1000</mhz><model>i686</model><active>8</active><nodes>1</nodes><sockets>1</sockets>
 <cores>8</cores><threads>1</threads></cpu><memory>8388608</memory></node>"""
@@ -59,8 +64,8 @@ class Cluster:
         with open(os.path.join(self.store, "kvmha", "vms", self.vms[name]["uuid"] + ".xml"), "w") as handle:
             handle.write(text)
 
-    def record(self, host, vms=(), mem=4096, cpus=8, boot="boot-a", state="running"):
-        record = build_record(host, boot + "-" + host, 7, time.time(), 2.0, {"armed": False, "deadline_s": 60},
+    def record(self, host, vms=(), mem=4096, cpus=8, boot="boot-a", state="running", ts=None):
+        record = build_record(host, boot + "-" + host, 7, time.time() if ts is None else ts, 2.0, {"armed": False, "deadline_s": 60},
                               {"mem_free_mib": mem, "vcpus_free": cpus}, [self.vms[n] for n in vms], state=state)
         write_atomic(os.path.join(self.store, "kvmha", "hosts", host + ".json"), encode_record(record))
 
@@ -70,8 +75,11 @@ class Cluster:
         return "test://" + str(path)
 
     def params(self, targets, **over):
-        params = dict((k, v.get("default")) for k, v in ARGUMENT_SPEC.items())
-        params.update(failed_host="h1", store_path=self.store, targets=targets)
+        """Every option with its default; failed_host h1 unless failed_hosts is given (they are mutually exclusive)."""
+        params = dict((k, v.get("default")) for k, v in ARGUMENT_SPEC.items() if k not in ("failed_host", "failed_hosts"))
+        params.update(store_path=self.store, targets=targets)
+        if "failed_hosts" not in over:
+            params["failed_host"] = "h1"
         params.update(over)
         return params
 
@@ -446,7 +454,7 @@ def test_failed_host_is_never_a_target(cluster):
     cluster.record("h2")
     result = run(cluster, targets(cluster, "h1", "h2"))
     hosts = dict((t["host"], t) for t in result["targets"])
-    assert hosts["h1"]["status"] == "excluded" and hosts["h1"]["reason"] == "is the failed host"
+    assert hosts["h1"]["status"] == "excluded" and hosts["h1"]["reason"] == "is a failed host"
     assert by_name(result)["a"]["host"] == "h2"
 
 
@@ -538,3 +546,281 @@ def test_spread_strategy_uses_every_target(cluster):
     spread = run(cluster, targets(cluster, "h2", "h3"), check_mode=True, strategy="spread")
     assert set(p["host"] for p in packed["plan"]) == {"h2"}
     assert sorted(p["host"] for p in spread["plan"]) == ["h2", "h2", "h3", "h3"]
+
+
+# ----------------------------------------------------------------------------------------- several failed hosts
+
+
+def multi(cluster, tlist, hosts=("h1", "h5"), check_mode=False, factory=LibvirtClient, **over):
+    return run(cluster, tlist, check_mode=check_mode, factory=factory, failed_hosts=list(hosts), **over)
+
+
+def load(plan, capacity):
+    """{target: MiB planned there} of a plan, checked against {target: MiB free}."""
+    used = {}
+    for entry in plan:
+        used[entry["host"]] = used.get(entry["host"], 0) + entry["memory_mib"]
+    return used, all(used[h] <= capacity[h] for h in used)
+
+
+@pytest.mark.parametrize("over, words", [
+    ({"failed_hosts": ["h1"], "failed_host": "h1"}, "mutually exclusive: failed_host|failed_hosts"),
+    ({"failed_hosts": []}, "at least one host"),
+    ({"failed_hosts": ["h1", "h5", "h1"]}, "failed host h1 is listed twice"),
+    ({"failed_hosts": ["h1", "../h5"]}, "host name '../h5'"),
+    ({"failed_hosts": ["h1", "h5"], "incident": "h1/manual"}, "incident is only for a single failed host"),
+])
+def test_failed_hosts_arguments(run_module, cluster, over, words):
+    result = run_module(vm_evacuate, cluster.params(targets(cluster, "h2"), **over))
+    assert result["failed"] is True and words in result["msg"]
+
+
+def test_one_of_failed_host_and_failed_hosts_is_required(run_module, cluster):
+    args = cluster.params(targets(cluster, "h2"))
+    del args["failed_host"]
+    result = run_module(vm_evacuate, args)
+    assert result["failed"] is True and "one of the following is required: failed_host, failed_hosts" in result["msg"]
+    with pytest.raises(InvalidInput, match="one of the following is required"):
+        Evacuation(args)
+    with pytest.raises(InvalidInput, match="mutually exclusive"):
+        Evacuation(dict(args, failed_host="h1", failed_hosts=["h1"]))
+
+
+def test_failed_host_is_a_one_element_failed_hosts(cluster):
+    cluster.vm("a", 60)
+    cluster.vm("b", 40)
+    cluster.record("h1", ["a", "b"])
+    cluster.record("h2")
+    one = run(cluster, targets(cluster, "h2"), check_mode=True)
+    listed = multi(cluster, targets(cluster, "h2"), hosts=["h1"], check_mode=True)
+    for result in (one, listed):
+        assert result["failed_hosts"] == ["h1"] and result["failed_host"] == "h1"
+        assert result["incident"] == "h1/boot-a-h1" and result["incidents"] == {"h1": "h1/boot-a-h1"}
+        assert result["unreadable"] == []
+    drop = ("started_at", "finished_at", "elapsed", "owner")
+    for result in (one, listed):
+        for vm in result["vms"]:
+            assert set(vm.pop("timestamps")) == {"placed"}
+    assert dict((k, v) for k, v in one.items() if k not in drop) == dict((k, v) for k, v in listed.items() if k not in drop)
+    with_incident = multi(cluster, targets(cluster, "h2"), hosts=["h1"], check_mode=True, incident="h1/by-hand")
+    assert with_incident["incident"] == "h1/by-hand"
+
+
+def test_capacity_is_counted_once_for_every_failed_host(cluster):
+    """Issue 7 scenario 18: two hosts die; planned one after the other on the same (lagging) heartbeat capacity,
+    their VMs over-commit a target; planned together, they never do."""
+    for name in ("a1", "a2", "b1", "b2"):
+        cluster.vm(name, 50, mem=512)
+    cluster.record("h1", ["a1", "a2"])
+    cluster.record("h5", ["b1", "b2"])
+    cluster.record("h2", mem=1100)
+    cluster.record("h3", mem=600)
+    capacity = {"h2": 1100, "h3": 600}
+    tlist = targets(cluster, "h2", "h3")
+    one_by_one = (run(cluster, tlist, check_mode=True, failed_host="h1")["plan"]
+                  + run(cluster, tlist, check_mode=True, failed_host="h5")["plan"])
+    assert load(one_by_one, capacity) == ({"h2": 1024, "h3": 1024}, False)  # the race this option removes
+
+    result = multi(cluster, tlist, check_mode=True, fail_on_incomplete=False)
+    used, within = load(result["plan"], capacity)
+    assert within and used == {"h2": 1024, "h3": 512}
+    assert result["counts"] == {"started": 0, "planned": 3, "skipped": 0, "unplaced": 1, "failed": 0}
+    assert [(p["name"], p["failed_host"]) for p in result["plan"]] == [("a1", "h1"), ("a2", "h1"), ("b1", "h5")]
+    unplaced = by_name(result)["b2"]
+    assert unplaced["status"] == "unplaced" and unplaced["failed_host"] == "h5" and "no host has 512 MiB" in unplaced["reason"]
+
+    real = multi(cluster, tlist, fail_on_incomplete=False)
+    used, within = load([v for v in real["vms"] if v["status"] == "started"], capacity)
+    assert within and real["counts"]["started"] == 3 and real["counts"]["unplaced"] == 1
+
+
+def test_priority_and_anti_affinity_hold_across_failed_hosts(cluster):
+    cluster.vm("low", 10, mem=512)           # h1
+    cluster.vm("db1", 70, group="db")       # h1
+    cluster.vm("high", 90, mem=512)          # h5
+    cluster.vm("db2", 80, group="db")       # h5
+    cluster.record("h1", ["low", "db1"])
+    cluster.record("h5", ["high", "db2"])
+    cluster.record("h2", mem=1000)
+    cluster.record("h3", mem=100)
+    result = multi(cluster, targets(cluster, "h2", "h3"), check_mode=True, fail_on_incomplete=False)
+    assert [(p["name"], p["failed_host"], p["priority"]) for p in result["plan"]] == [
+        ("high", "h5", 90), ("db2", "h5", 80), ("db1", "h1", 70)]
+    hosts = dict((p["name"], p["host"]) for p in result["plan"])
+    assert hosts["db1"] != hosts["db2"]
+    low = by_name(result)["low"]
+    assert low["status"] == "unplaced" and low["failed_host"] == "h1"  # the higher priority of h5 came first
+
+    alone = multi(cluster, targets(cluster, "h2"), check_mode=True, fail_on_incomplete=False)
+    assert "anti-affinity group 'db' is already on every host" in by_name(alone)["db1"]["reason"]
+
+
+def test_each_vm_claim_carries_its_own_hosts_incident_and_reruns_agree(cluster, shared_default):
+    cluster.vm("a", 60)
+    cluster.vm("b", 40)
+    cluster.record("h1", ["a"])
+    cluster.record("h5", ["b"], boot="boot-b")
+    cluster.record("h2")
+    tlist = [{"host": "h2", "uri": shared_default}]
+    first = multi(cluster, tlist, owner="multi")
+    assert first["changed"] is True and first["counts"]["started"] == 2
+    assert first["failed_hosts"] == ["h1", "h5"] and first["failed_host"] is None and first["incident"] == ""
+    assert first["incidents"] == {"h1": "h1/boot-a-h1", "h5": "h5/boot-b-h5"}
+    assert [(v["name"], v["failed_host"], v["host"]) for v in first["vms"]] == [("a", "h1", "h2"), ("b", "h5", "h2")]
+    docs = ClaimBook(cluster.store, "reader", "h1", "unused", 300).docs
+    for name, host, incident in (("a", "h1", "h1/boot-a-h1"), ("b", "h5", "h5/boot-b-h5")):
+        data = docs.read(cluster.vms[name]["uuid"]).data
+        assert (data["failed_host"], data["incident"], data["state"], data["target"]) == (host, incident, "started", "h2")
+
+    again = multi(cluster, tlist, owner="multi", check_mode=True)
+    assert again["changed"] is False and [v["status"] for v in again["vms"]] == ["skipped", "skipped"]
+    assert again["diff"]["before"] == again["diff"]["after"] == {"vms": {"a": "h2", "b": "h2"}}
+
+    # An evacuator of h5 alone (a fresh test:/// host that runs nothing) agrees on the incident: the claim stops it.
+    alone = run(cluster, targets(cluster, "h3"), failed_host="h5", owner="single")
+    vm = by_name(alone)["b"]
+    assert alone["changed"] is False and vm["status"] == "skipped"
+    assert vm["reason"] == "already started on h2 by multi in this incident"
+
+
+def test_a_failed_host_with_an_unreadable_record_does_not_stop_the_others(run_module, cluster):
+    cluster.vm("a")
+    cluster.record("h1", ["a"])
+    cluster.record("h2")
+    for fail_on_incomplete in (True, False):
+        args = cluster.params(targets(cluster, "h2"), failed_hosts=["h5", "h1"], fail_on_incomplete=fail_on_incomplete)
+        result = run_module(vm_evacuate, args)
+        assert result["failed"] is True and result["error_kind"] == "store"
+        assert "the VMs of h5 are unknown (heartbeat record missing" in result["msg"]
+        assert result["unreadable"] == [{"host": "h5", "status": "missing", "reason": "no heartbeat file"}]
+        assert result["incidents"] == {"h1": "h1/boot-a-h1"} and result["failed_hosts"] == ["h5", "h1"]
+        assert "h5: its last heartbeat record is missing" in json.dumps(result["warnings"])
+        documented(result)
+    assert result["vms"][0]["status"] == "skipped"  # started by the first call (its claim says so)
+
+    result = run_module(vm_evacuate, cluster.params(targets(cluster, "h2"), failed_hosts=["h5", "h6"]))
+    assert result["failed"] is True and result["error_kind"] == "store" and result["vms"] == []
+    assert "cannot evacuate h5, h6: the heartbeat record of h5 is missing" in result["msg"]
+    assert [u["host"] for u in result["unreadable"]] == ["h5", "h6"]
+    documented(result)
+
+
+def test_a_vm_listed_by_two_failed_hosts_is_evacuated_once_for_the_newer_record(cluster):
+    cluster.vm("moved")
+    cluster.vm("stays")
+    cluster.record("h1", ["moved", "stays"], ts=time.time() - 10)
+    cluster.record("h5", ["moved"])
+    cluster.record("h2")
+    evacuation = Evacuation(cluster.params(targets(cluster, "h2"), failed_hosts=["h1", "h5"]))
+    result = evacuation.run()
+    assert sorted((v["name"], v["failed_host"], v["status"]) for v in result["vms"]) == [
+        ("moved", "h5", "started"), ("stays", "h1", "started")]
+    assert any("moved" in w and "evacuated once, for h5" in w for w in evacuation.warnings)
+
+
+def test_vms_filter_over_several_failed_hosts(cluster):
+    cluster.vm("a")
+    cluster.vm("b")
+    cluster.vm("plain", ha=False)
+    cluster.record("h1", ["a", "plain"])
+    cluster.record("h5", ["b"])
+    cluster.record("h2")
+    evacuation = Evacuation(cluster.params(targets(cluster, "h2"), failed_hosts=["h1", "h5"], vms=["b", "plain", "ghost"]),
+                            check_mode=True)
+    result = evacuation.run()
+    assert [(v["name"], v["failed_host"]) for v in result["vms"]] == [("b", "h5")]
+    assert any("plain is not an HA VM of h1" in w for w in evacuation.warnings)
+    assert any("ghost is not in the last heartbeat record of any of h1, h5" in w for w in evacuation.warnings)
+
+
+def test_failed_hosts_are_never_targets(cluster):
+    cluster.vm("a")
+    cluster.record("h1", ["a"])
+    cluster.record("h5")
+    cluster.record("h2")
+    result = multi(cluster, targets(cluster, "h1", "h5", "h2"), check_mode=True)
+    hosts = dict((t["host"], t) for t in result["targets"])
+    assert hosts["h1"]["reason"] == hosts["h5"]["reason"] == "is a failed host"
+    assert hosts["h5"]["status"] == "excluded" and by_name(result)["a"]["host"] == "h2"
+
+
+# ----------------------------------------------------------------------------------------- RETURN kept honest
+
+
+def documented(result):
+    ignored = {"invocation", "failed", "msg", "exception", "warnings", "deprecations", "changed"}
+    for key in set(result) - ignored:
+        assert key in RETURNED, "undocumented return key %r" % key
+    for key, doc in RETURNED.items():
+        if doc["returned"] == "always" or (key == "error_kind" and result.get("failed")):
+            assert key in result, "documented key %r missing" % key
+    for key, doc in RETURNED.items():
+        if "contains" not in doc or key not in result:
+            continue
+        entries = [result[key]] if doc["type"] == "dict" else result[key]
+        for entry in entries:
+            assert set(entry) == set(doc["contains"]), (key, sorted(entry))
+
+
+def test_every_emitted_key_is_documented_and_every_documented_key_emitted(run_module, cluster):
+    cluster.vm("a", 90, mem=512)
+    cluster.vm("b", 10)
+    cluster.vm("c", 50, mem=9000)
+    cluster.record("h1", ["a", "b"])
+    cluster.record("h5", ["c"])
+    cluster.record("h2", mem=1200)
+    cluster.record("h3", mem=4000)
+    args = cluster.params(targets(cluster, "h2", "h3"), failed_hosts=["h1", "h5"])
+    plan = run_module(vm_evacuate, args, check_mode=True, diff=True)
+    assert plan["counts"]["planned"] == 2 and plan["counts"]["unplaced"] == 1
+    documented(plan)
+    assert set(plan["diff"]) == {"before", "after"}
+    failed = run_module(vm_evacuate, args)
+    assert failed["failed"] is True and failed["error_kind"] == "incomplete"
+    documented(failed)
+    cluster.vm("d")
+    cluster.record("h6", ["d"])
+    replanned = multi(cluster, targets(cluster, "h2", "h3"), hosts=["h6"], factory=BreakingClient)
+    assert replanned["replanned"]
+    documented(replanned)
+
+
+# ----------------------------------------------------------------------------------------- property
+
+
+def _scenario_vms(draw_vms):
+    return [{"name": "vm%d" % i, "priority": pri, "mem": mem, "group": group, "host": host}
+            for i, (pri, mem, group, host) in enumerate(draw_vms)]
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(vms=st.lists(st.tuples(st.sampled_from([10, 50, 90]), st.sampled_from([64, 256, 512]), st.sampled_from(["", "", "db"]),
+                              st.sampled_from(["h1", "h5", "h6"])), min_size=1, max_size=8),
+       mem=st.tuples(st.integers(0, 1500), st.integers(0, 1500)), strategy=st.sampled_from(["best_fit", "spread"]))
+def test_the_plan_does_not_depend_on_which_failed_host_listed_a_vm(tmp_path_factory, vms, mem, strategy):
+    """One call over several failed hosts plans exactly as if one host had run every VM, within capacity."""
+    vms = _scenario_vms(vms)
+    plans = []
+    for split in (True, False):
+        cluster = Cluster(tmp_path_factory.mktemp("multi"))
+        for vm_ in vms:
+            cluster.vm(vm_["name"], vm_["priority"], mem=vm_["mem"], group=vm_["group"])
+            cluster.vms[vm_["name"]]["uuid"] = str(uuid.uuid5(uuid.NAMESPACE_DNS, vm_["name"]))
+            cluster.write_xml(vm_["name"], cluster.domain_xml(vm_["name"]))
+        hosts = ("h1", "h5", "h6") if split else ("h1",)
+        for host in hosts:
+            cluster.record(host, [v["name"] for v in vms if not split or v["host"] == host])
+        cluster.record("h2", mem=mem[0])
+        cluster.record("h3", mem=mem[1])
+        result = multi(cluster, targets(cluster, "h2", "h3"), hosts=hosts, check_mode=True, strategy=strategy,
+                       fail_on_incomplete=False)
+        used, within = load(result["plan"], {"h2": mem[0], "h3": mem[1]})
+        assert within, used
+        for host in ("h2", "h3"):
+            groups = [p["group"] for p in result["plan"] if p["host"] == host and p["group"]]
+            assert len(groups) == len(set(groups))
+        plans.append([(p["order"], p["name"], p["host"]) for p in result["plan"]])
+        if split:
+            assert [p["failed_host"] for p in result["plan"]] == [
+                next(v["host"] for v in vms if v["name"] == p["name"]) for p in result["plan"]]
+    assert plans[0] == plans[1]

@@ -40,10 +40,19 @@ def host_vars(host):
     }
 
 
+# A lab container sees the whole machine's memory and CPUs; the writers report a small hypervisor instead, so that
+# placement and capacity exhaustion behave as on a real cluster (each guest takes 64 MiB and 1 vCPU).
+WRITER_CAPACITY = {
+    'heartbeat_writer_capacity_mem_mib': 768,
+    'heartbeat_writer_reserved_mem_mib': 256,
+    'heartbeat_writer_capacity_vcpus': 8,
+}
+
+
 def render(hosts):
     # Cluster variables on `all`, so the controller (localhost, outside kvm_hosts) sees them too.
     inventory = {'all': {
-        'vars': {'kvmha_store_path': config.STORE, 'kvmha_observers': ['localhost']},
+        'vars': {'kvmha_store_path': config.STORE, 'kvmha_observers': ['localhost'], **WRITER_CAPACITY},
         'hosts': {'localhost': {
             'ansible_connection': 'local',
             'ansible_python_interpreter': '{{ ansible_playbook_python }}',

@@ -65,7 +65,7 @@ from ansible.utils.path import makedirs_safe
 PREFIX = "kvmha.cluster."
 WATCHED = {
     "kvm_heartbeat", "host_investigate", "ipmi_power", "vm_evacuate", "cluster_lease", "host_mark",
-    "vm_disk_activity", "neighbor_ping",
+    "vm_disk_activity", "neighbor_ping", "vm_reconcile",
 }
 SECRET_WORDS = ("password", "passwd", "secret", "kg", "token")
 MAX_EVENT_BYTES = 64 * 1024
@@ -168,7 +168,7 @@ class CallbackModule(CallbackBase):
         self.incidents = {}
         self.observation = None
         self.failures = []
-        self.wrote_run_start = False
+        self.returned = {}
 
     def set_options(self, task_keys=None, var_options=None, direct=None):
         super().set_options(task_keys=task_keys, var_options=var_options, direct=direct)
@@ -179,14 +179,10 @@ class CallbackModule(CallbackBase):
     # ----------------------------------------------------------------------------------------- ansible hooks
 
     def v2_playbook_on_play_start(self, play):
-        if self.wrote_run_start:
-            return
-        self.wrote_run_start = True
-        extra = play.get_variable_manager().extra_vars if play.get_variable_manager() else {}
-        job = extra.get("awx_job_id") or extra.get("tower_job_id")
+        manager = play.get_variable_manager()
+        job = manager.extra_vars.get("awx_job_id") or manager.extra_vars.get("tower_job_id") if manager else None
         if job:
             self.run["awx_job_id"] = job
-        self.event("run_start", started=iso(self.run["started"]))
 
     def v2_runner_on_ok(self, result):
         name = module_name(result.task.action)
@@ -205,6 +201,8 @@ class CallbackModule(CallbackBase):
             self._failed(result, "unreachable")
 
     def v2_playbook_on_stats(self, stats):
+        if self.observation is None and not self.incidents and not self.returned:
+            return  # not a watchdog run (deploy, maintenance ...): nothing to record
         self.run["finished"] = time.time()
         self.run["ok"] = not self.failures and not any(stats.summarize(h)["failures"] for h in stats.processed)
         try:
@@ -221,9 +219,10 @@ class CallbackModule(CallbackBase):
         if "suspects" not in result:
             return  # state=stopped
         detected = time.time()
+        self.event("run_start", started=iso(self.run["started"]))
         cluster = self.run["cluster"] = result.get("cluster", "default")
         self.observation = {
-            "observer": host,
+            "observer": result.get("_ansible_delegated_vars", {}).get("ansible_delegated_host", host),
             "observer_ok": result.get("observer_ok"),
             "observer_reason": result.get("observer_reason"),
             "suspects": result.get("suspects", []),
@@ -273,6 +272,11 @@ class CallbackModule(CallbackBase):
         counts = result.get("counts", {})
         ok = not counts.get("failed") and not counts.get("unplaced")
         self._action(incident.host, "recover", ok, ", ".join("%s %s" % (n, k) for k, n in sorted(counts.items()) if n), None)
+
+    def _on_vm_reconcile(self, host, result):
+        removed = [vm["uuid"] for vm in result.get("vms", []) if vm.get("undefined")]
+        self.returned[host] = removed
+        self.event("reconciled", host=host, removed=removed)
 
     def _on_cluster_lease(self, host, result):
         if result.get("acquired") is False and result.get("holder"):
@@ -419,6 +423,8 @@ class CallbackModule(CallbackBase):
         return "\n".join(lines) + "\n"
 
     def print_summary(self) -> None:
+        for host, removed in sorted(self.returned.items()):
+            self._display.display("kvmha: %s came back after a fence: %d stale VM copies removed, it is live again" % (host, len(removed)))
         if not self.incidents and self.run["ok"]:
             self._display.display("kvmha: run %s - all hosts alive, nothing to do" % self.run["id"])
             return

@@ -80,7 +80,7 @@ SETTINGS = {
     "skew_allowance_s": _Setting(2.0, "number", "Seconds by which clocks may disagree before a writer is reported as clock-skewed.", 0),
     "store_timeout_s": _Setting(10, "number", "Deadline for one read of the whole store.", 0, None, True),
     # --- investigation
-    "probe_timeout_s": _Setting(3, "number", "Deadline of each probe (management, neighbour ping, BMC status).", 0, None, True),
+    "probe_timeout_s": _Setting(2, "number", "Deadline of each probe (management, neighbour ping, BMC status).", 0, None, True),
     "neighbor_count": _Setting(2, "int", "How many live neighbours ping a suspect's private address.", 1),
     "activity_window_s": _Setting(2.5, "number", "Seconds between the two samples of a suspect's VM disks.", 0, None, True),
     # --- fencing

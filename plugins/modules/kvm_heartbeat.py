@@ -228,6 +228,13 @@ ignored_files:
   returned: state=check
   type: dict
   sample: {"..json": "host name '.' starts with a dot"}
+disk_samples:
+  description:
+    - For each suspect, a first sample of its HA VMs' disks (size, modification time in ns, allocated blocks),
+      taken when it was found. Pass it to M(kvmha.cluster.vm_disk_activity) as O(kvmha.cluster.vm_disk_activity#module:baseline).
+  returned: state=check
+  type: dict
+  sample: {h1: {sampled_at: 1764063000.2, disks: {/var/lib/kvmha-lab/store/images/g1.img: [1048576, 1764063000123456789, 2048]}}}
 cluster:
   description: The O(cluster) label.
   returned: state=check
@@ -256,6 +263,7 @@ import time
 from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import STORE_SPEC, merge_specs
 from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule
 from ansible_collections.kvmha.cluster.plugins.module_utils._deadline import call_with_deadline
+from ansible_collections.kvmha.cluster.plugins.module_utils._diskactivity import baseline, ha_disks
 from ansible_collections.kvmha.cluster.plugins.module_utils._errors import DeadlineExceeded, InvalidInput, StoreError
 from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import (
     RecordReader,
@@ -319,8 +327,18 @@ class HeartbeatCheck:
                     or time.monotonic() + self.params["poll"] > window_end):
                 break
             time.sleep(self.params["poll"])
+        result["disk_samples"] = self._disk_samples(states, result["suspects"])
         result.update(changed=False, cluster=self.params["cluster"], samples=samples, elapsed=round(time.monotonic() - start, 3))
         return result
+
+    def _disk_samples(self, states: list, suspects: list) -> dict:
+        """First samples of the suspects' VM disks, taken the moment they are found (see vm_disk_activity)."""
+        records = {s.host: s.record for s in states if s.host in suspects}
+        try:
+            return call_with_deadline(lambda: {h: baseline(ha_disks(r)) for h, r in records.items()},
+                                      self.params["read_timeout"], "sampling the suspects' VM disks")
+        except DeadlineExceeded:
+            return {}
 
     def _sample(self) -> tuple:
         ignored = {}
@@ -366,7 +384,7 @@ class HeartbeatCheck:
     def _isolated(self, reason: str, samples: int, start: float) -> dict:
         return {
             "changed": False, "hosts": {}, "suspects": [], "fresh": [], "skewed": [], "ignored_files": {},
-            "maintenance": {}, "maintenance_expired": {}, "fenced": {}, "returning": [],
+            "maintenance": {}, "maintenance_expired": {}, "fenced": {}, "returning": [], "disk_samples": {},
             "observer_ok": False, "observer_reason": reason, "samples": samples, "cluster": self.params["cluster"],
             "elapsed": round(time.monotonic() - start, 3),
         }

@@ -39,6 +39,13 @@ options:
     description: Hard deadline in seconds for each sample of all disks.
     type: float
     default: 5
+  baseline:
+    description:
+      - First samples taken earlier, per host (the RV(kvmha.cluster.kvm_heartbeat#module:disk_samples) of the observation
+        that found the suspects). The module then only waits for what is left of O(window) and samples once more, so
+        the window passes while the other probes run. Hosts without a baseline are sampled twice here.
+    type: dict
+    default: {}
 notes:
   - On NFS the observer must not cache attributes for long (mount the store with C(actimeo=1) or C(noac)), or a
     writing VM looks idle.
@@ -72,12 +79,12 @@ elapsed:
   sample: 2.51
 """
 
-import os
 import time
 
 from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import STORE_SPEC, merge_specs
 from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule
 from ansible_collections.kvmha.cluster.plugins.module_utils._deadline import call_with_deadline
+from ansible_collections.kvmha.cluster.plugins.module_utils._diskactivity import ha_disks, judge, sample, unknown
 from ansible_collections.kvmha.cluster.plugins.module_utils._errors import DeadlineExceeded, InvalidInput
 from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import RecordReader, validate_host_name
 
@@ -87,50 +94,21 @@ ARGUMENT_SPEC = merge_specs(
         "hosts": {"type": "list", "elements": "str", "required": True},
         "window": {"type": "float", "default": 2.5},
         "timeout": {"type": "float", "default": 5},
+        "baseline": {"type": "dict", "default": {}},
     },
 )
 
 
-def ha_disks(reader: RecordReader, host: str) -> list:
-    reading = reader.read(host)
-    if reading.status != "ok":
-        return []
-    return sorted({disk for vm in reading.record["vms"] if vm["ha"] for disk in vm["disks"]})
-
-
-def sample(paths: list) -> dict:
-    """{path: (size, mtime_ns, blocks)} or {path: error text} for each disk."""
-    result = {}
-    for path in paths:
-        try:
-            info = os.stat(path)
-        except OSError as err:
-            result[path] = err.strerror or str(err)
+def first_samples(hosts: list, disks: dict, given: dict) -> dict:
+    """Per host {sampled_at, disks}: the baseline taken earlier (kvm_heartbeat's), or a sample taken now."""
+    samples = {}
+    for host in hosts:
+        earlier = given.get(host)
+        if isinstance(earlier, dict) and isinstance(earlier.get("sampled_at"), (int, float)) and isinstance(earlier.get("disks"), dict):
+            samples[host] = earlier
         else:
-            result[path] = (info.st_size, info.st_mtime_ns, info.st_blocks)
-    return result
-
-
-def judge(disks: list, before: dict, after: dict, window: float) -> dict:
-    if not disks:
-        return {"activity": "none", "disks": 0, "changed": [], "unreadable": {}, "reason": "no HA VM disks in its last record"}
-    unreadable = {d: after[d] if isinstance(after[d], str) else before[d] for d in disks
-                  if isinstance(before[d], str) or isinstance(after[d], str)}
-    changed = [d for d in disks if d not in unreadable and before[d] != after[d]]
-    if changed:
-        activity = "active"
-    elif unreadable:
-        activity = "unknown"
-    else:
-        activity = "idle"
-    reason = "%d of %d disks changed in %.1f s" % (len(changed), len(disks), window)
-    if unreadable:
-        reason += ", %d could not be sampled" % len(unreadable)
-    return {"activity": activity, "disks": len(disks), "changed": changed, "unreadable": unreadable, "reason": reason}
-
-
-def unknown(disks: list, reason: str) -> dict:
-    return {"activity": "unknown", "disks": len(disks), "changed": [], "unreadable": {}, "reason": reason}
+            samples[host] = {"sampled_at": time.time(), "disks": sample(disks[host])}
+    return samples
 
 
 def run(params: dict) -> dict:
@@ -139,16 +117,19 @@ def run(params: dict) -> dict:
     if params["window"] <= 0 or params["timeout"] <= 0:
         raise InvalidInput("window and timeout must be positive")
     reader = RecordReader(params["store_path"])
+    limit = params["timeout"]
     try:
-        disks = call_with_deadline(lambda: {h: ha_disks(reader, h) for h in hosts}, params["timeout"], "reading the records")
+        disks = call_with_deadline(lambda: {h: ha_disks(reader.read(h).record) for h in hosts}, limit, "reading the records")
+        before = call_with_deadline(first_samples, limit, "sampling the VM disks", hosts, disks, params["baseline"])
+        oldest = min([b["sampled_at"] for b in before.values()] or [time.time()])
+        time.sleep(max(0.0, oldest + params["window"] - time.time()))
         every = sorted({d for paths in disks.values() for d in paths})
-        before = call_with_deadline(sample, params["timeout"], "sampling the VM disks", every)
-        time.sleep(params["window"])
-        after = call_with_deadline(sample, params["timeout"], "sampling the VM disks", every)
+        after = call_with_deadline(sample, limit, "sampling the VM disks", every)
+        now = time.time()
     except DeadlineExceeded as err:
         verdicts = {h: unknown([], str(err)) for h in hosts}
     else:
-        verdicts = {h: judge(disks[h], before, after, params["window"]) for h in hosts}
+        verdicts = {h: judge(disks[h], before[h]["disks"], after, now - before[h]["sampled_at"]) for h in hosts}
     return {"changed": False, "hosts": verdicts, "elapsed": round(time.monotonic() - start, 3)}
 
 

@@ -87,3 +87,16 @@ def test_bad_input(run_module, store):
     assert result["failed"] is True and "'/'" in result["msg"]
     result = run_module(vm_disk_activity, {"store_path": store, "hosts": ["h1"], "window": 0})
     assert result["failed"] is True and "must be positive" in result["msg"]
+
+
+def test_a_baseline_taken_earlier_shortens_the_wait(run_module, store):
+    path = disk(store, "g.img")
+    host_with_disks(store, "h1", [path])
+    from ansible_collections.kvmha.cluster.plugins.module_utils._diskactivity import baseline
+
+    earlier = baseline([path])
+    earlier["sampled_at"] -= 30  # taken long enough ago: no waiting at all
+    with open(path, "r+b") as f:
+        f.write(b"\1" * 8)
+    result = run_module(vm_disk_activity, {"store_path": store, "hosts": ["h1"], "window": 20, "baseline": {"h1": earlier}})
+    assert result["hosts"]["h1"]["activity"] == "active" and result["elapsed"] < 20

@@ -1,0 +1,303 @@
+"""The end-to-end harness: the lab as a cluster under test, the watchdog run as a user runs it, and the invariants.
+
+Every scenario starts from `Cluster.reset()` (a healthy cluster, every guest running once on its home host),
+injects a fault through the lab, runs the real watchdog playbook with the real inventory, heals, and asserts
+`Cluster.assert_invariants()`:
+  * every HA VM runs exactly once (counted from the qemu processes of all hosts, frozen ones included),
+  * no healthy host was fenced,
+  * no domain XML or disk was lost from the store,
+  * the watchdog never tried to start a VM whose original might still run (journal events and the qemu logs
+    of every host agree), and
+  * the incident records name the expected verdicts and rules.
+QEMU's own image lock is not what is tested: the harness checks that no second start was attempted at all.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+from lab import Lab, config, guests as lab_guests, power
+
+REPO = config.REPO
+PYTHON = os.path.join(REPO, ".venv", "bin", "python")
+PLAYBOOK = os.path.join(REPO, "playbooks", "watchdog.yml")
+sys.path.insert(0, os.path.join(REPO, ".collections"))
+
+from ansible_collections.kvmha.cluster.plugins.module_utils import _marks  # noqa: E402
+from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import RecordReader  # noqa: E402
+
+QEMU_LOG = "/var/log/libvirt/qemu/%s.log"
+_GUEST_NAME = re.compile(r"-name\s+guest=([^,\s]+)")
+_HOST_CGROUP = re.compile(r"freezer:/kvmha-lab/(h\d+)")
+
+
+def wait_for(predicate, timeout, interval=0.2, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.0f s waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+class WatchdogRun:
+    """One finished watchdog run: its exit code, output, and the journal it wrote."""
+
+    def __init__(self, rc, output, journal_dir, started, finished):
+        self.rc = rc
+        self.output = output
+        self.journal_dir = journal_dir
+        self.started = started
+        self.finished = finished
+
+    @property
+    def incidents(self) -> dict:
+        records = {}
+        for path in sorted(glob.glob(os.path.join(self.journal_dir, "incidents", "*.json"))):
+            with open(path, encoding="utf-8") as f:
+                record = json.load(f)
+            records[record["host"]] = record
+        return records
+
+    @property
+    def events(self) -> list:
+        path = os.path.join(self.journal_dir, "events.jsonl")
+        if not os.path.exists(path):
+            return []
+        with open(path, encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def events_of(self, kind) -> list:
+        return [e for e in self.events if e["event"] == kind]
+
+    def fenced(self) -> set:
+        return {e["host"] for e in self.events_of("fence") if e.get("ok")}
+
+    def started_vms(self) -> dict:
+        """{vm name: failed host} for every VM the watchdog started."""
+        return {e["vm"]: e["host"] for e in self.events_of("vm_started")}
+
+    def rto(self, host):
+        return self.incidents.get(host, {}).get("rto_s")
+
+    def explain(self) -> str:
+        return "watchdog rc=%s\n%s" % (self.rc, self.output[-6000:])
+
+
+class Cluster:
+    """The lab, seen as the cluster under test."""
+
+    def __init__(self, hosts: int, guests_per_host: int, workdir: str):
+        self.lab = Lab()
+        self.host_count = hosts
+        self.guests_per_host = guests_per_host
+        self.workdir = workdir
+        self.runs = 0
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+
+    def up(self):
+        self.lab.up(hosts=self.host_count, guests=self.guests_per_host)
+        self.deploy()
+
+    def deploy(self):
+        self.ansible_playbook("deploy.yml")
+        self.wait_all_alive()
+
+    def ansible_playbook(self, playbook, *args, timeout=600, env=None):
+        cmd = [os.path.join(REPO, ".venv", "bin", "ansible-playbook"), "-i", self.lab.inventory_path(),
+               os.path.join(REPO, "playbooks", playbook), *args]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=dict(os.environ, **(env or {})),
+                              cwd=REPO, check=False)
+        if proc.returncode != 0 and playbook != "watchdog.yml":
+            raise AssertionError("%s failed:\n%s" % (playbook, (proc.stdout + proc.stderr)[-6000:]))
+        return proc
+
+    @property
+    def hosts(self) -> list:
+        return self.lab.hosts()
+
+    @property
+    def guest_homes(self) -> dict:
+        return {name: guest["host"] for name, guest in self.lab.status()["guests"].items()}
+
+    # ------------------------------------------------------------------------------------------ observation
+
+    @staticmethod
+    def qemu_copies() -> dict:
+        """{guest: [host, ...]} from every qemu process on the machine (frozen ones included)."""
+        copies = {}
+        for proc in glob.glob("/proc/[0-9]*"):
+            try:
+                with open(proc + "/cmdline", "rb") as f:
+                    cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+                if "qemu-system" not in cmdline:
+                    continue
+                with open(proc + "/cgroup", encoding="utf-8") as f:
+                    cgroup = f.read()
+            except OSError:
+                continue
+            name, host = _GUEST_NAME.search(cmdline), _HOST_CGROUP.search(cgroup)
+            if name and host:
+                copies.setdefault(name.group(1), []).append(host.group(1))
+        return copies
+
+    def heartbeats_alive(self) -> bool:
+        """Every powered host's heartbeat advances (two reads a beat apart)."""
+        reader = RecordReader(config.STORE)
+        first = {h: reader.read(h) for h in self.hosts}
+        time.sleep(2.2)
+        second = {h: reader.read(h) for h in self.hosts}
+        return all(
+            first[h].status == "ok" and second[h].status == "ok" and second[h].record["state"] == "running"
+            and (first[h].record["seq"], first[h].record["boot_id"]) != (second[h].record["seq"], second[h].record["boot_id"])
+            for h in self.hosts
+        )
+
+    def wait_all_alive(self, timeout=60):
+        wait_for(self.heartbeats_alive, timeout, interval=0.5, what="every heartbeat to advance")
+
+    def manifests_match_layout(self) -> bool:
+        reader = RecordReader(config.STORE)
+        for host in self.hosts:
+            reading = reader.read(host)
+            listed = {vm["name"] for vm in reading.record["vms"]} if reading.status == "ok" else set()
+            if listed != {g for g, copies in self.qemu_copies().items() if host in copies}:
+                return False
+        return True
+
+    def qemu_starts(self) -> dict:
+        """{guest: number of 'starting up' lines} in the qemu logs of every host (each host has its own /var/log)."""
+        starts = {}
+        for host in self.hosts:
+            root = os.path.join(config.HOSTS_DIR, host, "upper")
+            for path in glob.glob(root + QEMU_LOG % "*"):
+                with open(path, encoding="utf-8", errors="replace") as f:
+                    count = f.read().count("starting up")
+                name = os.path.basename(path)[:-4]
+                starts[name] = starts.get(name, 0) + count
+        return starts
+
+    # ------------------------------------------------------------------------------------------ reset
+
+    def reset(self, policy_hosts=None):
+        """A healthy cluster: faults healed, every host on and alive, no marks, every guest once on its home host."""
+        self.lab.heal()
+        for host in self.hosts:
+            state = power.state(host)
+            if state in ("crashed", "hung"):
+                self.lab.power(host, "off")
+                state = "off"
+            if state == "off":
+                self.lab.power(host, "on")
+        self.wait_all_alive()
+        self.clear_store_state()
+        self.restore_layout()
+        wait_for(self.manifests_match_layout, 30, interval=0.5, what="the writers' manifests to show the layout")
+        self.store_snapshot = self.snapshot_store()
+
+    def clear_store_state(self):
+        for kind in (_marks.FENCED, _marks.MAINTENANCE):
+            for host in _marks.documents(config.STORE, kind).names():
+                _marks.clear_mark(config.STORE, kind, host, "e2e-reset")
+        leases = _marks.documents(config.STORE, _marks.LEASE)
+        for cluster in leases.names():
+            current = leases.read(cluster)
+            if current is not None and not current.released:
+                leases.release(current)
+
+    def restore_layout(self):
+        """Every guest runs exactly once, on its home host (stale copies elsewhere are removed first)."""
+        homes = self.guest_homes
+        record = self.lab.status()["guests"]
+        copies = self.qemu_copies()
+        for guest, hosts in copies.items():
+            assert len(hosts) <= 1, "%s runs %d times: %s" % (guest, len(hosts), hosts)
+        for host in self.hosts:
+            strays = [g for g in homes if homes[g] != host]
+            lab_guests.libvirt_call(host, remove=strays)
+        for host in self.hosts:
+            mine = {g: record[g] for g in homes if homes[g] == host}
+            lab_guests.provision(host, mine)
+        copies = self.qemu_copies()
+        assert all(copies.get(g) == [h] for g, h in homes.items()), copies
+
+    def snapshot_store(self) -> dict:
+        files = {}
+        for pattern in ("kvmha/vms/*.xml", "images/*.img"):
+            for path in glob.glob(os.path.join(config.STORE, pattern)):
+                files[os.path.relpath(path, config.STORE)] = os.path.getsize(path)
+        return files
+
+    # ------------------------------------------------------------------------------------------ the watchdog
+
+    def watchdog(self, watch_s=30, policy=None, extra_vars=None, timeout=300, background=False):
+        """Run the watchdog playbook as a user would; returns a WatchdogRun (or a Popen when background)."""
+        self.runs += 1
+        journal = os.path.join(self.workdir, "journal-%03d" % self.runs)
+        variables = {"kvmha_watch_s": watch_s}
+        if policy is not None:
+            variables["kvmha_policy"] = policy
+        variables.update(extra_vars or {})
+        cmd = [os.path.join(REPO, ".venv", "bin", "ansible-playbook"), "-i", self.lab.inventory_path(), PLAYBOOK,
+               "-e", json.dumps(variables)]
+        env = dict(os.environ, KVMHA_JOURNAL_DIR=journal, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"))
+        started = time.time()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
+        if background:
+            proc.kvmha = (journal, started)
+            return proc
+        return self.finish(proc, timeout, journal, started)
+
+    @staticmethod
+    def finish(proc, timeout=300, journal=None, started=None):
+        journal, started = (journal, started) if journal else proc.kvmha
+        output, _ = proc.communicate(timeout=timeout)
+        return WatchdogRun(proc.returncode, output, journal, started, time.time())
+
+    # ------------------------------------------------------------------------------------------ invariants
+
+    def assert_invariants(self, runs, verdicts=None, fenced=(), starts_before=None):
+        """The invariants of every scenario (see the module docstring), after the faults are healed."""
+        runs = runs if isinstance(runs, list) else [runs]
+        copies = wait_for(self._each_guest_once, 30, what="every guest to run exactly once")
+        assert set(copies) == set(self.guest_homes), "guests not running: %s" % (set(self.guest_homes) - set(copies))
+        fenced_now = set().union(*(run.fenced() for run in runs))
+        assert fenced_now == set(fenced), "fenced %s, expected %s" % (sorted(fenced_now), sorted(fenced))
+        missing = {f for f in self.store_snapshot if not os.path.exists(os.path.join(config.STORE, f))}
+        assert not missing, "lost from the store: %s" % sorted(missing)
+        started = {}
+        for run in runs:
+            for vm, failed_host in run.started_vms().items():
+                assert failed_host in fenced_now or run.incidents[failed_host]["verdict"] in ("DOWN", "DOWN_SELF_FENCED"), \
+                    "%s of %s was started although %s was neither fenced nor down" % (vm, failed_host, failed_host)
+                started[vm] = started.get(vm, 0) + 1
+        if starts_before is not None:
+            after = self.qemu_starts()
+            for guest in self.guest_homes:
+                extra = after.get(guest, 0) - starts_before.get(guest, 0)
+                assert extra <= started.get(guest, 0) + self._harness_starts(guest), \
+                    "%s was started %d times by something other than the watchdog" % (guest, extra)
+        for host, (verdict, rule) in (verdicts or {}).items():
+            record = runs[-1].incidents.get(host)
+            assert record is not None, "no incident record for %s\n%s" % (host, runs[-1].explain())
+            assert (record["verdict"], record["rule"]) == (verdict, rule), \
+                "%s: %s/%s, expected %s/%s: %s" % (host, record["verdict"], record["rule"], verdict, rule, record["reasons"])
+            assert record["reasons"] and record["evidence"]["host"] == host
+
+    def _each_guest_once(self):
+        copies = self.qemu_copies()
+        for guest, hosts in copies.items():
+            assert len(hosts) == 1, "%s runs on %s" % (guest, hosts)
+        return copies if set(copies) == set(self.guest_homes) else None
+
+    def _harness_starts(self, guest) -> int:
+        return self.harness_starts.get(guest, 0) if hasattr(self, "harness_starts") else 0

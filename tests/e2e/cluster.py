@@ -268,8 +268,10 @@ class Cluster:
     def assert_invariants(self, runs, verdicts=None, fenced=(), starts_before=None):
         """The invariants of every scenario (see the module docstring), after the faults are healed."""
         runs = runs if isinstance(runs, list) else [runs]
-        copies = wait_for(self._each_guest_once, 30, what="every guest to run exactly once")
-        assert set(copies) == set(self.guest_homes), "guests not running: %s" % (set(self.guest_homes) - set(copies))
+        try:
+            copies = wait_for(self._each_guest_once, 30, what="every guest to run exactly once")
+        except AssertionError:
+            raise AssertionError("not every guest runs exactly once: %s" % self.qemu_copies()) from None
         fenced_now = set().union(*(run.fenced() for run in runs))
         assert fenced_now == set(fenced), "fenced %s, expected %s" % (sorted(fenced_now), sorted(fenced))
         missing = {f for f in self.store_snapshot if not os.path.exists(os.path.join(config.STORE, f))}

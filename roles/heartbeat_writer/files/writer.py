@@ -285,6 +285,17 @@ def memory_mib(element) -> int:
     return int(math.ceil(int(element.text.strip()) * _UNITS[unit] / float(2**20)))
 
 
+def ha_marker(root):
+    """The HA marker element of a parsed domain (``<metadata><kvmha:ha .../></metadata>``), or None."""
+    metadata = root.find("metadata")
+    return None if metadata is None else metadata.find(HA_TAG)
+
+
+def listed_entry(ha_domains, name: str, uuid: str):
+    """The ``ha_domains`` entry naming this domain (by name or UUID), or None."""
+    return next((d for d in ha_domains if d["name"] in (name, uuid)), None)
+
+
 def parse_domain(xml_text: str, ha_domains=()) -> dict:
     """The manifest fields of one domain from its XML; ``ha`` is False when it is neither marked nor listed.
 
@@ -311,11 +322,8 @@ def parse_domain(xml_text: str, ha_domains=()) -> dict:
             disks.append("%s/%s" % (source.get("pool"), source.get("volume")))
         elif source.get("name"):
             disks.append("%s:%s" % (source.get("protocol") or disk.get("type") or "network", source.get("name")))
-    listed = next((d for d in ha_domains if d["name"] in (name, uuid)), None)
-    marker = None
-    metadata = root.find("metadata")
-    if metadata is not None:
-        marker = metadata.find(HA_TAG)
+    listed = listed_entry(ha_domains, name, uuid)
+    marker = ha_marker(root)
     priority, group = DEFAULT_PRIORITY, ""
     if listed is not None:
         priority, group = listed["priority"], listed["group"]
@@ -842,8 +850,16 @@ def _read_json(path: str):
 
 
 def read_boot_id(path: str) -> str:
-    with open(path, encoding="ascii") as handle:
-        boot_id = handle.read().strip()
+    """The boot id systemd gave us (KVMHA_BOOT_ID=%b in the unit), else the kernel's.
+
+    systemd's own is the one to trust: in a container, hardening options such as ProtectControlGroups= remount
+    /proc and hide the container's boot id, so the file would show the host kernel's, the same for every
+    container and across container reboots.
+    """
+    boot_id = os.environ.get("KVMHA_BOOT_ID", "").strip()
+    if not boot_id:
+        with open(path, encoding="ascii") as handle:
+            boot_id = handle.read().strip()
     if not boot_id or len(boot_id) > 64:
         raise InvalidInput("%s does not hold a boot id" % path)
     return boot_id
@@ -1187,15 +1203,16 @@ class _JournalFormatter(logging.Formatter):
         return "<%d>%s" % (self.LEVELS.get(record.levelno, 6), super().format(record))
 
 
-def setup_logging(verbose: bool):
+def setup_logging(verbose: bool, logger: logging.Logger = LOG):
+    """Log to stderr; under systemd (journald) with syslog priorities, else with times and level names."""
     handler = logging.StreamHandler(sys.stderr)
     if os.environ.get("JOURNAL_STREAM"):
         handler.setFormatter(_JournalFormatter("%(message)s"))
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    LOG.handlers[:] = [handler]
-    LOG.setLevel(logging.DEBUG if verbose else logging.INFO)
-    LOG.propagate = False
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logger.propagate = False
 
 
 def main(argv=None) -> int:

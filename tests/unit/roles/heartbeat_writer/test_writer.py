@@ -432,3 +432,13 @@ def test_a_crash_restart_keeps_the_self_fence_clock(writer, tmp_path, monkeypatc
     os.remove(tmp_path / "run" / "state.json")
     w3, _source = make_writer(writer, tmp_path, monkeypatch)
     assert w3.last_ok > last_ok
+
+
+def test_boot_id_from_systemd_wins_over_proc(writer, tmp_path, monkeypatch):
+    """In a container, hardening can remount /proc and show the host kernel's boot id; %b from systemd is right."""
+    proc_file = tmp_path / "boot_id"
+    proc_file.write_text("937f18a0-4e4b-45d8-9600-ab7dd89e1d7e\n")
+    monkeypatch.delenv("KVMHA_BOOT_ID", raising=False)
+    assert writer.read_boot_id(str(proc_file)) == "937f18a0-4e4b-45d8-9600-ab7dd89e1d7e"
+    monkeypatch.setenv("KVMHA_BOOT_ID", "0d7744e5935e47ecb36a34352432860e")
+    assert writer.read_boot_id(str(proc_file)) == "0d7744e5935e47ecb36a34352432860e"

@@ -42,17 +42,18 @@ def host_vars(host):
 
 # A lab container sees the whole machine's memory and CPUs; the writers report a small hypervisor instead, so that
 # placement and capacity exhaustion behave as on a real cluster (each guest takes 64 MiB and 1 vCPU).
-WRITER_CAPACITY = {
+# python3-libvirt is already there: the hosts are an overlay of the controller's root file system.
+WRITER_SETTINGS = {
     'heartbeat_writer_capacity_mem_mib': 768,
-    'heartbeat_writer_reserved_mem_mib': 256,
     'heartbeat_writer_capacity_vcpus': 8,
+    'heartbeat_writer_packages': [],
 }
 
 
 def render(hosts):
     # Cluster variables on `all`, so the controller (localhost, outside kvm_hosts) sees them too.
     inventory = {'all': {
-        'vars': {'kvmha_store_path': config.STORE, 'kvmha_observers': ['localhost'], **WRITER_CAPACITY},
+        'vars': {'kvmha_store_path': config.STORE, 'kvmha_observers': ['localhost'], **WRITER_SETTINGS},
         'hosts': {'localhost': {
             'ansible_connection': 'local',
             'ansible_python_interpreter': '{{ ansible_playbook_python }}',

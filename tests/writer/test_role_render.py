@@ -100,6 +100,8 @@ BAD_INPUT = {
     "b4": ({"heartbeat_writer_write_timeout": 5}, "invalid input"),
     "b5": ({"kvmha_store_path": "/nonexistent/kvmha-store"}, "is the shared store mounted"),
     "b6": ({"kvmha_store_path": "/home/store"}, "ProtectSystem=full"),
+    "b7": ({"heartbeat_writer_boot_guard_store_timeout": 0}, "invalid input"),
+    "b8": ({"heartbeat_writer_boot_guard_libvirt_config_dir": "etc/libvirt/qemu"}, "invalid input"),
 }
 
 
@@ -125,3 +127,58 @@ def test_preflight_refuses_bad_input(tmp_path):
         failures = [line for line in text.splitlines() if line.startswith("fatal: [%s]" % name)]
         assert failures and message in failures[0], (name, text)
     assert not list(out.iterdir()), "nothing may be rendered for a host that failed its preflight"
+
+
+def unit_settings(text):
+    """``{key: [values]}`` of a unit file (comments and section headers dropped)."""
+    settings = {}
+    for line in text.splitlines():
+        if "=" in line and not line.startswith(("#", "[")):
+            key, value = line.split("=", 1)
+            settings.setdefault(key, []).append(value)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def guard_unit(tmp_path_factory):
+    """The boot guard's unit rendered for h2 with a store timeout and a libvirt directory of its own."""
+    done, out = render(tmp_path_factory.mktemp("guard"), "h2", heartbeat_writer_boot_guard_store_timeout=12.5,
+                       heartbeat_writer_boot_guard_libvirt_config_dir="/srv/libvirt/qemu")
+    assert done.returncode == 0, done.stdout + done.stderr
+    return out / "h2.kvmha-boot-guard.service"
+
+
+def test_boot_guard_unit_runs_once_before_libvirt_within_its_deadline(guard_unit):
+    path = guard_unit
+    unit = unit_settings(path.read_text())
+    assert unit["Before"] == ["libvirtd.service virtqemud.service libvirt-guests.service"]
+    assert unit["WantedBy"] == ["multi-user.target libvirtd.service virtqemud.service libvirt-guests.service"]
+    assert unit["After"] == ["local-fs.target remote-fs.target"], "libvirtd waits for these anyway; nothing slower"
+    assert "Wants" not in unit and "Requires" not in unit, "the guard must pull in nothing that could wait"
+    assert unit["Type"] == ["oneshot"] and unit["RemainAfterExit"] == ["yes"]
+    assert unit["TimeoutStartSec"] == ["42"], "an outer bound: the store deadline plus 30 s"
+    assert unit["ExecStart"] == [
+        "/usr/bin/python3 -I -B /usr/lib/kvmha-heartbeat/kvmha-boot-guard.py --config /etc/kvmha/heartbeat.json "
+        "--store-timeout 12.5 --libvirt-config-dir /srv/libvirt/qemu --result /run/kvmha-boot-guard/result.json"]
+    assert unit["ProtectSystem"] == ["yes"], "/etc/libvirt must stay writable"
+    if shutil.which("systemd-analyze"):
+        verify = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True, text=True, timeout=60, check=False)
+        complaints = [line for line in (verify.stdout + verify.stderr).splitlines() if "kvmha-boot-guard.service" in line]
+        assert verify.returncode == 0 and not complaints, verify.stdout + verify.stderr
+
+
+@pytest.mark.skipif(not shutil.which("systemctl"), reason="needs systemctl")
+def test_enabling_the_boot_guard_makes_libvirt_want_it_even_where_libvirt_guests_is_masked(tmp_path, guard_unit):
+    """What the role's ``enabled: true`` does, offline in a scratch root (``systemctl --root``): the lab masks
+    libvirt-guests.service, and hosts without the modular daemons have no virtqemud.service."""
+    root = tmp_path / "root"
+    units = root / "etc" / "systemd" / "system"
+    units.mkdir(parents=True)
+    shutil.copy(guard_unit, units / "kvmha-boot-guard.service")
+    os.symlink("/dev/null", str(units / "libvirt-guests.service"))
+    enable = subprocess.run(["systemctl", "--root", str(root), "enable", "kvmha-boot-guard.service"],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert enable.returncode == 0, enable.stderr
+    for wanting in ("multi-user.target", "libvirtd.service", "virtqemud.service", "libvirt-guests.service"):
+        link = units / ("%s.wants" % wanting) / "kvmha-boot-guard.service"
+        assert os.readlink(str(link)) == "/etc/systemd/system/kvmha-boot-guard.service", wanting

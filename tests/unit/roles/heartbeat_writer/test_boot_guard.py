@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import os
+import pathlib
 import sys
 import time
 import types
@@ -16,7 +17,8 @@ import pytest
 import yaml
 from hypothesis import given, settings, strategies as st
 
-from conftest import ROOT, SHIPPED_MODULE_UTILS  # pylint: disable=import-error
+ROOT = pathlib.Path(__file__).resolve().parents[4]
+SHIPPED_MODULE_UTILS = ("_errors.py", "_deadline.py", "_heartbeat.py", "_storefile.py", "_marks.py")
 
 U1 = "11111111-1111-4111-8111-111111111111"
 U2 = "22222222-2222-4222-8222-222222222222"

@@ -5,7 +5,7 @@ import json
 import sys
 import time
 
-from lab import config, faults
+from lab import config, demo, faults
 from lab.api import POWER_ACTIONS, Lab
 from lab.util import LabError
 
@@ -53,6 +53,8 @@ def parser():
     change.add_argument('name')
     _guest_options(change)
     gverbs.add_parser('list')
+
+    verbs.add_parser('demo', help='the main job: a fresh lab, a host crash, the watchdog recovering it (README)')
     return p
 
 
@@ -156,8 +158,12 @@ def do_guest(lab, args):
         lab.guest_set(args.name, args.priority, args.group, args.ha)
 
 
+def do_demo(lab, args):  # noqa: ARG001 - the verb signature
+    return demo.main()
+
+
 VERBS = {'up': do_up, 'down': do_down, 'status': do_status, 'ssh': do_ssh, 'inventory': do_inventory,
-         'power': do_power, 'fault': do_fault, 'heal': do_heal, 'guest': do_guest}
+         'power': do_power, 'fault': do_fault, 'heal': do_heal, 'guest': do_guest, 'demo': do_demo}
 
 
 def main(argv=None):

@@ -225,6 +225,11 @@ class Lab:
 
     # ---- guests ----
 
+    @staticmethod
+    def guest_copies():
+        """{guest: [host, ...]}: where each guest's qemu process runs (frozen hosts included)."""
+        return guests.copies()
+
     def guest_add(self, name, host, priority=guests.DEFAULT_PRIORITY, group='', ha=True):
         """Create guest name on host (disk on the store, defined and started there)."""
         _require_root()

@@ -5,6 +5,7 @@ and this kernel's tmpfs accepts O_DIRECT). The domain XML carries the HA marker 
 Guest work on a host goes through remote_libvirt.py, run inside the host with one libvirt connection.
 """
 
+import glob
 import json
 import os
 import re
@@ -128,3 +129,30 @@ def provision(host, guests):
         ensure_image(name)
     items = [{'xml': domain_xml(name, guest), 'start': True} for name, guest in guests.items()]
     return libvirt_call(host, define=items)
+
+
+_QEMU_GUEST = re.compile(r'-name\s+guest=([^,\s]+)')
+_HOST_CGROUP = re.compile(r'freezer:/' + config.CGROUP_PARENT + r'/(h\d+)')
+
+
+def copies():
+    """{guest: [host, ...]} from every qemu process on the machine, frozen ones included.
+
+    Counted from the processes, not from libvirt: a frozen host cannot be asked, yet its guests still hold their
+    disks, and the point of the question is whether any guest runs twice.
+    """
+    found = {}
+    for proc in glob.glob('/proc/[0-9]*'):
+        try:
+            with open(proc + '/cmdline', 'rb') as f:
+                cmdline = f.read().replace(b'\0', b' ').decode(errors='replace')
+            if 'qemu-system' not in cmdline:
+                continue
+            with open(proc + '/cgroup', encoding='utf-8') as f:
+                cgroup = f.read()
+        except OSError:
+            continue  # the process ended while we looked
+        name, host = _QEMU_GUEST.search(cmdline), _HOST_CGROUP.search(cgroup)
+        if name and host:
+            found.setdefault(name.group(1), []).append(host.group(1))
+    return {guest: sorted(hosts) for guest, hosts in found.items()}

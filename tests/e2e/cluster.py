@@ -17,7 +17,6 @@ from __future__ import annotations
 import glob
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -33,8 +32,6 @@ from ansible_collections.kvmha.cluster.plugins.module_utils import _marks  # noq
 from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import RecordReader  # noqa: E402
 
 QEMU_LOG = "/var/log/libvirt/qemu/%s.log"
-_GUEST_NAME = re.compile(r"-name\s+guest=([^,\s]+)")
-_HOST_CGROUP = re.compile(r"freezer:/kvmha-lab/(h\d+)")
 
 
 def wait_for(predicate, timeout, interval=0.2, what="condition"):
@@ -131,24 +128,8 @@ class Cluster:
 
     # ------------------------------------------------------------------------------------------ observation
 
-    @staticmethod
-    def qemu_copies() -> dict:
-        """{guest: [host, ...]} from every qemu process on the machine (frozen ones included)."""
-        copies = {}
-        for proc in glob.glob("/proc/[0-9]*"):
-            try:
-                with open(proc + "/cmdline", "rb") as f:
-                    cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
-                if "qemu-system" not in cmdline:
-                    continue
-                with open(proc + "/cgroup", encoding="utf-8") as f:
-                    cgroup = f.read()
-            except OSError:
-                continue
-            name, host = _GUEST_NAME.search(cmdline), _HOST_CGROUP.search(cgroup)
-            if name and host:
-                copies.setdefault(name.group(1), []).append(host.group(1))
-        return copies
+    def qemu_copies(self) -> dict:
+        return self.lab.guest_copies()
 
     def heartbeats_alive(self) -> bool:
         """Every powered host's heartbeat advances (two reads a beat apart)."""
@@ -263,7 +244,7 @@ class Cluster:
     @staticmethod
     def finish(proc, timeout=300, journal=None, started=None):
         journal, started = (journal, started) if journal else proc.kvmha
-        output, _ = proc.communicate(timeout=timeout)
+        output = proc.communicate(timeout=timeout)[0]
         return WatchdogRun(proc.returncode, output, journal, started, time.time())
 
     # ------------------------------------------------------------------------------------------ invariants

@@ -93,7 +93,7 @@ def test_12_13_a_store_fault_on_one_host_is_never_fenced(cluster, fault):
     assert run.rc != 0, "the writer cannot write after its restart: a human must look"
     assert "heartbeat is still not alive" in run.output
     cluster.assert_invariants(run, verdicts={"h4": ("ALIVE_WRITER_FAULT", "R3")})
-    rc, out, _ = cluster.lab.ssh("h4", "systemctl is-active kvmha-heartbeat")
+    out = cluster.lab.ssh("h4", "systemctl is-active kvmha-heartbeat")[1]
     assert out.strip() == "active", "the writer's loop survives the store fault"
 
 

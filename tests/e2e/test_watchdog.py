@@ -130,7 +130,7 @@ def test_a_fenced_host_powered_back_on_never_runs_a_second_copy(cluster):
     assert back.rc == 0, back.explain()
     assert back.events_of("reconciled") and back.events_of("reconciled")[0]["host"] == "h1"
     cluster.assert_invariants([run, back], fenced={"h1"})
-    rc, out, _ = cluster.lab.ssh("h1", "virsh list --all --name")
+    out = cluster.lab.ssh("h1", "virsh list --all --name")[1]
     assert "g1" not in out and "g2" not in out, "stale definitions must be gone from h1"
 
 
@@ -151,7 +151,7 @@ def test_runs_under_ansible_runner_with_its_own_stdout_callback(cluster, tmp_pat
     wait_for(watching, 60, interval=0.1, what="the watchdog under ansible-runner to watch")
     time.sleep(0.5)
     cluster.lab.power("h5", "crash")
-    output, _ = proc.communicate(timeout=300)
+    output = proc.communicate(timeout=300)[0]
     assert proc.returncode == 0, output[-4000:]
     assert '"event": "runner_on_ok"' in output or "runner_on_ok" in output, "ansible-runner's own callback was in force"
     records = list((journal / "incidents").glob("*-h5.json"))

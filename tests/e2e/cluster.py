@@ -242,6 +242,19 @@ class Cluster:
         return self.finish(proc, timeout, journal, started)
 
     @staticmethod
+    def watching() -> bool:
+        """True once a kvm_heartbeat module runs, i.e. a watchdog is in its watch window."""
+        return subprocess.run(["pgrep", "-f", "AnsiballZ_kvm_heartbeat"], capture_output=True, check=False).returncode == 0
+
+    def during_watch(self, inject, watch_s=40, **kwargs):
+        """Start a watchdog run, inject the fault while it watches, return the finished run."""
+        proc = self.watchdog(watch_s=watch_s, background=True, **kwargs)
+        wait_for(self.watching, 60, interval=0.1, what="the watchdog to start watching")
+        time.sleep(0.5)
+        inject()
+        return self.finish(proc)
+
+    @staticmethod
     def finish(proc, timeout=300, journal=None, started=None):
         journal, started = (journal, started) if journal else proc.kvmha
         output = proc.communicate(timeout=timeout)[0]

@@ -13,7 +13,6 @@ import time
 import pytest
 from cluster import _marks, wait_for
 from conftest import report_rto
-from test_watchdog import during_watch
 
 from lab import config
 
@@ -40,7 +39,7 @@ def test_03_power_loss_including_the_bmc_is_unknown_and_repeated(cluster):
         cluster.lab.fault("h2", "bmc-unreachable")
         cluster.lab.power("h2", "off")
 
-    run = during_watch(cluster, blackout)
+    run = cluster.during_watch(blackout)
     assert run.rc != 0
     cluster.assert_invariants(run, verdicts={"h2": ("UNKNOWN", "R10")}, starts_before=starts, down_hosts={"h2"})
     assert run.started_vms() == {}
@@ -67,7 +66,7 @@ def test_04_power_loss_with_an_armed_self_fence_is_trusted_after_the_deadline(ar
         cluster.lab.fault("h2", "bmc-unreachable")
         cluster.lab.power("h2", "off")
 
-    early = during_watch(cluster, blackout, policy=policy)
+    early = cluster.during_watch(blackout, policy=policy)
     assert early.incidents["h2"]["verdict"] == "UNKNOWN" and early.rc != 0
     deadline = early.incidents["h2"]["heartbeat"]["self_fence"]["deadline_s"]
     wait_stale("h2", deadline + 3)
@@ -80,7 +79,7 @@ def test_04_power_loss_with_an_armed_self_fence_is_trusted_after_the_deadline(ar
 # 6, 12, 13 ---------------------------------------------------------------------------------------------------------
 
 def test_06_killed_writer_on_a_healthy_host_is_restarted(cluster):
-    run = during_watch(cluster, lambda: cluster.lab.fault("h3", "writer-kill"))
+    run = cluster.during_watch(lambda: cluster.lab.fault("h3", "writer-kill"))
     assert run.rc == 0, run.explain()
     cluster.assert_invariants(run, verdicts={"h3": ("ALIVE_WRITER_FAULT", "R3")})
     assert run.incidents["h3"]["evidence"]["heartbeat"]["status"] == "stale"
@@ -89,7 +88,7 @@ def test_06_killed_writer_on_a_healthy_host_is_restarted(cluster):
 
 @pytest.mark.parametrize("fault", ["store-readonly", "store-hang"])
 def test_12_13_a_store_fault_on_one_host_is_never_fenced(cluster, fault):
-    run = during_watch(cluster, lambda: cluster.lab.fault("h4", fault))
+    run = cluster.during_watch(lambda: cluster.lab.fault("h4", fault))
     assert run.rc != 0, "the writer cannot write after its restart: a human must look"
     assert "heartbeat is still not alive" in run.output
     cluster.assert_invariants(run, verdicts={"h4": ("ALIVE_WRITER_FAULT", "R3")})
@@ -101,7 +100,7 @@ def test_12_13_a_store_fault_on_one_host_is_never_fenced(cluster, fault):
 
 @pytest.mark.parametrize("fault", ["partition-mgmt", "partition-private", "partition"])
 def test_07_08_09_network_cuts_with_a_live_writer_are_not_suspects(cluster, fault):
-    run = during_watch(cluster, lambda: cluster.lab.fault("h2", fault), watch_s=15)
+    run = cluster.during_watch(lambda: cluster.lab.fault("h2", fault), watch_s=15)
     assert run.rc == 0, run.explain()
     assert run.incidents == {}, "a host whose heartbeat is alive is not even investigated"
     cluster.assert_invariants(run)
@@ -113,7 +112,7 @@ def test_29_a_flap_shorter_than_the_threshold_is_ignored(cluster):
         time.sleep(3)
         cluster.lab.heal("h5", "store-hang")
 
-    run = during_watch(cluster, flap, watch_s=20)
+    run = cluster.during_watch(flap, watch_s=20)
     assert run.rc == 0 and run.incidents == {}, run.explain()
     cluster.assert_invariants(run)
 
@@ -127,7 +126,7 @@ def partition_and_kill_writer(cluster, host):
 
 def test_10_the_seed_case_with_fence_isolated_is_fenced_and_restarted_once(cluster):
     starts = cluster.qemu_starts()
-    run = during_watch(cluster, lambda: partition_and_kill_writer(cluster, "h1"), policy={"fence_isolated": True})
+    run = cluster.during_watch(lambda: partition_and_kill_writer(cluster, "h1"), policy={"fence_isolated": True})
     assert run.rc == 0, run.explain()
     cluster.assert_invariants(run, verdicts={"h1": ("ALIVE_VMS_RUNNING", "R7")}, fenced={"h1"}, starts_before=starts)
     assert set(run.started_vms()) == {"g1", "g2"}
@@ -138,7 +137,7 @@ def test_11_the_seed_case_with_idle_guests_is_fenced_and_restarted(cluster):
     for guest in ("g1", "g2"):
         assert cluster.lab.ssh("h1", "virsh suspend %s" % guest)[0] == 0
     starts = cluster.qemu_starts()
-    run = during_watch(cluster, lambda: partition_and_kill_writer(cluster, "h1"))
+    run = cluster.during_watch(lambda: partition_and_kill_writer(cluster, "h1"))
     assert run.rc == 0, run.explain()
     cluster.assert_invariants(run, verdicts={"h1": ("SUSPECT", "R8")}, fenced={"h1"}, starts_before=starts)
     assert run.incidents["h1"]["evidence"]["disk_activity"] == "idle"
@@ -148,7 +147,7 @@ def test_11_the_seed_case_with_idle_guests_is_fenced_and_restarted(cluster):
 
 def test_14_a_cluster_wide_store_outage_fences_nothing(cluster):
     boots = {h: s["boot_id"] for h, s in cluster.lab.status()["hosts"].items()}
-    run = during_watch(cluster, lambda: cluster.lab.fault(None, "store-outage"))
+    run = cluster.during_watch(lambda: cluster.lab.fault(None, "store-outage"))
     assert run.rc != 0 and "observer not OK" in run.output
     assert run.fenced() == set() and run.started_vms() == {}
     assert run.events_of("observer_not_ok"), "one clear alert"
@@ -168,7 +167,7 @@ def test_24a_an_observer_that_loses_the_store_acts_on_nothing(cluster):
 
 def test_24b_an_observer_cut_from_management_acts_on_nothing(cluster):
     cluster.lab.fault(None, "observer-mgmt")
-    run = during_watch(cluster, lambda: cluster.lab.power("h1", "crash"))
+    run = cluster.during_watch(lambda: cluster.lab.power("h1", "crash"))
     assert run.rc != 0
     assert run.incidents["h1"]["verdict"] == "OBSERVER_ISOLATED"
     assert run.fenced() == set() and run.started_vms() == {}
@@ -178,7 +177,7 @@ def test_24b_an_observer_cut_from_management_acts_on_nothing(cluster):
 # 15, 16, 17 ----------------------------------------------------------------------------------------------------------
 
 def test_15_a_bmc_network_down_on_a_healthy_host_changes_nothing(cluster):
-    run = during_watch(cluster, lambda: cluster.lab.fault("h3", "bmc-unreachable"), watch_s=10)
+    run = cluster.during_watch(lambda: cluster.lab.fault("h3", "bmc-unreachable"), watch_s=10)
     assert run.rc == 0 and run.incidents == {}
     cluster.assert_invariants(run)
 
@@ -186,7 +185,7 @@ def test_15_a_bmc_network_down_on_a_healthy_host_changes_nothing(cluster):
 def test_16_wrong_bmc_password_and_a_hung_host_is_unknown_auth(cluster):
     cluster.lab.fault("h2", "bmc-wrong-password")
     starts = cluster.qemu_starts()
-    run = during_watch(cluster, lambda: cluster.lab.power("h2", "crash"))
+    run = cluster.during_watch(lambda: cluster.lab.power("h2", "crash"))
     assert run.rc != 0
     cluster.assert_invariants(run, verdicts={"h2": ("UNKNOWN", "R10")}, starts_before=starts, down_hosts={"h2"})
     assert run.incidents["h2"]["evidence"]["bmc"]["error"] == "auth"
@@ -196,7 +195,7 @@ def test_16_wrong_bmc_password_and_a_hung_host_is_unknown_auth(cluster):
 def test_17_a_host_without_libvirtd_is_never_an_evacuation_target(cluster):
     cluster.lab.fault("h2", "libvirtd-stop")
     starts = cluster.qemu_starts()
-    run = during_watch(cluster, lambda: cluster.lab.power("h1", "crash"))
+    run = cluster.during_watch(lambda: cluster.lab.power("h1", "crash"))
     assert run.rc == 0, run.explain()
     cluster.assert_invariants(run, verdicts={"h1": ("SUSPECT", "R8")}, fenced={"h1"}, starts_before=starts)
     targets = {vm["host"] for vm in run.incidents["h1"]["vms"]}
@@ -214,7 +213,7 @@ def test_18_two_of_five_hang_both_are_fenced_and_placed_by_priority(cluster):
     cluster.lab.guest_set("g1", priority=90)
     cluster.lab.guest_set("g3", priority=80)
     starts = cluster.qemu_starts()
-    run = during_watch(cluster, lambda: crash(cluster, "h1", "h2"))
+    run = cluster.during_watch(lambda: crash(cluster, "h1", "h2"))
     assert run.rc == 0, run.explain()
     cluster.assert_invariants(run, verdicts={"h1": ("SUSPECT", "R8"), "h2": ("SUSPECT", "R8")}, fenced={"h1", "h2"},
                               starts_before=starts)
@@ -224,7 +223,7 @@ def test_18_two_of_five_hang_both_are_fenced_and_placed_by_priority(cluster):
 
 
 def test_19_three_of_five_hang_is_a_storm_nothing_is_fenced(cluster):
-    run = during_watch(cluster, lambda: crash(cluster, "h1", "h2", "h3"))
+    run = cluster.during_watch(lambda: crash(cluster, "h1", "h2", "h3"))
     assert run.rc != 0
     decisions = run.incidents
     assert set(decisions) >= {"h1", "h2", "h3"}
@@ -245,7 +244,7 @@ def test_25_not_enough_capacity_honours_priority_and_reports_the_rest(tight_capa
     cluster.reset()
     cluster.lab.guest_set("g2", priority=90)
     cluster.lab.guest_set("g1", priority=10)
-    run = during_watch(cluster, lambda: cluster.lab.power("h1", "crash"))
+    run = cluster.during_watch(lambda: cluster.lab.power("h1", "crash"))
     assert run.rc != 0, "an unplaced VM is an incomplete recovery"
     vms = {vm["name"]: vm for vm in run.incidents["h1"]["vms"]}
     assert vms["g2"]["status"] == "started" and vms["g2"]["host"] == "h2"
@@ -258,7 +257,7 @@ def test_26_anti_affinity_group_members_land_on_different_hosts(cluster):
     for guest in ("g1", "g2"):
         cluster.lab.guest_set(guest, group="db")
     cluster.lab.guest_set("g3", group="db")  # already on h2: neither g1 nor g2 may join it there
-    run = during_watch(cluster, lambda: cluster.lab.power("h1", "crash"))
+    run = cluster.during_watch(lambda: cluster.lab.power("h1", "crash"))
     assert run.rc == 0, run.explain()
     cluster.assert_invariants(run, fenced={"h1"})
     placed = {vm["name"]: vm["host"] for vm in run.incidents["h1"]["vms"]}
@@ -279,13 +278,13 @@ def test_20_clock_skew_on_one_writer_gives_no_false_verdict(cluster, skew):
 
 def test_27_a_host_in_maintenance_that_hangs_is_left_alone(cluster):
     _marks.set_mark(config.STORE, _marks.MAINTENANCE, "h4", "e2e", {"reason": "scenario 27"}, ttl=600)
-    run = during_watch(cluster, lambda: cluster.lab.power("h4", "crash"), watch_s=15)
+    run = cluster.during_watch(lambda: cluster.lab.power("h4", "crash"), watch_s=15)
     assert run.rc == 0 and run.incidents == {}, run.explain()
     assert run.fenced() == set() and run.started_vms() == {}
 
 
 def test_28_a_fast_reboot_is_not_fenced(cluster):
-    run = during_watch(cluster, lambda: cluster.lab.power("h5", "reboot"), watch_s=20)
+    run = cluster.during_watch(lambda: cluster.lab.power("h5", "reboot"), watch_s=20)
     assert run.rc == 0 and run.incidents == {} and run.fenced() == set(), run.explain()
     cluster.wait_all_alive()
     # h5 is alive again: its guests (no autostart) stay off, and nobody started them elsewhere.
@@ -295,7 +294,7 @@ def test_28_a_fast_reboot_is_not_fenced(cluster):
 def test_30_a_half_dead_host_is_unresponsive_then_hung_and_fenced(cluster):
     policy = {"hung_grace_s": 12}
     starts = cluster.qemu_starts()
-    first = during_watch(cluster, lambda: cluster.lab.power("h3", "hang"), policy=policy)
+    first = cluster.during_watch(lambda: cluster.lab.power("h3", "hang"), policy=policy)
     assert first.incidents["h3"]["verdict"] == "UNRESPONSIVE" and first.rc != 0
     assert first.incidents["h3"]["evidence"]["neighbors"]["reachable"] >= 1, "the frozen kernel still answers ping"
     wait_stale("h3", 14)
@@ -312,7 +311,7 @@ def test_31_management_flapping_while_the_writer_restarts_is_not_fenced(cluster)
         time.sleep(4)
         cluster.lab.heal("h2")
 
-    run = during_watch(cluster, flap)
+    run = cluster.during_watch(flap)
     assert run.fenced() == set() and run.started_vms() == {}
     assert run.incidents["h2"]["verdict"] in ("UNRESPONSIVE", "ALIVE_WRITER_FAULT")
     cluster.assert_invariants(run, verdicts={})

@@ -11,23 +11,9 @@ from conftest import report_rto
 from lab import config
 
 
-def watching():
-    """True once a kvm_heartbeat module is running (the watchdog is in its watch window)."""
-    return subprocess.run(["pgrep", "-f", "AnsiballZ_kvm_heartbeat"], capture_output=True, check=False).returncode == 0
-
-
-def during_watch(cluster, inject, watch_s=40, **kwargs):
-    """Start a watchdog run, inject the fault while it watches, return the finished run."""
-    proc = cluster.watchdog(watch_s=watch_s, background=True, **kwargs)
-    wait_for(watching, 60, interval=0.1, what="the watchdog to start watching")
-    time.sleep(0.5)
-    inject()
-    return Cluster.finish(proc)
-
-
 def test_host_crash_is_fenced_and_its_vms_restarted(cluster):
     starts = cluster.qemu_starts()
-    run = during_watch(cluster, lambda: cluster.lab.power("h1", "crash"))
+    run = cluster.during_watch(lambda: cluster.lab.power("h1", "crash"))
     assert run.rc == 0, run.explain()
     cluster.assert_invariants(run, verdicts={"h1": ("SUSPECT", "R8")}, fenced={"h1"}, starts_before=starts)
     assert set(run.started_vms()) == {"g1", "g2"}
@@ -39,7 +25,7 @@ def test_host_crash_is_fenced_and_its_vms_restarted(cluster):
 
 def test_power_loss_with_bmc_reachable_is_down_without_fencing(cluster):
     starts = cluster.qemu_starts()
-    run = during_watch(cluster, lambda: cluster.lab.power("h2", "off"))
+    run = cluster.during_watch(lambda: cluster.lab.power("h2", "off"))
     assert run.rc == 0, run.explain()
     cluster.assert_invariants(run, verdicts={"h2": ("DOWN", "R5")}, fenced=(), starts_before=starts)
     assert set(run.started_vms()) == {"g3", "g4"}
@@ -49,7 +35,7 @@ def test_power_loss_with_bmc_reachable_is_down_without_fencing(cluster):
 
 def test_graceful_writer_stop_on_a_healthy_host_restarts_the_writer(cluster):
     starts = cluster.qemu_starts()
-    run = during_watch(cluster, lambda: cluster.lab.fault("h3", "writer-stop"))
+    run = cluster.during_watch(lambda: cluster.lab.fault("h3", "writer-stop"))
     assert run.rc == 0, run.explain()
     cluster.assert_invariants(run, verdicts={"h3": ("ALIVE_WRITER_FAULT", "R3")}, fenced=(), starts_before=starts)
     record = run.incidents["h3"]
@@ -67,7 +53,7 @@ def test_the_seed_case_partition_and_killed_writer_is_not_fenced(cluster):
         cluster.lab.fault("h1", "partition")
         cluster.lab.fault("h1", "writer-kill")
 
-    run = during_watch(cluster, partition_and_kill_writer)
+    run = cluster.during_watch(partition_and_kill_writer)
     assert run.rc != 0  # a host nobody can reach while its VMs run needs a human: the run is red
     cluster.assert_invariants(run, verdicts={"h1": ("ALIVE_VMS_RUNNING", "R7")}, fenced=(), starts_before=starts)
     assert run.incidents["h1"]["evidence"]["disk_activity"] == "active"
@@ -81,7 +67,7 @@ def test_bmc_unreachable_with_the_host_dead_is_unknown_and_loud(cluster):
         cluster.lab.fault("h4", "bmc-unreachable")
         cluster.lab.power("h4", "crash")
 
-    run = during_watch(cluster, dead_host_dead_bmc)
+    run = cluster.during_watch(dead_host_dead_bmc)
     assert run.rc != 0, "an UNKNOWN host must make the run fail visibly"
     cluster.assert_invariants(run, verdicts={"h4": ("UNKNOWN", "R10")}, fenced=(), starts_before=starts)
     assert run.incidents["h4"]["evidence"]["bmc"]["power"] == "unknown"
@@ -94,7 +80,7 @@ def test_two_watchdogs_at_once_one_acts(cluster):
     starts = cluster.qemu_starts()
     first = cluster.watchdog(watch_s=40, background=True)
     second = cluster.watchdog(watch_s=40, background=True)
-    wait_for(watching, 60, interval=0.1, what="the watchdogs to watch")
+    wait_for(Cluster.watching, 60, interval=0.1, what="the watchdogs to watch")
     time.sleep(1.5)
     cluster.lab.power("h1", "crash")
     runs = [Cluster.finish(first), Cluster.finish(second)]
@@ -107,7 +93,7 @@ def test_two_watchdogs_at_once_one_acts(cluster):
 
 
 def test_rerunning_after_a_recovery_changes_nothing(cluster):
-    run = during_watch(cluster, lambda: cluster.lab.power("h1", "crash"))
+    run = cluster.during_watch(lambda: cluster.lab.power("h1", "crash"))
     assert run.rc == 0, run.explain()
     starts = cluster.qemu_starts()
     again = cluster.watchdog(watch_s=8)
@@ -122,7 +108,7 @@ def test_a_fenced_host_powered_back_on_never_runs_a_second_copy(cluster):
     for guest in ("g1", "g2"):
         rc, out, err = cluster.lab.ssh("h1", "virsh autostart %s" % guest)
         assert rc == 0, err
-    run = during_watch(cluster, lambda: cluster.lab.power("h1", "crash"))
+    run = cluster.during_watch(lambda: cluster.lab.power("h1", "crash"))
     assert run.rc == 0, run.explain()
     cluster.lab.power("h1", "on")
     wait_for(lambda: cluster.lab.status()["hosts"]["h1"]["writer"] == "active", 60, what="h1 to boot")
@@ -148,7 +134,7 @@ def test_runs_under_ansible_runner_with_its_own_stdout_callback(cluster, tmp_pat
     cmd = [os.path.join(REPO, ".venv", "bin", "ansible-runner"), "run", str(private), "--playbook",
            os.path.join(REPO, "playbooks", "watchdog.yml"), "--inventory", config.INVENTORY, "-j"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
-    wait_for(watching, 60, interval=0.1, what="the watchdog under ansible-runner to watch")
+    wait_for(Cluster.watching, 60, interval=0.1, what="the watchdog under ansible-runner to watch")
     time.sleep(0.5)
     cluster.lab.power("h5", "crash")
     output = proc.communicate(timeout=300)[0]

@@ -1,0 +1,157 @@
+#!/usr/bin/python
+# Copyright: kvmha.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: host_mark_info
+short_description: Read the maintenance and fenced marks of hypervisors from the shared store
+version_added: 0.1.0
+description:
+  - Reads the marks that M(kvmha.cluster.host_mark) and the watchdog keep on the store, and changes nothing.
+  - A maintenance mark is RV(maintenance.active) until its expiry (judged by the store's clock, the modification time
+    of the mark, plus O(skew)), then RV(maintenance.expired) - the maintenance has ended by itself - until someone
+    clears it. Fenced marks never expire.
+  - A mark that cannot be parsed is reported under C(invalid) with the reason; the watchdog treats such a mark as
+    active, the cautious reading for both kinds.
+  - The operations playbooks use it (C(maintenance.yml), C(unfence.yml)) to read a mark without writing one.
+author:
+  - kvmha.cluster developers (@kvmha)
+extends_documentation_fragment:
+  - kvmha.cluster._attributes
+  - kvmha.cluster._attributes.ACTIONGROUP_STORE
+  - kvmha.cluster._attributes.INFO_MODULE
+  - kvmha.cluster._store
+options:
+  hosts:
+    description: The hosts whose marks are returned. Default is every host that has a mark of a kind asked for.
+    type: list
+    elements: str
+  kinds:
+    description: Which kinds of marks to read.
+    type: list
+    elements: str
+    choices: [maintenance, fenced]
+    default: [maintenance, fenced]
+  skew:
+    description: Seconds added to a maintenance mark's expiry before it counts as expired (as the watchdog reads it).
+    type: float
+    default: 5
+  read_timeout:
+    description: Hard deadline in seconds for reading the marks; a hung store fails the task instead of hanging it.
+    type: float
+    default: 10
+seealso:
+  - module: kvmha.cluster.host_mark
+"""
+
+EXAMPLES = r"""
+- name: Is h2 in maintenance, and until when?
+  kvmha.cluster.host_mark_info:
+    store_path: /var/lib/kvmha-lab/store
+    hosts: [h2]
+    kinds: [maintenance]
+  register: marks
+
+- name: Report it
+  ansible.builtin.debug:
+    msg: "h2 is in maintenance by {{ marks.maintenance.active.h2.owner }} until {{ marks.maintenance.active.h2.expires_at }}"
+  when: "'h2' in marks.maintenance.active"
+"""
+
+RETURN = r"""
+maintenance:
+  description:
+    - The maintenance marks, by state and host. A host without a mark (or whose mark was cleared) is in none of them.
+    - Each mark has C(name), C(owner), C(generation), C(created), C(ttl), C(expires_at) (store clock), C(released)
+      and C(data) (C(reason) and anything else given to M(kvmha.cluster.host_mark)).
+  returned: when O(kinds) contains V(maintenance)
+  type: dict
+  contains:
+    active:
+      description: Marks in force, by host.
+      type: dict
+      sample: {h2: {name: h2, owner: alice, generation: 1, created: 1764063000.0, ttl: 7200.0, expires_at: 1764070200.0,
+                    released: false, data: {reason: BIOS update}}}
+    expired:
+      description: Marks whose expiry has passed (the maintenance ended by itself), by host.
+      type: dict
+      sample: {}
+    invalid:
+      description: Marks that cannot be parsed, by host, with the reason.
+      type: dict
+      sample: {}
+  sample: {active: {}, expired: {}, invalid: {}}
+fenced:
+  description:
+    - The fenced marks, by state and host, as for RV(maintenance). C(data) holds the verdict, the rule and C(vms), the
+      UUIDs of the VMs restarted elsewhere. C(expired) is always empty (fenced marks never expire).
+  returned: when O(kinds) contains V(fenced)
+  type: dict
+  contains:
+    active:
+      description: Hosts marked fenced.
+      type: dict
+      sample: {h1: {name: h1, owner: watchdog/42/20261125T101500-123, generation: 1, ttl: null, expires_at: null,
+                    released: false, data: {verdict: SUSPECT, rule: R8, vms: [0b5f6c1e-0d5a-4f7e-8d0c-5d1a2b3c4d5e]}}}
+    expired:
+      description: Always empty.
+      type: dict
+      sample: {}
+    invalid:
+      description: Marks that cannot be parsed, by host, with the reason.
+      type: dict
+      sample: {}
+  sample: {active: {}, expired: {}, invalid: {}}
+now:
+  description: The reader's clock (Unix time) the expiries were judged against.
+  returned: always
+  type: float
+  sample: 1764063600.5
+"""
+
+import time
+
+from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import STORE_SPEC, merge_specs
+from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule
+from ansible_collections.kvmha.cluster.plugins.module_utils._deadline import call_with_deadline
+from ansible_collections.kvmha.cluster.plugins.module_utils._errors import InvalidInput
+from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import validate_host_name
+from ansible_collections.kvmha.cluster.plugins.module_utils._marks import MARK_KINDS, read_marks
+
+ARGUMENT_SPEC = merge_specs(
+    STORE_SPEC,
+    {
+        "hosts": {"type": "list", "elements": "str"},
+        "kinds": {"type": "list", "elements": "str", "choices": list(MARK_KINDS), "default": list(MARK_KINDS)},
+        "skew": {"type": "float", "default": 5},
+        "read_timeout": {"type": "float", "default": 10},
+    },
+)
+
+
+def read(params: dict) -> dict:
+    if params["read_timeout"] <= 0 or params["skew"] < 0:
+        raise InvalidInput("read_timeout must be positive and skew zero or more")
+    hosts = None if params["hosts"] is None else {validate_host_name(h) for h in params["hosts"]}
+    now = time.time()
+
+    def read_all():
+        return {kind: read_marks(params["store_path"], kind, now=now, skew=params["skew"]) for kind in params["kinds"]}
+
+    marks = call_with_deadline(read_all, params["read_timeout"], "reading the marks on the store")
+    result = {"changed": False, "now": now}
+    for kind, states in marks.items():
+        result[kind] = {state: {h: v for h, v in found.items() if hosts is None or h in hosts} for state, found in states.items()}
+    return result
+
+
+def main():
+    module = KvmhaModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    module.run(lambda: read(module.params))
+
+
+if __name__ == "__main__":
+    main()

@@ -288,6 +288,10 @@ def main() -> int:
                      statistics.median(r["evacuator_cpu"] for r in runs[label]),
                      statistics.median(r["hosts_cpu"]["libvirtd"] for r in runs[label]) / args.guests,
                      statistics.median(r["hosts_cpu"]["qemu"] for r in runs[label]) / args.guests))
+    # Each repetition runs both modes back to back: their ratio cancels most of the drift of a shared machine's load.
+    paired = [p["wall"] / s["wall"] for s, p in zip(runs["serial"], runs["parallel"])]
+    cpu_per_guest = statistics.median(r["hosts_cpu"]["qemu"] + r["hosts_cpu"]["libvirtd"]
+                                      for r in runs["serial"] + runs["parallel"]) / args.guests
     print("machine: %s" % json.dumps(facts))
     print("%d guests of %d MiB, %d targets, %d repetitions, strategy spread" % (args.guests, GUEST_MIB, args.targets, args.repeat))
     print("| mode | `parallel` | wall, median | min-max | ratio vs serial | placed->running, median | p90 | max "
@@ -298,6 +302,12 @@ def main() -> int:
         print("| %s | %d | %.2f s | %.2f-%.2f s | %.2f | %.2f s | %.2f s | %.2f s | %.2f s | %.1f | %.0f %% | %.2f s | %.3f s "
               "| %.3f s |" % (label, parallel, med, low, high, ratio, p50, p90, pmax, last, rate, busy * 100, own,
                               per_libvirtd, per_qemu))
+    print("paired ratios (parallel/serial, per repetition): %s; median %.2f"
+          % (", ".join("%.2f" % r for r in paired), statistics.median(paired)))
+    print("CPU floor: %d guests x %.3f CPU-s (libvirtd + QEMU) / %d cores = %.1f s; serial start chain per target: "
+          "%d guests x %.2f s = %.1f s" % (args.guests, cpu_per_guest, facts["nproc"], args.guests * cpu_per_guest / facts["nproc"],
+                                          -(-args.guests // args.targets), rows[0][2] / args.guests,
+                                          -(-args.guests // args.targets) * rows[0][2] / args.guests))
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"machine": facts, "args": vars(args), "runs": runs}, handle, indent=1)

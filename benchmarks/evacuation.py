@@ -304,10 +304,11 @@ def main() -> int:
                               per_libvirtd, per_qemu))
     print("paired ratios (parallel/serial, per repetition): %s; median %.2f"
           % (", ".join("%.2f" % r for r in paired), statistics.median(paired)))
+    chain = -(-args.guests // args.targets)  # guests on the busiest target
+    per_guest = rows[0][2] / args.guests  # serial wall per guest
+    floor = args.guests * cpu_per_guest / facts["nproc"]
     print("CPU floor: %d guests x %.3f CPU-s (libvirtd + QEMU) / %d cores = %.1f s; serial start chain per target: "
-          "%d guests x %.2f s = %.1f s" % (args.guests, cpu_per_guest, facts["nproc"], args.guests * cpu_per_guest / facts["nproc"],
-                                          -(-args.guests // args.targets), rows[0][2] / args.guests,
-                                          -(-args.guests // args.targets) * rows[0][2] / args.guests))
+          "%d guests x %.2f s = %.1f s" % (args.guests, cpu_per_guest, facts["nproc"], floor, chain, per_guest, chain * per_guest))
     if args.json:
         with open(args.json, "w") as handle:
             json.dump({"machine": facts, "args": vars(args), "runs": runs}, handle, indent=1)

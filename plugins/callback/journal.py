@@ -261,17 +261,25 @@ class CallbackModule(CallbackBase):
         self._action(host, "fence", ok, "power off confirmed" if ok else result.get("msg", "not confirmed"), result)
 
     def _on_vm_evacuate(self, host, result):
-        incident = self.incident(result.get("failed_host", host))
-        incident.vms = result.get("vms", [])
-        for vm in incident.vms:
-            running = vm.get("timestamps", {}).get("running")
-            if vm.get("status") == "started" and running:
-                incident.mark("vm_running:%s" % vm.get("name"), running)
-            self.event("vm_" + vm.get("status", "unknown"), host=incident.host, vm=vm.get("name"), target=vm.get("host"),
-                       reason=vm.get("reason"))
-        counts = result.get("counts", {})
-        ok = not counts.get("failed") and not counts.get("unplaced")
-        self._action(incident.host, "recover", ok, ", ".join("%s %s" % (n, k) for k, n in sorted(counts.items()) if n), None)
+        for entry in result.get("unreadable") or []:
+            self._action(entry.get("host", host), "recover", False, "its last record is unreadable: %s" % entry.get("reason"))
+        by_host = {}
+        for vm in result.get("vms", []):
+            by_host.setdefault(vm.get("failed_host", host), []).append(vm)
+        for failed_host, vms in sorted(by_host.items()):
+            incident = self.incident(failed_host)
+            incident.vms = vms
+            for vm in vms:
+                running = vm.get("timestamps", {}).get("running")
+                if vm.get("status") == "started" and running:
+                    incident.mark("vm_running:%s" % vm.get("name"), running)
+                self.event("vm_" + vm.get("status", "unknown"), host=failed_host, vm=vm.get("name"), target=vm.get("host"),
+                           reason=vm.get("reason"))
+            counts = {}
+            for vm in vms:
+                counts[vm.get("status")] = counts.get(vm.get("status"), 0) + 1
+            ok = not counts.get("failed") and not counts.get("unplaced")
+            self._action(failed_host, "recover", ok, ", ".join("%d %s" % (n, k) for k, n in sorted(counts.items())))
 
     def _on_vm_reconcile(self, host, result):
         removed = [vm["uuid"] for vm in result.get("vms", []) if vm.get("undefined")]

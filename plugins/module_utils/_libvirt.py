@@ -318,32 +318,6 @@ class LibvirtClient:
         self._call("start %s" % vm_uuid, create)
 
     def remove(self, vm_uuid: str) -> dict:
-        """Destroy (if active) and undefine a domain; its disks and NVRAM stay. Returns what was done.
-
-        Used on a host that comes back after its VMs were started elsewhere: its copies are stale.
-        """
-        conn = self.conn
-
-        def remove():
-            try:
-                dom = conn.lookupByUUIDString(vm_uuid)
-            except libvirt.libvirtError as err:
-                if err.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-                    return {"destroyed": False, "undefined": False}
-                raise
-            destroyed = bool(dom.isActive())
-            if destroyed:
-                dom.destroy()
-            flags = libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
-            if "<nvram" in dom.XMLDesc(0):  # firmware variables are the VM's data: keep them
-                flags |= libvirt.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM
-            if dom.isPersistent():
-                dom.undefineFlags(flags)
-            return {"destroyed": destroyed, "undefined": True}
-
-        return self._call("remove %s" % vm_uuid, remove)
-
-    def remove(self, vm_uuid: str) -> dict:
         """Destroy (if active) and undefine a stale copy; returns ``{"destroyed": bool, "undefined": bool}``.
 
         For the returning-host guard only (vm_evacuate never removes anything). libvirt's undefine never deletes

@@ -29,18 +29,23 @@ else:
 
 
 class _Setting:
-    def __init__(self, default, kind, doc, minimum=None, maximum=None, exclusive_minimum=False):
+    def __init__(self, default, kind, doc, minimum=None, maximum=None, exclusive_minimum=False, choices=()):
         self.default = default
         self.kind = kind
         self.doc = doc
         self.minimum = minimum
         self.maximum = maximum
         self.exclusive_minimum = exclusive_minimum
+        self.choices = choices
 
     def check(self, key, value):
         if self.kind == "bool":
             if not isinstance(value, bool):
                 raise PolicyError("policy.%s must be true or false, got %r" % (key, value))
+            return value
+        if self.kind == "choice":
+            if value not in self.choices:
+                raise PolicyError("policy.%s must be one of %s, got %r" % (key, ", ".join(self.choices), value))
             return value
         if self.kind == "names":
             if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
@@ -91,6 +96,8 @@ SETTINGS = {
     "recover_parallel": _Setting(4, "int", "VMs defined and started at the same time during recovery.", 1),
     "libvirt_timeout_s": _Setting(10, "number", "Deadline of each libvirt connection and call during recovery.", 0, None, True),
     "spare_hosts": _Setting([], "names", "Hosts kept free and used for recovery only when the others are full."),
+    "placement_strategy": _Setting("spread", "choice", "Where recovered VMs go: spread (over the most free hosts, so they start in "
+                                   "parallel) or best_fit (pack tightly).", choices=("spread", "best_fit")),
     "lease_ttl_s": _Setting(300, "number", "Lifetime of the cluster lease a run holds while it fences and recovers.", 0, None, True),
 }
 

@@ -54,3 +54,8 @@ def test_bad_policy_fails_clearly(run_module, policy, words):
 def test_bad_evidence_fails_clearly(run_module):
     result = run_module(host_investigate, {"hosts": [dict(DEAD, host="h1/../../x")], "clusters": {"lab": {"size": 3}}})
     assert result["failed"] is True and "'/'" in result["msg"] and result["error_kind"] == "invalid_input"
+
+
+def test_a_choice_setting_refuses_other_values(run_module):
+    result = run_module(host_investigate, {"hosts": [DEAD], "clusters": {"lab": {"size": 3}}, "policy": {"placement_strategy": "random"}})
+    assert result["failed"] is True and "must be one of spread, best_fit" in result["msg"]

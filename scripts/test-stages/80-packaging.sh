@@ -83,7 +83,7 @@ modules=$(sed -n 's/^\(kvmha\.cluster\.[a-z_]*\) .*/\1/p' modules.txt | sort)
 expected=$(cd "$installed/plugins/modules" && ls ./*.py | sed 's|^\./|kvmha.cluster.|; s|\.py$||' | sort)
 [ "$modules" = "$expected" ] || { cat modules.txt; fail "ansible-doc -l lists $(echo $modules) instead of $(echo $expected)"; }
 callbacks=$(doc -t callback -l kvmha.cluster | sed -n 's/^\(kvmha\.cluster\.[a-z_]*\) .*/\1/p' | sort)
-roles=$(doc -t role -l kvmha.cluster | sed -n 's/^\(kvmha\.cluster\.[a-z_]*\) .*/\1/p' | sort)
+roles=$(doc -t role -l kvmha.cluster | sed -n 's/^\(kvmha\.cluster\.[a-z_]*\):$/\1/p' | sort)
 [ "$callbacks" = "kvmha.cluster.journal" ] || fail "callbacks listed: '$callbacks'"
 [ "$roles" = "$(printf 'kvmha.cluster.heartbeat_writer\nkvmha.cluster.watchdog_service')" ] || fail "roles listed: '$roles'"
 step "ansible-doc of $(echo $modules $callbacks $roles | wc -w) plugins and roles"
@@ -147,8 +147,10 @@ def read(path):
 
 
 containerfile = read("Containerfile")
-if "FROM registry.example.invalid/ee-minimal-rhel9:latest" not in containerfile:
+if 'ARG EE_BASE_IMAGE="registry.example.invalid/ee-minimal-rhel9:latest"' not in containerfile or "FROM $EE_BASE_IMAGE" not in containerfile:
     problems.append("the Containerfile does not start from the example's base image")
+if "ansible-galaxy collection install" not in containerfile or "requirements.yml" not in containerfile:
+    problems.append("the Containerfile does not install the collections of _build/requirements.yml")
 pins = {line.strip() for line in read("_build/requirements.txt").splitlines() if line.strip() and not line.startswith("#")}
 with open(os.path.join(root, "meta", "ee-requirements.txt"), encoding="utf-8") as f:
     collection_pins = {line.strip() for line in f if line.strip() and not line.startswith("#")}

@@ -1,0 +1,262 @@
+# Copyright: kvmha.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""maintenance.yml, unfence.yml and fence_readiness.yml run for real without the lab: hosts reached with the local
+connection, a store in a temporary directory with a stand-in heartbeat writer, the project's standalone BMC
+simulator (lab/bmc.py) on loopback ports, and libvirt's test:///default driver. The end-to-end versions on the lab
+are tests/e2e/test_operations.py."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pathlib
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+
+from ansible_collections.kvmha.cluster.plugins.module_utils import _marks
+
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+ANSIBLE_PLAYBOOK = pathlib.Path(sys.executable).with_name("ansible-playbook")
+PASSWORD = "pw-%s" % uuid.uuid4().hex[:8]
+TEST_DOMAIN = "6695eb01-f6a4-8304-79aa-97f2502e193f"  # the domain "test" of libvirt's test:///default
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+BMC_STATES = {"on1": "on", "on2": "on", "off1": "off", "off2": "off", "off3": "off"}
+
+
+@pytest.fixture(scope="module")
+def bmcs(tmp_path_factory):
+    """Standalone BMC simulators on loopback ports, named by the power state they report; stopped by pid at the end."""
+    work = tmp_path_factory.mktemp("bmcs")
+    (work / "password").write_text(PASSWORD + "\n")
+    procs, ports = {}, {}
+    try:
+        for name, state in BMC_STATES.items():
+            (work / name).write_text(state)
+            ports[name] = free_udp_port()
+            procs[name] = subprocess.Popen(  # pylint: disable=consider-using-with
+                [sys.executable, "-m", "lab.bmc", "--address", "127.0.0.1", "--port", str(ports[name]), "--user", "admin",
+                 "--password-file", str(work / "password"), "--state-file", str(work / name)],
+                cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for name, proc in procs.items():
+            line = proc.stdout.readline()
+            assert line.startswith("READY"), "BMC %s did not start: %s" % (name, line + proc.stdout.read())
+        yield ports
+    finally:
+        for proc in procs.values():
+            proc.terminate()
+        for proc in procs.values():
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+            proc.stdout.close()
+
+
+@contextlib.contextmanager
+def heartbeat(store, host, interval=0.5):
+    """A stand-in heartbeat writer: a fresh record of `host` every `interval` seconds while the block runs."""
+    stop = threading.Event()
+    directory = pathlib.Path(store) / "kvmha" / "hosts"
+    directory.mkdir(parents=True, exist_ok=True)
+    boot = str(uuid.uuid4())
+
+    def write():
+        seq = 0
+        while not stop.is_set():
+            record = {"version": 1, "host": host, "boot_id": boot, "seq": seq, "ts": time.time(), "interval": interval,
+                      "state": "running", "self_fence": {"armed": False, "deadline_s": 60},
+                      "capacity": {"mem_free_mib": 1000, "vcpus_free": 4}, "vms": []}
+            tmp = directory / (".%s.tmp" % host)
+            tmp.write_text(json.dumps(record))
+            os.replace(tmp, directory / (host + ".json"))
+            seq += 1
+            stop.wait(interval)
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(5)
+
+
+class Site:
+    """A fake cluster: inventory, store, journal and metrics directories under one temporary directory."""
+
+    def __init__(self, base: pathlib.Path, hosts: dict):
+        self.base = base
+        self.store = base / "store"
+        self.store.mkdir()
+        self.inventory = base / "inventory.json"
+        local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+        self.inventory.write_text(json.dumps({"all": {
+            "vars": {"kvmha_store_path": str(self.store)},
+            "hosts": {"localhost": local},
+            "children": {"kvm_hosts": {
+                "vars": dict(local, kvmha_cluster="lab", kvmha_libvirt_uri="test:///default"),
+                "hosts": hosts}}}}))
+
+    def run(self, playbook, *args, **extra):
+        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"), ANSIBLE_NOCOLOR="1",
+                   ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), KVMHA_JOURNAL_DIR=str(self.base / "journal"))
+        env.pop("KVMHA_METRICS_FILE", None)
+        done = subprocess.run(
+            [str(ANSIBLE_PLAYBOOK), "-i", str(self.inventory), "kvmha.cluster." + playbook, "-e", json.dumps(extra), *args],
+            capture_output=True, text=True, env=env, cwd=str(self.base), check=False, timeout=300)
+        done.output = done.stdout + done.stderr
+        return done
+
+    def marks(self, kind):
+        return _marks.read_marks(str(self.store), kind)
+
+
+def bmc(port, password=PASSWORD):
+    return {"kvmha_bmc_address": "127.0.0.1", "kvmha_bmc_port": port, "kvmha_bmc_username": "admin", "kvmha_bmc_password": password}
+
+
+@pytest.fixture
+def site(tmp_path):
+    return Site(tmp_path, {"h1": {}, "h2": {}, "h3": {}})
+
+
+# ---------------------------------------------------------------------------------------------------- maintenance
+
+
+def test_maintenance_enter_show_keep_and_check_mode(site):
+    would = site.run("maintenance", "--check", kvmha_maintenance_hosts="h2", kvmha_maintenance_owner="alice",
+                     kvmha_maintenance_reason="BIOS update", kvmha_maintenance_duration="90m")
+    assert would.returncode == 0 and "h2: would enter maintenance" in would.output, would.output
+    assert site.marks("maintenance")["active"] == {}
+    entered = site.run("maintenance", kvmha_maintenance_hosts="h2", kvmha_maintenance_owner="alice",
+                       kvmha_maintenance_reason="BIOS update", kvmha_maintenance_duration="90m")
+    assert entered.returncode == 0 and "h2: entered maintenance until" in entered.output, entered.output
+    mark = site.marks("maintenance")["active"]["h2"]
+    assert mark["owner"] == "alice" and mark["data"]["reason"] == "BIOS update" and mark["ttl"] == 5400
+    again = site.run("maintenance", kvmha_maintenance_hosts="h2", kvmha_maintenance_owner="bob", kvmha_maintenance_reason="other")
+    assert again.returncode == 0 and "already in maintenance" in again.output and "owner alice" in again.output
+    assert site.marks("maintenance")["active"]["h2"]["generation"] == mark["generation"]
+    shown = site.run("maintenance", kvmha_maintenance_hosts="kvm_hosts", kvmha_maintenance_state="status")
+    assert "h2: in maintenance until" in shown.output and "h1: not in maintenance." in shown.output, shown.output
+
+
+def test_maintenance_needs_named_hosts_and_never_takes_the_whole_cluster(site):
+    unnamed = site.run("maintenance", kvmha_maintenance_owner="alice", kvmha_maintenance_reason="x")
+    assert unnamed.returncode != 0 and "set kvmha_maintenance_hosts" in unnamed.output
+    everyone = site.run("maintenance", kvmha_maintenance_hosts="kvm_hosts", kvmha_maintenance_owner="alice",
+                        kvmha_maintenance_reason="x")
+    assert everyone.returncode != 0 and "no host of cluster lab would be watched" in everyone.output
+    assert site.marks("maintenance")["active"] == {}
+    bad = site.run("maintenance", kvmha_maintenance_hosts="h1", kvmha_maintenance_owner="alice",
+                   kvmha_maintenance_reason="x", kvmha_maintenance_duration="soon")
+    assert bad.returncode != 0 and "kvmha_maintenance_duration" in bad.output
+
+
+def test_leaving_maintenance_waits_for_a_live_heartbeat(site):
+    _marks.set_mark(str(site.store), "maintenance", "h2", "alice", {"reason": "disk"}, ttl=600)
+    refused = site.run("maintenance", kvmha_maintenance_hosts="h2", kvmha_maintenance_state="absent",
+                       kvmha_maintenance_owner="alice", kvmha_maintenance_wait_s=2)
+    assert refused.returncode != 0 and "heartbeat of h2 is not alive" in refused.output, refused.output
+    assert "h2" in site.marks("maintenance")["active"]
+    with heartbeat(site.store, "h2"):
+        left = site.run("maintenance", kvmha_maintenance_hosts="h2", kvmha_maintenance_state="absent",
+                        kvmha_maintenance_owner="alice")
+    assert left.returncode == 0 and "h2: left maintenance (owner alice: disk); heartbeat alive" in left.output, left.output
+    assert site.marks("maintenance")["active"] == {}
+
+
+def test_an_expired_maintenance_is_shown_as_ended(site):
+    _marks.set_mark(str(site.store), "maintenance", "h3", "carol", {"reason": "short"}, ttl=60)
+    written = time.time() - 120  # the store's clock wrote it two minutes ago: past its expiry and the 5 s skew allowance
+    for generation in (site.store / "kvmha" / "maintenance" / "h3").iterdir():
+        os.utime(generation, (written, written))
+    shown = site.run("maintenance", kvmha_maintenance_hosts="h3", kvmha_maintenance_state="status")
+    assert "h3: maintenance ended by itself at" in shown.output, shown.output
+
+
+# ---------------------------------------------------------------------------------------------------- unfence
+
+
+def test_unfence_reconciles_clears_and_refuses_a_second_time(tmp_path, bmcs):
+    hosts_site = Site(tmp_path, {"h1": bmc(bmcs["on1"]), "h2": {}})
+    _marks.set_mark(str(hosts_site.store), "fenced", "h1", "watchdog/1", {"verdict": "SUSPECT", "vms": [TEST_DOMAIN]})
+    with heartbeat(hosts_site.store, "h1"):
+        would = hosts_site.run("unfence", "--check", kvmha_unfence_hosts="h1", kvmha_unfence_verify_ssh=False)
+        assert would.returncode == 0 and "h1: would be returned" in would.output, would.output
+        assert "h1" in hosts_site.marks("fenced")["active"]
+        done = hosts_site.run("unfence", kvmha_unfence_hosts="h1", kvmha_unfence_power_on=True,
+                              kvmha_unfence_verify_ssh=False, kvmha_unfence_poll_s=1)
+    assert done.returncode == 0, done.output
+    assert "h1: returned to the cluster" in done.output and "Power: on -> on" in done.output
+    assert "removed: 1 of 1 listed (%s)" % TEST_DOMAIN in done.output and "Fenced mark: cleared" in done.output
+    assert hosts_site.marks("fenced")["active"] == {}
+    lease = _marks.documents(str(hosts_site.store), _marks.LEASE).read("lab")
+    assert lease.released and lease.owner.startswith("unfence/")
+    again = hosts_site.run("unfence", kvmha_unfence_hosts="h1", kvmha_unfence_verify_ssh=False)
+    assert again.returncode != 0 and "h1 is not marked fenced" in again.output and "nothing was done" in again.output
+
+
+def test_unfence_leaves_the_mark_when_the_heartbeat_does_not_come(site):
+    _marks.set_mark(str(site.store), "fenced", "h1", "watchdog/1", {"verdict": "SUSPECT", "vms": [TEST_DOMAIN]})
+    done = site.run("unfence", kvmha_unfence_hosts="h1", kvmha_unfence_wait_s=2, kvmha_unfence_poll_s=1)
+    assert done.returncode != 0 and "did not come alive" in done.output, done.output
+    assert "h1" in site.marks("fenced")["active"]
+    assert _marks.documents(str(site.store), _marks.LEASE).read("lab") is None, "no lease is taken before the heartbeat"
+
+
+# ---------------------------------------------------------------------------------------------------- fence readiness
+
+
+def test_fence_readiness_table_metrics_and_verdicts(tmp_path, bmcs):
+    closed = free_udp_port()  # nothing listens there
+    unreachable_ssh = {"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": 1, "ansible_user": "nobody"}
+    site = Site(tmp_path, {
+        "h1": bmc(bmcs["on1"]),                          # shares its BMC with h6
+        "h2": bmc(bmcs["off1"]),                         # BMC off, host answers
+        "h3": bmc(bmcs["on2"], "wrong"),                 # password refused
+        "h4": bmc(closed),                               # nothing answers
+        "h5": {},                                        # no BMC configured
+        "h6": dict(bmc(bmcs["on1"]), **unreachable_ssh),
+        "h7": dict(bmc(bmcs["off2"]), **unreachable_ssh),  # off, in maintenance
+        "h8": dict(bmc(bmcs["off3"]), **unreachable_ssh),  # off, unexpected
+    })
+    _marks.set_mark(str(site.store), "maintenance", "h7", "alice", {"reason": "psu"}, ttl=600)
+    metrics = tmp_path / "metrics"
+    done = site.run("fence_readiness", kvmha_readiness_metrics_dir=str(metrics), kvmha_readiness_bmc_timeout=2)
+    assert done.returncode != 0 and "fence readiness: not ready:" in done.output, done.output
+    prom = (metrics / "kvmha-fence-readiness-lab.prom").read_text()
+    got = {host: (reason, value) for host, reason, value in
+           re.findall(r'^kvmha_fence_ready\{cluster="lab",host="(\w+)",reason="(\w+)"\} ([01])$', prom, re.M)}
+    assert got == {
+        "h1": ("bmc_shared", "0"), "h6": ("bmc_shared", "0"),
+        "h2": ("bmc_maps_elsewhere", "0"), "h3": ("bmc_auth", "0"), "h4": ("bmc_unreachable", "0"),
+        "h5": ("no_bmc", "0"), "h7": ("off_expected", "1"), "h8": ("power_off", "0"),
+    }, prom
+    assert 'kvmha_fence_readiness_last_run_timestamp_seconds{cluster="lab"}' in prom
+    assert "1 of 8 hosts ready" in done.output and "HOST  CLUSTER" in done.output
+
+
+def test_fence_readiness_passes_when_every_path_works(tmp_path, bmcs):
+    site = Site(tmp_path, {"h1": bmc(bmcs["on1"]), "h2": bmc(bmcs["on2"])})
+    done = site.run("fence_readiness", kvmha_readiness_metrics_dir=str(tmp_path / "metrics"))
+    assert done.returncode == 0 and "2 of 2 hosts ready" in done.output, done.output
+    prom = (tmp_path / "metrics" / "kvmha-fence-readiness-lab.prom").read_text()
+    assert 'kvmha_fence_ready{cluster="lab",host="h1",reason="ok"} 1' in prom
+    assert 'kvmha_fence_readiness_bmc_seconds{cluster="lab",host="h2"}' in prom

@@ -34,7 +34,7 @@ options:
     type: list
     elements: str
     choices: [maintenance, fenced]
-    default: [maintenance, fenced]
+    default: [fenced, maintenance]
   skew:
     description: Seconds added to a maintenance mark's expiry before it counts as expired (as the watchdog reads it).
     type: float

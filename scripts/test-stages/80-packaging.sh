@@ -67,7 +67,7 @@ mkdir -p "$ANSIBLE_HOME" "$ANSIBLE_COLLECTIONS_PATH"
 cd "$WORK"   # nothing of the checkout (ansible.cfg, .collections) is in sight from here
 ansible-galaxy collection install "$tarball" -p "$ANSIBLE_COLLECTIONS_PATH" > install.log 2>&1 || { cat install.log; fail "install failed"; }
 installed=$ANSIBLE_COLLECTIONS_PATH/ansible_collections/kvmha/cluster
-[ -f "$installed/MANIFEST.json" ] && [ ! -L "$installed" ] || fail "not installed as a real directory at $installed"
+if [ ! -f "$installed/MANIFEST.json" ] || [ -L "$installed" ]; then fail "not installed as a real directory at $installed"; fi
 ansible-galaxy collection verify --offline kvmha.cluster > verify.log 2>&1 || { cat verify.log; fail "collection verify --offline failed"; }
 
 # ansible-doc, from the installed copy only. Any warning is a failure (a plugin that does not load is a warning).
@@ -79,19 +79,19 @@ doc() {
 }
 step "ansible-doc -l kvmha.cluster"
 doc -l kvmha.cluster > modules.txt
-modules=$(sed -n 's/^\(kvmha\.cluster\.[a-z_]*\) .*/\1/p' modules.txt | sort)
-expected=$(cd "$installed/plugins/modules" && ls ./*.py | sed 's|^\./|kvmha.cluster.|; s|\.py$||' | sort)
-[ "$modules" = "$expected" ] || { cat modules.txt; fail "ansible-doc -l lists $(echo $modules) instead of $(echo $expected)"; }
-callbacks=$(doc -t callback -l kvmha.cluster | sed -n 's/^\(kvmha\.cluster\.[a-z_]*\) .*/\1/p' | sort)
-roles=$(doc -t role -l kvmha.cluster | sed -n 's/^\(kvmha\.cluster\.[a-z_]*\):$/\1/p' | sort)
-[ "$callbacks" = "kvmha.cluster.journal" ] || fail "callbacks listed: '$callbacks'"
-[ "$roles" = "$(printf 'kvmha.cluster.heartbeat_writer\nkvmha.cluster.watchdog_service')" ] || fail "roles listed: '$roles'"
-step "ansible-doc of $(echo $modules $callbacks $roles | wc -w) plugins and roles"
+mapfile -t modules < <(sed -n 's/^\(kvmha\.cluster\.[a-z_]*\) .*/\1/p' modules.txt | sort)
+mapfile -t expected < <(find "$installed/plugins/modules" -maxdepth 1 -name '*.py' -printf 'kvmha.cluster.%f\n' | sed 's|\.py$||' | sort)
+[ "${modules[*]}" = "${expected[*]}" ] || { cat modules.txt; fail "ansible-doc -l lists ${modules[*]} instead of ${expected[*]}"; }
+mapfile -t callbacks < <(doc -t callback -l kvmha.cluster | sed -n 's/^\(kvmha\.cluster\.[a-z_]*\) .*/\1/p' | sort)
+mapfile -t roles < <(doc -t role -l kvmha.cluster | sed -n 's/^\(kvmha\.cluster\.[a-z_]*\):$/\1/p' | sort)
+[ "${callbacks[*]}" = "kvmha.cluster.journal" ] || fail "callbacks listed: '${callbacks[*]}'"
+[ "${roles[*]}" = "kvmha.cluster.heartbeat_writer kvmha.cluster.watchdog_service" ] || fail "roles listed: '${roles[*]}'"
+step "ansible-doc of $(( ${#modules[@]} + ${#callbacks[@]} + ${#roles[@]} )) plugins and roles"
 # --json: one document per plugin, each with its doc (ansible-doc omits a plugin it cannot load).
-doc --json -t module $modules > module-docs.json
-doc --json -t callback $callbacks > callback-docs.json
-doc --json -t role $roles > role-docs.json
-python - module-docs.json callback-docs.json role-docs.json $modules $callbacks $roles << 'EOF'
+doc --json -t module "${modules[@]}" > module-docs.json
+doc --json -t callback "${callbacks[@]}" > callback-docs.json
+doc --json -t role "${roles[@]}" > role-docs.json
+python - module-docs.json callback-docs.json role-docs.json "${modules[@]}" "${callbacks[@]}" "${roles[@]}" << 'EOF'
 import json
 import sys
 
@@ -105,13 +105,13 @@ if empty:
 print("packaging: documentation of %s" % ", ".join(n.split(".")[-1] for n in names))
 EOF
 # The text renderer too, as a user reads it (it fails on markup the JSON dump lets through).
-doc -t module $modules > /dev/null
-doc -t callback $callbacks > /dev/null
-doc -t role $roles > /dev/null
+doc -t module "${modules[@]}" > /dev/null
+doc -t callback "${callbacks[@]}" > /dev/null
+doc -t role "${roles[@]}" > /dev/null
 
 step "playbooks of the installed collection: syntax check by FQCN"
-playbooks=$(cd "$installed/playbooks" && ls ./*.yml | sed 's|^\./|kvmha.cluster.|; s|\.yml$||')
-ansible-playbook -i localhost, --syntax-check $playbooks > syntax.log 2>&1 || { cat syntax.log; fail "syntax check failed"; }
+mapfile -t playbooks < <(find "$installed/playbooks" -maxdepth 1 -name '*.yml' -printf 'kvmha.cluster.%f\n' | sed 's|\.yml$||' | sort)
+ansible-playbook -i localhost, --syntax-check "${playbooks[@]}" > syntax.log 2>&1 || { cat syntax.log; fail "syntax check failed"; }
 
 # ------------------------------------------------------------------------------------------------ 3. execution environment
 step "ansible-builder introspect of the installed collection"

@@ -104,8 +104,8 @@ def test_unfence_powers_on_reconciles_and_returns_a_fenced_host(cluster, tmp_pat
     copies of the moved VMs (which were set to autostart) and clears the mark; a second run refuses."""
     moved = sorted(g for g, home in cluster.guest_homes.items() if home == "h1")
     for guest in moved:
-        rc, _, err = cluster.lab.ssh("h1", "virsh autostart %s" % guest)
-        assert rc == 0, err
+        rc, out, err = cluster.lab.ssh("h1", "virsh autostart %s" % guest)
+        assert rc == 0, out + err
     starts = cluster.qemu_starts()
     run = cluster.during_watch(lambda: cluster.lab.power("h1", "crash"))
     assert run.rc == 0, run.explain()
@@ -120,8 +120,8 @@ def test_unfence_powers_on_reconciles_and_returns_a_fenced_host(cluster, tmp_pat
     assert "h1: returned to the cluster" in returned.output and "Power: off -> on" in returned.output
     assert "removed: %d of %d listed" % (len(moved), len(moved)) in returned.output, returned.output[-4000:]
     assert "h1" not in marks("fenced")["active"]
-    rc, out, _ = cluster.lab.ssh("h1", "virsh list --all --name")
-    assert rc == 0 and not set(out.split()) & set(moved), "stale definitions must be gone from h1: %s" % out
+    rc, out, err = cluster.lab.ssh("h1", "virsh list --all --name")
+    assert rc == 0 and not set(out.split()) & set(moved), "stale definitions must be gone from h1: %s %s" % (out, err)
     lease = _marks.documents(config.STORE, _marks.LEASE).read("lab")
     assert lease is not None and lease.released, "unfence gives the cluster lease back"
 

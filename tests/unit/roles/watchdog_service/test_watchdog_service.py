@@ -50,7 +50,7 @@ def read_env(path):
     values = {}
     for line in path.read_text().splitlines():
         if line and not line.startswith("#"):
-            key, _, value = line.partition("=")
+            key, value = line.split("=", 1)
             values[key] = json.loads(value) if value.startswith('"') else value
     return values
 

@@ -43,10 +43,40 @@ def _pids(tag):
 def add_host_layer(host, kind):
     if kind == READONLY:
         container.execute(host, ['mount', '-o', 'bind,ro', config.STORE, config.STORE])
+        _readonly_in_service_namespaces(host)
     else:
         _sshfs(host, container.nsenter_mount(host), lambda: container.mounts(host, config.STORE))
         cgroups.enter(host, read_pid(_pids(host)[1]))
         os.kill(read_pid(_pids(host)[0]), signal.SIGSTOP)
+
+
+def _readonly_in_service_namespaces(host):
+    """Make the read-only layer read-only in the host's other mount namespaces too.
+
+    systemd makes / shared in the host, so the new layer propagates into the private mount namespaces of
+    hardened services (the heartbeat writer) and of libvirt's qemu processes. But `mount -o bind,ro` is a bind
+    followed by a remount, and only the bind propagates: the copies there would stay writable. A real read-only
+    NFS export is read-only for everyone; so remount each copy read-only where it appeared.
+    """
+    leader = container.leader(host)
+    own = os.readlink('/proc/%d/ns/mnt' % leader)
+    for pid in _namespace_representatives(host, own):
+        if _is_layer(READONLY, mount_stack(pid, config.STORE)) or len(mount_stack(pid, config.STORE)) < 2:
+            continue  # already read-only there, or the layer did not propagate into it
+        run(['nsenter', '--target=%d' % pid, '--mount', '--', 'mount', '-o', 'remount,bind,ro', config.STORE], timeout=10)
+
+
+def _namespace_representatives(host, exclude):
+    """One pid per mount namespace among the host's processes, other than the namespace ``exclude``."""
+    seen = {exclude}
+    for pid in cgroups.pids(host):
+        try:
+            namespace = os.readlink('/proc/%d/ns/mnt' % pid)
+        except OSError:
+            continue  # gone meanwhile
+        if namespace not in seen:
+            seen.add(namespace)
+            yield pid
 
 
 def remove_host_layer(host, kind):

@@ -19,6 +19,9 @@ description:
     sets from its own clock.
   - With O(watch) greater than zero, keeps sampling every O(poll) seconds and returns as soon as any host turns
     suspect, or when the window ends. A one-minute schedule with a 50-second window detects failures in seconds.
+  - Hosts that die together go stale up to one interval apart (each writer beats on its own phase). When the first
+    suspect appears while other hosts have already missed a beat (RV(overdue)), the watch goes on until those beat
+    again or turn stale, so that they are investigated together and the storm guard sees all of them.
   - The observer judges itself too. When the store cannot be read in time, or every host (at least two) looks dead,
     the likelier explanation is that the observer is cut off, so RV(observer_ok) is false and nobody should be
     fenced on its word.
@@ -178,6 +181,17 @@ suspects:
   type: list
   elements: str
   sample: [h1]
+overdue:
+  description: Hosts whose heartbeat is alive but has missed a beat (older than 1.5 intervals).
+  returned: state=check
+  type: list
+  elements: str
+  sample: []
+settled:
+  description: Seconds the watch went on after the first suspect, waiting for overdue hosts.
+  returned: state=check
+  type: float
+  sample: 0.0
 fresh:
   description: Hosts whose heartbeat is alive (C(fresh) or C(clock_skew)).
   returned: state=check
@@ -276,6 +290,8 @@ from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import (
 )
 from ansible_collections.kvmha.cluster.plugins.module_utils._marks import FENCED, MAINTENANCE, MARK_KINDS, read_marks
 
+OVERDUE = 1.5  # a live host whose heartbeat is older than this many intervals has missed a beat
+
 ARGUMENT_SPEC = merge_specs(
     STORE_SPEC,
     {
@@ -315,7 +331,7 @@ class HeartbeatCheck:
     def run(self) -> dict:
         start = time.monotonic()
         window_end = start + self.params["watch"]
-        samples = 0
+        samples, first_suspect = 0, None
         while True:
             samples += 1
             try:
@@ -323,13 +339,29 @@ class HeartbeatCheck:
             except (StoreError, DeadlineExceeded) as err:
                 return self._isolated(str(err), samples, start)
             result = self._summarise(states, ignored)
-            if (result["suspects"] or result["returning"] or not result["observer_ok"]
-                    or time.monotonic() + self.params["poll"] > window_end):
+            now = time.monotonic()
+            if result["suspects"] and first_suspect is None:
+                first_suspect = now
+            if (result["suspects"] and not self._settling(result, states, now - (first_suspect or now))
+                    or result["returning"] or not result["observer_ok"] or now + self.params["poll"] > window_end):
                 break
             time.sleep(self.params["poll"])
         result["disk_samples"] = self._disk_samples(states, result["suspects"])
-        result.update(changed=False, cluster=self.params["cluster"], samples=samples, elapsed=round(time.monotonic() - start, 3))
+        result.update(changed=False, cluster=self.params["cluster"], samples=samples,
+                      settled=round(time.monotonic() - first_suspect, 3) if first_suspect else 0.0,
+                      elapsed=round(time.monotonic() - start, 3))
         return result
+
+    def _settling(self, result: dict, states: list, waited: float) -> bool:
+        """Keep watching a little after the first suspect while other hosts are overdue.
+
+        Hosts that die together (a power strip, a switch) go stale up to one interval apart, because each writer
+        beats on its own phase. The moment the first one is stale, the others have already missed a beat: waiting
+        until they beat again or turn stale lets the storm guard see all of them at once. A lone failure, the common
+        case, has no overdue host and costs nothing.
+        """
+        overdue = [s for s in states if s.host in result["overdue"]]
+        return bool(overdue) and waited < max(self.params["misses"] * s.record["interval"] for s in overdue)
 
     def _disk_samples(self, states: list, suspects: list) -> dict:
         """First samples of the suspects' VM disks, taken the moment they are found (see vm_disk_activity)."""
@@ -355,6 +387,7 @@ class HeartbeatCheck:
         out = self.exclude | set(maintenance) | set(fenced)
         live = [s.host for s in states if s.live]
         suspects = [s.host for s in states if not s.live and s.host not in out]
+        overdue = [s.host for s in states if s.live and s.host not in out and s.age > OVERDUE * s.record["interval"]]
         counted = [s for s in states if s.host not in out]
         reason = ""
         if len(counted) >= 2 and not any(s.live for s in counted):
@@ -364,6 +397,7 @@ class HeartbeatCheck:
         return {
             "hosts": {s.host: self._report(s) for s in states},
             "suspects": suspects,
+            "overdue": overdue,
             "fresh": live,
             "skewed": [s.host for s in states if s.status == "clock_skew"],
             "observer_ok": not reason,
@@ -383,7 +417,7 @@ class HeartbeatCheck:
 
     def _isolated(self, reason: str, samples: int, start: float) -> dict:
         return {
-            "changed": False, "hosts": {}, "suspects": [], "fresh": [], "skewed": [], "ignored_files": {},
+            "changed": False, "hosts": {}, "suspects": [], "overdue": [], "fresh": [], "skewed": [], "ignored_files": {},
             "maintenance": {}, "maintenance_expired": {}, "fenced": {}, "returning": [], "disk_samples": {},
             "observer_ok": False, "observer_reason": reason, "samples": samples, "cluster": self.params["cluster"],
             "elapsed": round(time.monotonic() - start, 3),

@@ -90,7 +90,7 @@ def test_06_killed_writer_on_a_healthy_host_is_restarted(cluster):
 def test_12_13_a_store_fault_on_one_host_is_never_fenced(cluster, fault):
     run = cluster.during_watch(lambda: cluster.lab.fault("h4", fault))
     assert run.rc != 0, "the writer cannot write after its restart: a human must look"
-    assert "heartbeat is still not alive" in run.output
+    assert "heartbeat is still not alive" in run.output or "writer restart failed" in run.output, run.explain()
     cluster.assert_invariants(run, verdicts={"h4": ("ALIVE_WRITER_FAULT", "R3")})
     out = cluster.lab.ssh("h4", "systemctl is-active kvmha-heartbeat")[1]
     assert out.strip() == "active", "the writer's loop survives the store fault"
@@ -285,7 +285,9 @@ def test_27_a_host_in_maintenance_that_hangs_is_left_alone(cluster):
 
 def test_28_a_fast_reboot_is_not_fenced(cluster):
     run = cluster.during_watch(lambda: cluster.lab.power("h5", "reboot"), watch_s=20)
-    assert run.rc == 0 and run.incidents == {} and run.fenced() == set(), run.explain()
+    # The graceful shutdown writes the stopped marker, so h5 is investigated at once: by then it answers again.
+    assert run.rc == 0 and run.fenced() == set() and run.started_vms() == {}, run.explain()
+    assert run.incidents["h5"]["verdict"] == "ALIVE_WRITER_FAULT"
     cluster.wait_all_alive()
     # h5 is alive again: its guests (no autostart) stay off, and nobody started them elsewhere.
     cluster.assert_invariants(run, down_hosts={"h5"})

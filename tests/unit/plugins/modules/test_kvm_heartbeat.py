@@ -226,3 +226,30 @@ def test_an_unreadable_mark_counts_as_active(run_module, store):
         f.write("{broken")
     result = run_module(kvm_heartbeat, {"store_path": store})
     assert result["suspects"] == [] and "invalid" in result["maintenance"]["h2"]
+
+
+def test_hosts_dying_together_are_reported_together(run_module, store):
+    """h1 and h2 die together but beat on different phases: the watch waits for h2 instead of returning h1 alone."""
+    beat(store, "h1", interval=0.4)
+    beat(store, "h2", interval=0.4)
+    beat(store, "h3", interval=2.0)
+    stop = threading.Event()
+
+    def writers():
+        seq = 1
+        while not stop.wait(0.05):
+            seq += 1
+            beat(store, "h3", seq=seq, interval=2.0)
+            if seq < 20:
+                beat(store, "h1", seq=seq, interval=0.4)
+            if seq < 24:  # h2's last beat comes 0.2 s later than h1's
+                beat(store, "h2", seq=seq, interval=0.4)
+
+    thread = threading.Thread(target=writers, daemon=True)
+    thread.start()
+    try:
+        result = run_module(kvm_heartbeat, {"store_path": store, "watch": 30, "poll": 0.05, "skew_allowance": 0.05})
+    finally:
+        stop.set()
+        thread.join()
+    assert result["suspects"] == ["h1", "h2"] and result["overdue"] == [] and result["settled"] > 0

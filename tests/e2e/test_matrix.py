@@ -53,6 +53,7 @@ def test_03_power_loss_including_the_bmc_is_unknown_and_repeated(cluster):
 def armed_writers(cluster):
     redeploy(cluster, heartbeat_writer_self_fence_armed=True, heartbeat_writer_self_fence_deadline=8)
     yield cluster
+    cluster.reset()
     redeploy(cluster, heartbeat_writer_self_fence_armed=False)
 
 
@@ -90,10 +91,10 @@ def test_06_killed_writer_on_a_healthy_host_is_restarted(cluster):
 def test_12_13_a_store_fault_on_one_host_is_never_fenced(cluster, fault):
     run = cluster.during_watch(lambda: cluster.lab.fault("h4", fault))
     assert run.rc != 0, "the writer cannot write after its restart: a human must look"
-    assert "heartbeat is still not alive" in run.output or "writer restart failed" in run.output, run.explain()
+    assert "its heartbeat does not reach the store" in run.output, run.explain()
     cluster.assert_invariants(run, verdicts={"h4": ("ALIVE_WRITER_FAULT", "R3")})
     out = cluster.lab.ssh("h4", "systemctl is-active kvmha-heartbeat")[1]
-    assert out.strip() == "active", "the writer's loop survives the store fault"
+    assert out.strip() == "active", "the writer's loop survives the store fault, and is not restarted into it"
 
 
 # 7, 8, 9, 29 -------------------------------------------------------------------------------------------------------
@@ -236,6 +237,7 @@ def tight_capacity(cluster):
     # h2 has room for one more 64 MiB guest, h3-h5 none (each already runs two).
     redeploy(cluster, heartbeat_writer_capacity_mem_mib="{{ 192 if inventory_hostname == 'h2' else 128 }}")
     yield cluster
+    cluster.reset()
     redeploy(cluster, heartbeat_writer_capacity_mem_mib=768)
 
 

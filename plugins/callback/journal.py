@@ -201,8 +201,8 @@ class CallbackModule(CallbackBase):
             self._failed(result, "unreachable")
 
     def v2_playbook_on_stats(self, stats):
-        if self.observation is None and not self.incidents and not self.returned:
-            return  # not a watchdog run (deploy, maintenance ...): nothing to record
+        if self.observation is None:
+            return  # not a watchdog run (deploy, maintenance, unfence ...): its events are streamed, no summary or metrics
         self.run["finished"] = time.time()
         self.run["ok"] = not self.failures and not any(stats.summarize(h)["failures"] for h in stats.processed)
         try:

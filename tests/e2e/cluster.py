@@ -292,8 +292,9 @@ class Cluster:
                 assert extra <= started.get(guest, 0), \
                     "%s was started %d times, the watchdog started it %d times" % (guest, extra, started.get(guest, 0))
         for host, (verdict, rule) in (verdicts or {}).items():
-            record = runs[-1].incidents.get(host)
-            assert record is not None, "no incident record for %s\n%s" % (host, runs[-1].explain())
+            records = [run.incidents[host] for run in reversed(runs) if host in run.incidents]
+            assert records, "no incident record for %s\n%s" % (host, runs[-1].explain())
+            record = records[0]  # the latest run that investigated the host
             assert (record["verdict"], record["rule"]) == (verdict, rule), \
                 "%s: %s/%s, expected %s/%s: %s" % (host, record["verdict"], record["rule"], verdict, rule, record["reasons"])
             assert record["reasons"] and record["evidence"]["host"] == host

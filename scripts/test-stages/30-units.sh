@@ -4,4 +4,4 @@
 set -euo pipefail
 source "$(dirname "$0")/../env.sh"
 cd "$KVMHA_ROOT"
-python -m pytest -q tests/unit
+python -m pytest -q -n 2 tests/unit

@@ -1,0 +1,119 @@
+"""Soak: random faults on the lab for a bounded time, counting what must never happen.
+
+Each round starts from a healthy 5-host lab, starts a watchdog run, and while it watches injects one random
+fault: mostly flaps shorter than the detection threshold (a management or private cable cut for 3 s, the store
+hanging for 3 s, the writer stopped and started again), sometimes a real crash. After the run it counts:
+
+    false fences    a host was fenced that had not crashed
+    double starts   a guest ran on two hosts at once (from the qemu processes, frozen hosts included)
+    lost VMs        a guest ran nowhere although its host was alive, or was fenced and the guest not restarted
+    recoveries      crashes whose guests were all restarted elsewhere
+    missed          crashes the watchdog did not act on within its run
+
+The loop stops by itself after --minutes (default 30) or --rounds, whichever comes first, and always takes the lab
+down. Usage (root, the lab to itself):
+
+    .venv/bin/python benchmarks/soak.py [--minutes 30] [--seed 1] [--rounds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [ROOT, os.path.join(ROOT, "tests", "e2e")]
+
+from cluster import Cluster  # noqa: E402  the end-to-end harness drives the lab
+
+HOSTS = ["h1", "h2", "h3", "h4", "h5"]
+
+
+def flap(cluster, host, fault, seconds=3.0):
+    cluster.lab.fault(host, fault)
+    time.sleep(seconds)
+    cluster.lab.heal(host, fault)
+
+
+def writer_bounce(cluster, host):
+    flap(cluster, host, "writer-stop", 1.0)
+
+
+FAULTS = [  # (weight, name, crashes the host, inject(cluster, host))
+    (3, "partition-mgmt flap", False, lambda c, h: flap(c, h, "partition-mgmt")),
+    (3, "partition-private flap", False, lambda c, h: flap(c, h, "partition-private")),
+    (2, "partition flap", False, lambda c, h: flap(c, h, "partition")),
+    (2, "store-hang flap", False, lambda c, h: flap(c, h, "store-hang")),
+    (2, "writer bounce", False, writer_bounce),
+    (2, "crash", True, lambda c, h: c.lab.power(h, "crash")),
+]
+
+
+def pick(rng):
+    total = sum(weight for weight, *_ in FAULTS)
+    point = rng.uniform(0, total)
+    for weight, name, crashes, inject in FAULTS:
+        point -= weight
+        if point <= 0:
+            return name, crashes, inject
+    return FAULTS[-1][1:]
+
+
+def one_round(cluster, rng, counts) -> dict:
+    cluster.reset()
+    host = rng.choice(HOSTS)
+    name, crashes, inject = pick(rng)
+    homes = cluster.guest_homes
+    mine = {g for g, h in homes.items() if h == host}
+    injector = threading.Thread(target=inject, args=(cluster, host))
+    run = cluster.during_watch(injector.start, watch_s=30)
+    injector.join()
+    cluster.lab.heal()
+    copies = cluster.qemu_copies()
+    fenced = run.fenced()
+    doubles = sorted(g for g, hosts in copies.items() if len(hosts) > 1)
+    lost = sorted(g for g in homes if g not in copies and (homes[g] in fenced or homes[g] != host or not crashes))
+    counts["rounds"] += 1
+    counts["false_fences"] += len(fenced - ({host} if crashes else set()))
+    counts["double_starts"] += len(doubles)
+    counts["lost_vms"] += len(lost)
+    if crashes:
+        counts["crashes"] += 1
+        if host in fenced and all(g in copies for g in mine):
+            counts["recoveries"] += 1
+        else:
+            counts["missed"] += 1
+    return {"fault": name, "host": host, "rc": run.rc, "fenced": sorted(fenced), "doubles": doubles, "lost": lost,
+            "rto_s": run.rto(host) if crashes else None}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
+    parser.add_argument("--minutes", type=float, default=30)
+    parser.add_argument("--rounds", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    counts = dict.fromkeys(("rounds", "crashes", "recoveries", "missed", "false_fences", "double_starts", "lost_vms"), 0)
+    cluster = Cluster(len(HOSTS), 2, tempfile.mkdtemp(prefix="kvmha-soak-"))
+    deadline = time.monotonic() + args.minutes * 60
+    cluster.up()
+    try:
+        while time.monotonic() < deadline and counts["rounds"] < args.rounds:
+            result = one_round(cluster, rng, counts)
+            print(json.dumps(result), flush=True)
+    finally:
+        cluster.lab.down()
+    print("\n| rounds | crashes | recoveries | missed | false fences | double starts | lost VMs |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print("| %(rounds)d | %(crashes)d | %(recoveries)d | %(missed)d | %(false_fences)d | %(double_starts)d | %(lost_vms)d |" % counts)
+
+
+if __name__ == "__main__":
+    main()

@@ -10,9 +10,8 @@ import yaml
 from pyghmi.ipmi.command import Command
 
 from conftest import GUESTS, HOSTS, IPMI_SIM, REPO, bmc_power, disk_advances, password, running_guests
-from lab import inventory as lab_inventory
 from lab import config
-from lab.inventory import libvirt_uri
+from lab.inventory import WRITER_SETTINGS, libvirt_uri
 
 
 def test_ansible_ping_reaches_every_host(lab):
@@ -29,7 +28,7 @@ def test_inventory_follows_the_contract(lab):
         assert f.read() == text
     inventory = yaml.safe_load(text)['all']
     assert inventory['vars'] == {'kvmha_store_path': config.STORE, 'kvmha_observers': ['localhost'],
-                                 **lab_inventory.WRITER_SETTINGS}
+                                 **WRITER_SETTINGS}
     assert inventory['hosts']['localhost']['ansible_connection'] == 'local'
     hosts = inventory['children']['kvm_hosts']['hosts']
     assert sorted(hosts) == HOSTS

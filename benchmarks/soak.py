@@ -56,7 +56,7 @@ FAULTS = [  # (weight, name, crashes the host, inject(cluster, host))
 
 
 def pick(rng):
-    total = sum(weight for weight, *_ in FAULTS)
+    total = sum(entry[0] for entry in FAULTS)
     point = rng.uniform(0, total)
     for weight, name, crashes, inject in FAULTS:
         point -= weight

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -29,9 +30,10 @@ INVENTORY = {
 }
 
 
-# The preflight stats the store, and refuses stores under /tmp (hidden by the unit's PrivateTmp=): use a
-# directory in the checkout. Nothing is ever written to it.
-STORE = ROOT / ".cache" / "writer-render-store"
+# The preflight stats the store and refuses stores the unit's sandbox hides or makes read-only (/tmp, /home, /usr
+# ...), so neither a temporary directory nor the checkout (which may itself lie under /tmp) will do. The render
+# never writes to the store, so an existing directory the sandbox leaves writable serves: /var/lib.
+STORE = Path("/var/lib")
 
 
 def render(tmp_path, limit, **extra):
@@ -39,7 +41,6 @@ def render(tmp_path, limit, **extra):
     inventory.write_text(json.dumps(INVENTORY))
     out = tmp_path / "out"
     out.mkdir(exist_ok=True)
-    STORE.mkdir(parents=True, exist_ok=True)
     extra = dict({"kvmha_store_path": str(STORE), "render_dir": str(out)}, **extra)
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"), ANSIBLE_NOCOLOR="1")
     done = subprocess.run(
@@ -107,7 +108,6 @@ BAD_INPUT = {
 
 def test_preflight_refuses_bad_input(tmp_path):
     """One host per bad input, in one run: each fails with its own reason, before anything is rendered."""
-    STORE.mkdir(parents=True, exist_ok=True)
     inventory = tmp_path / "inventory.json"
     hosts = {name: dict(bad, kvmha_private_ip="198.51.100.8%s" % name[1]) for name, (bad, _message) in BAD_INPUT.items()}
     inventory.write_text(json.dumps({"all": {"children": {"kvm_hosts": {

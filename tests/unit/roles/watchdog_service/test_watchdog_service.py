@@ -59,7 +59,8 @@ def read_env(path):
 def rendered(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("watchdog_service")
     done, out = render(tmp, watchdog_service_metrics_dir="/var/lib/prometheus/node-exporter", watchdog_service_watch_s=45,
-                       watchdog_service_vault_password_file="/etc/kvmha/vault-pass")
+                       watchdog_service_vault_password_file="/etc/kvmha/vault-pass",
+                       watchdog_service_read_only_paths=["/tmp/kvmha-checkout"])
     assert done.returncode == 0, done.stdout + done.stderr
     return out
 
@@ -84,7 +85,8 @@ def test_units_are_a_oneshot_service_and_a_timer_that_chains_runs(rendered):
     service = (rendered / "kvmha-watchdog@.service").read_text()
     timer = (rendered / "kvmha-watchdog@.timer").read_text()
     for line in ("Type=oneshot", "EnvironmentFile=/etc/kvmha/watchdog/%i.env", "ExecStart=/usr/local/libexec/kvmha-watchdog-run",
-                 "SuccessExitStatus=75", "TimeoutStartSec=300", "StateDirectory=kvmha-watchdog/%i", "User=root"):
+                 "SuccessExitStatus=75", "TimeoutStartSec=300", "StateDirectory=kvmha-watchdog/%i", "User=root",
+                 "PrivateTmp=yes", "BindReadOnlyPaths=/tmp/kvmha-checkout"):
         assert line in service.splitlines(), line
     for line in ("OnActiveSec=1s", "OnUnitInactiveSec=5s", "AccuracySec=1s", "WantedBy=timers.target"):
         assert line in timer.splitlines(), line

@@ -4,7 +4,7 @@ For each size, in the same run:
   * a simulator keeps every simulated host's heartbeat record advancing on a temporary store (one process,
     bounded: it stops with the benchmark);
   * the watchdog playbook (kvmha.cluster.watchdog, one observation, no watch window) runs against an inventory of
-    that many hosts: wall time and peak RSS of the whole ansible-playbook process tree;
+    that many hosts: wall time and the peak RSS of the largest process of the ansible-playbook process tree;
   * the naive approach - an ad-hoc `ansible -m ping` of every inventory host - runs against the same inventory.
     Its hosts use the local connection, the cheapest transport there is; over SSH it would cost more.
 Ratios are against the 10-host watchdog and against the naive check measured in the same run. Usage:
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -84,16 +83,21 @@ def inventory(path: str, store: str, hosts: list) -> None:
         json.dump(doc, f)
 
 
+# Runs a command and prints the peak RSS (KiB) of the largest process of its tree: RUSAGE_CHILDREN of a fresh
+# process covers exactly that command's descendants (our own RUSAGE_CHILDREN would keep the peak of earlier runs).
+PEAK_RSS = ("import resource, subprocess, sys; rc = subprocess.run(sys.argv[1:], stdout=sys.stderr).returncode; "
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(rc)")
+
+
 def timed(cmd: list, env: dict) -> tuple:
-    """Run cmd; return (wall seconds, peak RSS MiB of its process tree)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Run cmd; return (wall seconds, peak RSS MiB of the largest process of its tree)."""
     start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=1800, check=False)
+    proc = subprocess.run([sys.executable, "-c", PEAK_RSS, *cmd], capture_output=True, text=True, env=env, cwd=ROOT,
+                          timeout=1800, check=False)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
-        raise SystemExit("%s failed:\n%s" % (" ".join(cmd[:3]), (proc.stdout + proc.stderr)[-3000:]))
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return wall, max(peak, before) / 1024
+        raise SystemExit("%s failed (rc %s):\n%s" % (" ".join(cmd[:3]), proc.returncode, proc.stderr[-3000:]))
+    return wall, int(proc.stdout.split()[-1]) / 1024
 
 
 def measure(size: int, repeat: int, tmp: str) -> dict:

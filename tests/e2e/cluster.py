@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from lab import Lab, config, guests as lab_guests, power
 
@@ -205,12 +206,13 @@ class Cluster:
         copies = self.qemu_copies()
         for guest, hosts in copies.items():
             assert len(hosts) <= 1, "%s runs %d times: %s" % (guest, len(hosts), hosts)
-        for host in self.hosts:
-            strays = [g for g in homes if homes[g] != host]
-            lab_guests.libvirt_call(host, remove=strays)
-        for host in self.hosts:
-            mine = {g: record[g] for g in homes if homes[g] == host}
-            lab_guests.provision(host, mine)
+        # Every stray copy goes before any guest starts at home (its disk lock would stop the start); each step
+        # runs on all hosts at once.
+        with ThreadPoolExecutor(len(self.hosts)) as pool:
+            list(pool.map(lambda host: lab_guests.libvirt_call(host, remove=[g for g in homes if homes[g] != host]),
+                          self.hosts))
+            list(pool.map(lambda host: lab_guests.provision(host, {g: record[g] for g in homes if homes[g] == host}),
+                          self.hosts))
         copies = self.qemu_copies()
         assert all(copies.get(g) == [h] for g, h in homes.items()), copies
 

@@ -1,0 +1,95 @@
+# Copyright: kvmha.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The watchdog playbook's choice of cluster (playbooks/tasks/cluster.yml), run for real: a store in a temporary
+directory with a fresh record for every member of the cluster watched, and hosts that cannot be reached (SSH to a
+closed loopback port, no BMC), so that even a broken playbook could act on nothing. A wrong member list shows as
+suspects in the journal's metrics (members without a record)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import build_record, encode_record, record_path, write_atomic
+
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+ANSIBLE_PLAYBOOK = pathlib.Path(sys.executable).with_name("ansible-playbook")
+CLUSTERS = {"a": ["hv1", "hv2"], "b": ["hv3", "hv4", "hv5"]}
+
+
+def site(tmp_path, clusters, beating):
+    """An inventory of `clusters` ({name or None: hosts}) on one store, with fresh records of the `beating` hosts."""
+    store = tmp_path / "store"
+    (store / "kvmha" / "hosts").mkdir(parents=True)
+    now = time.time()
+    for host in beating:
+        record = build_record(host, "boot-" + host, 1, now, 2.0, {"armed": False, "deadline_s": 60},
+                              {"mem_free_mib": 4096, "vcpus_free": 8}, [])
+        write_atomic(record_path(str(store), host), encode_record(record))
+    hosts = {}
+    for cluster, members in clusters.items():
+        for host in members:
+            hosts[host] = {"ansible_host": "127.0.0.1", "ansible_port": 9, "kvmha_private_ip": "127.0.0.1", "kvmha_bmc_address": "127.0.0.1", "kvmha_bmc_username": "x",
+                           "kvmha_bmc_password": "x", "kvmha_libvirt_uri": "test:///default"}
+            if cluster is not None:
+                hosts[host]["kvmha_cluster"] = cluster
+    inventory = tmp_path / "inventory.json"
+    inventory.write_text(json.dumps({"all": {
+        "vars": {"ansible_connection": "ssh", "ansible_python_interpreter": sys.executable, "kvmha_store_path": str(store)},
+        "children": {"kvm_hosts": {"hosts": hosts}}}}))
+    return inventory
+
+
+def watchdog(tmp_path, inventory, **extra):
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), KVMHA_JOURNAL_DIR=str(tmp_path / "journal"),
+               ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"), ANSIBLE_NOCOLOR="1")
+    env.pop("KVMHA_METRICS_FILE", None)
+    done = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(inventory), str(ROOT / "playbooks" / "watchdog.yml"),
+                           "-e", json.dumps(dict({"kvmha_watch_s": 0}, **extra))],
+                          capture_output=True, text=True, env=env, cwd=str(tmp_path), check=False, timeout=120)
+    done.output = done.stdout + done.stderr
+    return done
+
+
+def metrics(tmp_path) -> str:
+    return (tmp_path / "journal" / "kvmha.prom").read_text()
+
+
+def test_one_cluster_is_watched_by_default(tmp_path):
+    done = watchdog(tmp_path, site(tmp_path, {"a": CLUSTERS["a"]}, CLUSTERS["a"]))
+    assert done.returncode == 0, done.output[-4000:]
+    assert 'kvmha_suspects{cluster="a"} 0' in metrics(tmp_path)
+
+
+def test_the_cluster_named_is_watched_and_only_its_members(tmp_path):
+    done = watchdog(tmp_path, site(tmp_path, CLUSTERS, CLUSTERS["b"]), kvmha_watch_cluster="b")
+    assert done.returncode == 0, done.output[-4000:]
+    assert 'kvmha_suspects{cluster="b"} 0' in metrics(tmp_path)
+
+
+def test_a_member_without_a_record_is_a_suspect(tmp_path):
+    """The checks above can fail: hv5's missing record makes it a suspect (nothing answers here: no action)."""
+    done = watchdog(tmp_path, site(tmp_path, CLUSTERS, ["hv3", "hv4"]), kvmha_watch_cluster="b")
+    assert done.returncode != 0 and 'kvmha_suspects{cluster="b"} 1' in metrics(tmp_path), done.output[-4000:]
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({}, "Pick the cluster of this run"),
+    ({"kvmha_watch_cluster": "nope"}, "no host of this play is in cluster nope"),
+])
+def test_an_ambiguous_or_unknown_cluster_is_refused(tmp_path, extra, message):
+    done = watchdog(tmp_path, site(tmp_path, CLUSTERS, CLUSTERS["a"] + CLUSTERS["b"]), **extra)
+    assert done.returncode != 0 and message in done.output, done.output[-4000:]
+    assert "Watch the heartbeats" not in done.output, "nothing is watched, let alone acted on"
+
+
+def test_a_host_without_a_cluster_is_refused(tmp_path):
+    done = watchdog(tmp_path, site(tmp_path, {"a": CLUSTERS["a"], None: ["hv9"]}, CLUSTERS["a"]))
+    assert done.returncode != 0 and "hosts without kvmha_cluster: hv9" in done.output, done.output[-4000:]

@@ -131,9 +131,13 @@ def _start_ipmi_sim(host):
 
 
 def ipmitool(host, password, *command, timeout=10, check=True):
-    """ipmitool against the host's BMC from inside bN (works with its cable cut). Cipher suite 3 (see bmc.py)."""
+    """ipmitool against the host's BMC from inside bN (works with its cable cut). Cipher suite 3 (see bmc.py).
+
+    `--` ends ipmitool's options: a password in the command that starts with '-' (token_urlsafe makes those) would
+    otherwise be parsed as options (`-sec…` = -s -e c…), and `user set password` would set another password.
+    """
     cmd = bmc_nsenter(host) + ['ipmitool', '-I', 'lanplus', '-C', '3', '-H', config.bmc_ip(host),
-                               '-p', str(config.BMC_PORT), '-U', config.BMC_USER, '-P', password] + list(command)
+                               '-p', str(config.BMC_PORT), '-U', config.BMC_USER, '-P', password, '--'] + list(command)
     return run(cmd, timeout=timeout, check=check)
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import (bmc_power, disk_advances, ensure_on, ipmitool, neighbour_pings, ping, ssh_banner, tcp_connects,
                       wait_for)
-from lab import LabError, config
+from lab import LabError, bmcs, config
 
 STORE_FILE = f'{config.STORE}/images/.fault-probe'
 UNIT = config.HEARTBEAT_UNIT
@@ -87,6 +87,17 @@ def test_bmc_wrong_password(lab, host):
     assert lab.status()['hosts'][host]['bmc']['running']
     lab.heal(host, 'bmc-wrong-password')
     assert bmc_power(host) == 'on'
+
+
+def test_an_ipmi_sim_password_may_start_with_a_dash(lab):
+    """The lab's random passwords (token_urlsafe) sometimes start with '-': changing ipmi_sim's to one over IPMI must
+    set exactly that password, not what ipmitool's option parser makes of it."""
+    bmcs.set_password('h3', True, '-sec5fzt7InNbSUy')
+    try:
+        assert bmcs.ipmitool('h3', '-sec5fzt7InNbSUy', 'power', 'status', check=False).returncode == 0
+    finally:
+        bmcs.set_password('h3', True, bmcs.controller_password('h3'))
+    assert bmc_power('h3') == 'on'
 
 
 def test_store_readonly_reaches_new_writes_not_running_guests(lab):

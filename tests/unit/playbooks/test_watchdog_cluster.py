@@ -36,8 +36,9 @@ def site(tmp_path, clusters, beating):
     hosts = {}
     for cluster, members in clusters.items():
         for host in members:
-            hosts[host] = {"ansible_host": "127.0.0.1", "ansible_port": 9, "kvmha_private_ip": "127.0.0.1", "kvmha_bmc_address": "127.0.0.1", "kvmha_bmc_username": "x",
-                           "kvmha_bmc_password": "x", "kvmha_libvirt_uri": "test:///default"}
+            hosts[host] = {"ansible_host": "127.0.0.1", "ansible_port": 9, "kvmha_private_ip": "127.0.0.1",
+                           "kvmha_bmc_address": "127.0.0.1", "kvmha_bmc_username": "x", "kvmha_bmc_password": "x",
+                           "kvmha_libvirt_uri": "test:///default"}
             if cluster is not None:
                 hosts[host]["kvmha_cluster"] = cluster
     inventory = tmp_path / "inventory.json"

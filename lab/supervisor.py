@@ -25,14 +25,18 @@ def nspawn_command(host):
         f'--network-namespace-path=/run/netns/{host}',
         f'--bind={config.STORE_DATA}:{config.STORE}',
         '--bind=/dev/fuse',           # for the store-hang fault (sshfs inside the host)
-        # The checkout (its venv, for the watchdog_service molecule scenario), read-only: the overlay shows it
-        # already, except under /tmp, where nspawn mounts a fresh tmpfs (a CI clone may live there).
-        f'--bind-ro={config.REPO}',
+        *_checkout_bind(),
         # No host systemd here: no machine registration, no scope unit (else "Failed to open system bus").
         '--register=no', '--keep-unit',
         '--link-journal=no',          # never write into the controller's /var/log/journal
         '--console=passive',
     ]
+
+
+def _checkout_bind():
+    """The checkout (its venv, for the watchdog_service molecule scenario) shows through the overlay, except under
+    /tmp, where nspawn mounts a fresh tmpfs (a clone may live there): bind it read-only then, and only then."""
+    return [f'--bind-ro={config.REPO}'] if config.REPO.startswith('/tmp/') else []
 
 
 def main(host):

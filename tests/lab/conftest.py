@@ -129,9 +129,28 @@ def start_guests(lab, host):
 
 
 def ensure_on(lab, host):
-    """Bring a host back to normal (on, booted, SSH up, guests running) after a power test."""
+    """Bring a host back to normal (on, booted, SSH up, guests running) after a power test.
+
+    A host that stays silent is reported with what its console said, then power-cycled, so that one bad boot
+    fails one test and not every later test that needs the host.
+    """
     if lab.power(host, 'status') != 'on':
         lab.power(host, 'off')
         lab.power(host, 'on')
-    assert wait_for(lambda: ssh_banner(config.mgmt_ip(host)), 30), f'{host}: no SSH after power on'
+    if not wait_for(lambda: ssh_banner(config.mgmt_ip(host)), 30):
+        report = host_report(lab, host)
+        lab.power(host, 'off')
+        lab.power(host, 'on')
+        wait_for(lambda: ssh_banner(config.mgmt_ip(host)), 30)
+        start_guests(lab, host)
+        pytest.fail(f'{host}: no SSH 30 s after power on (power-cycled it since)\n{report}')
     start_guests(lab, host)
+
+
+def host_report(lab, host, lines=40):
+    """What to look at when a host misbehaves: its power state, boot id and the tail of its console."""
+    info = lab.status()['hosts'][host]
+    with open(config.log_file(f'{host}.console'), encoding='utf-8', errors='replace') as f:
+        tail = f.readlines()[-lines:]
+    return (f"power={info['power']} boot_id={info['boot_id']}; console ({config.log_file(f'{host}.console')}):\n"
+            + ''.join(tail))

@@ -4,8 +4,8 @@ import subprocess
 
 import pytest
 
-from conftest import (GUESTS, bmc_power, disk_advances, ensure_on, ipmitool, password, ping, running_guests,
-                      ssh_banner, tcp_connects, wait_for)
+from conftest import (GUESTS, bmc_power, disk_advances, ensure_on, host_report, ipmitool, password, ping,
+                      running_guests, ssh_banner, tcp_connects, wait_for)
 from lab import config
 
 
@@ -78,8 +78,8 @@ def test_bmc_soft_off_shuts_the_host_down(lab, h2):
 def test_reboot_comes_back_by_itself_with_a_new_boot_id(lab, h2):
     before = lab.status()['hosts'][h2]['boot_id']
     assert lab.power(h2, 'reboot') == 'on'
-    assert wait_for(lambda: lab.status()['hosts'][h2]['boot_id'] not in (None, before), 40)
-    assert wait_for(lambda: lab.ssh(h2, 'true')[0] == 0, 30)
+    assert wait_for(lambda: lab.status()['hosts'][h2]['boot_id'] not in (None, before), 40), host_report(lab, h2)
+    assert wait_for(lambda: lab.ssh(h2, 'true')[0] == 0, 30), host_report(lab, h2)
     assert bmc_power(h2) == 'on'
 
 

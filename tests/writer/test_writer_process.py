@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The real writer process against a temporary store: records, seq, stop, libvirt outages, hung and read-only
-stores, self-fence. Run by scripts/test-stages/45-writer.sh."""
+stores, self-fence. Run by scripts/test-stages/50-writer.sh."""
 
 from __future__ import annotations
 

@@ -48,7 +48,7 @@ done
 copy=$(scripts/collection-copy.sh)
 cat > "$copy/tests/integration/integration_config.yml" << EOF
 ---
-# Written by scripts/test-stages/51-integration-libvirt.sh for this run only.
+# Written by scripts/test-stages/50-integration-libvirt.sh for this run only.
 kvmha_evac_work: $STORES
 kvmha_evac_instances: $INSTANCES
 kvmha_evac_hosts:

@@ -315,7 +315,7 @@ def _check_interlocks(doc, decision, policy):
         assert action == decision["builtin"]["action"], "a custom rule made the decision bolder"
 
 
-@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=3000, suppress_health_check=[HealthCheck.too_slow])
 @given(doc=evidence_space, policy=policy_space, rules=custom_rule_space)
 def test_no_rule_and_no_custom_rule_breaks_an_interlock(doc, policy, rules):
     effective = effective_policy(dict(policy, rules=rules))
@@ -324,7 +324,7 @@ def test_no_rule_and_no_custom_rule_breaks_an_interlock(doc, policy, rules):
     _check_interlocks(doc, decision, effective)
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=1000)
 @given(doc=evidence_space, policy=policy_space)
 def test_missing_evidence_never_proves_death(doc, policy):
     """Without an explicit BMC 'off', only a trusted, armed, expired self-fence can lead to recovery."""
@@ -334,7 +334,7 @@ def test_missing_evidence_never_proves_death(doc, policy):
     assert decision["action"] != "recover"
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
 @given(
     docs=st.lists(evidence_space, min_size=1, max_size=8),
     size_extra=st.integers(0, 6),

@@ -158,7 +158,7 @@ def test_parse_rejects_bad_records_with_a_reason(data, reason):
     assert reason in str(err.value)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(st.binary(max_size=300))
 def test_parse_never_raises_anything_else_on_arbitrary_bytes(data):
     try:
@@ -174,7 +174,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(st.dictionaries(st.sampled_from(sorted(make_record())), json_values, max_size=11))
 def test_parse_never_raises_anything_else_on_mangled_records(fields):
     record = dict(make_record(), **fields)
@@ -410,7 +410,7 @@ def test_judge_rejects_bad_settings():
         StalenessJudge(skew_allowance=-1)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(
     steps=st.lists(st.tuples(st.floats(0.0, 5.0), st.booleans()), min_size=1, max_size=30),
     first_age=st.floats(0.0, 100.0),

@@ -427,7 +427,7 @@ def test_operation_rejects_bad_settings(state, kwargs, fragment):
         _ipmi.PowerOperation(client_for(FakeSession()), state, **kwargs)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(
     initial=st.sampled_from(["on", "off"]),
     reads=st.lists(st.sampled_from(["on", "off", ERROR]), max_size=8),

@@ -135,7 +135,7 @@ def replay(hosts, placements):
             entry[2].add(p["group"])
 
 
-@settings(max_examples=700, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=700, suppress_health_check=[HealthCheck.too_slow])
 @given(scenario=scenarios())
 def test_every_vm_is_placed_once_or_unplaced_and_nothing_is_over_committed(scenario):
     vms, hosts, spares, strategy = scenario
@@ -152,7 +152,7 @@ def test_every_vm_is_placed_once_or_unplaced_and_nothing_is_over_committed(scena
     assert [p["order"] for p in plan["placements"]] == list(range(1, len(placed) + 1))
 
 
-@settings(max_examples=700, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=700, suppress_health_check=[HealthCheck.too_slow])
 @given(scenario=scenarios())
 def test_anti_affinity_groups_never_share_a_host(scenario):
     vms, hosts, spares, strategy = scenario
@@ -163,7 +163,7 @@ def test_anti_affinity_groups_never_share_a_host(scenario):
         assert not set(groups) & set(h["groups"])
 
 
-@settings(max_examples=700, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=700, suppress_health_check=[HealthCheck.too_slow])
 @given(scenario=scenarios())
 def test_higher_priority_never_unplaced_while_a_lower_one_takes_a_slot_it_could_use(scenario):
     vms, hosts, spares, strategy = scenario
@@ -181,7 +181,7 @@ def test_higher_priority_never_unplaced_while_a_lower_one_takes_a_slot_it_could_
             assert not fits(u, free, groups), "%s unplaced although %s's slot on %s fits it" % (u["name"], low["name"], h["host"])
 
 
-@settings(max_examples=700, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=700, suppress_health_check=[HealthCheck.too_slow])
 @given(scenario=scenarios())
 def test_spares_used_only_when_no_regular_host_can_take_the_vm_and_best_fit_or_spread_otherwise(scenario):
     vms, hosts, spares, strategy = scenario
@@ -198,7 +198,7 @@ def test_spares_used_only_when_no_regular_host_can_take_the_vm_and_best_fit_or_s
             assert min(leftover)[2] == p["host"]
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
 @given(scenario=scenarios(), seed=st.integers(0, 2 ** 32 - 1))
 def test_deterministic_whatever_the_input_order(scenario, seed):
     vms, hosts, spares, strategy = scenario
@@ -213,7 +213,7 @@ def test_deterministic_whatever_the_input_order(scenario, seed):
     assert [vm_order_key(u) for u in plan["unplaced"]] == sorted(vm_order_key(u) for u in plan["unplaced"])
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(scenario=scenarios())
 def test_pure_inputs_are_not_modified(scenario):
     vms, hosts, spares, strategy = scenario

@@ -793,7 +793,7 @@ def _scenario_vms(draw_vms):
             for i, (pri, mem, group, host) in enumerate(draw_vms)]
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, suppress_health_check=[HealthCheck.too_slow])
 @given(vms=st.lists(st.tuples(st.sampled_from([10, 50, 90]), st.sampled_from([64, 256, 512]), st.sampled_from(["", "", "db"]),
                               st.sampled_from(["h1", "h5", "h6"])), min_size=1, max_size=8),
        mem=st.tuples(st.integers(0, 1500), st.integers(0, 1500)), strategy=st.sampled_from(["best_fit", "spread"]))

@@ -286,7 +286,7 @@ DEFINITIONS = st.lists(st.tuples(st.sampled_from(["a", "b", "c", "d", "e", "f"])
                        unique_by=lambda t: t[0], max_size=6)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300)
 @given(DEFINITIONS, st.sets(st.sampled_from(["a", "b", "c", "d", "e", "f", "g"])), st.sets(UUIDS),
        st.sampled_from(["clear", "fenced", "unknown"]))
 def test_removals_are_exactly_the_cautious_set(boot_guard, raw, linked, moved, mode):

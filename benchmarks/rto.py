@@ -35,6 +35,7 @@ sys.path[:0] = [ROOT, os.path.join(ROOT, "tests", "e2e")]
 from cluster import Cluster  # noqa: E402  the end-to-end harness drives the lab
 
 PHASES = ("detect", "investigate", "fence", "place", "start")
+DEFAULT_INTERVAL = 2.0  # heartbeat_writer_interval, the role default the lab deploys
 
 
 def ts(text: str) -> float:
@@ -63,7 +64,7 @@ def one_run(cluster: Cluster) -> dict:
     }
 
 
-def chart(rows: list, path: str, interval: float = 2.0) -> None:
+def chart(rows: list, path: str, interval: float = DEFAULT_INTERVAL) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -88,12 +89,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--chart", default=os.path.join(ROOT, "docs", "rto.png"))
-    parser.add_argument("--interval", type=float, default=2.0, help="the writers' heartbeat interval (s)")
+    parser.add_argument("--interval", type=float, default=DEFAULT_INTERVAL, help="the writers' heartbeat interval (s)")
     args = parser.parse_args()
     cluster = Cluster(3, 2, tempfile.mkdtemp(prefix="kvmha-rto-"))
     cluster.up()
     try:
-        if args.interval != 2.0:
+        if args.interval != DEFAULT_INTERVAL:
             cluster.ansible_playbook("deploy.yml", "-e", json.dumps({"heartbeat_writer_interval": args.interval}))
             cluster.wait_all_alive()
         rows = []

@@ -75,14 +75,15 @@ run_side_by_side() {
 i=0
 while [ $i -lt ${#stages[@]} ]; do
     group=("${stages[$i]}")
-    while [ $((i + ${#group[@]})) -lt ${#stages[@]} ] &&
-          [ "$(number "${stages[$((i + ${#group[@]}))]}")" = "$(number "${stages[$i]}")" ]; do
-        group+=("${stages[$((i + ${#group[@]}))]}")
+    next=$((i + 1))
+    while [ $next -lt ${#stages[@]} ] && [ "$(number "${stages[$next]}")" = "$(number "${stages[$i]}")" ]; do
+        group+=("${stages[$next]}")
+        next=$((next + 1))
     done
     if [ ${#group[@]} -eq 1 ]; then
         run_alone "${group[0]}"
     else
         run_side_by_side "${group[@]}"
     fi
-    i=$((i + ${#group[@]}))
+    i=$next
 done

@@ -135,22 +135,25 @@ def ensure_on(lab, host):
     fails one test and not every later test that needs the host.
     """
     if lab.power(host, 'status') != 'on':
-        lab.power(host, 'off')
-        lab.power(host, 'on')
-    if not wait_for(lambda: ssh_banner(config.mgmt_ip(host)), 30):
-        report = host_report(lab, host)
-        lab.power(host, 'off')
-        lab.power(host, 'on')
+        power_cycle(lab, host)
+    silent_report = None if wait_for(lambda: ssh_banner(config.mgmt_ip(host)), 30) else host_report(lab, host)
+    if silent_report:
+        power_cycle(lab, host)
         wait_for(lambda: ssh_banner(config.mgmt_ip(host)), 30)
-        start_guests(lab, host)
-        pytest.fail(f'{host}: no SSH 30 s after power on (power-cycled it since)\n{report}')
     start_guests(lab, host)
+    if silent_report:
+        pytest.fail(f'{host}: no SSH 30 s after power on (power-cycled it since)\n{silent_report}')
+
+
+def power_cycle(lab, host):
+    lab.power(host, 'off')
+    lab.power(host, 'on')
 
 
 def host_report(lab, host, lines=40):
     """What to look at when a host misbehaves: its power state, boot id and the tail of its console."""
     info = lab.status()['hosts'][host]
-    with open(config.log_file(f'{host}.console'), encoding='utf-8', errors='replace') as f:
+    console = config.log_file(f'{host}.console')
+    with open(console, encoding='utf-8', errors='replace') as f:
         tail = f.readlines()[-lines:]
-    return (f"power={info['power']} boot_id={info['boot_id']}; console ({config.log_file(f'{host}.console')}):\n"
-            + ''.join(tail))
+    return f"power={info['power']} boot_id={info['boot_id']}; console ({console}):\n" + ''.join(tail)

@@ -53,6 +53,17 @@ install_venv() {
     echo "$want" > $stamp
 }
 
+check_bindings() {
+    # The libvirt binding is built from its sdist against libvirt-dev; a build that "succeeds" into a broken module
+    # would otherwise only show as tests skipped or failing far from the cause.
+    local err
+    if ! err=$(.venv/bin/python -c 'import libvirt, pyghmi, ansible' 2>&1); then
+        printf '\033[31msetup: the venv cannot import its bindings:\033[0m\n%s\n' "$err" >&2
+        echo "setup: check libvirt-dev and pkg-config (bindep.txt), then rm -rf .venv and run setup again" >&2
+        exit 1
+    fi
+}
+
 link_collection() {
     local dir=.collections/ansible_collections/kvmha
     mkdir -p $dir
@@ -68,6 +79,7 @@ prepare_test_home() {
 
 install_apt
 install_venv
+check_bindings
 link_collection
 prepare_test_home
 log "ready: $(.venv/bin/ansible --version | head -1)"

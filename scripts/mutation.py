@@ -1,0 +1,278 @@
+#!/usr/bin/env python
+# Copyright: kvmha.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Mutation testing of the safety core with cosmic-ray (run through scripts/mutation.sh, `make mutation`).
+
+For each target of tests/mutation/targets.ini: a cosmic-ray session over the target's file, mutants outside its
+scope skipped, each remaining mutant run against the target's tests in a private copy of the checkout (the copy
+is mutated, never the working tree others edit). Then a report per target and the gate:
+  - no survivor in a ``strict`` function, not even an equivalent one;
+  - every other survivor listed in tests/mutation/equivalent.txt with the reason it cannot change behaviour;
+  - at least ``min_score`` % of the scope's mutants killed.
+Exit 0 when every target passes, 1 when one does not, 2 on a usage or setup error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import configparser
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TARGETS = os.path.join(ROOT, "tests", "mutation", "targets.ini")
+EQUIVALENT = os.path.join(ROOT, "tests", "mutation", "equivalent.txt")
+# The pytest run for one mutant: file order (a mutant's fate must not depend on the shuffle), one process.
+PYTEST = "-m pytest -x -q -p no:randomly -p no:xdist -p no:cacheprovider"
+
+
+def load_targets(names, quick: bool) -> list:
+    parser = configparser.ConfigParser()
+    parser.read(TARGETS, encoding="utf-8")
+    unknown = sorted(set(names) - set(parser.sections()))
+    if unknown:
+        raise SystemExit("mutation: no target named %s in %s" % (", ".join(unknown), TARGETS))
+    targets = []
+    for name in names or parser.sections():
+        section = parser[name]
+        target = {
+            "name": name,
+            "file": section["file"],
+            "scope": section.get("scope", "").split(),
+            "strict": section.get("strict", "").split(),
+            "tests": section["tests"].split(),
+            "min_score": float(section["min_score"]),
+            "timeout": float(section["timeout"]),
+        }
+        if quick:  # only the strict functions: a bounded run that fits beside the other stages
+            if not target["strict"]:
+                continue
+            target["scope"] = target["strict"]
+        targets.append(target)
+    return targets
+
+
+# ----------------------------------------------------------------------------------------- where a line belongs
+
+
+def definitions(path: str) -> dict:
+    """{dotted name: (first line, last line)} of the file's functions, classes, methods and top-level assignments."""
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    spans = {}
+
+    def visit(node, prefix):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                name = prefix + child.name
+                first = min([child.lineno] + [d.lineno for d in child.decorator_list])
+                spans[name] = (first, child.end_lineno)
+                visit(child, name + ".")
+            elif not prefix and isinstance(child, (ast.Assign, ast.AnnAssign)):
+                targets = child.targets if isinstance(child, ast.Assign) else [child.target]
+                for target in targets:
+                    for node_name in ast.walk(target):
+                        if isinstance(node_name, ast.Name):
+                            spans[node_name.id] = (child.lineno, child.end_lineno)
+
+    visit(tree, "")
+    return spans
+
+
+def owner(spans: dict, line: int) -> str:
+    """The innermost definition containing ``line`` (module level: ``<module>``)."""
+    inside = [(last - first, name) for name, (first, last) in spans.items() if first <= line <= last]
+    return min(inside)[1] if inside else "<module>"
+
+
+def in_scope(name: str, scope: list) -> bool:
+    return not scope or any(name == s or name.startswith(s + ".") for s in scope)
+
+
+def line_ranges(spans: dict, scope: list) -> list:
+    missing = [name for name in scope if name not in spans]
+    if missing:
+        raise SystemExit("mutation: scope names %s not defined in the file" % ", ".join(missing))
+    return ["%d-%d" % spans[name] for name in scope]
+
+
+# ----------------------------------------------------------------------------------------- equivalent mutants
+
+
+def load_equivalents() -> dict:
+    """{(target, definition, operator, column, source line): reason} from tests/mutation/equivalent.txt."""
+    known = {}
+    with open(EQUIVALENT, encoding="utf-8") as f:
+        for number, raw in enumerate(f, 1):
+            if not raw.strip() or raw.lstrip().startswith("#"):
+                continue
+            fields = [part.strip() for part in raw.rstrip("\n").split(" | ")]
+            if len(fields) != 6 or not fields[5]:
+                raise SystemExit("mutation: %s:%d: want 'target | definition | operator | column | line | why'"
+                                 % (EQUIVALENT, number))
+            target, definition, operator, column, line, why = fields
+            known[(target, definition, operator, int(column), line)] = why
+    return known
+
+
+# ----------------------------------------------------------------------------------------- one target
+
+
+def cosmic_config(target: dict, work: str, tree: str, spans: dict) -> str:
+    python = sys.executable
+    command = "%s %s %s" % (shlex.quote(python), PYTEST, " ".join(shlex.quote(t) for t in target["tests"]))
+    lines = [
+        "[cosmic-ray]",
+        "module-path = %s" % json.dumps(target["file"]),
+        "timeout = %s" % target["timeout"],
+        "excluded-modules = []",
+        "test-command = %s" % json.dumps(command),
+        "",
+        "[cosmic-ray.distributor]",
+        'name = "local"',
+    ]
+    if target["scope"]:
+        ranges = ", ".join(json.dumps(r) for r in line_ranges(spans, target["scope"]))
+        lines += ["", "[cosmic-ray.filters.line-filter]", "lines = { %s = [%s] }" % (json.dumps(target["file"]), ranges)]
+    path = os.path.join(work, target["name"] + ".toml")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def run(command: list, cwd: str, log) -> None:
+    log.write("$ %s\n" % " ".join(command))
+    log.flush()
+    result = subprocess.run(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, check=False)
+    if result.returncode != 0:
+        raise SystemExit("mutation: %s failed (rc=%d), see %s" % (command[0], result.returncode, log.name))
+
+
+def execute(target: dict, work: str, tree: str) -> list:
+    """Run the target's session in the copy; return the dumped (work item, result) pairs."""
+    spans = definitions(os.path.join(tree, target["file"]))
+    config = cosmic_config(target, work, tree, spans)
+    session = os.path.join(work, target["name"] + ".sqlite")
+    bindir = os.path.dirname(sys.executable)
+    with open(os.path.join(work, target["name"] + ".log"), "w", encoding="utf-8") as log:
+        # The tests must pass on the unmutated code, or every mutant would look killed.
+        run([os.path.join(bindir, "cosmic-ray"), "baseline", config], tree, log)
+        run([os.path.join(bindir, "cosmic-ray"), "init", "--force", config, session], tree, log)
+        if target["scope"]:
+            run([os.path.join(bindir, "cr-filter-lines"), "--config", config, session], tree, log)
+        run([os.path.join(bindir, "cosmic-ray"), "exec", config, session], tree, log)
+        dump = subprocess.run([os.path.join(bindir, "cosmic-ray"), "dump", session], cwd=tree, capture_output=True,
+                              text=True, check=True).stdout
+    return [json.loads(line) for line in dump.splitlines() if line.strip()]
+
+
+def classify(target: dict, pairs: list, source: list, spans: dict, equivalents: dict) -> dict:
+    """Count the outcomes of the mutants in scope and list the survivors with their diffs."""
+    report = {"name": target["name"], "file": target["file"], "total": 0, "killed": 0, "survived": [],
+              "equivalent": [], "pending": 0, "strict_total": 0}
+    for item, result in pairs:
+        mutation = item["mutations"][0]
+        line, column = mutation["start_pos"]
+        definition = owner(spans, line)
+        if not in_scope(definition, target["scope"]):
+            continue
+        report["total"] += 1
+        strict = any(definition == s or definition.startswith(s + ".") for s in target["strict"])
+        report["strict_total"] += strict
+        if result is None:
+            report["pending"] += 1
+            continue
+        if result["test_outcome"] != "survived":
+            report["killed"] += 1  # killed, timed out or incompetent (the mutant does not even import)
+            continue
+        text = source[line - 1].strip()
+        key = (target["name"], definition, mutation["operator_name"], column, text)
+        entry = {"definition": definition, "line": line, "column": column, "operator": mutation["operator_name"],
+                 "source": text, "diff": result.get("diff") or "", "strict": strict}
+        if key in equivalents and not strict:
+            entry["why"] = equivalents[key]
+            report["equivalent"].append(entry)
+        else:
+            report["survived"].append(entry)
+    report["score"] = 100.0 * report["killed"] / report["total"] if report["total"] else 100.0
+    return report
+
+
+def verdict(report: dict, target: dict) -> list:
+    problems = []
+    if report["total"] == 0:
+        problems.append("no mutant in scope: the scope or the file is wrong")
+    if report["pending"]:
+        problems.append("%d mutant(s) not run" % report["pending"])
+    strict = [s for s in report["survived"] if s["strict"]]
+    if strict:
+        problems.append("%d survivor(s) in strict functions" % len(strict))
+    if len(report["survived"]) > len(strict):
+        problems.append("%d survivor(s) neither killed nor explained" % (len(report["survived"]) - len(strict)))
+    if report["score"] < target["min_score"]:
+        problems.append("score %.1f %% below %.0f %%" % (report["score"], target["min_score"]))
+    return problems
+
+
+def render(reports: list, took: float) -> str:
+    out = ["# Mutation testing report (cosmic-ray)", "", "Run took %.0f s." % took, "",
+           "| target | file | mutants | killed | equivalent | survived | score |", "|---|---|---|---|---|---|---|"]
+    for r in reports:
+        out.append("| %s | %s | %d | %d | %d | %d | %.1f %% |" % (
+            r["name"], r["file"], r["total"], r["killed"], len(r["equivalent"]), len(r["survived"]), r["score"]))
+    for r in reports:
+        for title, entries in (("Survivors", r["survived"]), ("Equivalent (explained)", r["equivalent"])):
+            if not entries:
+                continue
+            out += ["", "## %s: %s" % (r["name"], title)]
+            for s in entries:
+                out += ["", "- `%s` line %d col %d, %s%s: `%s`" % (s["definition"], s["line"], s["column"], s["operator"],
+                                                                   " (strict)" if s["strict"] else "", s["source"])]
+                if s.get("why"):
+                    out.append("  why equivalent: %s" % s["why"])
+                out += ["", "```diff", s["diff"].strip(), "```"]
+    return "\n".join(out) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("targets", nargs="*", help="target names of tests/mutation/targets.ini (default: all)")
+    parser.add_argument("--quick", action="store_true", help="only the strict functions of each target")
+    parser.add_argument("--tree", required=True, help="the private copy of the checkout to mutate")
+    parser.add_argument("--work", required=True, help="where sessions, logs and the report go")
+    args = parser.parse_args(argv)
+    targets = load_targets(args.targets, args.quick)
+    equivalents = load_equivalents()
+    os.environ["KVMHA_HYPOTHESIS_PROFILE"] = "kvmha-mutation"
+    start = time.monotonic()
+    reports, failed = [], False
+    for target in targets:
+        print("mutation: %s (%s, scope: %s)" % (target["name"], target["file"], " ".join(target["scope"]) or "all"),
+              flush=True)
+        pairs = execute(target, args.work, args.tree)
+        path = os.path.join(args.tree, target["file"])
+        with open(path, encoding="utf-8") as f:
+            source = f.read().splitlines()
+        report = classify(target, pairs, source, definitions(path), equivalents)
+        reports.append(report)
+        problems = verdict(report, target)
+        failed = failed or bool(problems)
+        print("mutation: %s: %d mutants, %d killed, %d equivalent, %d survived, score %.1f %%%s" % (
+            target["name"], report["total"], report["killed"], len(report["equivalent"]), len(report["survived"]),
+            report["score"], ("; FAIL: " + "; ".join(problems)) if problems else ""), flush=True)
+    text = render(reports, time.monotonic() - start)
+    for name, content in (("report.md", text), ("report.json", json.dumps(reports, indent=1))):
+        with open(os.path.join(args.work, name), "w", encoding="utf-8") as f:
+            f.write(content)
+    print("mutation: report in %s" % os.path.join(args.work, "report.md"))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

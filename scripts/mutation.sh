@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Mutation testing of the safety core (docs/TESTING.md): `make mutation`, or `scripts/mutation.sh [--worktree] [--quick]
+# [target...]` with the targets of tests/mutation/targets.ini. Not a test stage: a full run takes about an hour
+# on two cores (each mutant runs its file's tests); --quick mutates only the strict functions (interlocks,
+# storm guard). The mutants are made in a private copy of the last commit (with --worktree first: of the files as
+# they are now, tracked and untracked), never in the working tree others edit. Report: .cache/mutation/report.md.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+scripts/setup.sh >/dev/null
+source scripts/env.sh
+
+# Pinned in requirements-mutation.txt, within the project's constraints; installed once.
+want=$(cat requirements-mutation.txt constraints.txt | sha256sum | cut -d' ' -f1)
+stamp=.venv/.kvmha-mutation-stamp
+if [ "$(cat $stamp 2>/dev/null)" != "$want" ] || ! python -c 'import cosmic_ray' 2>/dev/null; then
+    python -m pip install -q --disable-pip-version-check -r requirements-mutation.txt -c constraints.txt
+    echo "$want" > $stamp
+fi
+
+WORK=$ROOT/.cache/mutation
+TREE=$WORK/tree
+rm -rf "$TREE"
+mkdir -p "$TREE/.collections/ansible_collections/kvmha"
+if [ "${1:-}" = --worktree ]; then
+    shift
+    git ls-files -z -co --exclude-standard | tar --null -T - -cf - | tar -C "$TREE" -xf -
+else
+    git archive HEAD | tar -C "$TREE" -xf -
+fi
+ln -sfn ../../.. "$TREE/.collections/ansible_collections/kvmha/cluster"
+# The copy is what the tests import and what ansible finds; HOME and the venv stay the checkout's.
+export ANSIBLE_COLLECTIONS_PATH=$TREE/.collections KVMHA_ROOT=$TREE
+python scripts/mutation.py --tree "$TREE" --work "$WORK" "$@"

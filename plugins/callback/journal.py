@@ -243,6 +243,10 @@ class CallbackModule(CallbackBase):
             self.event("observer_not_ok", reason=result.get("observer_reason"))
         for host_name in result.get("returning", []):
             self.event("returning", host=host_name)
+        # A writer clock off the store's (kvm_heartbeat: clock_skew) is alive but worth an alert: an event and a gauge.
+        self.observation["clock_skew"] = {h: result.get("hosts", {}).get(h, {}).get("clock_offset") for h in self.observation["skewed"]}
+        for host_name, offset in sorted(self.observation["clock_skew"].items()):
+            self.event("clock_skew", host=host_name, offset_s=offset, reason=result.get("hosts", {}).get(host_name, {}).get("reason"))
 
     def _on_host_investigate(self, host, result):
         for name, decision in (result.get("decisions") or {}).items():
@@ -428,6 +432,11 @@ class CallbackModule(CallbackBase):
         for host, incident in sorted(self.incidents.items()):
             if incident.rto() is not None:
                 lines.append('kvmha_last_rto_seconds{cluster="%s",host="%s"} %.3f' % (incident.cluster, host, incident.rto()))
+        lines += ["# HELP kvmha_host_clock_skew_seconds Writer clock minus store clock, for hosts found clock-skewed in the last run.",
+                  "# TYPE kvmha_host_clock_skew_seconds gauge"]
+        for host, offset in sorted(((self.observation or {}).get("clock_skew") or {}).items()):
+            if offset is not None:
+                lines.append('kvmha_host_clock_skew_seconds{cluster="%s",host="%s"} %.3f' % (cluster, host, offset))
         return "\n".join(lines) + "\n"
 
     def print_summary(self) -> None:

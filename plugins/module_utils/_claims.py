@@ -26,13 +26,17 @@ current claim                                           decision
 none                                                    create generation 1
 released (``failed``)                                   take over
 another incident (other failed host or boot)            take over: it is history (the VM has moved on)
-``started`` in this incident                            skip: started on <target> by <owner>
-``claimed`` in this incident, not expired               skip: claimed by <owner>
-``claimed``, expired, its target reachable (and the     take over: the claimant died before starting it
-caller saw the VM not running there)
-``claimed``, expired, target not reachable              skip: the VM may be running where we cannot look
+``claimed`` or ``started`` in this incident, its        retry on that same target: libvirt refuses a
+target reachable and not running the VM                 second start of one domain on one host, so this
+                                                        is safe even if the claimant still works on it
+``claimed`` or ``started`` in this incident, its        take over: the copy there cannot run
+target fenced (power-off confirmed)
+``claimed`` or ``started``, target cannot be checked    skip: the VM may be running where we cannot look
 unreadable or unknown state                             fail: an operator must look
 =====================================================  ================================================
+
+A retry or take-over moves an owed VM on; a ``started`` claim is not a promise that the VM still runs (the owed
+document of its failed host tracks that, see ``_recovery``).
 
 Every take-over is a compare-and-replace of the exact generation that was assessed, so of two evacuators that
 both decide to take over, exactly one succeeds; the other gets ``Conflict`` and skips the VM.
@@ -81,17 +85,19 @@ class Decision:
 
     @property
     def may_claim(self) -> bool:
-        return self.action in ("create", "takeover")
+        return self.action in ("create", "takeover", "retry")
 
     def __repr__(self) -> str:
         return "Decision(%r, %r)" % (self.action, self.reason)
 
 
-def assess(current, incident: str, reachable, now: float, skew: float = DEFAULT_SKEW) -> Decision:
+def assess(current, incident: str, reachable, now: float, skew: float = DEFAULT_SKEW, fenced=frozenset()) -> Decision:
     """Decide whether the VM guarded by claim ``current`` (a ``Document`` or ``None``) may be claimed.
 
-    ``reachable``: hosts whose libvirt the caller could query and did not see the VM running on. Pure.
+    ``reachable``: hosts whose libvirt the caller could query and did not see the VM running on. ``fenced``:
+    hosts whose power-off is confirmed. Pure. ``now`` and ``skew`` are kept for callers that judge expiry.
     """
+    del now, skew  # a claim's target is checked, never trusted to have expired
     if current is None:
         return Decision("create", "no claim yet")
     data = current.data
@@ -106,14 +112,14 @@ def assess(current, incident: str, reachable, now: float, skew: float = DEFAULT_
     if data.get("incident") != incident:
         return Decision("takeover", "previous claim by %s belongs to another incident (%s)" % (owner, data.get("incident")),
                         current, owner)
-    if state == STARTED:
-        return Decision("skip", "already started on %s by %s in this incident" % (target, owner), current, owner)
-    if not current.expired(now, skew):
-        return Decision("skip", "claimed by %s for %s until %s" % (owner, target, _when(current.expires_at)), current, owner)
     if target in reachable:
-        return Decision("takeover", "claim by %s expired; %s was checked and does not run the VM" % (owner, target),
+        return Decision("retry", "%s by %s on %s, which does not run it now: retried there" % (state, owner, target),
                         current, owner)
-    return Decision("skip", "claim by %s expired, but its target %s cannot be checked" % (owner, target), current, owner)
+    if target in fenced:
+        return Decision("takeover", "%s by %s on %s, which was fenced since: that copy cannot run" % (state, owner, target),
+                        current, owner)
+    return Decision("skip", "%s by %s on %s, which cannot be checked: it may run there" % (state, owner, target),
+                    current, owner)
 
 
 def _when(ts) -> str:
@@ -135,13 +141,13 @@ class ClaimBook:
         self.skew = skew
         self.clock = clock
 
-    def inspect(self, vm_uuid: str, reachable) -> Decision:
+    def inspect(self, vm_uuid: str, reachable, fenced=frozenset()) -> Decision:
         """Read the VM's claim and ``assess`` it. An unreadable claim is a ``fail`` decision, never a take-over."""
         try:
             current = self.docs.read(normalise_uuid(vm_uuid))
         except InvalidDocument as err:
             return Decision("fail", "claim is unreadable: %s" % err)
-        return assess(current, self.incident, set(reachable), self.clock(), self.skew)
+        return assess(current, self.incident, set(reachable), self.clock(), self.skew, set(fenced))
 
     def _data(self, vm_uuid, vm_name, target, state, reason=""):
         data = {"failed_host": self.failed_host, "incident": self.incident, "vm": vm_uuid, "vm_name": vm_name,

@@ -161,10 +161,11 @@ class DocumentStore:
     generations. No method ever deletes a document's current generation.
     """
 
-    def __init__(self, directory: str, kind: str, max_bytes: int = DEFAULT_MAX_BYTES):
+    def __init__(self, directory: str, kind: str, max_bytes: int = DEFAULT_MAX_BYTES, file_mode: int = 0o644):
         self.directory = directory
         self.kind = validate_name(kind, "document kind")
         self.max_bytes = max_bytes
+        self.file_mode = file_mode
 
     # ------------------------------------------------------------------------------------------- paths
 
@@ -332,7 +333,7 @@ class DocumentStore:
         final = self._generation_path(name, generation)
         tmp = os.path.join(directory, ".%0*d.%d.%s.tmp" % (GENERATION_DIGITS, generation, os.getpid(), uuidlib.uuid4().hex[:12]))
         try:
-            won = self._link_new(tmp, final, raw)
+            won = self._link_new(tmp, final, raw, self.file_mode)
         except OSError as err:
             raise StoreError("cannot write %s: %s" % (final, err.strerror or err)) from err
         if not won:
@@ -354,9 +355,9 @@ class DocumentStore:
         return Document(self.kind, name, generation, owner, created, ttl, bool(released), data, mtime, final)
 
     @staticmethod
-    def _link_new(tmp: str, final: str, raw: bytes) -> bool:
+    def _link_new(tmp: str, final: str, raw: bytes, mode: int) -> bool:
         """Write ``raw`` to ``tmp``, then link it to ``final``. True if we published, False on EEXIST."""
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), mode)
         try:
             try:
                 view = memoryview(raw)

@@ -27,7 +27,11 @@ description:
     fenced on its word.
   - Reads the maintenance and fenced marks of the store too (see M(kvmha.cluster.host_mark)). A host in maintenance
     is never a suspect. A host marked fenced is expected to be dead and is not a suspect either; if its heartbeat is
-    alive again it is listed in RV(returning), and a watch returns at once so it can be reconciled.
+    alive again it is listed in RV(returning), so it can be reconciled.
+  - Reads the owed recoveries of the store too (see M(kvmha.cluster.vm_evacuate)): a host with an open owed document
+    is not a suspect (it was confirmed down), and RV(owed) says which documents have VMs due for work. With
+    O(until_work), a watch returns at the first sample where recovery work waits - a VM due, an owed document that
+    cannot be read, a fenced host back (RV(work)).
   - With O(state=stopped), writes the graceful-stop marker for O(host), keeping everything its last record knew
     (its VM list in particular), so the watchdog investigates at once instead of waiting for staleness.
 author:
@@ -62,6 +66,8 @@ options:
     description:
       - The hosts to check. Default is every host that has a record in the store.
       - A listed host without a record is reported as C(missing).
+      - A name that is not a valid host name (RFC 1123; it becomes a file name on the store) is reported in
+        RV(invalid_hosts) with a warning and skipped; the other hosts are still watched.
     type: list
     elements: str
   exclude:
@@ -80,9 +86,15 @@ options:
   watch:
     description:
       - Seconds to keep watching. V(0) reads once.
-      - Returns early as soon as a host is suspect.
+      - Returns early as soon as a host is suspect (or, with O(until_work), when recovery work waits).
     type: float
     default: 0
+  until_work:
+    description:
+      - Also end the watch at the first sample where recovery work waits (RV(work)), so that the caller can do it
+        at once. The watchdog sets it on its first watch of a run and not on the watch that follows the work.
+    type: bool
+    default: false
   poll:
     description: Seconds between two samples while watching.
     type: float
@@ -219,6 +231,25 @@ returning:
   type: list
   elements: str
   sample: []
+owed:
+  description:
+    - Open owed recoveries by host - how many of its VMs are in each state (C(states)), whether any is due for work
+      now (C(due)), and the earliest retry time of those that wait (C(next_try), or null).
+  returned: state=check
+  type: dict
+  sample: {h1: {due: true, next_try: null, states: {owed: 1, claimed: 0, started: 0, verified: 1, unplaced: 0,
+           failed: 0, abandoned: 0, moved: 0}}}
+owed_invalid:
+  description: Owed documents that cannot be read or trusted, by host, with the reason. Their hosts need an operator.
+  returned: state=check
+  type: dict
+  sample: {}
+work:
+  description: The recovery work that waits, one line per host (owed VMs due, unreadable owed documents, returns).
+  returned: state=check
+  type: list
+  elements: str
+  sample: ["h1: 1 owed VM(s) due", "h3: back after a fence"]
 skewed:
   description: Hosts whose writer clock disagrees with the store's clock by more than O(skew_allowance).
   returned: state=check
@@ -242,6 +273,13 @@ ignored_files:
   returned: state=check
   type: dict
   sample: {"..json": "host name '.' starts with a dot"}
+invalid_hosts:
+  description:
+    - Names in O(hosts) or O(exclude) that are not valid host names, with the reason (names cut to 100 characters).
+      They are skipped - neither read nor watched - and each one is also a warning.
+  returned: state=check
+  type: dict
+  sample: {"hv_9": "host name 'hv_9' is not an RFC 1123 name (label 'hv_9': letters, digits and inner hyphens, 1-63)"}
 disk_samples:
   description:
     - For each suspect, a first sample of its HA VMs' disks (size, modification time in ns, allocated blocks),
@@ -289,6 +327,7 @@ from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import (
     write_atomic,
 )
 from ansible_collections.kvmha.cluster.plugins.module_utils._marks import FENCED, MAINTENANCE, MARK_KINDS, read_marks
+from ansible_collections.kvmha.cluster.plugins.module_utils._recovery import OwedBook, counts, due, is_open
 
 OVERDUE = 1.5  # a live host whose heartbeat is older than this many intervals has missed a beat
 
@@ -309,6 +348,7 @@ ARGUMENT_SPEC = merge_specs(
         "read_timeout": {"type": "float", "default": 10},
         "max_record_size": {"type": "int", "default": 1048576},
         "detail": {"type": "str", "choices": ["full", "suspects"], "default": "full"},
+        "until_work": {"type": "bool", "default": False},
     },
 )
 
@@ -320,13 +360,22 @@ class HeartbeatCheck:
         self.params = params
         self.reader = RecordReader(params["store_path"], max_bytes=params["max_record_size"])
         self.judge = StalenessJudge(misses=params["misses"], skew_allowance=params["skew_allowance"])
-        self.exclude = {validate_host_name(h) for h in params["exclude"]}
-        self.hosts = None if params["hosts"] is None else sorted({validate_host_name(h) for h in params["hosts"]})
+        self.invalid_hosts = {}  # one bad inventory name is reported and skipped, never the end of the whole watch
+        self.exclude = set(self._valid_names(params["exclude"]))
+        self.hosts = None if params["hosts"] is None else sorted(set(self._valid_names(params["hosts"])))
         self.observer = params["observer_host"] and validate_host_name(params["observer_host"])
         self.marks = None  # read once per run: marks change rarely, and only between runs
+        self.owed = ({}, {})
         for name in ("watch", "poll", "read_timeout"):
             if params[name] < 0 or (name != "watch" and params[name] == 0):
                 raise InvalidInput("%s must be %s" % (name, "positive" if name != "watch" else "zero or more"))
+
+    def _valid_names(self, names):
+        for name in names:
+            try:
+                yield validate_host_name(name)
+            except InvalidInput as err:
+                self.invalid_hosts[str(name)[:100]] = str(err)
 
     def run(self) -> dict:
         start = time.monotonic()
@@ -343,7 +392,8 @@ class HeartbeatCheck:
             if result["suspects"] and first_suspect is None:
                 first_suspect = now
             if (result["suspects"] and not self._settling(result, states, now - (first_suspect or now))
-                    or result["returning"] or not result["observer_ok"] or now + self.params["poll"] > window_end):
+                    or (result["work"] and self.params["until_work"]) or not result["observer_ok"]
+                    or now + self.params["poll"] > window_end):
                 break
             time.sleep(self.params["poll"])
         result["disk_samples"] = self._disk_samples(states, result["suspects"])
@@ -379,16 +429,33 @@ class HeartbeatCheck:
             hosts, ignored = self.reader.hosts_in_store()
         if self.marks is None:
             self.marks = {kind: read_marks(self.params["store_path"], kind) for kind in MARK_KINDS}
+            self.owed = self._read_owed(hosts)
         return [self.judge.judge(self.reader.read(host)) for host in hosts], ignored
+
+    def _read_owed(self, hosts) -> tuple:
+        """Open owed documents ({host: data}) and unreadable ones ({host: reason}), read once per run like the marks."""
+        documents, invalid = OwedBook(self.params["store_path"], "kvm_heartbeat").read_all(hosts)
+        return dict((h, d.data) for h, d in documents.items() if not d.released and is_open(d.data)), invalid
+
+    def _owed_summary(self, now: float) -> dict:
+        summary = {}
+        for host, data in sorted(self.owed[0].items()):
+            waiting = [vm["next_try"] for vm in data["vms"] if vm["next_try"] is not None and not due(vm, now)]
+            summary[host] = {"due": any(due(vm, now) for vm in data["vms"]), "next_try": min(waiting) if waiting else None,
+                             "states": counts(data)}
+        return summary
 
     def _summarise(self, states: list, ignored: dict) -> dict:
         maintenance = _active(self.marks[MAINTENANCE])
         fenced = _active(self.marks[FENCED])
-        out = self.exclude | set(maintenance) | set(fenced)
+        owed = self._owed_summary(time.time())
+        owed_invalid = self.owed[1]
+        out = self.exclude | set(maintenance) | set(fenced) | set(owed) | set(owed_invalid)
         live = [s.host for s in states if s.live]
         suspects = [s.host for s in states if not s.live and s.host not in out]
         overdue = [s.host for s in states if s.live and s.host not in out and s.age > OVERDUE * s.record["interval"]]
         counted = [s for s in states if s.host not in out]
+        returning = [s.host for s in states if s.live and s.host in fenced]
         reason = ""
         if len(counted) >= 2 and not any(s.live for s in counted):
             reason = "no host's heartbeat looks alive (%d checked): the observer or the store is the likelier fault" % len(counted)
@@ -403,10 +470,17 @@ class HeartbeatCheck:
             "observer_ok": not reason,
             "observer_reason": reason,
             "ignored_files": ignored,
+            "invalid_hosts": self.invalid_hosts,
             "maintenance": maintenance,
             "maintenance_expired": self.marks[MAINTENANCE]["expired"],
             "fenced": fenced,
-            "returning": [s.host for s in states if s.live and s.host in fenced],
+            "returning": returning,
+            "owed": owed,
+            "owed_invalid": owed_invalid,
+            "work": (["%s: %d owed VM(s) due" % (h, sum(n for k, n in o["states"].items() if k not in ("verified", "abandoned", "moved")))
+                      for h, o in owed.items() if o["due"]]
+                     + ["%s: its owed document cannot be read" % h for h in sorted(owed_invalid)]
+                     + ["%s: back after a fence" % h for h in returning]),
         }
 
     def _report(self, state) -> dict:
@@ -419,6 +493,8 @@ class HeartbeatCheck:
         return {
             "changed": False, "hosts": {}, "suspects": [], "overdue": [], "fresh": [], "skewed": [], "ignored_files": {},
             "maintenance": {}, "maintenance_expired": {}, "fenced": {}, "returning": [], "disk_samples": {},
+            "invalid_hosts": self.invalid_hosts,
+            "owed": {}, "owed_invalid": {}, "work": [],
             "observer_ok": False, "observer_reason": reason, "samples": samples, "cluster": self.params["cluster"],
             "elapsed": round(time.monotonic() - start, 3),
         }
@@ -464,6 +540,12 @@ def _active(marks: dict) -> dict:
     return active
 
 
+def _warn_invalid_hosts(module, result: dict) -> dict:
+    for name, reason in sorted(result["invalid_hosts"].items()):
+        module.warn("%r is skipped, it is not watched: %s" % (name, reason))
+    return result
+
+
 def _summary(record) -> dict:
     if record is None:
         return {}
@@ -476,7 +558,7 @@ def main():
     if params["state"] == "stopped":
         module.run(lambda: StoppedMarker(params, module.check_mode, module.diff_mode).run())
     else:
-        module.run(lambda: HeartbeatCheck(params).run())
+        module.run(lambda: _warn_invalid_hosts(module, HeartbeatCheck(params).run()))
 
 
 if __name__ == "__main__":

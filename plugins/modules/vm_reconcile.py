@@ -7,28 +7,35 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: vm_reconcile
-short_description: Remove a returning hypervisor's stale copies of VMs that were restarted elsewhere
+short_description: Remove a returning hypervisor's stale copies of VMs verified running elsewhere - never the only copy
 version_added: 0.1.0
 description:
-  - The returning-host guard. When a host that was fenced comes back, the VMs it ran have been started on other
-    hosts. Its own definitions of them are stale copies; if one were started (by hand, by autostart), the VM would
-    run twice on the same disks.
-  - For each VM of O(vms) defined on the host at O(uri), the module destroys it if it is active and undefines it.
-    The disks, the NVRAM and the VM's domain XML on the shared store are never touched.
+  - The returning-host guard. When a host that was fenced comes back, the VMs it ran may have been started on other
+    hosts. Its own definitions of them are then stale copies; if one were started (by hand, by autostart), the VM
+    would run twice on the same disks.
+  - The candidates are the VMs of the host's owed document and every VM of any owed document that was defined on
+    it during a recovery (C(<store_path>/kvmha/owed/), see M(kvmha.cluster.vm_evacuate)), plus O(vms). A candidate
+    is removed - destroyed if active, then undefined - B(only) when its most recent owed entry says it is
+    C(verified) running on another host. Every other candidate is kept and listed in RV(kept) with the reason: it
+    may be the only copy of the VM, and nothing here ever destroys that.
+  - The disks, the NVRAM and the VM's domain XML on the shared store are never touched.
+  - With O(release), and nothing kept, the host's owed document is released (its recovery is history) so that the
+    caller can clear the fenced mark and count the host as live.
   - The watchdog runs it before it clears the host's fenced mark, so the host counts as live only afterwards.
 author:
   - kvmha.cluster developers (@kvmha)
 extends_documentation_fragment:
   - kvmha.cluster._attributes
-  - kvmha.cluster._attributes.ACTIONGROUP_LIBVIRT
+  - kvmha.cluster._attributes.ACTIONGROUP_STORE_LIBVIRT
   - kvmha.cluster._attributes.CHECK_MODE
+  - kvmha.cluster._store
 attributes:
   check_mode:
     support: full
-    details: Reads each domain's state and reports what would be removed.
+    details: Reads each domain's state and reports what would be removed and kept.
   diff_mode:
     support: full
-    details: Shows each VM's state on the host before and after.
+    details: Shows each removed VM's state on the host before and after.
   idempotent:
     support: full
 options:
@@ -36,17 +43,31 @@ options:
     description: The libvirt URI of the returning host (C(kvmha_libvirt_uri)).
     type: str
     required: true
+  host:
+    description: Inventory name of the returning host (its heartbeat record and owed document name).
+    type: str
+    required: true
   vms:
-    description: UUIDs of the VMs that were restarted elsewhere (the C(vms) of the host's fenced mark).
+    description:
+      - UUIDs of further candidates (for a host returned by hand whose fenced mark is gone). They too are removed only
+        when verified running elsewhere.
     type: list
     elements: str
-    required: true
+    default: []
+  release:
+    description: Release the host's owed document when nothing was kept.
+    type: bool
+    default: true
   connect_timeout:
     description: Deadline in seconds of the libvirt connection.
     type: float
     default: 10
   call_timeout:
     description: Deadline in seconds of each libvirt call.
+    type: float
+    default: 10
+  store_timeout:
+    description: Deadline in seconds of reading (and releasing) the owed documents.
     type: float
     default: 10
 requirements:
@@ -60,56 +81,107 @@ EXAMPLES = r"""
 - name: Remove the stale copies on h1 before it rejoins
   kvmha.cluster.vm_reconcile:
     uri: "{{ hostvars['h1'].kvmha_libvirt_uri }}"
-    vms: "{{ fenced_mark.data.vms }}"
+    host: h1
+    store_path: /srv/kvmha
   delegate_to: localhost
+  register: reconciled
+
+- name: Clear the fenced mark only when nothing on h1 may be the only copy
+  kvmha.cluster.host_mark:
+    store_path: /srv/kvmha
+    kind: fenced
+    host: h1
+    state: absent
+  when: reconciled.kept | length == 0
 """
 
 RETURN = r"""
 vms:
-  description: Per VM, its state on the host before (C(absent) when not defined there) and what was done.
+  description: Per removed candidate, its state on the host before (C(absent) when not defined there) and what was done.
   returned: always
   type: list
   elements: dict
   sample: [{uuid: 0b5f6c1e-0d5a-4f7e-8d0c-5d1a2b3c4d5e, before: shutoff, destroyed: false, undefined: true}]
+kept:
+  description:
+    - Candidates defined on the host that were B(not) removed, with the reason - no verified copy runs elsewhere, so
+      this may be the only one. Not empty means the host must not be returned yet.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{uuid: 0b5f6c1e-0d5a-4f7e-8d0c-5d1a2b3c4d5e, name: db1, before: shutoff,
+            reason: "it is still owed by h1 (unplaced) and has no verified copy elsewhere: this may be its only copy"}]
+released:
+  description: Whether the host's owed document was released.
+  returned: always
+  type: bool
+  sample: true
 """
 
-import uuid as uuidlib
-
+from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import STORE_SPEC, merge_specs
+from ansible_collections.kvmha.cluster.plugins.module_utils._claims import normalise_uuid
 from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule
-from ansible_collections.kvmha.cluster.plugins.module_utils._errors import InvalidInput
+from ansible_collections.kvmha.cluster.plugins.module_utils._deadline import call_with_deadline
+from ansible_collections.kvmha.cluster.plugins.module_utils._errors import StoreError
+from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import validate_host_name
 from ansible_collections.kvmha.cluster.plugins.module_utils._libvirt import LIBVIRT_IMPORT_ERROR, LibvirtClient
+from ansible_collections.kvmha.cluster.plugins.module_utils._recovery import OwedBook, stale_copies
 
-ARGUMENT_SPEC = {
-    "uri": {"type": "str", "required": True},
-    "vms": {"type": "list", "elements": "str", "required": True},
-    "connect_timeout": {"type": "float", "default": 10},
-    "call_timeout": {"type": "float", "default": 10},
-}
+ARGUMENT_SPEC = merge_specs(
+    STORE_SPEC,
+    {
+        "uri": {"type": "str", "required": True},
+        "host": {"type": "str", "required": True},
+        "vms": {"type": "list", "elements": "str", "default": []},
+        "release": {"type": "bool", "default": True},
+        "connect_timeout": {"type": "float", "default": 10},
+        "call_timeout": {"type": "float", "default": 10},
+        "store_timeout": {"type": "float", "default": 10},
+    },
+)
 
 
-def _uuid(value: str) -> str:
-    try:
-        return str(uuidlib.UUID(value))
-    except ValueError:
-        raise InvalidInput("%r is not a UUID" % value[:80]) from None
+def _owed(params: dict, host: str) -> tuple:
+    """(book, {host: Document}) - every owed document, released ones included: they tell where VMs were verified."""
+    book = OwedBook(params["store_path"], "reconcile/%s" % host)
+    documents, invalid = call_with_deadline(book.read_all, params["store_timeout"], "read the owed documents")
+    if invalid:
+        raise StoreError("owed documents cannot be read, so no copy can be proven stale: %s"
+                         % "; ".join("%s: %s" % item for item in sorted(invalid.items())), result={"vms": [], "kept": [], "released": False})
+    return book, documents
 
 
 def reconcile(params: dict, check_mode: bool, diff_mode: bool) -> dict:
-    vms = [_uuid(v) for v in params["vms"]]
-    client = LibvirtClient(params["uri"], params["connect_timeout"], params["call_timeout"]).open()
+    host = validate_host_name(params["host"])
+    book, documents = _owed(params, host)
+    remove, keep = stale_copies(host, dict((h, d.data) for h, d in documents.items()))
+    known = set(remove) | set(k["uuid"] for k in keep)
+    for extra in sorted(set(normalise_uuid(v) for v in params["vms"]) - known):
+        keep.append({"uuid": extra, "name": extra, "reason": "no owed document says it is verified running elsewhere: "
+                     "this may be its only copy"})
+    client = LibvirtClient(params["uri"], params["connect_timeout"], params["call_timeout"], read_only=check_mode).open()
     try:
-        results = []
-        for vm in vms:
+        removed, kept = [], []
+        for vm in remove:
             before = client.domain_state(vm) or "absent"
-            outcome = {"destroyed": before != "absent" and before != "shutoff", "undefined": before != "absent"}
+            outcome = {"destroyed": before not in ("absent", "shutoff"), "undefined": before != "absent"}
             if before != "absent" and not check_mode:
                 outcome = client.remove(vm)
-            results.append(dict(outcome, uuid=vm, before=before))
+            removed.append(dict(outcome, uuid=vm, before=before))
+        for vm in keep:
+            before = client.domain_state(vm["uuid"]) or "absent"
+            if before != "absent":
+                kept.append(dict(vm, before=before))
     finally:
         client.close()
-    result = {"changed": any(r["undefined"] for r in results), "vms": results}
+    released = False
+    own = documents.get(host)
+    if params["release"] and not kept and own is not None and not own.released and not check_mode:
+        call_with_deadline(book.release, params["store_timeout"], "release the owed document of %s" % host, own)
+        released = True
+    result = {"changed": any(r["undefined"] for r in removed) or released, "vms": removed, "kept": kept, "released": released}
     if diff_mode:
-        result["diff"] = {"before": {r["uuid"]: r["before"] for r in results}, "after": {r["uuid"]: "absent" for r in results}}
+        result["diff"] = {"before": {r["uuid"]: r["before"] for r in removed}, "after": {r["uuid"]: "absent" for r in removed}}
     return result
 
 

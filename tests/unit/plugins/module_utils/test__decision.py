@@ -304,6 +304,8 @@ def _check_interlocks(doc, decision, policy):
         assert not f["mgmt_up"], "fenced a host whose management answers"
     if action in ("fence", "recover", "remediate"):
         assert doc["observer"]["ok"] and not f["maintenance"]
+    if action == "remediate":
+        assert f["mgmt_up"], "remediation (a restart over SSH) chosen for a host whose management does not answer"
     if action == "recover":
         self_fenced = (policy["trust_self_fence"] and f["armed"] and f["deadline"] is not None and f["age"] is not None
                        and f["age"] >= f["deadline"] + policy["self_fence_margin_s"])

@@ -95,6 +95,9 @@ SETTINGS = {
     # --- recovery
     "recover_parallel": _Setting(4, "int", "VMs defined and started at the same time during recovery.", 1),
     "libvirt_timeout_s": _Setting(10, "number", "Deadline of each libvirt connection and call during recovery.", 0, None, True),
+    "recover_retry_s": _Setting(30, "number", "Seconds before an owed VM that could not be placed or started is tried "
+                                "again; doubled after each failed attempt.", 0, None, True),
+    "recover_retry_max_s": _Setting(300, "number", "The longest wait between two recovery attempts of one owed VM.", 0, None, True),
     "spare_hosts": _Setting([], "names", "Hosts kept free and used for recovery only when the others are full."),
     "placement_strategy": _Setting("spread", "choice", "Where recovered VMs go: spread (over the most free hosts, so they start in "
                                    "parallel) or best_fit (pack tightly).", choices=("spread", "best_fit")),

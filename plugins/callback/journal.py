@@ -69,6 +69,7 @@ WATCHED = {
 }
 SECRET_WORDS = ("password", "passwd", "secret", "kg", "token")
 MAX_EVENT_BYTES = 64 * 1024
+ATTEMPTS = "vm_recovery_attempt"
 
 
 def module_name(action: str) -> str:
@@ -105,6 +106,8 @@ class Incident:
         self.decision = None
         self.actions = []
         self.vms = []
+        self.recovery = None
+        self.interrupted = None
 
     def mark(self, phase: str, when: float | None = None) -> None:
         self.times.setdefault(phase, time.time() if when is None else when)
@@ -123,10 +126,33 @@ class Incident:
         words = []
         for action in self.actions:
             words.append("%s %s" % (action["action"], "ok" if action["ok"] else "FAILED"))
-        if self.vms:
+        if self.recovery:
+            words.append(", ".join("%d %s" % (n, state) for state, n in sorted(self.recovery.items()) if n))
+        elif self.vms:
             started = sum(1 for vm in self.vms if vm.get("status") == "started")
             words.append("%d/%d VMs started" % (started, len(self.vms)))
+        if self.interrupted:
+            words.insert(0, "finished the work of the interrupted run %s" % self.interrupted.get("owner"))
         return ", ".join(words) or "-"
+
+    def final_state(self) -> str | None:
+        """What the host is at the end of the run: a confirmed fence ends as DOWN (fenced), not as its suspect verdict."""
+        verdict = (self.decision or {}).get("verdict")
+        if any(a["action"] == "fence" and a["ok"] for a in self.actions):
+            return "DOWN (fenced)"
+        if self.recovery is not None and verdict in (None, "DOWN", "DOWN_SELF_FENCED"):
+            return verdict or "DOWN (owed recovery)"
+        return verdict
+
+    def recovery_outcome(self) -> str | None:
+        """recovered (every VM verified or running), partial (some still run nowhere) or abandoned, from the owed states."""
+        if not self.recovery:
+            return None
+        if any(self.recovery.get(s) for s in ("owed", "claimed", "unplaced", "failed")):
+            return "partial"
+        if self.recovery.get("abandoned"):
+            return "abandoned"
+        return "recovered"
 
     def record(self, run: dict) -> dict:
         decision = self.decision or {}
@@ -149,6 +175,9 @@ class Incident:
             "vms": self.vms,
             "timestamps": {phase: iso(when) for phase, when in sorted(self.times.items(), key=lambda item: item[1])},
             "rto_s": self.rto(),
+            "final_state": self.final_state(),
+            "recovery": {"states": self.recovery, "outcome": self.recovery_outcome()} if self.recovery else None,
+            "interrupted": self.interrupted,
             "outcome": self.outcome(),
         }
 
@@ -169,6 +198,8 @@ class CallbackModule(CallbackBase):
         self.observation = None
         self.failures = []
         self.returned = {}
+        self.owed = {}
+        self.attempts = 0
 
     def set_options(self, task_keys=None, var_options=None, direct=None):
         super().set_options(task_keys=task_keys, var_options=var_options, direct=direct)
@@ -219,7 +250,8 @@ class CallbackModule(CallbackBase):
         if "suspects" not in result:
             return  # state=stopped
         detected = time.time()
-        self.event("run_start", started=iso(self.run["started"]))
+        if self.observation is None:
+            self.event("run_start", started=iso(self.run["started"]))
         cluster = self.run["cluster"] = result.get("cluster", "default")
         self.observation = {
             "observer": result.get("_ansible_delegated_vars", {}).get("ansible_delegated_host", host),
@@ -229,9 +261,17 @@ class CallbackModule(CallbackBase):
             "returning": result.get("returning", []),
             "maintenance_expired": sorted(result.get("maintenance_expired", {})),
             "skewed": result.get("skewed", []),
+            "owed": dict((h, o.get("states", {})) for h, o in (result.get("owed") or {}).items()),
+            "owed_invalid": sorted(result.get("owed_invalid") or {}),
+            "work": result.get("work", []),
             "samples": result.get("samples"),
         }
+        self.owed = dict(self.observation["owed"])
+        for line in result.get("work", []):
+            self.event("recovery_work", detail=line)
         for suspect in result.get("suspects", []):
+            if suspect in self.incidents and self.incidents[suspect].heartbeat is not None:
+                continue  # the watch after the recovery work found it again
             incident = self.incident(suspect, cluster)
             entry = result.get("hosts", {}).get(suspect, {})
             incident.heartbeat = entry
@@ -265,30 +305,49 @@ class CallbackModule(CallbackBase):
         self._action(host, "fence", ok, "power off confirmed" if ok else result.get("msg", "not confirmed"), result)
 
     def _on_vm_evacuate(self, host, result):
+        if "transitions" in result and "vms" not in result:
+            return self._on_abandon(result)
         for entry in result.get("unreadable") or []:
-            self._action(entry.get("host", host), "recover", False, "its last record is unreadable: %s" % entry.get("reason"))
+            self._action(entry.get("host", host), "recover", False, "%s: %s" % (entry.get("status"), entry.get("reason")))
+        for gone in result.get("interrupted") or []:
+            incident = self.incident(gone["host"], self.run.get("cluster", "default"))
+            incident.interrupted = gone
+            self.event("interrupted_run", host=gone["host"], owner=gone.get("owner"), vms=gone.get("vms"))
+        for change in result.get("transitions") or []:
+            self.event("vm_transition", host=change["host"], vm=change["vm"], previous=change["from"], state=change["to"],
+                       target=change.get("target"), reason=change.get("reason") or None, attempts=change.get("attempts"))
         by_host = {}
         for vm in result.get("vms", []):
             by_host.setdefault(vm.get("failed_host", host), []).append(vm)
-        for failed_host, vms in sorted(by_host.items()):
-            incident = self.incident(failed_host)
+        worked = set(result.get("opened") or []) | set(c["host"] for c in result.get("transitions") or [])
+        worked |= set(h for h, vms in by_host.items() if any(vm.get("status") in ("started", "unplaced", "failed") for vm in vms))
+        for failed_host in sorted(worked):
+            vms = by_host.get(failed_host, [])
+            incident = self.incident(failed_host, self.run.get("cluster", "default"))
             incident.vms = vms
+            incident.recovery = (result.get("owed") or {}).get(failed_host)
             for vm in vms:
                 running = vm.get("timestamps", {}).get("running")
                 if vm.get("status") == "started" and running:
                     incident.mark("vm_running:%s" % vm.get("name"), running)
-                self.event("vm_" + vm.get("status", "unknown"), host=failed_host, vm=vm.get("name"), target=vm.get("host"),
-                           reason=vm.get("reason"))
-            counts = {}
-            for vm in vms:
-                counts[vm.get("status")] = counts.get(vm.get("status"), 0) + 1
-            ok = not counts.get("failed") and not counts.get("unplaced")
-            self._action(failed_host, "recover", ok, ", ".join("%d %s" % (n, k) for k, n in sorted(counts.items())))
+                if vm.get("status") in ("started", "unplaced", "failed"):
+                    self.event("vm_" + vm["status"], host=failed_host, vm=vm.get("name"), target=vm.get("host"),
+                               reason=vm.get("reason") or None)
+            ok = not any((incident.recovery or {}).get(s) for s in ("owed", "claimed", "unplaced", "failed"))
+            self._action(failed_host, "recover", ok, incident.outcome() if incident.recovery else "-")
+        self.owed.update(dict((h, states) for h, states in (result.get("owed") or {}).items()))
+        self.attempts += int(result.get("attempts") or 0)
+
+    def _on_abandon(self, result):
+        for change in result.get("transitions") or []:
+            self.event("vm_abandoned", host=change["host"], vm=change["vm"], previous=change["from"],
+                       operator=change.get("operator"), reason=change.get("reason"))
 
     def _on_vm_reconcile(self, host, result):
         removed = [vm["uuid"] for vm in result.get("vms", []) if vm.get("undefined")]
-        self.returned[host] = removed
-        self.event("reconciled", host=host, removed=removed)
+        kept = [vm.get("name") for vm in result.get("kept", [])]
+        self.returned[host] = {"removed": removed, "kept": kept}
+        self.event("reconciled", host=host, removed=removed, kept=kept or None)
 
     def _on_cluster_lease(self, host, result):
         if result.get("acquired") is False and result.get("holder"):
@@ -360,6 +419,10 @@ class CallbackModule(CallbackBase):
         if kind == "decision":
             return "%s: %s -> %s, action %s [%s]: %s" % (event["ts"], host, event.get("verdict"), event.get("action"),
                                                          event.get("rule"), "; ".join(event.get("reasons", [])))
+        if kind == "vm_transition":
+            return "%s: %s %s -> %s%s%s" % (event["ts"], event.get("vm"), event.get("previous"), event.get("state"),
+                                           " on " + event["target"] if event.get("target") else "",
+                                           " (%s)" % event["reason"] if event.get("reason") else "")
         if kind.startswith("vm_"):
             return "%s: %s %s %s%s" % (event["ts"], event.get("vm"), kind[3:], "on " + event["target"] if event.get("target") else "",
                                        " (%s)" % event["reason"] if event.get("reason") else "")
@@ -394,6 +457,9 @@ class CallbackModule(CallbackBase):
             for action in incident.actions:
                 key = "%s|%s|%s" % (action["action"], incident.cluster, "ok" if action["ok"] else "failed")
                 counters[key] = counters.get(key, 0) + 1
+        if self.attempts:
+            key = "%s|%s|all" % (ATTEMPTS, self.run.get("cluster", "default"))
+            counters[key] = counters.get(key, 0) + self.attempts
         makedirs_safe(self.journal_dir)
         _write_atomic(state_path, json.dumps(counters, sort_keys=True))
         _write_atomic(self.metrics_file, self.prometheus(counters))
@@ -426,7 +492,18 @@ class CallbackModule(CallbackBase):
                   "# TYPE kvmha_actions_total counter"]
         for key, value in sorted(counters.items()):
             action, cluster_name, outcome = key.split("|")
-            lines.append('kvmha_actions_total{action="%s",cluster="%s",result="%s"} %d' % (action, cluster_name, outcome, value))
+            if action != ATTEMPTS:
+                lines.append('kvmha_actions_total{action="%s",cluster="%s",result="%s"} %d' % (action, cluster_name, outcome, value))
+        lines += ["# HELP kvmha_vm_recovery_attempts_total Start attempts of owed VMs (placements included), since the journal began.",
+                  "# TYPE kvmha_vm_recovery_attempts_total counter"]
+        for key, value in sorted(counters.items()):
+            if key.startswith(ATTEMPTS + "|"):
+                lines.append('kvmha_vm_recovery_attempts_total{cluster="%s"} %d' % (key.split("|")[1], value))
+        lines += ["# HELP kvmha_vms_owed HA VMs of fenced hosts by owed state (open recoveries; 0 owed/claimed/unplaced/failed = done).",
+                  "# TYPE kvmha_vms_owed gauge"]
+        for host, states in sorted(self.owed.items()):
+            for state, count in sorted(states.items()):
+                lines.append('kvmha_vms_owed{cluster="%s",host="%s",state="%s"} %d' % (cluster, host, state, count))
         lines += ["# HELP kvmha_last_rto_seconds Last heartbeat to last VM running, for hosts recovered in the last run.",
                   "# TYPE kvmha_last_rto_seconds gauge"]
         for host, incident in sorted(self.incidents.items()):
@@ -440,17 +517,22 @@ class CallbackModule(CallbackBase):
         return "\n".join(lines) + "\n"
 
     def print_summary(self) -> None:
-        for host, removed in sorted(self.returned.items()):
-            self._display.display("kvmha: %s came back after a fence: %d stale VM copies removed, it is live again" % (host, len(removed)))
+        for host, returned in sorted(self.returned.items()):
+            if returned["kept"]:
+                self._display.display("kvmha: %s came back after a fence: %d stale VM copies removed; it stays fenced, it holds the "
+                                      "only copy of %s" % (host, len(returned["removed"]), ", ".join(returned["kept"])), color="red")
+            else:
+                self._display.display("kvmha: %s came back after a fence: %d stale VM copies removed, it is live again"
+                                      % (host, len(returned["removed"])))
         if not self.incidents and self.run["ok"]:
             self._display.display("kvmha: run %s - all hosts alive, nothing to do" % self.run["id"])
             return
-        rows = [("HOST", "VERDICT", "RULE", "ACTION", "OUTCOME", "RTO")]
+        rows = [("HOST", "VERDICT", "RULE", "ACTION", "NOW", "OUTCOME", "RTO")]
         for host, incident in sorted(self.incidents.items()):
             decision = incident.decision or {}
             rto = incident.rto()
             rows.append((host, decision.get("verdict", "-"), decision.get("rule", "-"), decision.get("action", "-"),
-                         incident.outcome(), "%.1f s" % rto if rto is not None else "-"))
+                         incident.final_state() or "-", incident.outcome(), "%.1f s" % rto if rto is not None else "-"))
         widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
         self._display.display("\nkvmha: run %s %s" % (self.run["id"], "OK" if self.run["ok"] else "NEEDS ATTENTION"))
         for row in rows:

@@ -168,6 +168,8 @@ class Evacuation:
             raise InvalidInput("failed host %s is listed twice" % ", ".join(twice))
         if p["incident"] and len(self.failed_hosts) != 1:
             raise InvalidInput("incident is only for a single failed host")
+        if p["abandon"] and self.failed_hosts:
+            raise InvalidInput("abandon does nothing else: give no failed_hosts with it")
         for key in ("connect_timeout", "call_timeout", "verify_timeout", "store_timeout", "retry_s", "retry_max_s"):
             if not p[key] > 0:
                 raise InvalidInput("%s must be positive, got %r" % (key, p[key]))
@@ -185,12 +187,15 @@ class Evacuation:
                 raise InvalidInput("target %s is listed twice" % host)
             seen.add(host)
             target = Target(host, entry["uri"], host in self.spares)
-            try:
-                validate_uri(entry["uri"])
-                target.connectable = True
-            except InvalidInput as err:
-                target.reason = str(err)
-                self.warnings.append("target %s excluded: %s" % (host, err))
+            if host in self.failed_hosts:
+                target.reason = "is a failed host"
+            else:
+                try:
+                    validate_uri(entry["uri"])
+                    target.connectable = True
+                except InvalidInput as err:
+                    target.reason = str(err)
+                    self.warnings.append("target %s excluded: %s" % (host, err))
             self.targets.append(target)
         unknown_spares = self.spares - seen
         if unknown_spares:
@@ -285,6 +290,10 @@ class Evacuation:
             if isinstance(planned, _Planned):
                 documents[host] = planned
         self.documents = documents
+        for target in self.targets:
+            if target.host in documents and target.connectable:
+                target.connectable = False
+                target.reason = "is fenced: its recovery is owed"
         now = self.clock()
         vms = []
         for host, doc in sorted(documents.items()):

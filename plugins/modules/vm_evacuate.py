@@ -429,12 +429,10 @@ ARGUMENT_SPEC = merge_specs(
 )
 
 REQUIRED_TOGETHER = [("abandon", "operator", "reason")]
-MUTUALLY_EXCLUSIVE = [("abandon", "failed_hosts")]
 
 
 def main():
-    module = KvmhaModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True, required_together=REQUIRED_TOGETHER,
-                         mutually_exclusive=MUTUALLY_EXCLUSIVE)
+    module = KvmhaModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True, required_together=REQUIRED_TOGETHER)
     module.require_library("libvirt-python", LIBVIRT_IMPORT_ERROR)
 
     def run():

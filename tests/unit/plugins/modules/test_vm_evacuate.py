@@ -75,11 +75,9 @@ class Cluster:
         return "test://" + str(path)
 
     def params(self, targets, **over):
-        """Every option with its default; failed_host h1 unless failed_hosts is given (they are mutually exclusive)."""
-        params = dict((k, v.get("default")) for k, v in ARGUMENT_SPEC.items() if k not in ("failed_host", "failed_hosts"))
-        params.update(store_path=self.store, targets=targets)
-        if "failed_hosts" not in over:
-            params["failed_host"] = "h1"
+        """Every option with its default; failed host h1, and no wait for heartbeats (the records here are static)."""
+        params = dict((k, v.get("default")) for k, v in ARGUMENT_SPEC.items())
+        params.update(store_path=self.store, targets=targets, failed_hosts=["h1"], beat_timeout=0.0)
         params.update(over)
         return params
 

@@ -113,9 +113,20 @@ def _number(doc: dict, key: str):
     value = doc.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise InvalidInput("evidence %r must be a number, got %r" % (key, value))
-    return float(value)
+    try:
+        number = None if isinstance(value, bool) or not isinstance(value, (int, float)) else float(value)
+    except OverflowError:  # an integer beyond any float
+        number = None
+    if number is None or math.isnan(number):
+        raise InvalidInput("evidence %r must be a number, got %s" % (key, _shown(value)))
+    return number
+
+
+def _shown(value) -> str:
+    if isinstance(value, int) and value.bit_length() > 64:  # repr() of a big enough int raises ValueError
+        return "an integer of %d bits" % value.bit_length()
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _count(doc: dict, key: str) -> int:
@@ -206,7 +217,9 @@ def apply_custom_rules(facts: Facts, decision: dict, rules: list) -> dict:
     for rule in rules:
         try:
             matched = rule["compiled"].search(document)
-        except (JMESPathError, TypeError, ValueError, AttributeError) as err:  # jmespath lets Python's own errors out
+        # jmespath lets Python's own errors out: TypeError and the like, OverflowError from avg()/sum()/ceil() over
+        # numbers beyond a float, RecursionError on deep documents. Each costs this host's decision, not the run.
+        except (JMESPathError, TypeError, ValueError, AttributeError, ArithmeticError, RecursionError) as err:
             return _overrule(decision, "RULE_ERROR", "alert", "custom:" + rule["id"],
                              "custom rule %r could not be evaluated (%s): alerting instead of acting" % (rule["id"], err))
         if _truthy(matched):

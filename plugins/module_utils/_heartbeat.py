@@ -41,6 +41,8 @@ HOSTS_DIR = os.path.join("kvmha", "hosts")
 RECORD_SUFFIX = ".json"
 DEFAULT_MAX_RECORD_BYTES = 1024 * 1024
 MAX_HOST_NAME = 253
+MAX_JSON_DEPTH = 32  # a v1 record nests 4 deep, a store document (mark, lease, claim) a few more
+MAX_SAFE_INT = 2 ** 53 - 1  # integers beyond this lose precision as JSON numbers elsewhere, and overflow floats
 
 # Reading statuses (one file) and host statuses (the reader's judgement over time).
 LIVE_STATUSES = ("fresh", "clock_skew")
@@ -93,6 +95,28 @@ def record_path(store: str, host: str) -> str:
 
 # --------------------------------------------------------------------------------------------------- parsing
 
+# A JSON string, escapes included; an unterminated one runs to the end of the text. Every part after the opening
+# quote is optional, so a match never backtracks: the scan stays linear whatever the bytes are.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*\\?"?', re.DOTALL)
+_NOT_A_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+_DEPTH_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+
+
+def json_depth(data: bytes) -> int:
+    """How deep arrays and objects nest in the JSON text ``data``, found by scanning the bytes, without parsing.
+
+    Python's ``json`` parser, and every recursive walk over what it returns, raise ``RecursionError`` on deep
+    enough nesting (about a thousand levels; a 64 KiB file holds thirty thousand): check this first. Brackets inside
+    strings do not count. For text that is not valid JSON the answer is at least the depth a parser reaches before
+    it fails.
+    """
+    brackets = _JSON_STRING.sub(b"", data).translate(None, _NOT_A_BRACKET)
+    depth = deepest = 0
+    for byte in brackets:
+        depth += _DEPTH_STEP[byte]
+        deepest = max(deepest, depth)
+    return deepest
+
 
 def _require(cond: bool, reason: str) -> None:
     if not cond:
@@ -100,11 +124,11 @@ def _require(cond: bool, reason: str) -> None:
 
 
 def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, int) and not isinstance(value, bool) and -MAX_SAFE_INT <= value <= MAX_SAFE_INT
 
 
 def _is_number(value) -> bool:
-    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
+    return _is_int(value) or (isinstance(value, float) and math.isfinite(value))
 
 
 def _field(doc: dict, key: str, check, what: str):
@@ -145,6 +169,8 @@ def _parse_vm(index: int, vm) -> dict:
 
 def parse_record(data: bytes, expected_host: str | None = None) -> dict:
     """Validate raw heartbeat bytes and return the record as a plain dict, or raise ``InvalidRecord``."""
+    if json_depth(data) > MAX_JSON_DEPTH:
+        raise InvalidRecord("nested deeper than %d levels" % MAX_JSON_DEPTH)
     try:
         doc = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
@@ -304,6 +330,8 @@ class RecordReader:
             record = parse_record(data, expected_host=host)
         except InvalidRecord as err:
             return Reading(host, "invalid", reason=str(err), mtime=info.st_mtime)
+        except (ValueError, ArithmeticError, RecursionError) as err:  # a parser bug must cost one host, not the run
+            return Reading(host, "invalid", reason="cannot be parsed (%s: %s)" % (type(err).__name__, err), mtime=info.st_mtime)
         return Reading(host, "ok", record=record, mtime=info.st_mtime)
 
 

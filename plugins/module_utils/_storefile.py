@@ -46,6 +46,7 @@ import time
 import uuid as uuidlib
 
 from ._errors import StoreError
+from ._heartbeat import MAX_JSON_DEPTH, MAX_SAFE_INT, json_depth
 
 FORMAT_VERSION = 1
 DEFAULT_MAX_BYTES = 64 * 1024
@@ -135,7 +136,9 @@ class Document:
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return -MAX_SAFE_INT <= value <= MAX_SAFE_INT  # math.isfinite() of a huge int raises OverflowError
+    return isinstance(value, float) and math.isfinite(value)
 
 
 def _validate_owner(owner) -> str:
@@ -256,6 +259,8 @@ class DocumentStore:
             raise InvalidDocument("%s is not a valid %s document: %s" % (path, self.kind, err), name, generation) from None
 
     def _parse(self, raw: bytes, name: str, generation: int, mtime: float, path: str) -> Document:
+        if json_depth(raw) > MAX_JSON_DEPTH:  # json.loads would raise RecursionError, which no caller expects
+            raise ValueError("nested deeper than %d levels" % MAX_JSON_DEPTH)
         try:
             doc = json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError:

@@ -90,6 +90,7 @@ class VmJob:
 
     def run(self) -> tuple:
         vm, target, client = self.vm, self.target, self.target.client
+        vm["tried"].append(target.host)  # a definition may exist there from now on, whatever happens next
         try:
             client.define(vm["xml"])
             vm["timestamps"]["defined"] = _now()
@@ -243,6 +244,7 @@ class Evacuation:
                 self.unreadable.append({"host": host, "status": "error", "reason": "cannot open its owed document: %s" % err})
                 continue
             self.opened.append(host)
+            self._ensure_fenced(host, data)
 
     def _take_over_listed(self, host: str, data: dict) -> None:
         """A dying target's own record lists VMs another open document still owes: they are ``moved`` there.
@@ -314,7 +316,7 @@ class Evacuation:
         vm = dict((k, entry[k]) for k in ("uuid", "name", "priority", "group", "memory_mib", "vcpus"))
         vm.update(failed_host=host, incident=data["incident"], entry=entry, previous=entry["state"], status="", host=None,
                   order=None, round=None, reason="", error_kind="", claim_info={}, timestamps={}, xml=None, claim=None,
-                  decision=None, pinned=None, outcome=None)
+                  decision=None, pinned=None, outcome=None, tried=[])
         if entry["state"] in owed.TERMINAL:
             vm["status"] = "done"
         elif not owed.due(entry, self.clock()):
@@ -375,12 +377,14 @@ class Evacuation:
         return sorted(reachable, key=lambda t: t.host)
 
     def _fenced_hosts(self) -> set:
+        """Hosts whose power-off is confirmed: marked fenced, owed, or confirmed down by our caller."""
+        confirmed = set(self.failed_hosts) | set(self.documents)
         try:
             marks = self._store_call("read the fenced marks", read_marks, self.store, FENCED)
         except KvmhaError as err:
-            self.warnings.append("fenced marks unreadable (%s): no claim target counts as fenced" % err)
-            return set()
-        return set(marks["active"])
+            self.warnings.append("fenced marks unreadable (%s): only owed and failed hosts count as fenced" % err)
+            return confirmed
+        return confirmed | set(marks["active"])
 
     # ------------------------------------------------------------------------------------------- deciding
 
@@ -575,8 +579,8 @@ class Evacuation:
         """The VM's new owed entry, from what this pass found and did."""
         entry, status, retry = vm["entry"], vm["status"], self.retry
         attempted = vm["outcome"] is not None or status == "unplaced"
-        if vm["outcome"] is not None and vm["host"]:
-            entry = owed.add_copy(entry, vm["host"])
+        for host in vm["tried"]:
+            entry = owed.add_copy(entry, host)
         claimed_on = self._claim_target(vm)
         if claimed_on:
             entry = owed.add_copy(entry, claimed_on)  # a definition may have been made there
@@ -629,8 +633,7 @@ class Evacuation:
                 self._save(host, data)
             if not owed.is_open(data):
                 self.closed.append(host)
-            if host in self.opened or not owed.is_open(data):
-                self._ensure_fenced(host, data)
+            self._ensure_fenced(host, data)  # no-op while the mark is there; writes it after a run died before it
         return transitions
 
     def _ensure_fenced(self, host: str, data: dict) -> None:

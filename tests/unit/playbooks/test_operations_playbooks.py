@@ -22,7 +22,7 @@ import uuid
 
 import pytest
 
-from ansible_collections.kvmha.cluster.plugins.module_utils import _marks
+from ansible_collections.kvmha.cluster.plugins.module_utils import _marks, _recovery
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 ANSIBLE_PLAYBOOK = pathlib.Path(sys.executable).with_name("ansible-playbook")
@@ -194,9 +194,18 @@ def test_an_expired_maintenance_is_shown_as_ended(site):
 # ---------------------------------------------------------------------------------------------------- unfence
 
 
-def test_unfence_reconciles_clears_and_refuses_a_second_time(tmp_path, bmcs):
+def owe(store, host, state, target=None):
+    """An owed document of ``host`` whose one VM is TEST_DOMAIN in ``state`` (on ``target``)."""
+    vm = {"uuid": TEST_DOMAIN, "name": "test", "ha": True, "priority": 50, "memory_mib": 64, "vcpus": 1, "group": ""}
+    data = _recovery.new_document(host, "lab", host + "/boot", "SUSPECT", "R8", [vm], time.time(), "watchdog/1")
+    data["vms"][0] = _recovery.transition(data["vms"][0], state, time.time(), target=target)
+    _recovery.OwedBook(str(store), "watchdog/1").open(host, data)
+
+
+def test_unfence_reconciles_clears_and_is_ok_a_second_time(tmp_path, bmcs):
     hosts_site = Site(tmp_path, {"h1": bmc(bmcs["on1"]), "h2": {}})
     _marks.set_mark(str(hosts_site.store), "fenced", "h1", "watchdog/1", {"verdict": "SUSPECT", "vms": [TEST_DOMAIN]})
+    owe(hosts_site.store, "h1", _recovery.VERIFIED, "h2")
     with heartbeat(hosts_site.store, "h1"):
         would = hosts_site.run("unfence", "--check", kvmha_unfence_hosts="h1", kvmha_unfence_verify_ssh=False)
         assert would.returncode == 0 and "h1: would be returned" in would.output, would.output
@@ -210,7 +219,19 @@ def test_unfence_reconciles_clears_and_refuses_a_second_time(tmp_path, bmcs):
     lease = _marks.documents(str(hosts_site.store), _marks.LEASE).read("lab")
     assert lease.released and lease.owner.startswith("unfence/")
     again = hosts_site.run("unfence", kvmha_unfence_hosts="h1", kvmha_unfence_verify_ssh=False)
-    assert again.returncode != 0 and "h1 is not marked fenced" in again.output and "nothing was done" in again.output
+    assert again.returncode == 0 and "h1 is not marked fenced: it was returned already" in again.output, again.output
+    assert re.search(r"h1\s*: ok=\d+\s+changed=0 .*failed=0", again.output), again.output
+
+
+def test_unfence_refuses_to_destroy_the_only_copy(tmp_path, bmcs):
+    hosts_site = Site(tmp_path, {"h1": bmc(bmcs["on1"]), "h2": {}})
+    _marks.set_mark(str(hosts_site.store), "fenced", "h1", "watchdog/1", {"verdict": "SUSPECT", "vms": [TEST_DOMAIN]})
+    owe(hosts_site.store, "h1", _recovery.UNPLACED)
+    with heartbeat(hosts_site.store, "h1"):
+        done = hosts_site.run("unfence", kvmha_unfence_hosts="h1", kvmha_unfence_verify_ssh=False, kvmha_unfence_poll_s=1)
+    assert done.returncode != 0 and "h1 holds the only copy of test" in done.output, done.output
+    assert "Nothing was destroyed and the host stays fenced" in done.output
+    assert "h1" in hosts_site.marks("fenced")["active"]
 
 
 def test_unfence_leaves_the_mark_when_the_heartbeat_does_not_come(site):

@@ -538,6 +538,11 @@ class Evacuation:
                 self._update_claim(vm, self._book(vm).mark_failed, reason)
             elif outcome == "unknown":
                 self._finish(vm, "failed", reason, kind=kind or "unknown")
+            elif vm["pinned"]:
+                # A retry stays on its claim's target: the claim's earlier holder may still start it there, and
+                # only there does libvirt refuse the second start. It waits, like a claim whose target cannot be checked.
+                self._finish(vm, "waiting", "%s; not placed elsewhere: its claim's earlier holder may still start it "
+                             "on %s" % (reason, vm["host"]), kind=kind or "connection")
             else:
                 self.replanned.append({"uuid": vm["uuid"], "name": vm["name"], "from_host": vm["host"], "to_host": None,
                                        "reason": reason})
@@ -594,7 +599,7 @@ class Evacuation:
         if status == "failed":
             return owed.transition(entry, owed.FAILED, now, error=vm["reason"], attempted=True, retry=retry)
         held = entry["state"] in (owed.CLAIMED, owed.STARTED) and entry["target"] == claimed_on
-        if status == "waiting" and vm["decision"] is not None and vm["decision"].action == "skip" and claimed_on and not held:
+        if status == "waiting" and vm["decision"] is not None and vm["decision"].action in ("skip", "retry") and claimed_on and not held:
             return owed.transition(entry, owed.CLAIMED, now, target=claimed_on, error=vm["reason"], retry=retry)
         if status == "waiting" and vm["reason"] != entry["last_error"] and entry["state"] not in owed.RETRYING:
             return dict(entry, last_error=vm["reason"][:owed.MAX_TEXT], updated=now)

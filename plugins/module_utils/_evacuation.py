@@ -694,6 +694,9 @@ class Evacuation:
         round_no = 1
         while pending:
             placements = self._place(pending, hosts, capacity, round_no)
+            for vm in pending:
+                if vm["status"] == "unplaced" and vm["claim"] is not None:  # re-planned, never started: let go
+                    self._update_claim(vm, self._book(vm).mark_failed, vm["reason"])
             if self.check_mode:
                 for vm in placements:
                     self._finish(vm, "planned", "")

@@ -252,7 +252,9 @@ class Evacuation:
         Each VM is then owed by exactly one open document - this host's, whose last record proves the VM ran here.
         """
         listed = set(vm["uuid"] for vm in data["vms"])
-        for other, doc in sorted(self._open_documents().items()):
+        documents = self._open_documents()
+        documents.update((h, d) for h, d in self.documents.items() if isinstance(d, _Planned))  # check mode: not written
+        for other, doc in sorted(documents.items()):
             if other == host:
                 continue
             now = self.clock()

@@ -738,7 +738,8 @@ class Evacuation:
             "closed": sorted(set(self.closed)), "incidents": dict((h, d.data["incident"]) for h, d in self.documents.items()),
             "unreadable": [dict(u) for u in self.unreadable], "interrupted": self.interrupted, "plan": self.plan,
             "vms": out_vms, "counts": counts, "owed": owed_now, "transitions": list(transitions),
-            "attempts": sum(1 for vm in worked if vm["outcome"] is not None), "targets": [t.as_dict() for t in self.targets],
+            "attempts": sum(1 for vm in worked if vm["outcome"] is not None or vm["status"] == "unplaced"),
+            "targets": [t.as_dict() for t in self.targets],
             "replanned": self.replanned, "started_at": round(self.started_at, 3), "finished_at": _now(),
             "elapsed": round(time.monotonic() - self._t0, 3),
         }

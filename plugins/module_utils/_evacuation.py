@@ -453,6 +453,11 @@ class Evacuation:
         placements = []
         for vm in [v for v in vms if v["pinned"]]:
             placements.append(self._planned(vm, {"host": vm["pinned"], "spare": vm["pinned"] in self.spares}, round_no, placed_at))
+            left = capacity.get(vm["pinned"])
+            if left is not None:  # what a retry takes is not free for the others
+                capacity[vm["pinned"]] = {"mem_free_mib": max(0, left["mem_free_mib"] - vm["memory_mib"]),
+                                          "vcpus_free": max(0, left["vcpus_free"] - vm["vcpus"]),
+                                          "groups": left["groups"] + ([vm["group"]] if vm["group"] else [])}
         free = [vm for vm in vms if not vm["pinned"]]
         plan = place(
             [dict((k, vm[k]) for k in ("uuid", "name", "priority", "memory_mib", "vcpus", "group")) for vm in free],

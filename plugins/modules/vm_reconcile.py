@@ -125,7 +125,7 @@ from ansible_collections.kvmha.cluster.plugins.module_utils._deadline import cal
 from ansible_collections.kvmha.cluster.plugins.module_utils._errors import StoreError
 from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import validate_host_name
 from ansible_collections.kvmha.cluster.plugins.module_utils._libvirt import LIBVIRT_IMPORT_ERROR, LibvirtClient
-from ansible_collections.kvmha.cluster.plugins.module_utils._recovery import OwedBook, stale_copies
+from ansible_collections.kvmha.cluster.plugins.module_utils._recovery import VERIFIED, OwedBook, latest_entries, stale_copies
 
 ARGUMENT_SPEC = merge_specs(
     STORE_SPEC,
@@ -154,9 +154,15 @@ def _owed(params: dict, host: str) -> tuple:
 def reconcile(params: dict, check_mode: bool, diff_mode: bool) -> dict:
     host = validate_host_name(params["host"])
     book, documents = _owed(params, host)
-    remove, keep = stale_copies(host, dict((h, d.data) for h, d in documents.items()))
+    data = dict((h, d.data) for h, d in documents.items())
+    remove, keep = stale_copies(host, data)
     known = set(remove) | set(k["uuid"] for k in keep)
+    latest = latest_entries(data)
     for extra in sorted(set(normalise_uuid(v) for v in params["vms"]) - known):
+        entry = latest.get(extra, (None, None))[1]
+        if entry is not None and entry["state"] == VERIFIED and entry["target"] != host:
+            remove.append(extra)  # like any candidate: its most recent owed entry runs it elsewhere
+            continue
         keep.append({"uuid": extra, "name": extra, "reason": "no owed document says it is verified running elsewhere: "
                      "this may be its only copy"})
     client = LibvirtClient(params["uri"], params["connect_timeout"], params["call_timeout"], read_only=check_mode).open()

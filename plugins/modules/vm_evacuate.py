@@ -309,6 +309,33 @@ vms:
        timestamps: {placed: 1764063000.101, claimed: 1764063000.104, defined: 1764063000.31, started: 1764063000.71,
                     running: 1764063000.72}}
   contains:
+    uuid:
+      description: The VM's UUID.
+      type: str
+    name:
+      description: The VM's name.
+      type: str
+    failed_host:
+      description: The fenced host whose owed document owes the VM; its claim carries that document's incident.
+      type: str
+    priority:
+      description: The VM's HA priority.
+      type: int
+    group:
+      description: Its anti-affinity group, or an empty string.
+      type: str
+    memory_mib:
+      description: Memory it needs.
+      type: int
+    vcpus:
+      description: vCPUs it needs.
+      type: int
+    order:
+      description: Its RV(plan) order (the last round's), or null if it was not planned by this call.
+      type: int
+    round:
+      description: The round in which it was last planned, or null.
+      type: int
     status:
       description:
         - What this call did - C(started), C(running) (found active), C(planned) (check mode), C(waiting) (not due,

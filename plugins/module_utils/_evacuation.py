@@ -820,7 +820,7 @@ class Evacuation:
         if unknown:
             raise InvalidInput("not owed by any open recovery: %s (see the owed documents under %s)"
                                % (", ".join(unknown), owed.owed_dir(self.store)))
-        result = {"changed": bool(transitions), "owner": self.owner, "transitions": transitions,
+        result = {"changed": bool(transitions), "owner": self.owner, "failed_hosts": [], "transitions": transitions,
                   "closed": sorted(set(self.closed)), "unreadable": self.unreadable,
                   "owed": dict((host, owed.counts(doc.data)) for host, doc in sorted(self.documents.items()))}
         if self.unreadable:

@@ -311,7 +311,7 @@ def test_stuck_chassis_fails_with_confirm_timeout_and_is_not_fenced():
     assert error.result["changed"] is True and error.result["action"] == "off"
     assert error.result["powerstate"] == {"before": "on", "after": "on"}
     assert error.result["confirmations"] == 0
-    assert 0.25 <= error.result["elapsed"] < 2
+    assert 0.25 <= error.result["elapsed"] < 10 * 0.3  # it waited for the timeout; the upper bound only catches a hang
 
 
 def test_unknown_never_counts_as_off():
@@ -403,7 +403,7 @@ def test_timeout_covers_a_hanging_command():
     started = time.monotonic()
     with pytest.raises(BmcTimeout) as info:
         operation(session, "off", timeout=0.3).run()
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 10 * 0.3  # the deadline, not the 10 s hang, ended it
     assert info.value.result["changed"] is True  # the command may have reached the chassis
     release.set()
 
@@ -503,8 +503,8 @@ def test_wakeup_fix_returns_at_once_when_the_answer_is_already_queued():
     assert _ipmi.fix_pyghmi_lost_wakeup(fake) is True
     fake.handlers[("::ffff:192.0.2.10", 623, 0, 0)] = {40000: Handler(queued=[b"answer"])}
     started = time.monotonic()
-    fake._io_wait(5, ("::ffff:192.0.2.10", 623, 0, 0))
-    assert time.monotonic() - started < 1
+    fake._io_wait(60, ("::ffff:192.0.2.10", 623, 0, 0))
+    assert time.monotonic() - started < 10  # at once, not after the 60 s wait (a bound that only catches the wait)
     assert len(fake.ioqueue) == 1  # the waiter is still queued, as pyghmi expects
     assert fake.original_calls == []
 

@@ -19,8 +19,9 @@ from ansible_collections.kvmha.cluster.plugins.module_utils._libvirt import (
     read_domain_xml,
     validate_uri,
 )
+from ansible_collections.kvmha.cluster.tests._require import require_module
 
-libvirt = pytest.importorskip("libvirt")
+libvirt = require_module("libvirt", "the venv's libvirt binding (libvirt-python, built by scripts/setup.sh)")
 
 NODE = """<node><cpu><mhz>1000</mhz><model>i686</model><active>4</active><nodes>1</nodes><sockets>1</sockets>
 <cores>4</cores><threads>1</threads></cpu><memory>4194304</memory></node>"""
@@ -185,8 +186,8 @@ def test_wait_running_gives_up_on_a_stopped_domain(node_uri):
     vm_uuid = str(uuid.uuid4())
     client.define(domain_xml(vm_uuid))
     started = time.monotonic()
-    assert client.wait_running(vm_uuid, 5) == "shutoff"
-    assert time.monotonic() - started < 1
+    assert client.wait_running(vm_uuid, 60) == "shutoff"
+    assert time.monotonic() - started < 10  # gave up on seeing it stopped, not at the 60 s timeout
     client.close()
 
 
@@ -202,10 +203,11 @@ def test_broken_connection_is_classified(node_uri):
 
 def test_connection_refused_is_unreachable(tmp_path):
     started = time.monotonic()
-    client = LibvirtClient("qemu+unix:///system?socket=%s" % (tmp_path / "nothing"), connect_timeout=5)
+    client = LibvirtClient("qemu+unix:///system?socket=%s" % (tmp_path / "nothing"), connect_timeout=60)
     with pytest.raises(LibvirtError) as err:
         client.open()
-    assert err.value.kind == "unreachable" and time.monotonic() - started < 2
+    # "unreachable", not "timeout": the refusal ended it; the bound only catches waiting for the 60 s deadline
+    assert err.value.kind == "unreachable" and time.monotonic() - started < 30
 
 
 def test_a_libvirtd_that_never_answers_hits_the_connect_deadline(tmp_path):
@@ -220,7 +222,7 @@ def test_a_libvirtd_that_never_answers_hits_the_connect_deadline(tmp_path):
             client.open()
         took = time.monotonic() - started
         assert err.value.kind == "timeout" and "h9" in str(err.value)
-        assert 0.4 < took < 2.0
+        assert 0.4 < took < 10 * 0.5  # it waited for the deadline; the upper bound only catches a hang
     finally:
         server.close()
 

@@ -149,7 +149,7 @@ def test_a_hung_store_is_unknown_within_the_deadline(boot_guard, store, tmp_path
     started = time.monotonic()
     verdict = boot_guard.read_verdict(conf(store), boot_guard.Deadline(0.5))
     assert verdict.mode == "unknown" and "did not answer within 0.5 s" in verdict.reason
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 10 * 0.5  # catches a hang (the store never answers), not a slow machine
     hang.unlink()  # lets the abandoned worker finish
 
 
@@ -166,7 +166,7 @@ def test_a_store_that_never_gets_mounted_is_unknown(boot_guard, store, monkeypat
     started = time.monotonic()
     verdict = boot_guard.read_verdict(conf(store, require_mount=True), boot_guard.Deadline(0.8))
     assert verdict.mode == "unknown" and ("not mounted" in verdict.reason or "to be mounted" in verdict.reason)
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 10 * 0.8  # catches a hang (waiting for ever), not a slow machine
 
 
 # ------------------------------------------------------------------------------------------ definitions

@@ -17,6 +17,8 @@ import time
 
 import pytest
 
+from ansible_collections.kvmha.cluster.tests._require import require
+
 ROOT = pathlib.Path(__file__).resolve().parents[4]
 ROLE = ROOT / "roles" / "watchdog_service"
 PLAYBOOK = pathlib.Path(__file__).with_name("render.yml")
@@ -92,8 +94,8 @@ def test_units_are_a_oneshot_service_and_a_timer_that_chains_runs(rendered):
         assert line in timer.splitlines(), line
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 def test_systemd_accepts_the_units(rendered, tmp_path):
+    require(shutil.which("systemd-analyze"), "systemd-analyze is not installed (package systemd)")
     units = tmp_path / "units"
     units.mkdir()
     runner = tmp_path / "kvmha-watchdog-run"
@@ -118,8 +120,8 @@ def run_runner(rendered, tmp_path, lock, sleep):
                             stderr=subprocess.PIPE, text=True)
 
 
-@pytest.mark.skipif(shutil.which("flock") is None, reason="flock not installed")
 def test_the_runner_never_lets_two_runs_overlap(rendered, tmp_path):
+    require(shutil.which("flock"), "flock is not installed (package util-linux)")
     lock = tmp_path / "lock"
     first = run_runner(rendered, tmp_path, lock, 1.5)
     deadline = time.monotonic() + 10

@@ -18,17 +18,16 @@ if [ "$(cat $stamp 2>/dev/null)" != "$want" ] || ! python -c 'import cosmic_ray'
     echo "$want" > $stamp
 fi
 
+# The code as it is now, copied once; scripts/mutation.py gives each target its own copy of it to mutate
+# (.cache/mutation/<target>.tree), so runs of different targets may go on side by side.
 WORK=$ROOT/.cache/mutation
-TREE=$WORK/tree
-rm -rf "$TREE"
-mkdir -p "$TREE/.collections/ansible_collections/kvmha"
+mkdir -p "$WORK"
+SOURCE=$(mktemp -d "$WORK/source.XXXXXX")
+trap 'rm -rf "$SOURCE"' EXIT
 if [ "${1:-}" = --worktree ]; then
     shift
-    git ls-files -z -co --exclude-standard | tar --null -T - -cf - | tar -C "$TREE" -xf -
+    git ls-files -z -co --exclude-standard | tar --null -T - -cf - | tar -C "$SOURCE" -xf -
 else
-    git archive HEAD | tar -C "$TREE" -xf -
+    git archive HEAD | tar -C "$SOURCE" -xf -
 fi
-ln -sfn ../../.. "$TREE/.collections/ansible_collections/kvmha/cluster"
-# The copy is what the tests import and what ansible finds; HOME and the venv stay the checkout's.
-export ANSIBLE_COLLECTIONS_PATH=$TREE/.collections KVMHA_ROOT=$TREE
-python scripts/mutation.py --tree "$TREE" --work "$WORK" "$@"
+python scripts/mutation.py --source "$SOURCE" --work "$WORK" "$@"

@@ -82,4 +82,4 @@ install_venv
 check_bindings
 link_collection
 prepare_test_home
-log "ready: $(.venv/bin/ansible --version | head -1)"
+log "ready: $(.venv/bin/ansible --version 2>/dev/null | sed -n 1p)"

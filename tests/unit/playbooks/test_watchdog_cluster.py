@@ -91,6 +91,23 @@ def test_an_ambiguous_or_unknown_cluster_is_refused(tmp_path, extra, message):
     assert "Watch the heartbeats" not in done.output, "nothing is watched, let alone acted on"
 
 
-def test_a_host_without_a_cluster_is_refused(tmp_path):
-    done = watchdog(tmp_path, site(tmp_path, {"a": CLUSTERS["a"], None: ["hv9"]}, CLUSTERS["a"]))
-    assert done.returncode != 0 and "hosts without kvmha_cluster: hv9" in done.output, done.output[-4000:]
+@pytest.mark.parametrize("bad", [None, "", "a/../b", "prod a", "a\n", 5, ["a"]])
+def test_a_host_without_a_usable_cluster_name_is_reported_and_the_cluster_still_watched(tmp_path, bad):
+    """Issue 14 item 2: one bad inventory entry is reported and skipped; it used to stop the run of the whole cluster."""
+    inventory = site(tmp_path, {"a": CLUSTERS["a"], None: ["hv9"]}, CLUSTERS["a"])
+    if bad is not None:
+        doc = json.loads(inventory.read_text())
+        doc["all"]["children"]["kvm_hosts"]["hosts"]["hv9"]["kvmha_cluster"] = bad
+        inventory.write_text(json.dumps(doc))
+    done = watchdog(tmp_path, inventory)
+    assert done.returncode == 0, done.output[-4000:]
+    assert "not watched" in done.output and "hv9" in done.output.split("not watched", 1)[1].split("\n", 1)[0]
+    assert 'kvmha_suspects{cluster="a"} 0' in metrics(tmp_path)
+
+
+def test_a_member_with_a_hostile_host_name_is_reported_and_the_others_still_watched(tmp_path):
+    """Issue 14 item 2: kvm_heartbeat used to fail the whole watch on one member named against RFC 1123."""
+    done = watchdog(tmp_path, site(tmp_path, {"a": CLUSTERS["a"] + ["hv_9"]}, CLUSTERS["a"]))
+    assert done.returncode == 0, done.output[-4000:]
+    assert "'hv_9' is skipped, it is not watched" in done.output
+    assert 'kvmha_suspects{cluster="a"} 0' in metrics(tmp_path)

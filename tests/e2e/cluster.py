@@ -29,7 +29,7 @@ PYTHON = os.path.join(REPO, ".venv", "bin", "python")
 PLAYBOOK = os.path.join(REPO, "playbooks", "watchdog.yml")
 sys.path.insert(0, os.path.join(REPO, ".collections"))
 
-from ansible_collections.kvmha.cluster.plugins.module_utils import _marks  # noqa: E402
+from ansible_collections.kvmha.cluster.plugins.module_utils import _marks, _recovery  # noqa: E402
 from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import RecordReader  # noqa: E402
 
 QEMU_LOG = "/var/log/libvirt/qemu/%s.log"
@@ -156,6 +156,22 @@ class Cluster:
                 return False
         return True
 
+    def records(self, host) -> list:
+        """The VMs listed by the host's current heartbeat record ([] without a valid one)."""
+        reading = RecordReader(config.STORE).read(host)
+        return reading.record["vms"] if reading.status == "ok" else []
+
+    @staticmethod
+    def marks_fenced() -> set:
+        return set(_marks.read_marks(config.STORE, _marks.FENCED)["active"])
+
+    def ansible_playbook_rc(self, playbook, *args, timeout=600):
+        """Run an operations playbook that may fail; the CompletedProcess (stdout and stderr together)."""
+        cmd = [os.path.join(REPO, ".venv", "bin", "ansible-playbook"), "-i", self.lab.inventory_path(),
+               os.path.join(REPO, "playbooks", playbook), *args]
+        return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout, cwd=REPO,
+                              check=False)
+
     def qemu_starts(self) -> dict:
         """{guest: number of 'starting up' lines} in the qemu logs of every host (each host has its own /var/log)."""
         starts = {}
@@ -193,6 +209,10 @@ class Cluster:
         for kind in (_marks.FENCED, _marks.MAINTENANCE):
             for host in _marks.documents(config.STORE, kind).names():
                 _marks.clear_mark(config.STORE, kind, host, "e2e-reset")
+        book = _recovery.OwedBook(config.STORE, "e2e-reset")
+        for doc in book.read_all()[0].values():
+            if not doc.released:
+                book.release(doc)
         leases = _marks.documents(config.STORE, _marks.LEASE)
         for cluster in leases.names():
             current = leases.read(cluster)
@@ -237,7 +257,9 @@ class Cluster:
                "-e", json.dumps(variables)]
         env = dict(os.environ, KVMHA_JOURNAL_DIR=journal, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"))
         started = time.time()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
+        # Its own process group, so that a scenario can kill the whole run (the controller dying) at once.
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO,
+                                start_new_session=True)
         if background:
             proc.kvmha = (journal, started)
             return proc

@@ -390,8 +390,8 @@ class Evacuation:
 
     # ------------------------------------------------------------------------------------------- deciding
 
-    def _census(self, vms: list, reachable: list) -> None:
-        """Where each owed VM runs now, asked of libvirt on every reachable target."""
+    def _census(self, vms: list, reachable: list, fenced: set) -> None:
+        """Where each owed VM runs now, asked of libvirt on every reachable target (a fenced host's record runs nothing)."""
         for vm in self._pending(vms):
             where = [t for t in reachable if vm["uuid"] in t.active]
             if len(where) > 1:
@@ -402,7 +402,7 @@ class Evacuation:
                 vm["host"] = where[0].host
                 self._finish(vm, "running", "runs on %s" % where[0].host)
             elif vm["status"] == "":
-                unseen = [t.host for t in self.targets if t.client is None and t.lists(vm["uuid"])]
+                unseen = [t.host for t in self.targets if t.client is None and t.host not in fenced and t.lists(vm["uuid"])]
                 if unseen:
                     self._finish(vm, "waiting", "listed as running on %s by its heartbeat, whose libvirt cannot be "
                                  "reached" % ", ".join(unseen))
@@ -690,9 +690,10 @@ class Evacuation:
             self._read_targets()
             reachable = self._connect()
         before = self._where(worked, reachable)
-        self._census(worked, reachable)
+        fenced = self._fenced_hosts() if worked else set()
+        self._census(worked, reachable, fenced)
         self._load_xml(worked)
-        self._inspect_claims(worked, reachable, self._fenced_hosts() if worked else set())
+        self._inspect_claims(worked, reachable, fenced)
         hosts = [t for t in reachable if t.placeable]
         capacity = dict((t.host, {"mem_free_mib": t.record["capacity"]["mem_free_mib"],
                                   "vcpus_free": t.record["capacity"]["vcpus_free"],

@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 
-.PHONY: setup demo test sanity lint units lab-up lab-down lab-status clean bench build
+.PHONY: setup demo test sanity lint units mutation mutation-quick lab-up lab-down lab-status clean bench build
 
 setup:
 	@scripts/setup.sh
@@ -16,6 +16,14 @@ test:
 # Single stages of the test command, for development.
 sanity lint units:
 	@scripts/test.sh $@
+
+# Mutation testing of the safety core (docs/TESTING.md): not a test stage, it takes about an hour on two cores.
+# mutation-quick mutates only the interlocks and the storm guard. Report: .cache/mutation/report.md.
+mutation: setup
+	@scripts/mutation.sh
+
+mutation-quick: setup
+	@scripts/mutation.sh --quick
 
 lab-up: setup
 	@$(PY) -m lab up

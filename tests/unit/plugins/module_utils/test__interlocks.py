@@ -11,6 +11,7 @@ from the code, and a wrong rule table shows the interlocks are what stops a wron
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from unittest import mock
 
 import pytest
@@ -189,6 +190,14 @@ def test_reasons_come_in_a_stable_order():
                neighbors={"reachable": 1}, disk_activity="active", bmc={"power": "on"})
     assert interlock_violations(Facts(doc, NOW), "recover", effective_policy({})) == [
         OBSERVER, MAINTENANCE, HB_ALIVE, MGMT_UP, NOT_OFF, PING_UP, DISKS]
+
+
+@pytest.mark.parametrize("power", ["", "o", "of", "Off", "OFF", "cycling", "off ", "unknown", "on"])
+def test_only_the_exact_word_off_proves_power_off(power):
+    """The interlock is the last line: it must not lean on the parser having limited bmc.power to on/off/unknown."""
+    facts = SimpleNamespace(observer_ok=True, maintenance=False, hb_live=False, mgmt_reachable=False, ping_up=False,
+                            activity="idle", bmc_power=power, self_fence_proven=lambda policy: False)
+    assert interlock_violations(facts, "recover", effective_policy({})) == [NOT_OFF]
 
 
 # ----------------------------------------------------------------------------------------- wrong rule tables

@@ -1,0 +1,88 @@
+# Copyright: kvmha.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Edges of the decision engine that mutation testing (docs/TESTING.md) found unguarded: strings that are equal
+but not the same object (every string decoded from JSON), booleans posing as counts, and the bounded text of
+error messages."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ansible_collections.kvmha.cluster.plugins.module_utils import _decision
+from ansible_collections.kvmha.cluster.plugins.module_utils._decision import decide
+from ansible_collections.kvmha.cluster.plugins.module_utils._errors import InvalidInput
+from ansible_collections.kvmha.cluster.plugins.module_utils._policy import effective_policy
+
+NOW = 1_000_000.0
+
+
+def fresh(text: str) -> str:
+    """An equal string that is a different object, as JSON decoding gives: code must compare with ==, not is."""
+    copy = "".join(list(text))
+    assert copy == text and copy is not text
+    return copy
+
+
+def dead(host, cluster="c1"):
+    return {"host": host, "cluster": cluster, "observer": {"ok": True}, "mgmt": {"reachable": False},
+            "heartbeat": {"status": "stale", "age": 60.0}, "neighbors": {"reachable": 0, "unreachable": 2},
+            "bmc": {"power": "on"}, "disk_activity": "idle"}
+
+
+def test_the_storm_guard_counts_hosts_whose_cluster_names_are_equal_strings():
+    # Two dead hosts of a 3-host cluster: 2 candidates exceed the budget of int(3 x 0.5) = 1, so neither is fenced.
+    hosts = [dead("h1", fresh("c1")), dead("h2", fresh("c1"))]
+    result = decide(hosts, {"c1": {"size": 3}}, effective_policy({}), NOW)
+    assert result["storm_guard"] == {"c1": True} and result["actions"]["fence"] == []
+
+
+def test_the_cluster_size_check_counts_hosts_whose_cluster_names_are_equal_strings():
+    with pytest.raises(InvalidInput, match="names 2 of its hosts"):
+        decide([dead("h1", fresh("c1")), dead("h2", fresh("c1"))], {"c1": {"size": 1}}, effective_policy({}), NOW)
+
+
+def test_actions_are_grouped_whatever_string_object_a_custom_rule_gave():
+    rules = json.loads('[{"id": "quiet", "when": "`true`", "action": "alert"}]')  # as from an inventory
+    result = decide([dead("h1")], {"c1": {"size": 3}}, effective_policy({"rules": rules}), NOW)
+    assert result["actions"]["alert"] == ["h1"] and result["actions"]["fence"] == []
+
+
+def test_storm_guard_checks_every_cluster_even_after_one_within_its_budget():
+    # Cluster a (sorted first) is within its budget; b, checked after it, is not and must still be guarded.
+    hosts = [dead("a1", "a"), dead("b1", "b"), dead("b2", "b"), dead("b3", "b")]
+    result = decide(hosts, {"a": {"size": 4}, "b": {"size": 4}}, effective_policy({}), NOW)
+    assert result["storm_guard"] == {"a": False, "b": True} and result["actions"]["fence"] == ["a1"]
+
+
+@pytest.mark.parametrize("count", [True, False])
+def test_a_boolean_is_not_a_neighbour_count(count):
+    doc = dict(dead("h1"), neighbors={"reachable": count, "unreachable": 0})
+    with pytest.raises(InvalidInput, match="neighbors.reachable must be a count"):
+        decide([doc], {"c1": {"size": 3}}, effective_policy({}), NOW)
+
+
+def test_fence_budget_rounds_a_ratio_that_floats_just_below_a_whole_number():
+    assert 100 * 0.29 < 29  # 28.999999999999996
+    assert _decision.fence_budget(100, 0, 0.29) == 29
+
+
+@pytest.mark.parametrize("value, shown", [
+    (2 ** 64 - 1, repr(2 ** 64 - 1)),  # 64 bits: still shown as digits
+    (2 ** 64, "an integer of 65 bits"),
+    (10 ** 400, "an integer of 1329 bits"),
+    ("x" * 78, repr("x" * 78)),  # 80 characters with its quotes: shown whole
+    ("x" * 79, repr("x" * 79)[:77] + "..."),
+    ("ok", "'ok'"),
+])
+def test_values_in_messages_are_shown_bounded(value, shown):
+    assert _decision._shown(value) == shown  # pylint: disable=protected-access
+    assert len(_decision._shown(value)) <= 80  # pylint: disable=protected-access
+
+
+def test_an_integer_beyond_any_float_is_a_clear_error():
+    doc = dict(dead("h1"), heartbeat={"status": "stale", "age": 10 ** 400})
+    with pytest.raises(InvalidInput, match="'age' must be a number, got an integer of 1329 bits"):
+        decide([doc], {"c1": {"size": 3}}, effective_policy({}), NOW)

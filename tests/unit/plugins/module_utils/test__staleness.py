@@ -1,0 +1,109 @@
+# Copyright: kvmha.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The staleness judge's defaults and what it reports (HostState), where mutation testing (docs/TESTING.md) found
+them unguarded by test__heartbeat.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import (
+    HostState,
+    Reading,
+    StalenessJudge,
+    build_record,
+)
+
+
+class Clocks:
+    def __init__(self):
+        self.wall_now = 10_000.0
+        self.mono_now = 500.0
+
+    def wall(self):
+        return self.wall_now
+
+    def monotonic(self):
+        return self.mono_now
+
+    def advance(self, seconds):
+        self.wall_now += seconds
+        self.mono_now += seconds
+
+
+def reading(clocks, seq=1, age=0.0, ts_offset=0.0, interval=2.0, boot_id="boot-a", **extra):
+    mtime = clocks.wall_now - age
+    record = build_record("h1", boot_id, seq, mtime + ts_offset, interval, {"armed": False, "deadline_s": 60.0},
+                          {"mem_free_mib": 1024, "vcpus_free": 2}, [], **extra)
+    return Reading("h1", "ok", record=record, mtime=mtime)
+
+
+@pytest.fixture
+def clocks():
+    return Clocks()
+
+
+@pytest.mark.parametrize("age, status", [(7.9, "fresh"), (8.0, "stale"), (8.1, "stale")])
+def test_the_defaults_are_three_misses_and_two_seconds_of_skew(clocks, age, status):
+    # First read: age from the mtime, minus the 2 s allowance, against 3 x 2 s.
+    judge = StalenessJudge(wall=clocks.wall, monotonic=clocks.monotonic)
+    assert judge.judge(reading(clocks, age=age)).status == status
+
+
+@pytest.mark.parametrize("offset, status", [(-2.0, "fresh"), (2.0, "fresh"), (-2.1, "clock_skew"), (2.1, "clock_skew")])
+def test_the_default_skew_allowance_is_two_seconds_either_way(clocks, offset, status):
+    judge = StalenessJudge(wall=clocks.wall, monotonic=clocks.monotonic)
+    assert judge.judge(reading(clocks, ts_offset=offset)).status == status
+
+
+@pytest.mark.parametrize("offset", [-10.0, 10.0, -3600.25])
+def test_the_clock_offset_is_the_writer_clock_minus_the_store_clock(clocks, offset):
+    state = StalenessJudge(wall=clocks.wall, monotonic=clocks.monotonic).judge(reading(clocks, ts_offset=offset))
+    assert state.status == "clock_skew" and state.clock_offset == pytest.approx(offset)
+    assert state.reason == "writer clock is %+.1f s off the store's clock" % offset
+    assert state.as_dict()["clock_offset"] == round(offset, 3)
+
+
+def test_the_stale_reason_names_the_seq_the_age_and_the_threshold(clocks):
+    judge = StalenessJudge(misses=4, skew_allowance=0.5, wall=clocks.wall, monotonic=clocks.monotonic)
+    state = judge.judge(reading(clocks, seq=42, age=20.5, interval=1.5))
+    assert state.status == "stale" and state.reason == "seq 42 unchanged for 20.0 s (threshold 4 x 1.5 s)"
+
+
+def test_a_reboot_stays_reported_and_a_new_seq_of_the_same_boot_is_not_one(clocks):
+    judge = StalenessJudge(wall=clocks.wall, monotonic=clocks.monotonic)
+    assert judge.judge(reading(clocks, seq=5)).rebooted is False
+    clocks.advance(1.0)
+    assert judge.judge(reading(clocks, seq=6)).rebooted is False
+    clocks.advance(1.0)
+    assert judge.judge(reading(clocks, seq=1, boot_id="boot-b")).rebooted is True
+    clocks.advance(1.0)
+    state = judge.judge(reading(clocks, seq=1, boot_id="boot-b"))
+    assert state.rebooted is True and state.age == pytest.approx(1.0)
+
+
+def test_an_unusable_reading_forgets_the_history(clocks):
+    judge = StalenessJudge(wall=clocks.wall, monotonic=clocks.monotonic)
+    judge.judge(reading(clocks, seq=1))
+    judge.judge(Reading("h1", "missing", reason="no heartbeat file"))
+    clocks.advance(100.0)
+    # No history any more: the next read is judged from its mtime as a first read (fresh), not as 100 s unchanged.
+    assert judge.judge(reading(clocks, seq=1)).status == "fresh"
+
+
+def test_a_stopped_writer_without_a_reason(clocks):
+    state = StalenessJudge(wall=clocks.wall, monotonic=clocks.monotonic).judge(reading(clocks, state="stopped"))
+    assert state.status == "stopped" and state.reason == "writer stopped gracefully"
+
+
+def test_host_state_as_dict_rounds_and_carries_the_record(clocks):
+    record = reading(clocks, seq=9).record
+    state = HostState("h1", "fresh", "", age=1.23456, record=record, rebooted=True, clock_offset=-0.00049)
+    shown = state.as_dict()
+    assert shown["age"] == 1.235 and shown["clock_offset"] == -0.0 and shown["seq"] == 9 and shown["rebooted"] is True
+    assert (shown["boot_id"], shown["state"], shown["interval"]) == ("boot-a", "running", 2.0)
+    assert shown["vms"] == [] and shown["capacity"] == {"mem_free_mib": 1024, "vcpus_free": 2}
+    empty = HostState("h2", "missing", "no heartbeat file").as_dict()
+    assert empty["age"] is None and empty["clock_offset"] is None and empty["vms"] == [] and empty["seq"] is None
+    assert HostState("h1", "fresh").live and HostState("h1", "clock_skew").live and not HostState("h1", "stale").live

@@ -58,6 +58,9 @@ class Facts:
         self.ping_down = _count(neighbors, "unreachable")
         self.bmc_power = _choice(_section(evidence, "bmc"), "power", BMC_POWER, "unknown")
         self.bmc_error = _typed(_section(evidence, "bmc"), "error", str, None)
+        self.bmc_discarded = None  # a power state is only believed from a status probe that succeeded
+        if self.bmc_error is not None and self.bmc_power != "unknown":
+            self.bmc_discarded, self.bmc_power = self.bmc_power, "unknown"
         self.activity = _choice(evidence, "disk_activity", DISK_ACTIVITY, "unknown")
 
     def _maintenance(self, now: float) -> bool:
@@ -313,6 +316,9 @@ def apply_storm_guard(decisions: list, clusters: dict, policy: dict) -> dict:
 
 def decide_host(facts: Facts, policy: dict) -> dict:
     builtin = builtin_decision(facts, policy)
+    if facts.bmc_discarded:
+        builtin["reasons"].append("the BMC's status probe failed (%s): its read %r is not used, the power state is unknown"
+                                  % (facts.bmc_error, facts.bmc_discarded))
     decision = apply_custom_rules(facts, builtin, policy["rules"])
     decision = apply_interlocks(facts, decision, policy)
     decision.update(host=facts.host, cluster=facts.cluster, storm_guard=False, evidence=facts.evidence,
@@ -334,23 +340,44 @@ def decide(evidence: list, clusters: dict, policy: dict, now: float) -> dict:
     decisions = [decide_host(f, policy) for f in facts]
     guarded = apply_storm_guard(decisions, clusters, policy)
     by_action = {action: sorted(d["host"] for d in decisions if d["action"] == action) for action in ACTIONS}
-    return {"decisions": {d["host"]: d for d in decisions}, "actions": by_action, "storm_guard": guarded}
+    foreign = {name: info["foreign_fenced"] for name, info in clusters.items() if info["foreign_fenced"]}
+    return {"decisions": {d["host"]: d for d in decisions}, "actions": by_action, "storm_guard": guarded, "foreign_fenced": foreign}
 
 
 def _cluster_context(clusters, facts: list) -> dict:
     if not isinstance(clusters, dict):
-        raise InvalidInput("clusters must be a dict of {name: {size, fenced}}")
+        raise InvalidInput("clusters must be a dict of {name: {size, fenced, members}}")
     context = {}
     for name in sorted({f.cluster for f in facts}):
         info = clusters.get(name)
         if not isinstance(info, dict):
             raise InvalidInput("cluster %r of the evidence is missing from clusters (its size is needed for the storm guard)" % name)
-        size, fenced = info.get("size"), info.get("fenced", 0)
+        size = info.get("size")
+        fenced, foreign = _fenced_count(name, info.get("fenced", 0), info.get("members"))
         members = sum(1 for f in facts if f.cluster == name)
         for key, value in (("size", size), ("fenced", fenced)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise InvalidInput("clusters.%s.%s must be a non-negative integer, got %r" % (name, key, value))
         if size < members:
             raise InvalidInput("clusters.%s.size is %d but the evidence names %d of its hosts" % (name, size, members))
-        context[name] = {"size": size, "fenced": fenced}
+        context[name] = {"size": size, "fenced": fenced, "foreign_fenced": foreign}
     return context
+
+
+def _fenced_count(name: str, fenced, members) -> tuple:
+    """The storm guard's count of hosts still marked fenced, and the marked hosts that are not members.
+
+    ``fenced`` is a count, or the names of the hosts with a fenced mark on the store. With ``members`` (the cluster's
+    hosts), only the members' marks count: the store may hold marks of other clusters' hosts or of hosts no longer
+    in the inventory, and marks never expire, so counting them would hold back fences for ever (or, once they are
+    released, let through more than the ratio allows).
+    """
+    if not isinstance(fenced, list):
+        return fenced, []
+    if not all(isinstance(host, str) for host in fenced):
+        raise InvalidInput("clusters.%s.fenced must be a count or a list of host names" % name)
+    if members is None:
+        return len(set(fenced)), []
+    if not isinstance(members, list) or not all(isinstance(host, str) for host in members):
+        raise InvalidInput("clusters.%s.members must be a list of host names" % name)
+    return len(set(fenced) & set(members)), sorted(set(fenced) - set(members))

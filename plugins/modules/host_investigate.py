@@ -46,6 +46,9 @@ options:
       - C(heartbeat) - the host's entry from M(kvmha.cluster.kvm_heartbeat) (C(status), C(age), C(self_fence)).
       - C(neighbors) - C({reachable, unreachable, errors}), counts of neighbours by what their ping showed.
       - C(bmc) - C({power, error}); power is C(on), C(off) or C(unknown), error the failure kind of the status read.
+        A power state comes only from a status read that succeeded - with C(error) set, C(power) is taken as
+        C(unknown) and the reasons say so. The watchdog adds C(probe) (C(ok), C(failed), C(not run)) and C(read) (the
+        last power state the probe saw, believed only when C(probe=ok)), visible to custom rules.
       - C(disk_activity) - C(active), C(idle), C(none) (no HA VM disks) or C(unknown).
       - C(tags) - free-form list for custom rules. Any other key is kept and visible to custom rules.
     type: list
@@ -55,6 +58,9 @@ options:
     description:
       - Per cluster named in the evidence, C(size) (number of hypervisors) and C(fenced) (hosts still marked fenced),
         for the storm guard.
+      - C(fenced) is a count, or the names of the hosts with a fenced mark on the store. With C(members) (the names of
+        the cluster's hosts) only the members' marks count; marks of other hosts (another cluster on the same store,
+        a host removed from the inventory) are returned in RV(foreign_fenced) and reported as a warning.
     type: dict
     required: true
   policy:
@@ -128,6 +134,11 @@ actions:
   returned: always
   type: dict
   sample: {none: [], alert: [], abort: [], remediate: [], fence: [h1], recover: []}
+foreign_fenced:
+  description: Per cluster, the fenced marks of hosts that are not its members (not counted by the storm guard).
+  returned: always
+  type: dict
+  sample: {lab: [old-hv7]}
 storm_guard:
   description: Per cluster, whether the storm guard held back its fences in this decision.
   returned: always
@@ -171,11 +182,18 @@ def investigate(params: dict) -> dict:
     return result
 
 
+def _warn_foreign_marks(module: KvmhaModule, result: dict) -> dict:
+    for cluster, hosts in sorted(result["foreign_fenced"].items()):
+        module.warn("fenced marks of hosts that are not members of cluster %s, not counted by its storm guard: %s"
+                    % (cluster, ", ".join(hosts)))
+    return result
+
+
 def main():
     module = KvmhaModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     if module.params["policy"].get("rules"):
         module.require_library("jmespath", JMESPATH_IMPORT_ERROR)
-    module.run(lambda: investigate(module.params))
+    module.run(lambda: _warn_foreign_marks(module, investigate(module.params)))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,98 @@
+# Copyright: kvmha.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""playbooks/tasks/decide.yml run for real on made-up probe results: the evidence it assembles and what it passes to the
+storm guard (issue 14 items 4 and 5). Nothing is fenced here: decide.yml only decides and groups the hosts."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+ANSIBLE_PLAYBOOK = pathlib.Path(sys.executable).with_name("ansible-playbook")
+MEMBERS = ["hv1", "hv2", "hv3", "hv4"]
+STATUS_OK_ON = {"changed": False, "state": "status", "action": "none", "powerstate": {"before": "on", "after": "on"},
+                "fenced": False, "confirmations": 0, "elapsed": 0.05}
+# off, a failed read, off: two consecutive "off" reads never came within the timeout, so the probe failed
+STATUS_FAILED_OFF = {"changed": False, "state": "status", "action": "none", "powerstate": {"before": "off", "after": "off"},
+                     "fenced": False, "confirmations": 1, "elapsed": 2.0, "failed": True, "error_kind": "confirm_timeout",
+                     "msg": "127.0.0.1:623: the chassis read off, but 2 consecutive reads saying off did not come"}
+STATUS_OK_OFF = dict(STATUS_OK_ON, powerstate={"before": "off", "after": "off"}, fenced=True, confirmations=2)
+
+
+def decide(tmp_path, bmc: dict, fenced: list, suspects=("hv1",)) -> dict:
+    """Run decide.yml as the watchdog does after the probes, with `bmc` as every suspect's status probe result."""
+    hosts = {host: {"ansible_host": "127.0.0.1", "kvmha_private_ip": "127.0.0.%d" % (i + 2), "kvmha_cluster": "a"}
+             for i, host in enumerate(MEMBERS)}
+    for host in suspects:
+        hosts[host].update(kvmha_bmc=bmc, kvmha_mgmt={"unreachable": True, "msg": "no route"},
+                           kvmha_activity={"hosts": {host: {"activity": "idle"}}})
+    inventory = tmp_path / "inventory.json"
+    inventory.write_text(json.dumps({"all": {"children": {"kvm_hosts": {"hosts": hosts}},
+                                             "hosts": {"localhost": {"ansible_connection": "local",
+                                                                     "ansible_python_interpreter": sys.executable}}}}))
+    observation = {
+        "observer_ok": True, "observer_reason": "", "suspects": list(suspects), "fresh": [h for h in MEMBERS if h not in suspects],
+        "fenced": {host: {"owner": "watchdog/1", "data": {}} for host in fenced},
+        "hosts": {host: {"status": "stale", "reason": "seq 5 unchanged", "age": 60.0, "seq": 5, "boot_id": "b",
+                         "self_fence": {"armed": False, "deadline_s": 60.0}, "vms": []} for host in suspects},
+    }
+    out = tmp_path / "out.json"
+    playbook = tmp_path / "decide.yml"
+    playbook.write_text(json.dumps([{
+        "name": "Decide as the watchdog does", "hosts": "localhost", "gather_facts": False,
+        "vars": {"kvmha_observation": observation, "kvmha_cluster_name": "a", "kvmha_members": MEMBERS},
+        "tasks": [
+            {"name": "Decide", "ansible.builtin.import_tasks": str(ROOT / "playbooks" / "tasks" / "decide.yml")},
+            {"name": "Keep the result", "ansible.builtin.copy": {
+                "dest": str(out), "mode": "0644",
+                "content": "{{ {'evidence': kvmha_evidence, 'decision': kvmha_decision} | to_json }}"}},
+        ]}]))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), KVMHA_JOURNAL_DIR=str(tmp_path / "journal"),
+               ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"), ANSIBLE_NOCOLOR="1")
+    env.pop("KVMHA_METRICS_FILE", None)
+    done = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(inventory), str(playbook)], capture_output=True, text=True,
+                          env=env, cwd=str(tmp_path), check=False, timeout=120)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    result = json.loads(out.read_text())
+    result["output"] = done.stdout + done.stderr
+    return result
+
+
+def test_a_power_state_is_taken_only_from_a_probe_that_succeeded(tmp_path):
+    """Item 5: off, error, off (not confirmed) used to be "off" - DOWN, and the VMs recovered."""
+    result = decide(tmp_path, STATUS_FAILED_OFF, [])
+    assert result["evidence"][0]["bmc"] == {"power": "unknown", "error": "confirm_timeout", "probe": "failed", "read": "off"}
+    decision = result["decision"]["decisions"]["hv1"]
+    assert decision["verdict"] == "UNKNOWN" and result["decision"]["actions"]["recover"] == []
+
+
+@pytest.mark.parametrize("bmc, power, probe, verdict", [
+    (STATUS_OK_OFF, "off", "ok", "DOWN"),
+    (STATUS_OK_ON, "on", "ok", "SUSPECT"),
+    ({"skipped": True, "changed": False}, "unknown", "not run", "UNKNOWN"),
+    ({}, "unknown", "not run", "UNKNOWN"),
+])
+def test_the_evidence_says_which_probe_the_power_state_comes_from(tmp_path, bmc, power, probe, verdict):
+    result = decide(tmp_path, bmc, [])
+    assert result["evidence"][0]["bmc"]["power"] == power and result["evidence"][0]["bmc"]["probe"] == probe
+    assert result["decision"]["decisions"]["hv1"]["verdict"] == verdict
+
+
+def test_the_storm_guard_counts_only_this_clusters_fenced_marks(tmp_path):
+    """Item 4: three marks of hosts outside the cluster held back the fence of hv1 (budget 2 of 4, 3 "fenced")."""
+    result = decide(tmp_path, STATUS_OK_ON, ["old-hv7", "b-hv1", "b-hv2"])
+    assert result["decision"]["actions"]["fence"] == ["hv1"] and result["decision"]["storm_guard"] == {"a": False}
+    assert result["decision"]["foreign_fenced"] == {"a": ["b-hv1", "b-hv2", "old-hv7"]}
+    assert "not counted by its storm guard: b-hv1, b-hv2, old-hv7" in result["output"]
+
+
+def test_this_clusters_own_marks_still_count(tmp_path):
+    result = decide(tmp_path, STATUS_OK_ON, ["hv3", "hv4", "old-hv7"])
+    assert result["decision"]["actions"]["fence"] == [] and result["decision"]["storm_guard"] == {"a": True}

@@ -111,3 +111,30 @@ def test_a_member_with_a_hostile_host_name_is_reported_and_the_others_still_watc
     assert done.returncode == 0, done.output[-4000:]
     assert "'hv_9' is skipped, it is not watched" in done.output
     assert 'kvmha_suspects{cluster="a"} 0' in metrics(tmp_path)
+
+
+def test_an_observer_that_is_a_member_checks_its_own_heartbeat(tmp_path):
+    """Issue 14 item 7: with kvmha_observers naming a hypervisor of the cluster, a dead heartbeat of its own (its view of
+    the store is stale, or its writer is down) makes the observer not OK: nothing is probed, fenced or recovered.
+    Before the wiring hv1 was merely a suspect, investigated on the word of an observer that cannot see the store."""
+    inventory = site(tmp_path, {"a": CLUSTERS["a"] + ["hv3"]}, ["hv2", "hv3"])
+    doc = json.loads(inventory.read_text())
+    doc["all"]["vars"].update(kvmha_observers=["hv1"], kvmha_policy={"remediate_writer": False})
+    doc["all"]["children"]["kvm_hosts"]["hosts"]["hv1"]["ansible_connection"] = "local"
+    store = doc["all"]["vars"]["kvmha_store_path"]
+    record = build_record("hv1", "boot-hv1", 1, time.time() - 600, 2.0, {"armed": False, "deadline_s": 60},
+                          {"mem_free_mib": 4096, "vcpus_free": 8}, [])
+    write_atomic(record_path(store, "hv1"), encode_record(record))
+    os.utime(record_path(store, "hv1"), (time.time() - 600, time.time() - 600))
+    inventory.write_text(json.dumps(doc))
+    done = watchdog(tmp_path, inventory)
+    assert done.returncode != 0 and "the observer's own heartbeat (hv1) does not look alive" in done.output, done.output[-4000:]
+    assert "Read the suspect's power state" not in done.output, "nothing is probed on the word of this observer"
+    assert 'kvmha_observer_ok{cluster="a"} 0' in metrics(tmp_path)
+
+
+def test_an_observer_that_is_not_a_member_is_not_checked_against_the_cluster(tmp_path):
+    """localhost (the default observer) has no heartbeat of its own in the cluster: the run is as before."""
+    done = watchdog(tmp_path, site(tmp_path, {"a": CLUSTERS["a"]}, CLUSTERS["a"]))
+    assert done.returncode == 0, done.output[-4000:]
+    assert 'kvmha_observer_ok{cluster="a"} 1' in metrics(tmp_path)

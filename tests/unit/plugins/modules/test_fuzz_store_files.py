@@ -121,8 +121,8 @@ def file_bytes(draw, base, paths):
     for path in draw(st.lists(st.sampled_from(paths), min_size=1, max_size=4)):
         try:
             doc = mutate(doc, path, draw(values), draw(st.integers(0, 5)) == 0)
-        except (KeyError, IndexError, TypeError):
-            pass  # an earlier mutation replaced the parent
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+            pass  # an earlier mutation replaced or removed the parent
     text = encode(doc, ascii_only=draw(st.booleans())).encode("utf-8", "surrogatepass")
     if draw(st.integers(0, 9)) == 0:
         text = text[: draw(st.integers(0, len(text)))]

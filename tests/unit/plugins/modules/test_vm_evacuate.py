@@ -1,11 +1,13 @@
 # Copyright: kvmha.cluster contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""vm_evacuate against libvirt's real built-in test driver (no mocks of libvirt).
+"""vm_evacuate and its engine (module_utils/_evacuation) against libvirt's real built-in test driver (no mocks of
+libvirt), over owed documents, claims and marks on a real store.
 
 Each target gets its own ``test:///<node file>`` URI, which gives a fresh, independent driver state per
 connection. ``test:///default`` is shared by every connection of the process while one stays open; the tests
-that need state to survive between two module runs hold such a connection themselves.
+that need state to survive between two module runs hold such a connection themselves, or keep one connection
+per host for the whole test (``Hosts``: independent hosts that outlive each run, as real hypervisors do).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 import time
 import uuid
 
@@ -21,10 +24,13 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ansible_collections.kvmha.cluster.plugins.module_utils import _recovery as owed
 from ansible_collections.kvmha.cluster.plugins.module_utils._claims import ClaimBook, claims_dir
 from ansible_collections.kvmha.cluster.plugins.module_utils._errors import InvalidInput, KvmhaError, StoreError
 from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import build_record, encode_record, write_atomic
 from ansible_collections.kvmha.cluster.plugins.module_utils._libvirt import LibvirtClient
+from ansible_collections.kvmha.cluster.plugins.module_utils._marks import FENCED, read_marks, set_mark
+from ansible_collections.kvmha.cluster.plugins.module_utils._storefile import DocumentStore
 from ansible_collections.kvmha.cluster.plugins.modules import vm_evacuate
 from ansible_collections.kvmha.cluster.plugins.modules.vm_evacuate import ARGUMENT_SPEC, Evacuation
 
@@ -34,6 +40,8 @@ RETURNED = yaml.safe_load(vm_evacuate.RETURN)
 
 NODE = """<node><cpu><mhz>1000</mhz><model>i686</model><active>8</active><nodes>1</nodes><sockets>1</sockets>
 <cores>8</cores><threads>1</threads></cpu><memory>8388608</memory></node>"""
+
+COUNTS = ("started", "running", "planned", "waiting", "unplaced", "failed")
 
 
 class Cluster:
@@ -81,10 +89,115 @@ class Cluster:
         params.update(over)
         return params
 
+    def owed(self, host):
+        """The current owed document of ``host`` (a ``Document``, its data validated) or None."""
+        return owed.OwedBook(self.store, "reader").read(host)
+
+    def entry(self, host, name):
+        return next(vm for vm in self.owed(host).data["vms"] if vm["name"] == name)
+
+    def claim(self, name):
+        return ClaimBook(self.store, "reader", "h1", "unused", None).docs.read(self.vms[name]["uuid"])
+
+
+class Clock:
+    """The engine's clock (owed timestamps, backoff), moved by hand."""
+
+    def __init__(self):
+        self.now = round(time.time(), 3)
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        self.now += seconds
+
+
+class Killed(BaseException):
+    """The controller dies here (SIGKILL, a cancelled job): nothing after this line runs, no handler sees it."""
+
+
+class KeptClient(LibvirtClient):
+    """A real test-driver client whose host (its driver state) outlives the client: see ``Hosts``."""
+
+    hosts = None
+    kill_at = None  # (point, vm uuid): die at "define" (after the claim), "start" (after the define) or "started"
+
+    def open(self):
+        self._conn = self.hosts.conn(self.label)
+        return self
+
+    def close(self):
+        self._conn = None
+
+    def _die(self, point, text):
+        if self.kill_at is not None and self.kill_at[0] == point and self.kill_at[1] in text:
+            raise Killed(point)
+
+    def define(self, xml):
+        self._die("define", xml)
+        return super().define(xml)
+
+    def start(self, vm_uuid):
+        self._die("start", vm_uuid)
+        super().start(vm_uuid)
+        self._die("started", vm_uuid)
+
+
+class Hosts:
+    """Independent test-driver hypervisors whose domains survive from one run to the next (one kept connection each)."""
+
+    def __init__(self, cluster):
+        self.cluster = cluster
+        self.conns = {}
+
+    def conn(self, host):
+        if host not in self.conns:
+            self.conns[host] = libvirt.open(self.cluster.node_uri(host))
+        return self.conns[host]
+
+    def targets(self, *hosts):
+        for host in hosts:
+            self.conn(host)
+        return targets(self.cluster, *hosts)
+
+    def factory(self, kill_at=None):
+        def make(uri, connect_timeout, call_timeout, read_only, label):
+            client = KeptClient(uri, connect_timeout, call_timeout, read_only, label)
+            client.hosts, client.kill_at = self, kill_at
+            return client
+
+        return make
+
+    def active(self, host):
+        return set(dom.UUIDString() for dom in self.conn(host).listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE))
+
+    def copies(self, name):
+        """Where the VM is active, according to libvirt on every host."""
+        return [host for host in sorted(self.conns) if self.cluster.vms[name]["uuid"] in self.active(host)]
+
+    def start(self, host, name):
+        self.conn(host).defineXML(self.cluster.domain_xml(name)).create()
+
+    def power_off(self, host):
+        for dom in self.conn(host).listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+            dom.destroy()
+
+    def close(self):
+        for conn in self.conns.values():
+            conn.close()
+
 
 @pytest.fixture
 def cluster(tmp_path):
     return Cluster(tmp_path)
+
+
+@pytest.fixture
+def hosts(cluster):
+    kept = Hosts(cluster)
+    yield kept
+    kept.close()
 
 
 @pytest.fixture
@@ -103,6 +216,27 @@ def targets(cluster, *hosts):
     return [{"host": h, "uri": cluster.node_uri(h)} for h in hosts]
 
 
+def counts(**nonzero):
+    return dict((key, nonzero.get(key, 0)) for key in COUNTS)
+
+
+def states(**nonzero):
+    return dict((state, nonzero.get(state, 0)) for state in owed.STATES)
+
+
+def run(cluster, tlist, check_mode=False, factory=LibvirtClient, clock=time.time, **over):
+    return Evacuation(cluster.params(tlist, **over), check_mode=check_mode, diff_mode=True, client_factory=factory,
+                      clock=clock).run()
+
+
+def incomplete(cluster, tlist, **over):
+    """A run that must end incomplete (a VM still runs nowhere): its full result."""
+    with pytest.raises(KvmhaError) as err:
+        run(cluster, tlist, **over)
+    assert err.value.kind == "incomplete", err.value
+    return err.value.result
+
+
 # ----------------------------------------------------------------------------------------- main() through Ansible
 
 
@@ -116,40 +250,65 @@ def test_check_mode_plans_and_touches_nothing(run_module, cluster):
     args = cluster.params(targets(cluster, "h2", "h3"))
     result = run_module(vm_evacuate, args, check_mode=True, diff=True)
     assert result["changed"] is True and not result.get("failed")
-    assert result["counts"] == {"started": 0, "planned": 3, "skipped": 0, "unplaced": 0, "failed": 0}
-    assert [(p["order"], p["name"], p["host"]) for p in result["plan"]] == [(1, "db1", "h3"), (2, "db2", "h2"), (3, "web", "h3")]
+    assert result["counts"] == counts(planned=3)
+    # spread (the default): the most room left first; the db group never shares a host
+    assert [(p["order"], p["name"], p["host"]) for p in result["plan"]] == [(1, "db1", "h2"), (2, "db2", "h3"), (3, "web", "h2")]
     assert result["diff"] == {"before": {"vms": {"db1": "nowhere", "db2": "nowhere", "web": "nowhere"}},
-                              "after": {"vms": {"db1": "h3", "db2": "h2", "web": "h3"}}}
-    assert by_name(result)["db1"]["claim"] == {"action": "create", "reason": "no claim yet"}
-    assert not os.path.exists(claims_dir(cluster.store))
-    assert result["incident"] == "h1/boot-a-h1"
-    assert set(result) >= {"failed_host", "incident", "owner", "plan", "vms", "counts", "targets", "replanned",
-                           "started_at", "finished_at", "elapsed"}
+                              "after": {"vms": {"db1": "h2", "db2": "h3", "web": "h2"}}}
+    db1 = by_name(result)["db1"]
+    assert db1["claim"] == {"action": "create", "reason": "no claim yet"}
+    assert (db1["status"], db1["state"], db1["previous"], db1["attempts"]) == ("planned", "owed", "owed", 0)
+    assert result["opened"] == ["h1"] and result["incidents"] == {"h1": "h1/boot-a-h1"}
+    assert result["owed"] == {"h1": states(owed=3)} and result["transitions"] == []
+    # a dry run writes nothing at all: no owed document, no fenced mark, no claim
+    kvmha = os.path.join(cluster.store, "kvmha")
+    assert sorted(os.listdir(kvmha)) == ["hosts", "vms"]
+    assert set(result) >= {"failed_hosts", "incidents", "owner", "plan", "vms", "counts", "targets", "replanned", "opened",
+                           "closed", "owed", "transitions", "interrupted", "attempts", "started_at", "finished_at", "elapsed"}
+    assert "failed_host" not in result and "incident" not in result  # the compatibility keys are gone
+    documented(result)
 
 
-def test_real_run_then_rerun_changes_nothing(run_module, cluster, shared_default):
+def test_real_run_rerun_and_hand_over(run_module, cluster, shared_default):
     cluster.vm("a", 60)
     cluster.vm("b", 40)
     cluster.record("h1", ["a", "b"])
     cluster.record("h2")
     args = cluster.params([{"host": "h2", "uri": shared_default}], owner="unit-test")
     first = run_module(vm_evacuate, args, diff=True)
-    assert first["changed"] is True and first["counts"]["started"] == 2
+    assert first["changed"] is True and first["counts"] == counts(started=2) and first["attempts"] == 2
     vms = by_name(first)
     assert vms["a"]["status"] == "started" and vms["a"]["host"] == "h2" and vms["a"]["order"] == 1
+    # started, not verified: h2's own heartbeat does not list it yet
+    assert (vms["a"]["state"], vms["a"]["previous"], vms["a"]["attempts"]) == ("started", "owed", 1)
     stamps = vms["a"]["timestamps"]
     assert stamps["placed"] <= stamps["claimed"] <= stamps["defined"] <= stamps["started"] <= stamps["running"]
     assert vms["a"]["claim"]["state"] == "started" and vms["a"]["claim"]["owner"] == "unit-test"
+    assert cluster.claim("a").ttl is None  # claims never expire
+    assert first["opened"] == ["h1"] and first["owed"] == {"h1": states(started=2)}
+    assert [(t["vm"], t["from"], t["to"], t["target"]) for t in first["transitions"]] == [
+        ("a", "owed", "started", "h2"), ("b", "owed", "started", "h2")]
     conn = libvirt.open(shared_default)
     dom = conn.lookupByUUIDString(cluster.vms["a"]["uuid"])
     assert dom.isActive() and dom.autostart() == 0 and dom.isPersistent()
     conn.close()
+    mark = read_marks(cluster.store, FENCED)["active"]["h1"]
+    assert sorted(mark["data"]["vms"]) == sorted(v["uuid"] for v in cluster.vms.values())  # what the boot guard holds
 
     second = run_module(vm_evacuate, args, diff=True)
-    assert second["changed"] is False and second["plan"] == []
-    assert [v["status"] for v in second["vms"]] == ["skipped", "skipped"]
-    assert by_name(second)["a"]["reason"] == "already running on h2"
+    assert second["changed"] is False and second["plan"] == [] and second["opened"] == [] and second["attempts"] == 0
+    assert [(v["status"], v["state"], v["reason"]) for v in second["vms"]] == [("running", "started", "runs on h2")] * 2
     assert second["diff"]["before"] == second["diff"]["after"] == {"vms": {"a": "h2", "b": "h2"}}
+
+    cluster.record("h2", ["a", "b"])  # h2's writer lists them: its heartbeat covers them from now on
+    third = run_module(vm_evacuate, args)
+    assert third["changed"] is True and third["closed"] == ["h1"]
+    assert [(v["status"], v["state"], v["previous"]) for v in third["vms"]] == [("running", "verified", "started")] * 2
+    assert cluster.owed("h1").data["closed_at"] is not None
+
+    fourth = run_module(vm_evacuate, args)
+    assert fourth["changed"] is False and fourth["vms"] == [] and fourth["owed"] == {}
+    assert read_marks(cluster.store, FENCED)["active"].keys() == {"h1"}  # the host stays fenced until it is returned
 
 
 def test_incomplete_evacuation_fails_with_the_full_result(run_module, cluster):
@@ -157,33 +316,49 @@ def test_incomplete_evacuation_fails_with_the_full_result(run_module, cluster):
     cluster.vm("small", 10)
     cluster.record("h1", ["big", "small"])
     cluster.record("h2", mem=1000)
+    before = time.time()
     result = run_module(vm_evacuate, cluster.params(targets(cluster, "h2")))
     assert result["failed"] is True and result["error_kind"] == "incomplete"
-    assert "1 unplaced" in result["msg"]
+    assert "1 VM(s) run nowhere yet and stay owed: big (unplaced: no host has 3000 MiB" in result["msg"]
     vms = by_name(result)
-    assert vms["big"]["status"] == "unplaced" and "no host has 3000 MiB" in vms["big"]["reason"]
+    assert vms["big"]["status"] == vms["big"]["state"] == "unplaced" and "no host has 3000 MiB" in vms["big"]["reason"]
+    assert vms["big"]["attempts"] == 1 and vms["big"]["next_try"] >= before + 30  # retry_s
     assert vms["small"]["status"] == "started" and result["changed"] is True
+    assert result["attempts"] == 2  # the placement that failed counts
+    assert result["owed"] == {"h1": states(started=1, unplaced=1)}
+    documented(result)
 
 
 def test_fail_on_incomplete_false(run_module, cluster):
     cluster.vm("big", 90, mem=3000)
     cluster.record("h1", ["big"])
     cluster.record("h2", mem=1000)
-    result = run_module(vm_evacuate, cluster.params(targets(cluster, "h2"), fail_on_incomplete=False))
-    assert result.get("failed") is not True and result["counts"]["unplaced"] == 1 and result["changed"] is False
+    args = cluster.params(targets(cluster, "h2"), fail_on_incomplete=False)
+    result = run_module(vm_evacuate, args)
+    assert result.get("failed") is not True and result["counts"] == counts(unplaced=1)
+    assert result["changed"] is True and result["opened"] == ["h1"]  # the owed document was opened
+    again = run_module(vm_evacuate, dict(args, failed_hosts=[]))
+    vm = again["vms"][0]
+    assert again.get("failed") is not True and again["changed"] is False and again["attempts"] == 0
+    assert (vm["status"], vm["state"], vm["attempts"]) == ("waiting", "unplaced", 1) and "next try at" in vm["reason"]
 
 
 def test_missing_failed_host_record_is_a_clear_error(run_module, cluster):
     cluster.record("h2")
     result = run_module(vm_evacuate, cluster.params(targets(cluster, "h2")))
     assert result["failed"] is True and result["error_kind"] == "store"
-    assert "heartbeat record is missing" in result["msg"] and result["vms"] == []
+    assert "recovery incomplete: h1: missing (no heartbeat file)" in result["msg"] and result["vms"] == []
+    assert result["unreadable"] == [{"host": "h1", "status": "missing", "reason": "no heartbeat file"}]
+    # its VMs are unknown: nothing is opened (never "nothing owed"), and it is not marked fenced from nothing
+    assert result["opened"] == [] and cluster.owed("h1") is None
+    assert read_marks(cluster.store, FENCED)["active"] == {}
 
 
 @pytest.mark.parametrize("name", ["../etc", "h1/../../x", ".hidden", "a b", "x" * 300])
 def test_hostile_failed_host_names(run_module, cluster, name):
-    result = run_module(vm_evacuate, cluster.params(targets(cluster, "h2"), failed_host=name))
+    result = run_module(vm_evacuate, cluster.params(targets(cluster, "h2"), failed_hosts=[name]))
     assert result["failed"] is True and result["error_kind"] == "invalid_input"
+    assert not os.path.exists(owed.owed_dir(cluster.store))
 
 
 def test_hostile_target_name_and_duplicates(run_module, cluster):
@@ -198,11 +373,16 @@ def test_hostile_target_name_and_duplicates(run_module, cluster):
 @pytest.mark.parametrize("over, words", [
     ({"parallel": 0}, "parallel"),
     ({"connect_timeout": 0}, "connect_timeout"),
-    ({"claim_ttl": 30.0}, "claim_ttl"),
+    ({"retry_s": 0}, "retry_s must be positive"),
+    ({"retry_max_s": -1}, "retry_max_s must be positive"),
+    ({"beat_timeout": -1}, "beat_timeout must not be negative"),
+    ({"claim_ttl": 30.0}, "Unsupported parameters"),          # removed: claims never expire
+    ({"failed_host": "h1"}, "Unsupported parameters"),        # removed: failed_hosts
 ])
-def test_bad_numbers(run_module, cluster, over, words):
+def test_bad_numbers_and_removed_options(run_module, cluster, over, words):
     result = run_module(vm_evacuate, cluster.params(targets(cluster, "h2"), **over))
     assert result["failed"] is True and words in result["msg"]
+    assert not os.path.exists(owed.owed_dir(cluster.store))
 
 
 def test_bad_uri_target_is_excluded_with_a_warning(run_module, cluster):
@@ -219,11 +399,43 @@ def test_bad_uri_target_is_excluded_with_a_warning(run_module, cluster):
     assert "target h3 excluded" in json.dumps(result["warnings"])  # 2.19: warnings may be objects
 
 
+def test_abandon_through_the_module(run_module, cluster):
+    cluster.vm("big", 90, mem=3000)
+    cluster.record("h1", ["big"])
+    cluster.record("h2", mem=1000)
+    args = cluster.params(targets(cluster, "h2"))
+    assert run_module(vm_evacuate, args)["error_kind"] == "incomplete"
+    result = run_module(vm_evacuate, dict(args, failed_hosts=[], abandon=["big"], operator="jdoe", reason="restored from backup"))
+    assert result.get("failed") is not True and result["changed"] is True and result["closed"] == ["h1"]
+    assert [(t["vm"], t["from"], t["to"], t["operator"]) for t in result["transitions"]] == [("big", "unplaced", "abandoned", "jdoe")]
+    assert result["owed"] == {"h1": states(abandoned=1)}
+    documented(result)
+    entry = cluster.entry("h1", "big")
+    assert (entry["state"], entry["abandoned_by"], entry["abandon_reason"]) == ("abandoned", "jdoe", "restored from backup")
+    # once abandoned, the watchdog's next run has nothing left to do
+    after = run_module(vm_evacuate, dict(args, failed_hosts=[]))
+    assert after.get("failed") is not True and after["vms"] == [] and after["changed"] is False
+    again = run_module(vm_evacuate, dict(args, failed_hosts=[], abandon=["big"], operator="jdoe", reason="twice"))
+    assert again["failed"] is True and "not owed by any open recovery: big" in again["msg"]
+
+
+@pytest.mark.parametrize("over, words", [
+    ({"abandon": ["big"]}, "parameters are required together: abandon, operator, reason"),
+    ({"abandon": ["big"], "operator": "jdoe", "reason": "r"}, "abandon does nothing else: give no failed_hosts with it"),
+    ({"abandon": ["ghost"], "operator": "jdoe", "reason": "r", "failed_hosts": []}, "not owed by any open recovery: ghost"),
+])
+def test_abandon_arguments(run_module, cluster, over, words):
+    cluster.record("h1")
+    args = cluster.params(targets(cluster, "h2"), **over)
+    for key in ("operator", "reason"):
+        if args[key] is None:
+            del args[key]  # as a task gives them: absent, not null
+    result = run_module(vm_evacuate, args)
+    assert result["failed"] is True and words in result["msg"]
+    assert not os.path.exists(owed.owed_dir(cluster.store))
+
+
 # ----------------------------------------------------------------------------------------- Evacuation directly
-
-
-def run(cluster, tlist, check_mode=False, factory=LibvirtClient, **over):
-    return Evacuation(cluster.params(tlist, **over), check_mode=check_mode, diff_mode=True, client_factory=factory).run()
 
 
 def test_unreachable_and_hung_targets_are_excluded(cluster, tmp_path):
@@ -260,20 +472,25 @@ def test_target_records_decide_placement_but_every_reachable_target_is_searched(
     hosts = dict((t["host"], t) for t in result["targets"])
     assert hosts["h2"]["status"] == "searched" and "stopped" in hosts["h2"]["reason"]
     assert hosts["h3"]["status"] == "searched" and "missing" in hosts["h3"]["reason"]  # reachable, no record
-    assert by_name(result)["a"]["status"] == "skipped" and by_name(result)["a"]["reason"] == "already running on h2"
-    assert result["diff"]["before"]["vms"]["a"] == "h2" and result["changed"] is False
+    vm = by_name(result)["a"]
+    assert (vm["status"], vm["reason"], vm["host"]) == ("running", "runs on h2", "h2")
+    assert vm["state"] == "started" and vm["attempts"] == 0  # found, not started: h2's record does not list it
+    assert result["diff"]["before"]["vms"]["a"] == "h2" and result["plan"] == []
+    assert result["changed"] is True and result["opened"] == ["h1"]  # what changed: h1's recovery opened
     assert vm_uuid in [v["uuid"] for v in result["vms"]]
 
 
-def test_vm_listed_by_an_unreachable_targets_heartbeat_is_skipped(cluster, tmp_path):
+def test_vm_listed_by_an_unreachable_targets_heartbeat_waits(cluster, tmp_path):
     cluster.vm("a")
     cluster.record("h1", ["a"])
     cluster.record("h2", ["a"])  # h2's writer says it runs 'a'; h2's libvirtd does not answer
     cluster.record("h3")
     tlist = [{"host": "h2", "uri": "qemu+unix:///system?socket=%s" % (tmp_path / "gone")}] + targets(cluster, "h3")
-    result = run(cluster, tlist)
+    result = incomplete(cluster, tlist)
     vm = by_name(result)["a"]
-    assert vm["status"] == "skipped" and "listed as running on h2 by its heartbeat" in vm["reason"]
+    assert vm["status"] == "waiting" and "listed as running on h2 by its heartbeat" in vm["reason"]
+    assert vm["state"] == "owed" and "defined" not in vm["timestamps"] and result["plan"] == []
+    assert cluster.entry("h1", "a")["last_error"] == vm["reason"]
 
 
 def test_malformed_xml_fails_only_that_vm(cluster):
@@ -287,43 +504,110 @@ def test_malformed_xml_fails_only_that_vm(cluster):
     cluster.write_xml("broken", "<domain type='qemu'><name>broken")
     cluster.record("h1", ["good", "laughs", "mismatch", "broken", "missing"])
     cluster.record("h2")
-    with pytest.raises(KvmhaError) as err:
-        run(cluster, targets(cluster, "h2"))
-    result = err.value.result
+    result = incomplete(cluster, targets(cluster, "h2"))
     vms = by_name(result)
     assert vms["good"]["status"] == "started"
     assert "DTD" in vms["laughs"]["reason"] and vms["laughs"]["error_kind"] == "invalid_input"
     assert "describes UUID" in vms["mismatch"]["reason"]
     assert "malformed" in vms["broken"]["reason"]
     assert "no domain XML" in vms["missing"]["reason"]
-    assert result["counts"]["failed"] == 4
+    assert result["counts"] == counts(started=1, failed=4)
+    for name in ("laughs", "mismatch", "broken", "missing"):
+        assert (vms[name]["state"], vms[name]["attempts"]) == ("failed", 1) and vms[name]["next_try"] is not None
     claimed = os.listdir(claims_dir(cluster.store))
     assert claimed == [cluster.vms["good"]["uuid"]]  # no claim for a VM that cannot be started
+    assert cluster.entry("h1", "missing")["last_error"].startswith("its domain XML:")
 
 
-def test_vm_claimed_by_another_evacuator_is_skipped(cluster):
+# ----------------------------------------------------------------------------------------- the claim rules
+
+
+def test_a_claim_whose_target_cannot_be_checked_waits(cluster):
     cluster.vm("a")
     cluster.vm("b")
     cluster.record("h1", ["a", "b"])
     cluster.record("h2")
-    other = ClaimBook(cluster.store, "watchdog-2", "h1", "h1/boot-a-h1", 300)
+    other = ClaimBook(cluster.store, "watchdog-2", "h1", "h1/boot-a-h1", None)
     other.acquire(cluster.vms["a"]["uuid"], "a", "h3", other.inspect(cluster.vms["a"]["uuid"], []))
-    result = run(cluster, targets(cluster, "h2"))
+    result = incomplete(cluster, targets(cluster, "h2"))  # h3: not a target, not fenced
     vms = by_name(result)
-    assert vms["a"]["status"] == "skipped" and "claimed by watchdog-2 for h3" in vms["a"]["reason"]
+    assert vms["a"]["status"] == "waiting" and vms["a"]["claim"]["action"] == "skip"
+    assert "claimed by watchdog-2 on h3, which cannot be checked: it may run there" in vms["a"]["reason"]
+    assert vms["a"]["state"] == "claimed" and "defined" not in vms["a"]["timestamps"]
+    entry = cluster.entry("h1", "a")
+    assert (entry["state"], entry["target"]) == ("claimed", "h3") and "h3" in entry["copies"]
     assert vms["b"]["status"] == "started"
+    assert cluster.claim("a").owner == "watchdog-2"  # untouched
+
+
+def test_a_claim_on_a_reachable_target_is_retried_there(cluster, hosts):
+    cluster.vm("a", 90)
+    cluster.vm("b", 10)
+    cluster.record("h1", ["a", "b"])
+    cluster.record("h2", mem=8000)  # spread would pick h2 for both
+    cluster.record("h3", mem=1000)
+    dead = ClaimBook(cluster.store, "killed-run", "h1", "h1/boot-a-h1", None)
+    dead.acquire(cluster.vms["a"]["uuid"], "a", "h3", dead.inspect(cluster.vms["a"]["uuid"], []))
+    result = run(cluster, hosts.targets("h2", "h3"), factory=hosts.factory())
+    vms = by_name(result)
+    assert vms["a"]["claim"]["action"] == "retry" and "retried there" in vms["a"]["claim"]["reason"]
+    assert (vms["a"]["status"], vms["a"]["host"]) == ("started", "h3")  # back to its claim's target, not the roomy h2
+    assert [(p["name"], p["host"], p["retry"]) for p in result["plan"]] == [("a", "h3", True), ("b", "h2", False)]
+    assert hosts.copies("a") == ["h3"] and hosts.copies("b") == ["h2"]
+    claim = cluster.claim("a")
+    assert (claim.owner, claim.data["state"], claim.data["target"], claim.generation) == (result["owner"], "started", "h3", 3)
+
+
+def test_a_retry_takes_its_targets_capacity_before_the_others_are_placed(cluster):
+    pinned = cluster.vm("p", 90)
+    cluster.vm("q", 10)
+    cluster.record("h1", ["p", "q"])
+    cluster.record("h2", mem=100)
+    dead = ClaimBook(cluster.store, "killed-run", "h1", "h1/boot-a-h1", None)
+    dead.acquire(pinned, "p", "h2", dead.inspect(pinned, []))
+    result = run(cluster, targets(cluster, "h2"), check_mode=True)
+    assert [(p["name"], p["host"]) for p in result["plan"]] == [("p", "h2")]
+    assert by_name(result)["q"]["status"] == "unplaced" and "h2 with 36 MiB" in by_name(result)["q"]["reason"]
+
+
+@pytest.mark.parametrize("how", ["marked", "failed_host"])
+def test_a_claim_whose_target_was_fenced_since_is_taken_over(cluster, hosts, how):
+    cluster.vm("a")
+    cluster.record("h1", ["a"])
+    cluster.record("h2")
+    cluster.record("h3")
+    clock = Clock()
+    other = ClaimBook(cluster.store, "watchdog-2", "h1", "h1/boot-a-h1", None)
+    claim = other.acquire(cluster.vms["a"]["uuid"], "a", "h3", other.inspect(cluster.vms["a"]["uuid"], []))
+    other.mark_started(claim, "h3")
+    first = incomplete(cluster, hosts.targets("h2"), factory=hosts.factory(), clock=clock)
+    assert (by_name(first)["a"]["status"], by_name(first)["a"]["state"]) == ("waiting", "claimed")
+    # h3 dies and is fenced: its power-off is confirmed, so the copy there cannot run
+    clock.advance(60)
+    if how == "marked":
+        set_mark(cluster.store, FENCED, "h3", "watchdog-3", {"verdict": "DOWN", "rule": "R3", "incident": "h3/x", "vms": []})
+        result = run(cluster, hosts.targets("h2"), factory=hosts.factory(), clock=clock, failed_hosts=[])
+    else:
+        result = run(cluster, hosts.targets("h2"), factory=hosts.factory(), clock=clock, failed_hosts=["h3"])
+        assert result["opened"] == ["h3"]
+    vm = by_name(result)["a"]
+    assert vm["claim"]["action"] == "takeover" and "fenced since: that copy cannot run" in vm["claim"]["reason"]
+    assert (vm["status"], vm["host"], vm["state"], vm["previous"]) == ("started", "h2", "started", "claimed")
+    assert hosts.copies("a") == ["h2"] and cluster.claim("a").data["target"] == "h2"
+    assert sorted(cluster.entry("h1", "a")["copies"]) == ["h2", "h3"]
 
 
 def test_claim_of_an_older_incident_is_taken_over(cluster):
     cluster.vm("a")
     cluster.record("h1", ["a"])
     cluster.record("h2")
-    old = ClaimBook(cluster.store, "last-month", "h1", "h1/boot-old", 300)
+    old = ClaimBook(cluster.store, "last-month", "h1", "h1/boot-old", None)
     claim = old.acquire(cluster.vms["a"]["uuid"], "a", "h3", old.inspect(cluster.vms["a"]["uuid"], []))
     old.mark_started(claim, "h3")
     result = run(cluster, targets(cluster, "h2"))
     vm = by_name(result)["a"]
     assert vm["status"] == "started" and vm["claim"]["action"] == "takeover" and vm["claim"]["generation"] == 4
+    assert cluster.claim("a").data["incident"] == "h1/boot-a-h1"
 
 
 def test_unreadable_claim_fails_the_vm(cluster):
@@ -334,10 +618,12 @@ def test_unreadable_claim_fails_the_vm(cluster):
     os.makedirs(directory)
     with open(os.path.join(directory, "0000000001.json"), "w") as handle:
         handle.write("garbage")
-    with pytest.raises(KvmhaError) as err:
-        run(cluster, targets(cluster, "h2"))
-    vm = by_name(err.value.result)["a"]
+    result = incomplete(cluster, targets(cluster, "h2"))
+    vm = by_name(result)["a"]
     assert vm["status"] == "failed" and "claim is unreadable" in vm["reason"] and vm["error_kind"] == "claim"
+    assert vm["state"] == "failed" and "defined" not in vm["timestamps"]
+    with open(os.path.join(directory, "0000000001.json")) as handle:
+        assert handle.read() == "garbage"  # never overwritten
 
 
 def test_anti_affinity_priority_and_spares(cluster):
@@ -363,17 +649,21 @@ def test_vms_filter_and_non_ha(cluster):
     cluster.vm("plain", ha=False)
     cluster.record("h1", ["a", "b", "plain"])
     cluster.record("h2")
-    evacuation = Evacuation(cluster.params(targets(cluster, "h2"), vms=["b", "plain", "ghost"]))
-    result = evacuation.run()
+    result = Evacuation(cluster.params(targets(cluster, "h2"), vms=["b", "plain", "ghost"])).run()
     assert [v["name"] for v in result["vms"]] == ["b"]
-    assert any("plain is not an HA VM" in w for w in evacuation.warnings)
-    assert any("ghost is not in the last heartbeat" in w for w in evacuation.warnings)
+    # the owed document owes every HA VM of the record (a non-HA VM is nobody's business), whatever the filter
+    assert [vm["name"] for vm in cluster.owed("h1").data["vms"]] == ["a", "b"]
+    assert cluster.entry("h1", "a")["state"] == "owed" and cluster.entry("h1", "b")["state"] == "started"
 
 
-def test_no_ha_vms_is_a_no_op(cluster):
+def test_no_ha_vms_opens_and_closes_at_once(cluster):
     cluster.record("h1")
     result = run(cluster, targets(cluster, "h2"))
-    assert result["changed"] is False and result["vms"] == [] and result["counts"]["started"] == 0
+    assert result["vms"] == [] and result["counts"]["started"] == 0
+    assert result["opened"] == ["h1"] and result["closed"] == ["h1"] and result["changed"] is True
+    assert read_marks(cluster.store, FENCED)["active"]["h1"]["data"]["vms"] == []
+    again = run(cluster, targets(cluster, "h2"))
+    assert again["changed"] is False and again["opened"] == [] and again["closed"] == []
 
 
 class BreakingClient(LibvirtClient):
@@ -394,7 +684,7 @@ def test_target_that_breaks_mid_run_is_dropped_and_its_vms_replanned(cluster):
     cluster.record("h1", ["a", "b", "c"])
     cluster.record("h2", mem=1200)   # best fit for all three
     cluster.record("h3", mem=4000)
-    result = run(cluster, targets(cluster, "h2", "h3"), factory=BreakingClient)
+    result = run(cluster, targets(cluster, "h2", "h3"), factory=BreakingClient, strategy="best_fit")
     vms = by_name(result)
     assert all(vms[n]["status"] == "started" and vms[n]["host"] == "h3" for n in "abc")
     assert [(r["name"], r["from_host"], r["to_host"]) for r in result["replanned"]] == [
@@ -405,18 +695,37 @@ def test_target_that_breaks_mid_run_is_dropped_and_its_vms_replanned(cluster):
     assert [(p["round"], p["name"], p["host"]) for p in result["plan"]] == [
         (1, "a", "h2"), (1, "b", "h2"), (1, "c", "h2"), (2, "a", "h3"), (2, "b", "h3"), (2, "c", "h3")]
     assert vms["a"]["claim"]["state"] == "started" and vms["a"]["claim"]["generation"] == 3  # claim, retarget, started
+    assert cluster.entry("h1", "a")["copies"] == ["h2", "h3"]  # a definition may have reached h2 before it broke
 
 
 def test_replanned_vms_with_no_host_left_release_their_claims(cluster):
     cluster.vm("a")
     cluster.record("h1", ["a"])
     cluster.record("h2")
-    with pytest.raises(KvmhaError) as err:
-        run(cluster, targets(cluster, "h2"), factory=BreakingClient)
-    vm = by_name(err.value.result)["a"]
-    assert vm["status"] == "unplaced" and "planned again after its target broke" in vm["reason"]
-    book = ClaimBook(cluster.store, "next", "h1", "h1/boot-a-h1", 300)
-    assert book.inspect(vm["uuid"], []).action == "takeover"  # released: a later run may try again
+    vm = by_name(incomplete(cluster, targets(cluster, "h2"), factory=BreakingClient))["a"]
+    assert vm["status"] == vm["state"] == "unplaced" and "planned again after its target broke" in vm["reason"]
+    book = ClaimBook(cluster.store, "next", "h1", "h1/boot-a-h1", None)
+    assert book.inspect(vm["uuid"], []).action == "takeover"  # released: a later run may place it anywhere
+    assert cluster.entry("h1", "a")["copies"] == ["h2"]
+
+
+def test_a_retry_whose_target_breaks_is_never_placed_elsewhere(cluster):
+    """The earlier claimant may still start it on h2, where libvirt refuses a second start - and only there."""
+    vm_uuid = cluster.vm("a")
+    cluster.record("h1", ["a"])
+    cluster.record("h2")
+    cluster.record("h3")
+    slow = ClaimBook(cluster.store, "slow-run", "h1", "h1/boot-a-h1", None)
+    slow.acquire(vm_uuid, "a", "h2", slow.inspect(vm_uuid, []))
+    result = incomplete(cluster, targets(cluster, "h2", "h3"), factory=BreakingClient)
+    vm = by_name(result)["a"]
+    assert vm["claim"]["action"] == "retry" and result["replanned"] == []
+    assert (vm["status"], vm["state"], vm["host"]) == ("waiting", "claimed", "h2")
+    assert "not placed elsewhere" in vm["reason"] and "started" not in vm["timestamps"]
+    assert [(p["name"], p["host"]) for p in result["plan"]] == [("a", "h2")]
+    entry = cluster.entry("h1", "a")
+    assert (entry["state"], entry["target"]) == ("claimed", "h2")
+    assert cluster.claim("a").data["target"] == "h2" and not cluster.claim("a").released
 
 
 def test_check_mode_uses_read_only_connections(cluster):
@@ -439,11 +748,11 @@ def test_store_that_cannot_take_claims_fails_every_vm_and_starts_nothing(cluster
     cluster.record("h2")
     with open(claims_dir(cluster.store), "w") as handle:
         handle.write("a file where the claims directory should be")
-    with pytest.raises(KvmhaError) as err:
-        run(cluster, targets(cluster, "h2"))
-    vm = by_name(err.value.result)["a"]
-    assert vm["status"] == "failed" and "claim" in vm["reason"] and "defined" not in vm["timestamps"]
-    assert err.value.result["changed"] is False
+    result = incomplete(cluster, targets(cluster, "h2"))
+    vm = by_name(result)["a"]
+    assert vm["status"] == vm["state"] == "failed" and "claim" in vm["reason"] and "defined" not in vm["timestamps"]
+    assert result["changed"] is True and result["opened"] == ["h1"]  # the recovery is owed; nothing was defined
+    assert not any("defined" in v["timestamps"] for v in result["vms"])
 
 
 def test_failed_host_is_never_a_target(cluster):
@@ -454,6 +763,9 @@ def test_failed_host_is_never_a_target(cluster):
     hosts = dict((t["host"], t) for t in result["targets"])
     assert hosts["h1"]["status"] == "excluded" and hosts["h1"]["reason"] == "is a failed host"
     assert by_name(result)["a"]["host"] == "h2"
+    # and on a later run, without failed_hosts, an owed host is still no target
+    again = run(cluster, targets(cluster, "h1", "h2"), failed_hosts=[])
+    assert dict((t["host"], t) for t in again["targets"])["h1"]["reason"] == "is fenced: its recovery is owed"
 
 
 def test_duplicate_vm_names_are_labelled_by_uuid_in_the_diff(cluster):
@@ -468,11 +780,12 @@ def test_duplicate_vm_names_are_labelled_by_uuid_in_the_diff(cluster):
 
 def test_errors_are_collection_errors():
     assert issubclass(StoreError, KvmhaError) and issubclass(InvalidInput, KvmhaError)
+    assert issubclass(owed.InvalidOwed, StoreError)
     json.dumps(ARGUMENT_SPEC)
 
 
-class SlowClient(LibvirtClient):
-    """A real test-driver client whose first define takes a while (a slow host); runs ``hook`` meanwhile."""
+class SlowClient(KeptClient):
+    """A kept test-driver client whose first define takes a while (a slow host); runs ``hook`` meanwhile."""
 
     hook = None
     delay = 1.2
@@ -481,47 +794,58 @@ class SlowClient(LibvirtClient):
         if not getattr(self, "_slowed", False):
             self._slowed = True
             time.sleep(self.delay)
-            if SlowClient.hook is not None:
-                SlowClient.hook()
+            if self.hook is not None:
+                self.hook()
         return super().define(xml)
 
 
-FAST = dict(connect_timeout=0.5, call_timeout=0.5, verify_timeout=0.5, store_timeout=0.5, claim_ttl=4.1)
+FAST = dict(connect_timeout=0.5, call_timeout=0.5, verify_timeout=0.5, store_timeout=0.5)
 
 
-def test_claims_of_queued_vms_are_renewed_before_their_start(cluster):
+def slow_factory(hosts, hook=None):
+    def make(uri, connect_timeout, call_timeout, read_only, label):
+        client = SlowClient(uri, connect_timeout, call_timeout, read_only, label)
+        client.hosts, client.hook = hosts, hook
+        return client
+
+    return make
+
+
+def test_claims_of_queued_vms_do_not_expire_behind_a_slow_start(cluster, hosts):
     cluster.vm("first", 90)
     cluster.vm("second", 10)
     cluster.record("h1", ["first", "second"])
     cluster.record("h2")
-    SlowClient.hook = None
-    result = run(cluster, targets(cluster, "h2"), factory=SlowClient, **FAST)
+    result = run(cluster, hosts.targets("h2"), factory=slow_factory(hosts), **FAST)
     vms = by_name(result)
     assert vms["first"]["status"] == vms["second"]["status"] == "started"
-    assert vms["first"]["claim"]["generation"] == 2    # claimed, started
-    assert vms["second"]["claim"]["generation"] == 3   # claimed, renewed after the slow first VM, started
+    assert vms["first"]["claim"]["generation"] == vms["second"]["claim"]["generation"] == 2  # claimed, started: no renewal
+    assert cluster.claim("second").ttl is None
 
 
-def test_a_claim_taken_over_while_queued_is_not_started(cluster):
+def test_another_evacuator_retrying_a_queued_vm_on_its_target_gets_one_copy(cluster, hosts):
+    """While this run is slow, a second evacuator retries 'second' on its claim's target and starts it there first:
+    libvirt refuses this run's start of the same domain, and 'second' runs once."""
     cluster.vm("first", 90)
     second = cluster.vm("second", 10)
     cluster.record("h1", ["first", "second"])
     cluster.record("h2")
-    docs = ClaimBook(cluster.store, "x", "h1", "h1/boot-a-h1", 300).docs
+    docs = ClaimBook(cluster.store, "x", "h1", "h1/boot-a-h1", None).docs
 
-    def take_over():
+    def retry_elsewhere_first():
         current = docs.read(second)
-        docs.replace(second, current, "impatient-evacuator", dict(current.data, target="h3"), 300)
+        assert current.data["target"] == "h2"
+        docs.replace(second, current, "impatient-evacuator", dict(current.data), None)
+        hosts.start("h2", "second")
 
-    SlowClient.hook = take_over
-    try:
-        result = run(cluster, targets(cluster, "h2"), factory=SlowClient, **FAST)
-    finally:
-        SlowClient.hook = None
+    evacuation = Evacuation(cluster.params(hosts.targets("h2"), **FAST), client_factory=slow_factory(hosts, retry_elsewhere_first))
+    result = evacuation.run()
     vms = by_name(result)
     assert vms["first"]["status"] == "started"
-    assert vms["second"]["status"] == "skipped" and "taken over by impatient-evacuator" in vms["second"]["reason"]
-    assert "defined" not in vms["second"]["timestamps"] and result["changed"] is True
+    assert vms["second"]["status"] == "started" and vms["second"]["host"] == "h2"  # already running: the start's goal
+    assert hosts.copies("second") == ["h2"] and hosts.copies("first") == ["h2"]
+    assert any("second: the claim could not be updated" in w for w in evacuation.warnings)
+    assert cluster.claim("second").owner == "impatient-evacuator"
 
 
 def test_vm_listed_by_a_target_with_a_refused_uri_is_not_started_twice(cluster):
@@ -530,8 +854,22 @@ def test_vm_listed_by_a_target_with_a_refused_uri_is_not_started_twice(cluster):
     cluster.record("h2", ["a"])
     cluster.record("h3")
     tlist = [{"host": "h2", "uri": "qemu+ext:///system?command=/bin/true"}] + targets(cluster, "h3")
-    vm = by_name(run(cluster, tlist))["a"]
-    assert vm["status"] == "skipped" and "listed as running on h2" in vm["reason"]
+    vm = by_name(run(cluster, tlist, fail_on_incomplete=False))["a"]
+    assert vm["status"] == "waiting" and "listed as running on h2" in vm["reason"] and vm["state"] == "owed"
+
+
+def test_a_vm_active_on_two_targets_is_reported_never_stopped(cluster, hosts):
+    cluster.vm("a")
+    cluster.record("h1", ["a"])
+    cluster.record("h2")
+    cluster.record("h3")
+    hosts.start("h2", "a")
+    hosts.start("h3", "a")
+    evacuation = Evacuation(cluster.params(hosts.targets("h2", "h3"), fail_on_incomplete=False), client_factory=hosts.factory())
+    vm = by_name(evacuation.run())["a"]
+    assert (vm["status"], vm["error_kind"]) == ("waiting", "duplicate") and "active on h2, h3 at once" in vm["reason"]
+    assert hosts.copies("a") == ["h2", "h3"]  # an operator must look; nothing here stops a VM
+    assert any("a is active on more than one host" in w for w in evacuation.warnings)
 
 
 def test_spread_strategy_uses_every_target(cluster):
@@ -540,8 +878,8 @@ def test_spread_strategy_uses_every_target(cluster):
     cluster.record("h1", list("abcd"))
     cluster.record("h2")
     cluster.record("h3")
-    packed = run(cluster, targets(cluster, "h2", "h3"), check_mode=True)
-    spread = run(cluster, targets(cluster, "h2", "h3"), check_mode=True, strategy="spread")
+    packed = run(cluster, targets(cluster, "h2", "h3"), check_mode=True, strategy="best_fit")
+    spread = run(cluster, targets(cluster, "h2", "h3"), check_mode=True)  # the default
     assert set(p["host"] for p in packed["plan"]) == {"h2"}
     assert sorted(p["host"] for p in spread["plan"]) == ["h2", "h2", "h3", "h3"]
 
@@ -562,46 +900,40 @@ def load(plan, capacity):
 
 
 @pytest.mark.parametrize("over, words", [
-    ({"failed_hosts": ["h1"], "failed_host": "h1"}, "mutually exclusive: failed_host|failed_hosts"),
-    ({"failed_hosts": []}, "at least one host"),
     ({"failed_hosts": ["h1", "h5", "h1"]}, "failed host h1 is listed twice"),
     ({"failed_hosts": ["h1", "../h5"]}, "host name '../h5'"),
     ({"failed_hosts": ["h1", "h5"], "incident": "h1/manual"}, "incident is only for a single failed host"),
+    ({"failed_hosts": [], "incident": "h1/manual"}, "incident is only for a single failed host"),
 ])
 def test_failed_hosts_arguments(run_module, cluster, over, words):
     result = run_module(vm_evacuate, cluster.params(targets(cluster, "h2"), **over))
     assert result["failed"] is True and words in result["msg"]
 
 
-def test_one_of_failed_host_and_failed_hosts_is_required(run_module, cluster):
+def test_without_failed_hosts_and_nothing_owed_a_call_does_nothing(run_module, cluster):
+    cluster.record("h1")
     args = cluster.params(targets(cluster, "h2"))
-    del args["failed_host"]
+    del args["failed_hosts"]  # the default: []
     result = run_module(vm_evacuate, args)
-    assert result["failed"] is True and "one of the following is required: failed_host, failed_hosts" in result["msg"]
-    with pytest.raises(InvalidInput, match="one of the following is required"):
-        Evacuation(args)
-    with pytest.raises(InvalidInput, match="mutually exclusive"):
-        Evacuation(dict(args, failed_host="h1", failed_hosts=["h1"]))
+    assert result.get("failed") is not True and result["changed"] is False
+    assert result["failed_hosts"] == [] and result["opened"] == [] and result["vms"] == [] and result["owed"] == {}
+    assert result["targets"][0]["status"] == "excluded"  # nothing to do: no connection opened
+    assert not os.path.exists(owed.owed_dir(cluster.store))
+    documented(result)
 
 
-def test_failed_host_is_a_one_element_failed_hosts(cluster):
+def test_the_incident_is_the_hosts_boot_unless_given(cluster):
     cluster.vm("a", 60)
-    cluster.vm("b", 40)
-    cluster.record("h1", ["a", "b"])
+    cluster.record("h1", ["a"])
     cluster.record("h2")
-    one = run(cluster, targets(cluster, "h2"), check_mode=True)
-    listed = multi(cluster, targets(cluster, "h2"), hosts=["h1"], check_mode=True)
-    for result in (one, listed):
-        assert result["failed_hosts"] == ["h1"] and result["failed_host"] == "h1"
-        assert result["incident"] == "h1/boot-a-h1" and result["incidents"] == {"h1": "h1/boot-a-h1"}
-        assert result["unreadable"] == []
-    drop = ("started_at", "finished_at", "elapsed", "owner")
-    for result in (one, listed):
-        for vm in result["vms"]:
-            assert set(vm.pop("timestamps")) == {"placed"}
-    assert dict((k, v) for k, v in one.items() if k not in drop) == dict((k, v) for k, v in listed.items() if k not in drop)
-    with_incident = multi(cluster, targets(cluster, "h2"), hosts=["h1"], check_mode=True, incident="h1/by-hand")
-    assert with_incident["incident"] == "h1/by-hand"
+    planned = run(cluster, targets(cluster, "h2"), check_mode=True)
+    assert planned["failed_hosts"] == ["h1"] and planned["incidents"] == {"h1": "h1/boot-a-h1"} and planned["unreadable"] == []
+    by_hand = run(cluster, targets(cluster, "h2"), incident="h1/by-hand")
+    assert by_hand["incidents"] == {"h1": "h1/by-hand"}
+    assert cluster.owed("h1").data["incident"] == "h1/by-hand" and cluster.claim("a").data["incident"] == "h1/by-hand"
+    # the document is open: a later call with the host again works it, it does not open it anew
+    later = run(cluster, targets(cluster, "h2"))
+    assert later["opened"] == [] and later["incidents"] == {"h1": "h1/by-hand"}
 
 
 def test_capacity_is_counted_once_for_every_failed_host(cluster):
@@ -615,21 +947,22 @@ def test_capacity_is_counted_once_for_every_failed_host(cluster):
     cluster.record("h3", mem=600)
     capacity = {"h2": 1100, "h3": 600}
     tlist = targets(cluster, "h2", "h3")
-    one_by_one = (run(cluster, tlist, check_mode=True, failed_host="h1")["plan"]
-                  + run(cluster, tlist, check_mode=True, failed_host="h5")["plan"])
-    assert load(one_by_one, capacity) == ({"h2": 1024, "h3": 1024}, False)  # the race this option removes
+    one_by_one = (run(cluster, tlist, check_mode=True, failed_hosts=["h1"])["plan"]
+                  + run(cluster, tlist, check_mode=True, failed_hosts=["h5"])["plan"])
+    assert load(one_by_one, capacity) == ({"h2": 1024, "h3": 1024}, False)  # the race one call removes
 
     result = multi(cluster, tlist, check_mode=True, fail_on_incomplete=False)
     used, within = load(result["plan"], capacity)
     assert within and used == {"h2": 1024, "h3": 512}
-    assert result["counts"] == {"started": 0, "planned": 3, "skipped": 0, "unplaced": 1, "failed": 0}
+    assert result["counts"] == counts(planned=3, unplaced=1)
     assert [(p["name"], p["failed_host"]) for p in result["plan"]] == [("a1", "h1"), ("a2", "h1"), ("b1", "h5")]
     unplaced = by_name(result)["b2"]
     assert unplaced["status"] == "unplaced" and unplaced["failed_host"] == "h5" and "no host has 512 MiB" in unplaced["reason"]
 
     real = multi(cluster, tlist, fail_on_incomplete=False)
     used, within = load([v for v in real["vms"] if v["status"] == "started"], capacity)
-    assert within and real["counts"]["started"] == 3 and real["counts"]["unplaced"] == 1
+    assert within and real["counts"] == counts(started=3, unplaced=1)
+    assert real["owed"] == {"h1": states(started=2), "h5": states(started=1, unplaced=1)}
 
 
 def test_priority_and_anti_affinity_hold_across_failed_hosts(cluster):
@@ -661,24 +994,25 @@ def test_each_vm_claim_carries_its_own_hosts_incident_and_reruns_agree(cluster, 
     cluster.record("h2")
     tlist = [{"host": "h2", "uri": shared_default}]
     first = multi(cluster, tlist, owner="multi")
-    assert first["changed"] is True and first["counts"]["started"] == 2
-    assert first["failed_hosts"] == ["h1", "h5"] and first["failed_host"] is None and first["incident"] == ""
+    assert first["changed"] is True and first["counts"] == counts(started=2)
+    assert first["failed_hosts"] == ["h1", "h5"] and first["opened"] == ["h1", "h5"]
     assert first["incidents"] == {"h1": "h1/boot-a-h1", "h5": "h5/boot-b-h5"}
     assert [(v["name"], v["failed_host"], v["host"]) for v in first["vms"]] == [("a", "h1", "h2"), ("b", "h5", "h2")]
-    docs = ClaimBook(cluster.store, "reader", "h1", "unused", 300).docs
     for name, host, incident in (("a", "h1", "h1/boot-a-h1"), ("b", "h5", "h5/boot-b-h5")):
-        data = docs.read(cluster.vms[name]["uuid"]).data
+        data = cluster.claim(name).data
         assert (data["failed_host"], data["incident"], data["state"], data["target"]) == (host, incident, "started", "h2")
 
     again = multi(cluster, tlist, owner="multi", check_mode=True)
-    assert again["changed"] is False and [v["status"] for v in again["vms"]] == ["skipped", "skipped"]
+    assert again["changed"] is False and [v["status"] for v in again["vms"]] == ["running", "running"]
     assert again["diff"]["before"] == again["diff"]["after"] == {"vms": {"a": "h2", "b": "h2"}}
 
-    # An evacuator of h5 alone (a fresh test:/// host that runs nothing) agrees on the incident: the claim stops it.
-    alone = run(cluster, targets(cluster, "h3"), failed_host="h5", owner="single")
-    vm = by_name(alone)["b"]
-    assert alone["changed"] is False and vm["status"] == "skipped"
-    assert vm["reason"] == "already started on h2 by multi in this incident"
+    # An evacuator of h5 alone that cannot look at h2 (its only target is a fresh host that runs nothing) works every
+    # open document - h1's too - and agrees on the incidents: the claims on h2 make it wait, never start a copy.
+    alone = run(cluster, targets(cluster, "h3"), failed_hosts=["h5"], owner="single", fail_on_incomplete=False)
+    assert alone["opened"] == [] and alone["incidents"] == first["incidents"]
+    assert alone["changed"] is False and [v["status"] for v in alone["vms"]] == ["waiting", "waiting"]
+    assert by_name(alone)["b"]["reason"] == "started by multi on h2, which cannot be checked: it may run there"
+    assert by_name(alone)["b"]["state"] == "started"  # as it was: the target it runs on may not be looked at
 
 
 def test_a_failed_host_with_an_unreadable_record_does_not_stop_the_others(run_module, cluster):
@@ -689,31 +1023,41 @@ def test_a_failed_host_with_an_unreadable_record_does_not_stop_the_others(run_mo
         args = cluster.params(targets(cluster, "h2"), failed_hosts=["h5", "h1"], fail_on_incomplete=fail_on_incomplete)
         result = run_module(vm_evacuate, args)
         assert result["failed"] is True and result["error_kind"] == "store"
-        assert "the VMs of h5 are unknown (heartbeat record missing" in result["msg"]
+        assert "recovery incomplete: h5: missing (no heartbeat file)" in result["msg"]
         assert result["unreadable"] == [{"host": "h5", "status": "missing", "reason": "no heartbeat file"}]
         assert result["incidents"] == {"h1": "h1/boot-a-h1"} and result["failed_hosts"] == ["h5", "h1"]
-        assert "h5: its last heartbeat record is missing" in json.dumps(result["warnings"])
+        assert result["vms"][0]["status"] == "started"
         documented(result)
-    assert result["vms"][0]["status"] == "skipped"  # started by the first call (its claim says so)
+    # The second call opened nothing (h1 is owed already) and retried 'a' on h2, its claim's target: each
+    # test:/// connection is a fresh host that does not run it any more.
+    assert result["opened"] == [] and result["vms"][0]["claim"]["action"] == "retry"
 
     result = run_module(vm_evacuate, cluster.params(targets(cluster, "h2"), failed_hosts=["h5", "h6"]))
-    assert result["failed"] is True and result["error_kind"] == "store" and result["vms"] == []
-    assert "cannot evacuate h5, h6: the heartbeat record of h5 is missing" in result["msg"]
+    assert result["failed"] is True and result["error_kind"] == "store"
+    assert "recovery incomplete: h5: missing (no heartbeat file); h6: missing (no heartbeat file)" in result["msg"]
     assert [u["host"] for u in result["unreadable"]] == ["h5", "h6"]
+    assert [v["failed_host"] for v in result["vms"]] == ["h1"]  # the open document of h1 is still worked
     documented(result)
 
 
-def test_a_vm_listed_by_two_failed_hosts_is_evacuated_once_for_the_newer_record(cluster):
+@pytest.mark.parametrize("order", [["h1", "h5"], ["h5", "h1"]])
+def test_a_vm_listed_by_two_failed_hosts_is_owed_by_one_of_them(cluster, order):
     cluster.vm("moved")
     cluster.vm("stays")
     cluster.record("h1", ["moved", "stays"], ts=time.time() - 10)
     cluster.record("h5", ["moved"])
     cluster.record("h2")
-    evacuation = Evacuation(cluster.params(targets(cluster, "h2"), failed_hosts=["h1", "h5"]))
-    result = evacuation.run()
+    planned = multi(cluster, targets(cluster, "h2"), hosts=order, check_mode=True)
+    assert sorted(p["name"] for p in planned["plan"]) == ["moved", "stays"]
+    assert not os.path.exists(owed.owed_dir(cluster.store))
+    result = multi(cluster, targets(cluster, "h2"), hosts=order)
+    later = order[1]  # opened second: the document opened first hands the VM over to it
     assert sorted((v["name"], v["failed_host"], v["status"]) for v in result["vms"]) == [
-        ("moved", "h5", "started"), ("stays", "h1", "started")]
-    assert any("moved" in w and "evacuated once, for h5" in w for w in evacuation.warnings)
+        ("moved", later, "started"), ("stays", "h1", "started")]
+    earlier = cluster.entry(order[0], "moved")
+    assert (earlier["state"], earlier["target"]) == ("moved", later)
+    assert "listed by the last record of %s" % later in earlier["last_error"]
+    assert [vm["state"] for vm in cluster.owed(later).data["vms"] if vm["name"] == "moved"] == ["started"]
 
 
 def test_vms_filter_over_several_failed_hosts(cluster):
@@ -727,8 +1071,7 @@ def test_vms_filter_over_several_failed_hosts(cluster):
                             check_mode=True)
     result = evacuation.run()
     assert [(v["name"], v["failed_host"]) for v in result["vms"]] == [("b", "h5")]
-    assert any("plain is not an HA VM of h1" in w for w in evacuation.warnings)
-    assert any("ghost is not in the last heartbeat record of any of h1, h5" in w for w in evacuation.warnings)
+    assert result["opened"] == ["h1", "h5"] and result["owed"] == {"h1": states(owed=1), "h5": states(owed=1)}
 
 
 def test_failed_hosts_are_never_targets(cluster):
@@ -740,6 +1083,233 @@ def test_failed_hosts_are_never_targets(cluster):
     hosts = dict((t["host"], t) for t in result["targets"])
     assert hosts["h1"]["reason"] == hosts["h5"]["reason"] == "is a failed host"
     assert hosts["h5"]["status"] == "excluded" and by_name(result)["a"]["host"] == "h2"
+
+
+# ----------------------------------------------------------------------------------------- recovery that converges
+
+
+def test_a_call_without_failed_hosts_works_the_open_documents_until_they_close(cluster, hosts):
+    cluster.vm("a", 60)
+    cluster.vm("b", 40)
+    cluster.record("h1", ["a", "b"])
+    cluster.record("h2")
+    clock = Clock()
+    opening = run(cluster, [], clock=clock, fail_on_incomplete=False)  # the run that fences h1 has no live target
+    assert opening["opened"] == ["h1"] and opening["counts"] == counts(unplaced=2)
+    assert [v["reason"] for v in opening["vms"]] == ["no target host is available"] * 2
+    assert read_marks(cluster.store, FENCED)["active"]["h1"]["data"]["incident"] == "h1/boot-a-h1"
+
+    clock.advance(30)  # retry_s: both are due
+    second = run(cluster, hosts.targets("h2"), factory=hosts.factory(), clock=clock, failed_hosts=[])
+    assert second["failed_hosts"] == [] and second["opened"] == [] and second["counts"] == counts(started=2)
+    assert [(v["previous"], v["state"], v["attempts"]) for v in second["vms"]] == [("unplaced", "started", 2)] * 2
+    assert hosts.copies("a") == hosts.copies("b") == ["h2"]
+
+    cluster.record("h2", ["a", "b"])
+    clock.advance(60)
+    third = run(cluster, hosts.targets("h2"), factory=hosts.factory(), clock=clock, failed_hosts=[])
+    assert third["closed"] == ["h1"] and third["owed"] == {"h1": states(verified=2)} and third["plan"] == []
+    assert [t["to"] for t in third["transitions"]] == ["verified", "verified"]
+
+    fourth = run(cluster, hosts.targets("h2"), factory=hosts.factory(), clock=clock, failed_hosts=[])
+    assert fourth["changed"] is False and fourth["vms"] == [] and fourth["closed"] == []
+    assert hosts.copies("a") == hosts.copies("b") == ["h2"]
+
+
+def test_an_unplaced_vm_backs_off_and_is_retried_once_due(cluster, hosts):
+    cluster.vm("big", mem=3000)
+    cluster.record("h1", ["big"])
+    cluster.record("h2", mem=1000)
+    clock = Clock()
+    t0 = clock.now
+    tlist = hosts.targets("h2")
+    again = dict(factory=hosts.factory(), clock=clock, retry_s=10.0, retry_max_s=15.0, fail_on_incomplete=False)
+    first = run(cluster, tlist, owner="run-1", **again)
+    vm = first["vms"][0]
+    assert (vm["status"], vm["attempts"], vm["next_try"]) == ("unplaced", 1, t0 + 10) and first["attempts"] == 1
+
+    clock.advance(9.9)  # not due: nothing is tried, nothing is written
+    generation = cluster.owed("h1").generation
+    waiting = run(cluster, tlist, failed_hosts=[], owner="run-2", **again)  # each run has its own owner
+    vm = waiting["vms"][0]
+    assert (vm["status"], vm["state"], vm["attempts"], waiting["attempts"]) == ("waiting", "unplaced", 1, 0)
+    assert "next try at" in vm["reason"] and "attempt 1 failed: no host has 3000 MiB" in vm["reason"]
+    assert cluster.owed("h1").generation == generation and waiting["plan"] == []
+
+    clock.advance(0.1)  # due: tried again, still no room; the wait doubles, capped at retry_max_s
+    retried = run(cluster, tlist, failed_hosts=[], **again)
+    vm = retried["vms"][0]
+    assert (vm["status"], vm["attempts"], vm["next_try"]) == ("unplaced", 2, t0 + 10 + 15)
+
+    cluster.record("h2", mem=4096)  # capacity appears (a VM stopped, a host returned)
+    clock.advance(14)
+    assert run(cluster, tlist, failed_hosts=[], **again)["vms"][0]["status"] == "waiting"
+    clock.advance(1)
+    done = run(cluster, tlist, failed_hosts=[], **again)
+    vm = done["vms"][0]
+    assert (vm["status"], vm["state"], vm["previous"], vm["attempts"], vm["next_try"]) == ("started", "started", "unplaced", 3, None)
+    assert hosts.copies("big") == ["h2"]
+
+
+def test_verified_needs_the_targets_own_record_to_list_the_vm(cluster, hosts):
+    cluster.vm("a")
+    cluster.vm("b")
+    cluster.record("h1", ["a", "b"])
+    cluster.record("h2")
+    first = run(cluster, hosts.targets("h2"), factory=hosts.factory())
+    assert [v["state"] for v in first["vms"]] == ["started", "started"] and first["closed"] == []
+
+    cluster.record("h2", ["a"])  # the writer's next record lists one of them
+    second = run(cluster, hosts.targets("h2"), factory=hosts.factory(), failed_hosts=[])
+    assert [(v["name"], v["status"], v["state"]) for v in second["vms"]] == [("a", "running", "verified"), ("b", "running", "started")]
+    assert [(t["vm"], t["from"], t["to"]) for t in second["transitions"]] == [("a", "started", "verified")]
+    assert second["owed"] == {"h1": states(started=1, verified=1)} and second["closed"] == []
+
+    # with beat_timeout, the call itself waits for the target's writer to list what it found or started
+    writer = threading.Timer(0.3, cluster.record, ("h2", ["a", "b"]))
+    writer.start()
+    try:
+        third = run(cluster, hosts.targets("h2"), factory=hosts.factory(), failed_hosts=[], beat_timeout=5.0)
+    finally:
+        writer.join()
+    assert [(v["name"], v["state"]) for v in third["vms"]] == [("b", "verified")]  # a was verified already: not worked
+    assert third["closed"] == ["h1"] and third["elapsed"] < 5.0
+
+
+def test_a_dying_target_hands_over_what_its_record_lists(cluster, hosts):
+    """h1 dies, its VMs start on h2; h2 dies before its writer listed b. The last record of h2 lists a, so h2's own
+    recovery owes a (h1's entry is 'moved'); b is still h1's, and its claim on h2 - fenced now - is taken over."""
+    cluster.vm("a", 60)
+    cluster.vm("b", 40)
+    cluster.record("h1", ["a", "b"])
+    cluster.record("h2")
+    cluster.record("h3")
+    first = run(cluster, hosts.targets("h2"), factory=hosts.factory(), owner="run-1")
+    assert first["counts"] == counts(started=2) and hosts.copies("a") == hosts.copies("b") == ["h2"]
+    cluster.record("h2", ["a"], boot="boot-b")  # its last record
+    hosts.power_off("h2")
+
+    second = run(cluster, hosts.targets("h3"), factory=hosts.factory(), failed_hosts=["h2"], owner="run-2")
+    assert second["opened"] == ["h2"] and second["incidents"] == {"h1": "h1/boot-a-h1", "h2": "h2/boot-b-h2"}
+    assert sorted((v["name"], v["failed_host"], v["status"], v["host"]) for v in second["vms"]) == [
+        ("a", "h2", "started", "h3"), ("b", "h1", "started", "h3")]
+    assert (cluster.entry("h1", "a")["state"], cluster.entry("h1", "a")["target"]) == ("moved", "h2")
+    assert by_name(second)["b"]["claim"]["action"] == "takeover"
+    assert by_name(second)["a"]["claim"]["action"] == "takeover"  # the claim of h1's incident is history for h2's
+    assert second["owed"] == {"h1": states(started=1, moved=1), "h2": states(started=1)}
+    assert read_marks(cluster.store, FENCED)["active"]["h2"]["data"]["vms"] == [cluster.vms["a"]["uuid"]]
+    assert hosts.copies("a") == hosts.copies("b") == ["h3"]  # once each, on the live host
+
+    cluster.record("h3", ["a", "b"])
+    third = run(cluster, hosts.targets("h3"), factory=hosts.factory(), failed_hosts=[], owner="run-3")
+    assert sorted(third["closed"]) == ["h1", "h2"] and third["changed"] is True
+    assert cluster.entry("h1", "b")["state"] == cluster.entry("h2", "a")["state"] == "verified"
+    assert sorted(cluster.entry("h1", "b")["copies"]) == ["h2", "h3"]  # reconcile removes the one on h2 when it returns
+
+
+@pytest.mark.parametrize("corrupt", ["garbage", "bad data", "another host"])
+def test_a_corrupt_owed_document_is_its_hosts_error_only(cluster, shared_default, corrupt):
+    cluster.vm("a")
+    cluster.vm("b")
+    cluster.record("h1", ["a"])
+    cluster.record("h5", ["b"])
+    cluster.record("h2")
+    tlist = [{"host": "h2", "uri": shared_default}]
+    multi(cluster, tlist)
+    directory = os.path.join(owed.owed_dir(cluster.store), "h1")
+    current = cluster.owed("h1")
+    if corrupt == "garbage":
+        with open(current.path, "w") as handle:
+            handle.write("garbage")
+        bad = current.path
+    else:
+        docs = DocumentStore(owed.owed_dir(cluster.store), owed.KIND, max_bytes=owed.MAX_BYTES, file_mode=0o640)
+        data = dict(current.data, vms=[dict(current.data["vms"][0], state="exploded")]) if corrupt == "bad data" else \
+            dict(current.data, host="h5")
+        bad = docs.replace("h1", current, "hand-edit", data).path
+    conn = libvirt.open(shared_default)
+    conn.lookupByUUIDString(cluster.vms["b"]["uuid"]).destroy()  # h5's VM needs work; h1's runs on h2
+
+    for failed_hosts in ([], ["h1"]):
+        with pytest.raises(StoreError) as err:
+            run(cluster, tlist, failed_hosts=failed_hosts)
+        result = err.value.result
+        assert [u["host"] for u in result["unreadable"]] == ["h1"] and "h1: " in str(err.value)
+        assert result["unreadable"][0]["status"] == ("invalid" if not failed_hosts else "error")
+        assert [(v["name"], v["failed_host"]) for v in result["vms"]] == [("b", "h5")]  # another host's work goes on
+        assert result["opened"] == [] and "h1" not in result["owed"]
+    assert by_name(result)["b"]["status"] == "running"
+    # never read as "nothing owed", never replaced, never repaired, nothing destroyed
+    assert sorted(os.listdir(directory))[-1] == os.path.basename(bad)
+    assert conn.lookupByUUIDString(cluster.vms["a"]["uuid"]).isActive()
+    assert read_marks(cluster.store, FENCED)["active"].keys() == {"h1", "h5"}
+    conn.close()
+
+
+def test_check_mode_writes_nothing_even_with_work_owed(cluster, hosts):
+    cluster.vm("a")
+    cluster.vm("big", mem=3000)
+    cluster.record("h1", ["a", "big"])
+    cluster.record("h2", mem=1000)
+    clock = Clock()
+    run(cluster, hosts.targets("h2"), factory=hosts.factory(), clock=clock, fail_on_incomplete=False)
+    cluster.record("h2", mem=4096)
+    clock.advance(31)
+    store = os.path.join(cluster.store, "kvmha")
+
+    def snapshot():
+        return sorted((root, tuple(sorted(files))) for root, _dirs, files in os.walk(store))
+
+    cluster.vm("c")
+    cluster.record("h5", ["c"])  # and another host dies
+    before = snapshot()
+    plan = run(cluster, hosts.targets("h2"), factory=hosts.factory(), clock=clock, check_mode=True, failed_hosts=["h1", "h5"])
+    assert by_name(plan)["big"]["status"] == by_name(plan)["c"]["status"] == "planned"
+    assert by_name(plan)["a"]["status"] == "running" and plan["opened"] == ["h5"]
+    assert snapshot() == before and hosts.copies("big") == hosts.copies("c") == []
+    assert cluster.owed("h5") is None and "h5" not in read_marks(cluster.store, FENCED)["active"]
+
+
+@pytest.mark.parametrize("point", ["opened", "define", "start", "started"])
+def test_a_killed_run_is_finished_by_the_next_one_with_one_copy_each(cluster, hosts, monkeypatch, point):
+    """The controller dies after the document was opened and the mark written, after the claim, after the define,
+    or right after the start; the next run (another owner) reports the interrupted run and finishes its work."""
+    cluster.vm("a", 60)
+    cluster.vm("b", 40)
+    cluster.record("h1", ["a", "b"])
+    cluster.record("h2")
+    cluster.record("h3")
+    tlist = hosts.targets("h2", "h3")
+    victim = cluster.vms["a"]["uuid"]
+    with monkeypatch.context() as patch:
+        if point == "opened":
+            def die(*_args, **_kwargs):
+                raise Killed("claim")
+            patch.setattr(ClaimBook, "acquire", die)
+        with pytest.raises(Killed):
+            run(cluster, tlist, factory=hosts.factory(None if point == "opened" else (point, victim)), owner="first")
+    doc = cluster.owed("h1")
+    assert (doc.data["worked_by"], doc.data["work_finished"]) == ("first", None)
+    marked = read_marks(cluster.store, FENCED)["active"]["h1"]["data"]["vms"]  # written as the document opened
+    assert sorted(marked) == sorted(vm["uuid"] for vm in doc.data["vms"])
+    assert hosts.copies("a") == (["h2"] if point == "started" else [])
+
+    second = run(cluster, tlist, factory=hosts.factory(), failed_hosts=[], owner="second")
+    assert [(i["host"], i["owner"], i["vms"]) for i in second["interrupted"]] == [("h1", "first", {"a": "owed", "b": "owed"})]
+    assert second["opened"] == [] and second["owed"] == {"h1": states(started=2)}
+    a = by_name(second)["a"]
+    if point == "started":
+        assert (a["status"], a["host"]) == ("running", "h2")  # the census found it: no claim looked at
+    elif point == "opened":
+        assert (a["status"], a["claim"]["action"]) == ("started", "create")
+    else:
+        assert (a["status"], a["host"], a["claim"]["action"]) == ("started", "h2", "retry")  # its claim's target
+    for name in ("a", "b"):
+        assert len(hosts.copies(name)) == 1, (name, hosts.copies(name))
+    third = run(cluster, tlist, factory=hosts.factory(), failed_hosts=[], owner="third")
+    assert third["interrupted"] == [] and third["changed"] is False  # the second run finished
+    for name in ("a", "b"):
+        assert len(hosts.copies(name)) == 1
 
 
 # ----------------------------------------------------------------------------------------- RETURN kept honest
@@ -758,6 +1328,7 @@ def documented(result):
         entries = [result[key]] if doc["type"] == "dict" else result[key]
         for entry in entries:
             assert set(entry) == set(doc["contains"]), (key, sorted(entry))
+    assert set(result.get("counts", COUNTS)) == set(COUNTS)
 
 
 def test_every_emitted_key_is_documented_and_every_documented_key_emitted(run_module, cluster):
@@ -776,11 +1347,17 @@ def test_every_emitted_key_is_documented_and_every_documented_key_emitted(run_mo
     failed = run_module(vm_evacuate, args)
     assert failed["failed"] is True and failed["error_kind"] == "incomplete"
     documented(failed)
+    waiting = run_module(vm_evacuate, dict(args, failed_hosts=[], fail_on_incomplete=False))
+    assert waiting["counts"]["waiting"] == 1
+    documented(waiting)
     cluster.vm("d")
     cluster.record("h6", ["d"])
-    replanned = multi(cluster, targets(cluster, "h2", "h3"), hosts=["h6"], factory=BreakingClient)
+    replanned = multi(cluster, targets(cluster, "h2", "h3"), hosts=["h6"], factory=BreakingClient, strategy="best_fit",
+                      fail_on_incomplete=False)
     assert replanned["replanned"]
     documented(replanned)
+    for key in RETURNED["owed"]["sample"]["h1"]:
+        assert key in owed.STATES
 
 
 # ----------------------------------------------------------------------------------------- property

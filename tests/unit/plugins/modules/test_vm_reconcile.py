@@ -1,14 +1,19 @@
 # Copyright: kvmha.cluster contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""vm_reconcile against libvirt's built-in test driver (a real libvirt connection, in process)."""
+"""vm_reconcile against libvirt's built-in test driver (a real libvirt connection, in process) and owed documents
+on a real store: a returning host's copy is removed only when the owed documents show the VM verified running on
+another host; every other copy may be the only one and is kept, whatever else happens."""
 
 from __future__ import annotations
 
+import os
+import time
 import uuid
 
 import pytest
 
+from ansible_collections.kvmha.cluster.plugins.module_utils import _recovery as owed
 from ansible_collections.kvmha.cluster.plugins.modules import vm_reconcile
 
 libvirt = pytest.importorskip("libvirt")
@@ -22,6 +27,11 @@ def conn():
     connection = libvirt.open("test:///default")
     yield connection
     connection.close()
+
+
+@pytest.fixture
+def store(tmp_path):
+    return str(tmp_path / "store")
 
 
 def define(conn, running: bool) -> str:
@@ -40,35 +50,167 @@ def defined(conn, vm: str) -> bool:
     return True
 
 
-def test_stale_copies_are_destroyed_and_undefined(run_module, conn):
-    running, stopped, elsewhere = define(conn, True), define(conn, False), str(uuid.uuid4())
-    result = run_module(vm_reconcile, {"uri": "test:///default", "vms": [running, stopped, elsewhere]}, diff=True)
+def active(conn, vm: str) -> bool:
+    return defined(conn, vm) and conn.lookupByUUIDString(vm).isActive() == 1
+
+
+def cleanup(conn, *vms):
+    """test:///default lives as long as the process: leave nothing behind for the next test."""
+    for vm in vms:
+        if defined(conn, vm):
+            dom = conn.lookupByUUIDString(vm)
+            if dom.isActive():
+                dom.destroy()
+            dom.undefine()
+
+
+def owe(store, host, entries, updated=None):
+    """Open the owed document of ``host``: entries are (uuid, state, target, copies)."""
+    now = time.time() if updated is None else updated
+    vms = [{"uuid": vm, "name": "vm-" + vm[:8], "ha": True, "priority": 50, "memory_mib": 64, "vcpus": 1, "group": ""}
+           for vm, _state, _target, _copies in entries]
+    data = owed.new_document(host, "c1", host + "/boot-a", "DOWN", "R3", vms, now, "watchdog")
+    done = []
+    for entry, (_vm, state, target, copies) in zip(data["vms"], entries):
+        if state != owed.OWED:
+            entry = owed.transition(entry, state, now, target=target, attempted=state != owed.ABANDONED)
+        done.append(dict(entry, copies=list(copies)))
+    data = owed.close_if_done(dict(data, vms=done, work_finished=now), now)
+    return owed.OwedBook(store, "watchdog").open(host, owed.validate(data, host))
+
+
+def args(store, host="h1", **over):
+    return dict({"uri": "test:///default", "host": host, "store_path": store}, **over)
+
+
+def test_copies_verified_elsewhere_are_destroyed_and_undefined(run_module, conn, store):
+    running, stopped, gone = define(conn, True), define(conn, False), str(uuid.uuid4())
+    owe(store, "h1", [(running, "verified", "h2", ["h2"]), (stopped, "verified", "h3", ["h3"]),
+                      (gone, "verified", "h2", ["h2"])])
+    result = run_module(vm_reconcile, args(store), diff=True)
     assert result["changed"] is True, result
     by_uuid = {vm["uuid"]: vm for vm in result["vms"]}
     assert by_uuid[running] == {"uuid": running, "before": "running", "destroyed": True, "undefined": True}
     assert by_uuid[stopped] == {"uuid": stopped, "before": "shutoff", "destroyed": False, "undefined": True}
-    assert by_uuid[elsewhere]["before"] == "absent" and not by_uuid[elsewhere]["undefined"]
+    assert by_uuid[gone] == {"uuid": gone, "before": "absent", "destroyed": False, "undefined": False}
     assert not defined(conn, running) and not defined(conn, stopped)
     assert result["diff"]["after"][running] == "absent"
-    again = run_module(vm_reconcile, {"uri": "test:///default", "vms": [running, stopped]})
-    assert again["changed"] is False
+    assert result["kept"] == [] and result["released"] is True
+    document = owed.OwedBook(store, "reader").read("h1")
+    assert document.released and document.data["vms"][0]["state"] == "verified"  # history, still readable
+    again = run_module(vm_reconcile, args(store))
+    assert again["changed"] is False and again["released"] is False and again["kept"] == []
 
 
-def test_check_mode_changes_nothing(run_module, conn):
-    running = define(conn, True)
-    result = run_module(vm_reconcile, {"uri": "test:///default", "vms": [running]}, check_mode=True)
-    assert result["changed"] is True and result["vms"][0]["destroyed"] is True
-    assert conn.lookupByUUIDString(running).isActive()
-    conn.lookupByUUIDString(running).destroy()
+def test_an_owed_vm_is_kept_and_never_destroyed(run_module, conn, store):
+    """Not verified anywhere (owed, unplaced, failed, claimed, started, abandoned): this may be its only copy."""
+    vms = dict((state, define(conn, running=state in ("owed", "started"))) for state in
+               ("owed", "unplaced", "failed", "claimed", "started", "abandoned"))
+    verified = define(conn, True)
+    targets = {"claimed": "h2", "started": "h2"}
+    owe(store, "h1", [(vm, state, targets.get(state), [targets[state]] if state in targets else [])
+                      for state, vm in vms.items()] + [(verified, "verified", "h3", ["h3"])])
+    result = run_module(vm_reconcile, args(store), diff=True)
+    kept = {vm["uuid"]: vm for vm in result["kept"]}
+    assert sorted(kept) == sorted(vms.values())
+    assert kept[vms["owed"]]["before"] == "running" and kept[vms["unplaced"]]["before"] == "shutoff"
+    assert "still owed by h1 (unplaced) and has no verified copy elsewhere: this may be its only copy" in kept[vms["unplaced"]]["reason"]
+    assert "still owed by h1 (started)" in kept[vms["started"]]["reason"]
+    assert "abandoned by an operator" in kept[vms["abandoned"]]["reason"]
+    assert kept[vms["owed"]]["name"] == "vm-" + vms["owed"][:8]
+    assert [vm["uuid"] for vm in result["vms"]] == [verified] and not defined(conn, verified)  # the stale one only
+    assert result["released"] is False and result["changed"] is True
+    assert not owed.OwedBook(store, "reader").read("h1").released  # the host must not be returned yet
+    for state, vm in vms.items():
+        assert defined(conn, vm) and active(conn, vm) == (state in ("owed", "started")), state
+    cleanup(conn, *vms.values())
 
 
-@pytest.mark.parametrize("args, words", [
+def test_copies_made_on_a_host_that_died_are_judged_by_the_latest_entry(run_module, conn, store):
+    """h1 was a target of h5's recovery before it died itself: what was defined there is a candidate too."""
+    moved_on, still_owed, own = define(conn, False), define(conn, False), define(conn, True)
+    earlier = time.time() - 60
+    owe(store, "h5", [(moved_on, "verified", "h2", ["h1", "h2"]), (still_owed, "claimed", "h1", ["h1"])], updated=earlier)
+    owe(store, "h1", [(own, "verified", "h3", ["h3"])])
+    result = run_module(vm_reconcile, args(store))
+    assert sorted(vm["uuid"] for vm in result["vms"]) == sorted([moved_on, own])
+    assert [vm["uuid"] for vm in result["kept"]] == [still_owed] and "still owed by h5 (claimed)" in result["kept"][0]["reason"]
+    assert defined(conn, still_owed) and not defined(conn, moved_on) and not defined(conn, own)
+    assert result["released"] is False
+    cleanup(conn, still_owed)
+
+
+def test_the_most_recent_entry_decides(run_module, conn, store):
+    """Verified on h2 for h1's recovery, then h2 died and its own recovery owes the VM: not stale on h1 any more."""
+    vm = define(conn, False)
+    owe(store, "h1", [(vm, "verified", "h2", ["h2"])], updated=time.time() - 60)
+    owe(store, "h2", [(vm, "owed", None, [])])
+    result = run_module(vm_reconcile, args(store))
+    assert result["vms"] == [] and [k["uuid"] for k in result["kept"]] == [vm]
+    assert "still owed by h2 (owed)" in result["kept"][0]["reason"] and defined(conn, vm)
+    cleanup(conn, vm)
+
+
+def test_a_vm_verified_on_the_returning_host_itself_is_kept(run_module, conn, store):
+    vm = define(conn, True)
+    owe(store, "h5", [(vm, "verified", "h1", ["h1"])])
+    result = run_module(vm_reconcile, args(store))
+    assert result["vms"] == [] and "verified running on h1 itself" in result["kept"][0]["reason"]
+    assert active(conn, vm)
+    cleanup(conn, vm)
+
+
+def test_extra_candidates_of_vms(run_module, conn, store):
+    known, unknown, absent = define(conn, True), define(conn, False), str(uuid.uuid4())
+    owe(store, "h5", [(known, "verified", "h2", ["h2"])])  # h1 never in its copies: found only through 'vms'
+    result = run_module(vm_reconcile, args(store, vms=[known.upper(), unknown, absent]))
+    assert [vm["uuid"] for vm in result["vms"]] == [known] and not defined(conn, known)
+    assert [(k["uuid"], k["before"]) for k in result["kept"]] == [(unknown, "shutoff")]  # absent ones are not listed
+    assert "no owed document says it is verified running elsewhere" in result["kept"][0]["reason"]
+    assert defined(conn, unknown) and result["released"] is False  # h1 has no document of its own
+    cleanup(conn, unknown)
+
+
+def test_release_false_and_check_mode_release_nothing(run_module, conn, store):
+    vm = define(conn, True)
+    owe(store, "h1", [(vm, "verified", "h2", ["h2"])])
+    planned = run_module(vm_reconcile, args(store), check_mode=True)
+    assert planned["changed"] is True and planned["vms"][0]["destroyed"] is True and planned["released"] is False
+    assert active(conn, vm) and not owed.OwedBook(store, "reader").read("h1").released
+    kept_open = run_module(vm_reconcile, args(store, release=False))
+    assert kept_open["vms"][0]["destroyed"] is True and kept_open["released"] is False
+    assert not defined(conn, vm) and not owed.OwedBook(store, "reader").read("h1").released
+    released = run_module(vm_reconcile, args(store))
+    assert released["released"] is True and released["changed"] is True and released["vms"][0]["before"] == "absent"
+
+
+def test_unreadable_owed_documents_remove_nothing(run_module, conn, store):
+    vm = define(conn, True)
+    owe(store, "h1", [(vm, "verified", "h2", ["h2"])])
+    owe(store, "h5", [(str(uuid.uuid4()), "owed", None, [])])
+    directory = os.path.join(owed.owed_dir(store), "h5")
+    with open(os.path.join(directory, sorted(os.listdir(directory))[-1]), "w") as handle:
+        handle.write("{truncated")
+    result = run_module(vm_reconcile, args(store))
+    assert result["failed"] is True and result["error_kind"] == "store"
+    assert "owed documents cannot be read, so no copy can be proven stale: h5:" in result["msg"]
+    assert result["vms"] == [] and result["kept"] == [] and result["released"] is False
+    assert active(conn, vm) and not owed.OwedBook(store, "reader").read("h1").released
+    cleanup(conn, vm)
+
+
+@pytest.mark.parametrize("over, words", [
     ({"vms": ["not-a-uuid"]}, "is not a UUID"),
     ({"uri": "qemu+ssh://root@h1/system;rm"}, ""),
+    ({"host": "../h1"}, "host name"),
+    ({"host": None}, "missing required arguments: host"),
+    ({"store_path": None}, "missing required arguments: store_path"),
 ])
-def test_bad_input_fails_and_changes_nothing(run_module, conn, args, words):
+def test_bad_input_fails_and_changes_nothing(run_module, conn, store, over, words):
     vm = define(conn, True)
-    result = run_module(vm_reconcile, dict({"uri": "test:///default", "vms": [vm]}, **args))
+    owe(store, "h1", [(vm, "verified", "h2", ["h2"])])
+    given = dict((k, v) for k, v in dict(args(store), **over).items() if v is not None)
+    result = run_module(vm_reconcile, given)
     assert result["failed"] is True and words in result["msg"]
-    assert conn.lookupByUUIDString(vm).isActive()
-    conn.lookupByUUIDString(vm).destroy()
+    assert active(conn, vm) and not owed.OwedBook(store, "reader").read("h1").released
+    cleanup(conn, vm)

@@ -29,9 +29,9 @@ from ansible_collections.kvmha.cluster.plugins.module_utils._decision import ACT
 from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import ALL_STATUSES, LIVE_STATUSES, record_path, write_atomic
 from ansible_collections.kvmha.cluster.plugins.modules import host_investigate, kvm_heartbeat
 
-EXAMPLES = int(os.environ.get("KVMHA_FUZZ_EXAMPLES", "150"))
-SEED = int(os.environ.get("KVMHA_FUZZ_SEED", "14"))
-FUZZ = settings(max_examples=EXAMPLES, database=None,
+FUZZ_EXAMPLES = int(os.environ.get("KVMHA_FUZZ_EXAMPLES", "150"))
+FUZZ_SEED = int(os.environ.get("KVMHA_FUZZ_SEED", "14"))
+FUZZ = settings(max_examples=FUZZ_EXAMPLES, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
@@ -153,7 +153,7 @@ def decide_on(run_module, entry: dict) -> dict:
     return result["decisions"]["h1"]
 
 
-@seed(SEED)
+@seed(FUZZ_SEED)
 @FUZZ
 @given(data=file_bytes(valid_record("h1"), RECORD_PATHS))
 def test_no_heartbeat_record_stops_the_watch_or_the_decision(run_module, store, data):
@@ -171,7 +171,7 @@ def test_no_heartbeat_record_stops_the_watch_or_the_decision(run_module, store, 
         assert decision["action"] not in ("fence", "recover")
 
 
-@seed(SEED)
+@seed(FUZZ_SEED)
 @FUZZ
 @given(kind=st.sampled_from(["fenced", "maintenance"]),
        data=file_bytes({"version": 1, "kind": "fenced", "name": "h1", "generation": 1, "owner": "watchdog/1", "created": 1.0,
@@ -199,7 +199,7 @@ extremes = st.sampled_from([10 ** 400, -(10 ** 400), 2 ** 1024, 2 ** 53 + 1, flo
 HEARTBEAT_KEYS = ["age", "seq", "ts", "interval", "reason", "boot_id", "vms", "self_fence", "manifest", "clock_offset"]
 
 
-@seed(SEED)
+@seed(FUZZ_SEED)
 @FUZZ
 @given(status=st.sampled_from(ALL_STATUSES + ("unknown",)),
        fields=st.fixed_dictionaries({}, optional={key: extremes | py_values for key in HEARTBEAT_KEYS}),

@@ -240,6 +240,8 @@ class Evacuation:
                 continue
             try:
                 self._store_call("open the owed document of %s" % host, self.book.open, host, data, current)
+            except Conflict:
+                continue  # another run opened it meanwhile (link(2): one wins); it is worked below like any open one
             except KvmhaError as err:
                 self.unreadable.append({"host": host, "status": "error", "reason": "cannot open its owed document: %s" % err})
                 continue

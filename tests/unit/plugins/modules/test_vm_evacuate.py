@@ -1060,6 +1060,25 @@ def test_a_vm_listed_by_two_failed_hosts_is_owed_by_one_of_them(cluster, order):
     assert [vm["state"] for vm in cluster.owed(later).data["vms"] if vm["name"] == "moved"] == ["started"]
 
 
+def test_a_document_opened_meanwhile_by_another_run_is_worked_not_an_error(cluster, hosts, monkeypatch):
+    """Two controllers confirm the same death at once: one opens the owed document (link(2)), the other works it."""
+    cluster.vm("a")
+    cluster.record("h1", ["a"])
+    cluster.record("h2")
+    real_open = owed.OwedBook.open
+
+    def raced(book, host, data, current=None):
+        real_open(owed.OwedBook(cluster.store, "other-run"), host, dict(data, opened_by="other-run"), current)
+        return real_open(book, host, data, current)
+
+    monkeypatch.setattr(owed.OwedBook, "open", raced)
+    result = run(cluster, hosts.targets("h2"), factory=hosts.factory())
+    assert result["unreadable"] == [] and result["opened"] == [] and result["incidents"] == {"h1": "h1/boot-a-h1"}
+    assert by_name(result)["a"]["status"] == "started" and hosts.copies("a") == ["h2"]
+    assert cluster.owed("h1").data["opened_by"] == "other-run"
+    assert "h1" in read_marks(cluster.store, FENCED)["active"]
+
+
 def test_vms_filter_over_several_failed_hosts(cluster):
     cluster.vm("a")
     cluster.vm("b")

@@ -82,6 +82,13 @@ def test_values_in_messages_are_shown_bounded(value, shown):
     assert len(_decision._shown(value)) <= 80  # pylint: disable=protected-access
 
 
+def test_a_maintenance_that_is_not_a_dict_names_the_host():
+    doc = dict(dead("h1"), maintenance="yes")
+    with pytest.raises(InvalidInput) as err:
+        decide([doc], {"c1": {"size": 3}}, effective_policy({}), NOW)
+    assert str(err.value) == "h1: maintenance must be a dict or null"
+
+
 def test_an_integer_beyond_any_float_is_a_clear_error():
     doc = dict(dead("h1"), heartbeat={"status": "stale", "age": 10 ** 400})
     with pytest.raises(InvalidInput, match="'age' must be a number, got an integer of 1329 bits"):

@@ -71,16 +71,36 @@ def test_the_stale_reason_names_the_seq_the_age_and_the_threshold(clocks):
     assert state.status == "stale" and state.reason == "seq 42 unchanged for 20.0 s (threshold 4 x 1.5 s)"
 
 
+def fresh(text: str) -> str:
+    """An equal string that is another object, as every parsed record gives: compare with ==, never is."""
+    return "".join(list(text))
+
+
 def test_a_reboot_stays_reported_and_a_new_seq_of_the_same_boot_is_not_one(clocks):
     judge = StalenessJudge(wall=clocks.wall, monotonic=clocks.monotonic)
-    assert judge.judge(reading(clocks, seq=5)).rebooted is False
+    assert judge.judge(reading(clocks, seq=5, boot_id=fresh("boot-a"))).rebooted is False
     clocks.advance(1.0)
-    assert judge.judge(reading(clocks, seq=6)).rebooted is False
+    assert judge.judge(reading(clocks, seq=6, boot_id=fresh("boot-a"))).rebooted is False
     clocks.advance(1.0)
     assert judge.judge(reading(clocks, seq=1, boot_id="boot-b")).rebooted is True
     clocks.advance(1.0)
     state = judge.judge(reading(clocks, seq=1, boot_id="boot-b"))
     assert state.rebooted is True and state.age == pytest.approx(1.0)
+
+
+def test_a_reboot_is_seen_whichever_way_the_boot_ids_sort(clocks):
+    # Boot ids are random: the new one may sort before the old one, and its seq starts again lower.
+    judge = StalenessJudge(wall=clocks.wall, monotonic=clocks.monotonic)
+    judge.judge(reading(clocks, seq=100, boot_id="ffff"))
+    clocks.advance(5.0)
+    state = judge.judge(reading(clocks, seq=1, boot_id="0000"))
+    assert state.rebooted is True and state.status == "fresh" and state.age == 0.0
+
+
+def test_the_smallest_settings_are_allowed(clocks):
+    judge = StalenessJudge(misses=1, skew_allowance=0.0, wall=clocks.wall, monotonic=clocks.monotonic)
+    assert judge.judge(reading(clocks, age=1.9)).status == "fresh"
+    assert judge.judge(reading(clocks, seq=2, age=0.0, ts_offset=0.1)).status == "clock_skew"
 
 
 def test_an_unusable_reading_forgets_the_history(clocks):
@@ -99,11 +119,12 @@ def test_a_stopped_writer_without_a_reason(clocks):
 
 def test_host_state_as_dict_rounds_and_carries_the_record(clocks):
     record = reading(clocks, seq=9).record
-    state = HostState("h1", "fresh", "", age=1.23456, record=record, rebooted=True, clock_offset=-0.00049)
+    state = HostState("h1", "fresh", "", age=1.23456, record=record, rebooted=True, clock_offset=-1.23456)
     shown = state.as_dict()
-    assert shown["age"] == 1.235 and shown["clock_offset"] == -0.0 and shown["seq"] == 9 and shown["rebooted"] is True
+    assert shown["age"] == 1.235 and shown["clock_offset"] == -1.235 and shown["seq"] == 9 and shown["rebooted"] is True
     assert (shown["boot_id"], shown["state"], shown["interval"]) == ("boot-a", "running", 2.0)
     assert shown["vms"] == [] and shown["capacity"] == {"mem_free_mib": 1024, "vcpus_free": 2}
     empty = HostState("h2", "missing", "no heartbeat file").as_dict()
     assert empty["age"] is None and empty["clock_offset"] is None and empty["vms"] == [] and empty["seq"] is None
+    assert empty["rebooted"] is False and empty["status"] == "missing" and empty["reason"] == "no heartbeat file"
     assert HostState("h1", "fresh").live and HostState("h1", "clock_skew").live and not HostState("h1", "stale").live

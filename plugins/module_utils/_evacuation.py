@@ -306,7 +306,7 @@ class Evacuation:
             gone = owed.interrupted_run(doc.data, self.owner)
             if gone is not None:
                 self.interrupted.append(dict(gone, host=host))
-            if any(owed.due(vm, now) for vm in doc.data["vms"]) and not self.check_mode:
+            if any(owed.due(vm, now, self.params["retry_max_s"]) for vm in doc.data["vms"]) and not self.check_mode:
                 self._save(host, dict(doc.data, worked_by=self.owner, work_started=now, work_finished=None))
             data = self.documents[host].data
             vms.extend(self._work_item(host, data, entry) for entry in data["vms"])
@@ -323,7 +323,7 @@ class Evacuation:
                   decision=None, pinned=None, outcome=None, tried=[])
         if entry["state"] in owed.TERMINAL:
             vm["status"] = "done"
-        elif not owed.due(entry, self.clock()):
+        elif not owed.due(entry, self.clock(), self.params["retry_max_s"]):
             self._finish(vm, "waiting", "next try at %s (attempt %d failed: %s)" % (
                 _iso(entry["next_try"]), entry["attempts"], entry["last_error"] or entry["state"]))
         return vm

@@ -36,9 +36,6 @@ Per VM state::
 
 from __future__ import annotations
 
-import json
-import time
-
 from ._errors import StoreError
 from ._heartbeat import store_dir, validate_host_name
 from ._storefile import DocumentStore, InvalidDocument
@@ -102,11 +99,17 @@ def backoff(attempts: int, base: float, cap: float) -> float:
     return min(cap, base * (2 ** min(attempts - 1, 32)))
 
 
-def due(entry: dict, now: float) -> bool:
-    """Whether this run should work the entry (a retrying entry waits for its ``next_try``)."""
+def due(entry: dict, now: float, longest: float = 300.0) -> bool:
+    """Whether this run should work the entry (a retrying entry waits for its ``next_try``).
+
+    A ``next_try`` further ahead than the ``longest`` wait can only come from a clock that jumped back since it was
+    written: the entry is due, rather than waiting for a day that never was.
+    """
     if entry["state"] in TERMINAL:
         return False
-    return entry["state"] not in RETRYING or entry["next_try"] is None or entry["next_try"] <= now
+    if entry["state"] not in RETRYING or entry["next_try"] is None:
+        return True
+    return entry["next_try"] <= now or entry["next_try"] - now > longest
 
 
 def transition(entry: dict, state: str, now: float, target=None, error: str = "", attempted: bool = False,
@@ -326,9 +329,3 @@ class OwedBook:
             pass  # housekeeping only
 
 
-def encoded_size(data: dict) -> int:
-    return len(json.dumps(data, sort_keys=True, separators=(",", ":")))
-
-
-def now() -> float:
-    return round(time.time(), 3)

@@ -20,10 +20,10 @@ sanity lint units:
 # Mutation testing of the safety core (docs/TESTING.md): not a test stage, it takes about an hour on two cores.
 # mutation-quick mutates only the interlocks and the storm guard. Report: .cache/mutation/report.md.
 mutation: setup
-	@scripts/mutation.sh
+	@scripts/mutation.sh --jobs 2
 
 mutation-quick: setup
-	@scripts/mutation.sh --quick
+	@scripts/mutation.sh --jobs 2 --quick
 
 lab-up: setup
 	@$(PY) -m lab up

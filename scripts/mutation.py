@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import ast
 import configparser
+import glob
 import hashlib
 import json
 import os
@@ -35,6 +36,7 @@ EQUIVALENT = os.path.join(ROOT, "tests", "mutation", "equivalent.txt")
 # example tests first, then the hypothesis ones (marked by hypothesis itself): most mutants die in the first second.
 # pytest's 5 (nothing collected in a phase) is a pass.
 PYTEST = "-m pytest -x -q -p no:randomly -p no:xdist -p no:cacheprovider"
+SHARD = "another job's share"  # the output that marks a mutant left to another job
 PHASE = "{python} %s -m '{marks}' {tests}; rc=$?; [ $rc -eq 0 ] || [ $rc -eq 5 ]" % PYTEST
 
 
@@ -155,12 +157,18 @@ def cosmic_config(target: dict, work: str, tree: str, spans: dict) -> str:
     return path
 
 
-def run(command: list, cwd: str, log) -> None:
+def start(command: list, cwd: str, log, tree: str):
+    """A cosmic-ray command in ``tree``: the tests it runs import that copy (and ansible finds it there)."""
     log.write("$ %s\n" % " ".join(command))
     log.flush()
-    result = subprocess.run(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, check=False)
-    if result.returncode != 0:
-        raise SystemExit("mutation: %s failed (rc=%d), see %s" % (command[0], result.returncode, log.name))
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(tree, ".collections"), KVMHA_ROOT=tree)
+    return subprocess.Popen(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def run(command: list, cwd: str, log, tree: str) -> None:
+    returncode = start(command, cwd, log, tree).wait()
+    if returncode != 0:
+        raise SystemExit("mutation: %s failed (rc=%d), see %s" % (command[0], returncode, log.name))
 
 
 def fingerprint(target: dict, tree: str) -> dict:
@@ -187,6 +195,9 @@ def reuse(session: str, target: dict, tree: str, mode: str) -> bool:
     if previous["code"] != now["code"] or (mode == "resume" and previous["tests"] != now["tests"]):
         print("mutation: %s: the code or tests changed since the last session: starting afresh" % target["name"])
         return False
+    leftovers = sorted(glob.glob(session + ".shard*"))
+    if leftovers:  # the shares of an interrupted run with several jobs
+        gather(session, leftovers)
     if mode == "survivors":
         with sqlite3.connect(session) as db:  # cosmic-ray 8.7's schema: results are rows of work_results
             db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
@@ -197,31 +208,67 @@ def make_tree(source: str, work: str, name: str) -> str:
     """The target's own copy of the code, laid out so that the tests import it (and ansible finds it)."""
     tree = os.path.join(work, name + ".tree")
     shutil.rmtree(tree, ignore_errors=True)
-    shutil.copytree(source, tree, symlinks=True)
+    shutil.copytree(source, tree, symlinks=True, ignore=shutil.ignore_patterns(".collections"))
     os.makedirs(os.path.join(tree, ".collections", "ansible_collections", "kvmha"))
     os.symlink("../../..", os.path.join(tree, ".collections", "ansible_collections", "kvmha", "cluster"))
     return tree
 
 
-def execute(target: dict, work: str, tree: str, mode: str) -> list:
-    """Run the target's session in the copy; return the dumped (work item, result) pairs."""
-    os.environ.update(ANSIBLE_COLLECTIONS_PATH=os.path.join(tree, ".collections"), KVMHA_ROOT=tree)
+def shard(session: str, jobs: int) -> list:
+    """Split the session's pending mutants over ``jobs`` copies of it (each skips the others' share)."""
+    from cosmic_ray.work_db import WorkDB, use_db  # pylint: disable=import-outside-toplevel
+    from cosmic_ray.work_item import WorkerOutcome, WorkResult  # pylint: disable=import-outside-toplevel
+
+    shards = []
+    for index in range(jobs):
+        path = "%s.shard%d" % (session, index)
+        shutil.copyfile(session, path)
+        with use_db(path, WorkDB.Mode.open) as db:
+            others = [item.job_id for n, item in enumerate(db.pending_work_items) if n % jobs != index]
+            if others:
+                db.set_multiple_results(others, WorkResult(output=SHARD, worker_outcome=WorkerOutcome.SKIPPED))
+        shards.append(path)
+    return shards
+
+
+def gather(session: str, shards: list) -> None:
+    """Copy the shards' results back into the session, then drop the shards."""
+    from cosmic_ray.work_db import WorkDB, use_db  # pylint: disable=import-outside-toplevel
+
+    with use_db(session, WorkDB.Mode.open) as db:
+        for path in shards:
+            with use_db(path, WorkDB.Mode.open) as part:
+                for item, result in part.completed_work_items:
+                    if result.output != SHARD:
+                        db.set_result(item.job_id, result)
+            os.unlink(path)
+
+
+def execute(target: dict, work: str, tree: str, mode: str, jobs: int) -> list:
+    """Run the target's session in the copy (``jobs`` copies side by side); return the (work item, result) pairs."""
     spans = definitions(os.path.join(tree, target["file"]))
     config = cosmic_config(target, work, tree, spans)
     session = os.path.join(work, target["name"] + ".sqlite")
     bindir = os.path.dirname(sys.executable)
     with open(os.path.join(work, target["name"] + ".log"), "a", encoding="utf-8") as log:
         # The tests must pass on the unmutated code, or every mutant would look killed.
-        run([os.path.join(bindir, "cosmic-ray"), "baseline", config], tree, log)
+        run([os.path.join(bindir, "cosmic-ray"), "baseline", config], tree, log, tree)
         if not reuse(session, target, tree, mode):
-            run([os.path.join(bindir, "cosmic-ray"), "init", "--force", config, session], tree, log)
+            run([os.path.join(bindir, "cosmic-ray"), "init", "--force", config, session], tree, log, tree)
             if target["scope"]:
-                run([os.path.join(bindir, "cr-filter-lines"), "--config", config, session], tree, log)
+                run([os.path.join(bindir, "cr-filter-lines"), "--config", config, session], tree, log, tree)
         with open(session + ".fingerprint", "w", encoding="utf-8") as f:
             json.dump(fingerprint(target, tree), f)
-        run([os.path.join(bindir, "cosmic-ray"), "exec", config, session], tree, log)
-        dump = subprocess.run([os.path.join(bindir, "cosmic-ray"), "dump", session], cwd=tree, capture_output=True,
-                              text=True, check=True).stdout
+        shards = shard(session, jobs)
+        trees = [tree] + [make_tree(tree, work, "%s.%d" % (target["name"], n)) for n in range(1, jobs)]
+        workers = [start([os.path.join(bindir, "cosmic-ray"), "exec", config, part], where, log, where)
+                   for part, where in zip(shards, trees)]
+        failed = [w.args[0] for w in workers if w.wait() != 0]
+        gather(session, shards)
+        if failed:
+            raise SystemExit("mutation: cosmic-ray exec failed, see %s" % log.name)
+    dump = subprocess.run([os.path.join(bindir, "cosmic-ray"), "dump", session], cwd=tree, capture_output=True,
+                          text=True, check=True).stdout
     return [json.loads(line) for line in dump.splitlines() if line.strip()]
 
 
@@ -303,6 +350,7 @@ def main(argv=None) -> int:
     mode.add_argument("--survivors", dest="mode", action="store_const", const="survivors",
                       help="after adding tests, run only the last run's survivors again (same code)")
     parser.set_defaults(mode="fresh")
+    parser.add_argument("--jobs", type=int, default=1, help="mutants run side by side (each in its own copy)")
     parser.add_argument("--source", required=True, help="a private copy of the code (never the working tree)")
     parser.add_argument("--work", required=True, help="where sessions, logs and the report go")
     args = parser.parse_args(argv)
@@ -316,7 +364,7 @@ def main(argv=None) -> int:
               flush=True)
         tree = make_tree(args.source, args.work, target["name"])
         try:
-            pairs = execute(target, args.work, tree, args.mode)
+            pairs = execute(target, args.work, tree, args.mode, args.jobs)
         except SystemExit as err:  # one target's broken baseline does not hide the others' results
             print(err, flush=True)
             failed = True

@@ -15,6 +15,8 @@ import time
 import uuid
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ansible_collections.kvmha.cluster.plugins.module_utils import _heartbeat, _marks
 from ansible_collections.kvmha.cluster.plugins.module_utils._decision import decide
@@ -178,3 +180,24 @@ def test_host_investigate_decides_despite_an_overflowing_rule(run_module):
     result = run_module(host_investigate, {"hosts": [DEAD], "clusters": {"c1": {"size": 5}}, "policy": {"rules": [rule]}})
     assert "failed" not in result, result.get("msg")
     assert result["decisions"]["h1"]["verdict"] == "RULE_ERROR"
+
+
+def _depth(value) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
+
+
+_tricky_text = st.text(st.sampled_from('[]{}"\\/ :,ab\u00e9\n'), max_size=8)
+_json_values = st.recursive(st.none() | st.booleans() | st.integers() | _tricky_text,
+                            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_tricky_text, inner, max_size=3),
+                            max_leaves=20)
+
+
+@settings(max_examples=300)
+@given(value=_json_values, ascii_only=st.booleans())
+def test_json_depth_is_exact_on_valid_json_whatever_the_strings_hold(value, ascii_only):
+    """The bracket scan skips strings exactly as a parser does (escaped quotes, backslashes, brackets inside)."""
+    assert _heartbeat.json_depth(json.dumps(value, ensure_ascii=ascii_only).encode()) == _depth(value)

@@ -26,6 +26,7 @@ store sets from its own clock. ``ts`` is only compared with the mtime to flag a 
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -99,7 +100,7 @@ def record_path(store: str, host: str) -> str:
 # quote is optional, so a match never backtracks: the scan stays linear whatever the bytes are.
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*\\?"?', re.DOTALL)
 _NOT_A_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
-_DEPTH_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+_DEPTH_STEP = [{ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}.get(b, 0) for b in range(256)]
 
 
 def json_depth(data: bytes) -> int:
@@ -108,14 +109,14 @@ def json_depth(data: bytes) -> int:
     Python's ``json`` parser, and every recursive walk over what it returns, raise ``RecursionError`` on deep
     enough nesting (about a thousand levels; a 64 KiB file holds thirty thousand): check this first. Brackets inside
     strings do not count. For text that is not valid JSON the answer is at least the depth a parser reaches before
-    it fails.
+    it fails. Every step runs in C: a fraction of the parse it guards.
     """
-    brackets = _JSON_STRING.sub(b"", data).translate(None, _NOT_A_BRACKET)
-    depth = deepest = 0
-    for byte in brackets:
-        depth += _DEPTH_STEP[byte]
-        deepest = max(deepest, depth)
-    return deepest
+    if b"\\" in data:
+        outside = _JSON_STRING.sub(b"", data)
+    else:  # no escapes, so every quote opens or closes a string (the common case, and the fast one)
+        outside = b"".join(data.split(b'"')[::2])
+    brackets = outside.translate(None, _NOT_A_BRACKET)
+    return max(0, max(itertools.accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0))
 
 
 def _require(cond: bool, reason: str) -> None:

@@ -1,0 +1,381 @@
+# Copyright: kvmha.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Owed recoveries: the pure transitions, the document rules, and the whole engine under random interleavings of
+controller deaths, target deaths and capacity changes (hypothesis).
+
+The interleaving test drives the real ``Evacuation`` against a real store in a temporary directory; only libvirt is
+an in-memory world (``World``), because the property needs thousands of starts and deaths: libvirt's own behaviour
+that the safety rests on - one domain starts once per host, a dead host's copies keep their disks until it is
+powered off - is modelled explicitly, and the same engine is tested against libvirt's real test driver in
+tests/unit/plugins/modules/test_vm_evacuate.py and against real libvirtd and QEMU end to end (tests/e2e).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import uuid as uuidlib
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ansible_collections.kvmha.cluster.plugins.module_utils import _recovery as owed
+from ansible_collections.kvmha.cluster.plugins.module_utils._errors import KvmhaError, LibvirtError
+from ansible_collections.kvmha.cluster.plugins.module_utils._evacuation import Evacuation
+from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import build_record, encode_record, write_atomic
+from ansible_collections.kvmha.cluster.plugins.module_utils._storefile import DocumentStore
+from ansible_collections.kvmha.cluster.plugins.modules.vm_evacuate import ARGUMENT_SPEC
+
+NOW = 1_800_000_000.0
+
+
+def vm_record(name, mem=64):
+    return {"uuid": str(uuidlib.uuid5(uuidlib.NAMESPACE_DNS, name)), "name": name, "ha": True, "priority": 50,
+            "memory_mib": mem, "vcpus": 1, "disks": [], "group": ""}
+
+
+def document(*states):
+    data = owed.new_document("h1", "c", "h1/b", "SUSPECT", "R8", [vm_record("g%d" % i) for i in range(len(states))], NOW, "w")
+    for i, state in enumerate(states):
+        target = "h2" if state in ("claimed", "started", "verified", "moved") else None
+        data["vms"][i] = owed.transition(data["vms"][i], state, NOW, target=target)
+    return data
+
+
+# ------------------------------------------------------------------------------------------------ pure rules
+
+
+@given(st.integers(0, 80), st.floats(0.1, 100), st.floats(100, 10_000))
+def test_backoff_doubles_and_is_capped(attempts, base, cap):
+    wait = owed.backoff(attempts, base, cap)
+    assert 0 <= wait <= cap
+    assert wait == 0 if attempts == 0 else wait >= min(base, cap)
+    assert owed.backoff(attempts + 1, base, cap) >= wait
+
+
+def test_a_retrying_entry_waits_for_its_next_try_unless_the_clock_jumped_back():
+    entry = owed.transition(document("owed")["vms"][0], owed.UNPLACED, NOW, error="no room", attempted=True, retry=(30, 300))
+    assert entry["next_try"] == NOW + 30 and entry["attempts"] == 1
+    assert not owed.due(entry, NOW + 10) and owed.due(entry, NOW + 30)
+    assert owed.due(entry, NOW - 86400), "a next try a day ahead means the clock went back a day: due now"
+    assert not owed.due(dict(entry, state=owed.VERIFIED, next_try=None), NOW)
+
+
+def test_a_document_closes_only_when_every_vm_is_terminal():
+    assert owed.is_open(owed.close_if_done(document("verified", "started"), NOW))
+    closed = owed.close_if_done(document("verified", "abandoned", "moved"), NOW)
+    assert closed["closed_at"] == NOW and not owed.is_open(closed)
+
+
+@given(st.lists(st.sampled_from(owed.STATES), min_size=1, max_size=6), st.sampled_from(["h1", "h2", "h3"]))
+def test_a_returning_host_never_loses_a_copy_that_is_not_verified_elsewhere(states, host):
+    documents = {"h1": document(*states)}
+    remove, keep = owed.stale_copies(host, documents)
+    for vm in documents["h1"]["vms"]:
+        if vm["uuid"] in remove:
+            assert vm["state"] == owed.VERIFIED and vm["target"] != host
+    assert len(remove) + len(keep) == (len(states) if host == "h1" else 0)
+
+
+def test_the_latest_entry_decides_across_documents():
+    old = document("verified")  # g0 verified on h2 in h1's recovery ...
+    newer = owed.new_document("h2", "c", "h2/b", "SUSPECT", "R8", [vm_record("g0")], NOW + 50, "w")  # ... then h2 died
+    newer["vms"][0] = dict(newer["vms"][0], copies=["h3"])
+    remove, keep = owed.stale_copies("h3", {"h1": old, "h2": newer})
+    assert remove == [] and keep[0]["name"] == "g0" and "still owed by h2" in keep[0]["reason"]
+
+
+JUNK = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+                    max_leaves=30)
+
+
+@given(JUNK)
+def test_validation_refuses_junk_with_a_reason_never_a_crash(junk):
+    with pytest.raises((ValueError, TypeError)):
+        owed.validate(junk, "h1")
+
+
+@given(st.sampled_from(sorted(set(document("owed")) - {"vms"})), JUNK)
+def test_validation_refuses_a_field_of_the_wrong_kind(field, junk):
+    data = dict(document("owed", "verified"), **{field: junk})
+    try:
+        owed.validate(data, "h1")
+    except (ValueError, TypeError):
+        return
+    kinds = owed._DOC_FIELDS[field]  # accepted: only a value of the documented kind (never a bool for a number)
+    assert isinstance(junk, kinds) and not isinstance(junk, bool), (field, junk)
+
+
+def test_a_corrupt_document_is_that_hosts_error_never_nothing_owed(tmp_path):
+    store = str(tmp_path)
+    book = owed.OwedBook(store, "w")
+    book.open("h1", document("owed"))
+    book.open("h2", owed.new_document("h2", "c", "h2/b", "", "", [], NOW, "w"))
+    path = os.path.join(owed.owed_dir(store), "h1", "0000000002.json")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write('{"version": 1, "kind": "owed", "name": "h1", "generation": 2, "owner": "x", "created": 1, '
+                '"ttl": null, "released": false, "data": {"schema": 1, "host": "h1"}}')
+    found, invalid = book.read_all()
+    assert set(found) == {"h2"} and "h1" in invalid and "lacks" in invalid["h1"]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("[" * 100000)  # nested past any recursion limit, and truncated
+    found, invalid = book.read_all()
+    assert set(found) == {"h2"} and "h1" in invalid
+
+
+def test_documents_are_private_to_the_store_owner(tmp_path):
+    doc = owed.OwedBook(str(tmp_path), "w").open("h1", document("owed"))
+    assert os.stat(doc.path).st_mode & 0o777 == 0o640
+
+
+# ------------------------------------------------------------------------------------------------ the engine, at random
+
+
+class Killed(BaseException):
+    """The controller dies: nothing of this run happens any more."""
+
+
+class World:
+    """libvirt on every host as far as recovery can tell: defined and active domains, hosts alive, dead or off.
+
+    A *dead* host (crashed, not yet fenced) answers nothing, but its active domains still run - they hold their
+    disks - until it is powered off (fenced). ``ticks`` counts the operations of a run; at ``kill_at`` the run dies.
+    """
+
+    def __init__(self, hosts):
+        self.state = dict((h, "alive") for h in hosts)
+        self.defined = dict((h, set()) for h in hosts)
+        self.active = dict((h, set()) for h in hosts)
+        self.ticks = 0
+        self.kill_at = None
+        self.die_at = None  # (tick, host): a target dies in the middle of the run
+        self.killed = False
+        self.late = set()  # (host, uuid): a start sent by a dead run that completes before the next start call
+
+    def tick(self):
+        self.ticks += 1
+        if self.killed or self.ticks == self.kill_at:
+            self.killed = True
+            raise Killed()
+        if self.die_at and self.ticks == self.die_at[0]:
+            self.state[self.die_at[1]] = "dead"
+
+    def check(self, host):
+        if self.state[host] != "alive":
+            raise LibvirtError("%s does not answer" % host, kind="connection")
+
+    def copies(self, vm_uuid):
+        return [h for h in self.active if vm_uuid in self.active[h] and self.state[h] != "off"]
+
+    def power_off(self, host):
+        self.state[host] = "off"
+        self.active[host] = set()
+
+
+class Client:
+    def __init__(self, world, uri, connect_timeout, call_timeout, read_only, label):
+        self.world = world
+        self.host = label
+
+    def open(self):
+        self.world.tick()
+        self.world.check(self.host)
+        return self
+
+    def close(self):
+        pass
+
+    def alive(self):
+        return self.world.state[self.host] == "alive"
+
+    def active_uuids(self):
+        self.world.check(self.host)
+        return set(self.world.active[self.host])
+
+    def define(self, xml):
+        self.world.tick()
+        self.world.check(self.host)
+        vm_uuid = re.search(r"<uuid>([^<]+)</uuid>", xml).group(1)
+        self.world.defined[self.host].add(vm_uuid)
+        return vm_uuid
+
+    def start(self, vm_uuid):
+        self.world.tick()
+        self.world.check(self.host)
+        if (self.host, vm_uuid) in self.world.late:
+            self.world.active[self.host].add(vm_uuid)
+        if vm_uuid in self.world.active[self.host]:
+            raise LibvirtError("domain is already running", kind="libvirt")
+        self.world.active[self.host].add(vm_uuid)
+        self.world.tick()  # the controller may die right after the start, before it hears of it
+
+    def domain_state(self, vm_uuid):
+        self.world.check(self.host)
+        if vm_uuid in self.world.active[self.host]:
+            return "running"
+        return "shutoff" if vm_uuid in self.world.defined[self.host] else None
+
+    def wait_running(self, vm_uuid, timeout):
+        self.world.tick()
+        return self.domain_state(vm_uuid)
+
+
+class Simulation:
+    """A 4-host cluster whose h1 died; each ``run`` is one watchdog run's recovery step."""
+
+    HOSTS = ("h1", "h2", "h3", "h4")
+
+    def __init__(self, store, vms, room):
+        self.store = store
+        self.vms = vms
+        self.room = dict(room)  # free memory of each target
+        self.world = World(self.HOSTS)
+        self.boot = dict((h, "boot-1") for h in self.HOSTS)
+        self.clock = NOW
+        self.runs = 0
+        os.makedirs(os.path.join(store, "kvmha", "vms"))
+        os.makedirs(os.path.join(store, "kvmha", "hosts"))
+        for vm in vms:
+            with open(os.path.join(store, "kvmha", "vms", vm["uuid"] + ".xml"), "w", encoding="utf-8") as f:
+                f.write("<domain type='qemu'><name>%s</name><uuid>%s</uuid><memory unit='MiB'>64</memory><vcpu>1</vcpu>"
+                        "</domain>" % (vm["name"], vm["uuid"]))
+        self.world.active["h1"] = set(vm["uuid"] for vm in vms)
+        self.beat()
+        self.world.power_off("h1")  # h1 died and was fenced
+        self.fenced = ["h1"]
+        self.confirmed = ["h1"]  # fenced, its recovery not yet opened: the next run is told (as the watchdog would)
+
+    def beat(self):
+        """Every live host's writer reports the domains active on it."""
+        by_uuid = dict((vm["uuid"], vm) for vm in self.vms)
+        for host, state in self.world.state.items():
+            if state == "alive":
+                listed = [by_uuid[u] for u in sorted(self.world.active[host])]
+                used = 64 * len(listed)
+                record = build_record(host, self.boot[host], self.runs + 1, self.clock, 2.0, {"armed": False, "deadline_s": 60},
+                                      {"mem_free_mib": max(0, self.room.get(host, 0) - used), "vcpus_free": 8}, listed)
+                write_atomic(os.path.join(self.store, "kvmha", "hosts", host + ".json"), encode_record(record))
+
+    def run(self, kill_at=None, die_at=None, fence=True):
+        self.runs += 1
+        self.clock += 1000.0  # past any backoff: every retry is due
+        self.world.ticks, self.world.kill_at, self.world.die_at, self.world.killed = 0, kill_at, die_at, False
+        params = dict((k, v.get("default")) for k, v in ARGUMENT_SPEC.items())
+        alive = [h for h in self.HOSTS if self.world.state[h] == "alive" and h not in self.fenced]
+        self.confirmed += self.pending_fences() if fence else []
+        params.update(store_path=self.store, owner="run-%d" % self.runs, failed_hosts=list(self.confirmed),
+                      targets=[{"host": h, "uri": "test:///%s" % h} for h in alive], beat_timeout=0.0, store_timeout=5.0,
+                      cluster="c")
+        self.fenced.extend(h for h in params["failed_hosts"] if h not in self.fenced)
+        engine = Evacuation(params, client_factory=lambda *a: Client(self.world, *a), clock=lambda: self.clock)
+        try:
+            engine.run()
+        except (Killed, KvmhaError):
+            pass
+        # A fenced host whose recovery did not open is still a suspect with its power off: the next run opens it.
+        book = owed.OwedBook(self.store, "check")
+        self.confirmed = [h for h in self.confirmed if book.read(h) is None or book.read(h).released]
+        self.assert_never_twice()
+
+    def pending_fences(self):
+        """Dead targets are found and fenced by the next run: powered off (their copies stop), then recovered."""
+        dead = [h for h in self.HOSTS if self.world.state[h] == "dead"]
+        for host in dead:
+            self.world.power_off(host)
+        return dead
+
+    def assert_never_twice(self):
+        for vm in self.vms:
+            where = self.world.copies(vm["uuid"])
+            assert len(where) <= 1, "%s runs on %s" % (vm["name"], where)
+
+    def converged(self) -> bool:
+        docs = owed.OwedBook(self.store, "check").read_all()[0]
+        open_docs = [d for d in docs.values() if not d.released and owed.is_open(d.data)]
+        return not open_docs and all(len(self.world.copies(vm["uuid"])) == 1 for vm in self.vms)
+
+
+@pytest.fixture
+def store():
+    path = tempfile.mkdtemp(prefix="kvmha-owed-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+ROUND = st.tuples(
+    st.one_of(st.none(), st.integers(1, 12)),                                      # the controller dies at this tick
+    st.one_of(st.none(), st.tuples(st.integers(1, 12), st.sampled_from(["h2", "h3", "h4"]))),  # a target dies
+    st.booleans(),                                                                  # a writer beats before the run
+    st.dictionaries(st.sampled_from(["h2", "h3", "h4"]), st.sampled_from([0, 64, 128, 4096]), max_size=2),  # room changes
+    st.booleans(),                       # dead targets are fenced before this run (else they stay dead, copies frozen)
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(st.integers(1, 4), st.dictionaries(st.sampled_from(["h2", "h3", "h4"]), st.sampled_from([0, 64, 128, 4096]),
+                                          min_size=3, max_size=3), st.lists(ROUND, max_size=6))
+def test_random_deaths_never_run_a_vm_twice_and_always_converge(store, count, room, rounds):
+    shutil.rmtree(store, ignore_errors=True)
+    sim = Simulation(store, [vm_record("g%d" % i) for i in range(count)], room)
+    for kill_at, die_at, beat, changes, fence in rounds:
+        sim.room.update(changes)
+        if beat:
+            sim.beat()
+        if die_at and sim.world.state[die_at[1]] != "alive":
+            die_at = None
+        sim.run(kill_at=kill_at, die_at=die_at, fence=fence)
+    # Then the faults stop: room everywhere, every writer beats, runs go on. Every owed VM must end running once.
+    sim.room.update({"h2": 4096, "h3": 4096, "h4": 4096})
+    for _ in range(6):
+        sim.beat()
+        sim.run()
+        sim.beat()
+        if sim.converged():
+            break
+    alive = [h for h in Simulation.HOSTS if sim.world.state[h] == "alive"]
+    if not alive:
+        return  # every target died: nothing can run anywhere; never-twice was checked at every step
+    assert sim.converged(), (owed.OwedBook(store, "x").read_all(), sim.world.active, sim.world.state)
+
+
+def test_a_controller_killed_between_start_and_record_is_finished_by_the_next_run(store):
+    sim = Simulation(store, [vm_record("g1")], {"h2": 4096, "h3": 4096, "h4": 4096})
+    sim.run(kill_at=6)  # three connections, define, start - and it dies right after the start
+    assert sum(len(sim.world.copies(vm["uuid"])) for vm in sim.vms) == 1
+    docs = owed.OwedBook(store, "x").read_all()[0]
+    assert docs["h1"].data["vms"][0]["state"] == owed.OWED, "the dead run never recorded its start"
+    sim.beat()
+    sim.run()
+    assert sim.converged() and docs["h1"].data["worked_by"] == "run-1"
+
+
+def test_same_target_retry_never_starts_twice_even_if_the_first_start_completes_late(store):
+    sim = Simulation(store, [vm_record("g1")], {"h2": 4096, "h3": 0, "h4": 0})
+    sim.run(kill_at=5)  # claimed on h2 and defined there, then the run died while its start call was under way
+    vm_uuid = sim.vms[0]["uuid"]
+    assert sim.world.copies(vm_uuid) == [] and vm_uuid in sim.world.defined["h2"]
+    sim.world.late.add(("h2", vm_uuid))  # that start completes just before the retry's own start call
+    sim.beat()
+    sim.run()
+    assert sim.world.copies(vm_uuid) == ["h2"]
+    sim.beat()
+    sim.run()
+    assert sim.converged()
+
+
+def test_interrupted_run_is_reported_with_what_it_left(store):
+    sim = Simulation(store, [vm_record("g1"), vm_record("g2")], {"h2": 4096, "h3": 4096, "h4": 0})
+    sim.run(kill_at=3)
+    sim.world.killed, sim.world.kill_at = False, None
+    params = dict((k, v.get("default")) for k, v in ARGUMENT_SPEC.items())
+    params.update(store_path=store, owner="next", targets=[{"host": h, "uri": "test:///%s" % h} for h in ("h2", "h3")],
+                  beat_timeout=0.0, failed_hosts=[])
+    result = Evacuation(params, client_factory=lambda *a: Client(sim.world, *a), clock=lambda: sim.clock + 5).run()
+    assert result["interrupted"][0]["host"] == "h1" and result["interrupted"][0]["owner"] == "run-1"
+    assert set(result["interrupted"][0]["vms"]) == {"g1", "g2"}
+    assert DocumentStore(owed.owed_dir(store), "owed").read("h1").data["worked_by"] == "next"

@@ -17,9 +17,9 @@ from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import (
 
 
 class Clocks:
-    def __init__(self):
+    def __init__(self, mono_now=500.0):
         self.wall_now = 10_000.0
-        self.mono_now = 500.0
+        self.mono_now = mono_now
 
     def wall(self):
         return self.wall_now
@@ -112,9 +112,31 @@ def test_an_unusable_reading_forgets_the_history(clocks):
     assert judge.judge(reading(clocks, seq=1)).status == "fresh"
 
 
-def test_a_stopped_writer_without_a_reason(clocks):
-    state = StalenessJudge(wall=clocks.wall, monotonic=clocks.monotonic).judge(reading(clocks, state="stopped"))
-    assert state.status == "stopped" and state.reason == "writer stopped gracefully"
+def test_a_stopped_writer_with_and_without_a_reason(clocks):
+    judge = StalenessJudge(wall=clocks.wall, monotonic=clocks.monotonic)
+    assert judge.judge(reading(clocks, state="stopped")).reason == "writer stopped gracefully"
+    stopped = judge.judge(reading(clocks, seq=2, state="stopped", reason="SIGTERM"))
+    assert stopped.status == "stopped" and stopped.reason == "writer stopped gracefully: SIGTERM"
+
+
+def test_ages_on_a_monotonic_clock_that_started_moments_ago():
+    # Just after boot the monotonic clock is small: an age is a difference of readings, nothing else.
+    clocks = Clocks(mono_now=0.5)
+    judge = StalenessJudge(wall=clocks.wall, monotonic=clocks.monotonic)
+    judge.judge(reading(clocks, seq=1))
+    clocks.advance(5.9)
+    assert judge.judge(reading(clocks, seq=1)).status == "fresh"
+    clocks.advance(0.2)
+    state = judge.judge(reading(clocks, seq=1))
+    assert state.status == "stale" and state.age == pytest.approx(6.1)
+
+
+def test_a_usable_reading_is_judged_whatever_string_object_says_ok(clocks):
+    ok = reading(clocks)
+    status = "".join(list("ok"))  # equal to "ok", another object: as when a reading is rebuilt from JSON
+    state = StalenessJudge(wall=clocks.wall, monotonic=clocks.monotonic).judge(
+        Reading(ok.host, status, record=ok.record, mtime=ok.mtime))
+    assert state.status == "fresh"
 
 
 def test_host_state_as_dict_rounds_and_carries_the_record(clocks):

@@ -172,7 +172,8 @@ def run(command: list, cwd: str, log, tree: str) -> None:
 
 
 def fingerprint(target: dict, tree: str) -> dict:
-    """What a session's results depend on: the mutated file and scope ("code"), and the tests run ("tests")."""
+    """What a session's results depend on: the mutated file ("code": the whole file, as cosmic-ray numbers each
+    operator's occurrences across it) and the tests run ("tests")."""
     def digest(paths, extra):
         sha = hashlib.sha256(json.dumps(extra).encode())
         for path in paths:

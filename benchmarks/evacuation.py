@@ -10,8 +10,10 @@ domain XML, the targets' records) with nothing defined on the targets:
   * serial:   ``parallel: 1`` (one target at a time);
   * parallel: the module's default ``parallel``;
 both with ``strategy: spread`` (otherwise best fit packs every guest onto one roomy target and there is nothing to
-do in parallel). The order of the two modes alternates between repetitions. The module runs in process
-(``Evacuation(params).run()``, what ``main()`` runs; Ansible's own start-up is the same for both and excluded).
+do in parallel), and ``beat_timeout: 0`` (no target's heartbeat writer runs here, so nothing would ever list the
+guests: the run ends once they run, as it did before the hand-over wait existed). The order of the two modes
+alternates between repetitions. The engine runs in process (``Evacuation(params).run()``, what ``main()`` runs;
+Ansible's own start-up is the same for both and excluded); each run opens the failed host's owed document.
 Between runs every guest is destroyed and undefined; at the end (also on failure or a signal) every libvirtd
 and its guests are killed by the PIDs the fixture recorded, and the work directory is removed.
 
@@ -41,7 +43,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, ".collections"))
 
 from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import build_record, encode_record, record_path, write_atomic  # noqa: E402
-from ansible_collections.kvmha.cluster.plugins.modules.vm_evacuate import ARGUMENT_SPEC, Evacuation  # noqa: E402
+from ansible_collections.kvmha.cluster.plugins.module_utils._evacuation import Evacuation  # noqa: E402
+from ansible_collections.kvmha.cluster.plugins.modules.vm_evacuate import ARGUMENT_SPEC  # noqa: E402
 
 FIXTURE = os.path.join(ROOT, "tests", "integration", "targets", "vm_evacuate", "files", "libvirtd_fixture.py")
 FAILED = "h1"
@@ -92,9 +95,9 @@ def populate(store: str, vms: list, targets: list) -> None:
 
 
 def params(store: str, targets: list, parallel) -> dict:
-    values = {key: spec.get("default") for key, spec in ARGUMENT_SPEC.items() if key not in ("failed_hosts",)}
-    values.update(failed_host=FAILED, store_path=store, targets=targets, owner="bench", strategy="spread",
-                  verify_timeout=60.0)
+    values = {key: spec.get("default") for key, spec in ARGUMENT_SPEC.items()}
+    values.update(failed_hosts=[FAILED], store_path=store, targets=targets, owner="bench", strategy="spread",
+                  verify_timeout=60.0, beat_timeout=0.0)
     if parallel is not None:
         values["parallel"] = parallel
     return values
@@ -165,7 +168,7 @@ def one_run(work: str, label: str, vms: list, targets: list, parallel, fixture, 
     after = resource.getrusage(resource.RUSAGE_SELF)
     evacuator_cpu = after.ru_utime - own.ru_utime + after.ru_stime - own.ru_stime
     hosts_cpu = dict((kind, value - hosts_cpu[kind]) for kind, value in tree_cpu(fixture, instances, names).items())
-    if result["counts"]["started"] != len(vms):
+    if result["counts"]["started"] != len(vms) or result["opened"] != [FAILED]:
         reasons = [v["reason"] for v in result["vms"] if v["reason"]][:3]
         raise SystemExit("%s run started %d of %d guests: %s" % (label, result["counts"]["started"], len(vms), reasons))
     per_target = {}

@@ -116,7 +116,8 @@ def json_depth(data: bytes) -> int:
     else:  # no escapes, so every quote opens or closes a string (the common case, and the fast one)
         outside = b"".join(data.split(b'"')[::2])
     brackets = outside.translate(None, _NOT_A_BRACKET)
-    return max(0, max(itertools.accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0))
+    deepest = max(itertools.accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0)
+    return deepest if deepest > 0 else 0
 
 
 def _require(cond: bool, reason: str) -> None:

@@ -211,9 +211,9 @@ def test_fenced_hosts_are_not_suspects_and_returning_ones_are_reported(run_modul
     beat(store, "h3")
     for host in ("h2", "h3"):
         _marks.set_mark(store, "fenced", host, "watchdog", {"vms": []})
-    result = run_module(kvm_heartbeat, {"store_path": store, "watch": 30})
+    result = run_module(kvm_heartbeat, {"store_path": store, "watch": 30, "until_work": True})
     assert result["suspects"] == [] and sorted(result["fenced"]) == ["h2", "h3"]
-    assert result["returning"] == ["h3"] and result["samples"] == 1
+    assert result["returning"] == ["h3"] and result["samples"] == 1 and result["work"] == ["h3: back after a fence"]
 
 
 def test_an_unreadable_mark_counts_as_active(run_module, store):

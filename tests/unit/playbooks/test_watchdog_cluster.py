@@ -30,7 +30,9 @@ def site(tmp_path, clusters, beating):
     (store / "kvmha" / "hosts").mkdir(parents=True)
     now = time.time()
     for host in beating:
-        record = build_record(host, "boot-" + host, 1, now, 2.0, {"armed": False, "deadline_s": 60},
+        # A 600 s interval: fresh for the whole test, however long a loaded machine takes to start the playbook
+        # (with 2 s they turned stale after 8 s and the observer saw "every host dead").
+        record = build_record(host, "boot-" + host, 1, now, 600.0, {"armed": False, "deadline_s": 60},
                               {"mem_free_mib": 4096, "vcpus_free": 8}, [])
         write_atomic(record_path(str(store), host), encode_record(record))
     hosts = {}

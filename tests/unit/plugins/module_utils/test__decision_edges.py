@@ -93,3 +93,79 @@ def test_an_integer_beyond_any_float_is_a_clear_error():
     doc = dict(dead("h1"), heartbeat={"status": "stale", "age": 10 ** 400})
     with pytest.raises(InvalidInput, match="'age' must be a number, got an integer of 1329 bits"):
         decide([doc], {"c1": {"size": 3}}, effective_policy({}), NOW)
+
+
+# ----------------------------------------------------------------------------------------- the storm guard's count
+
+
+@pytest.mark.parametrize("fenced, members, count, foreign", [
+    (2, None, 2, []),
+    (["h4", "h4", "h5"], None, 2, []),  # a host named twice is one host
+    (["h4", "x7"], ["h1", "h2", "h3", "h4"], 1, ["x7"]),  # only members count; x7 is another cluster's
+    (["x7", "x8"], ["h1", "h2"], 0, ["x7", "x8"]),
+    ([], ["h1"], 0, []),
+])
+def test_the_storm_guard_counts_the_fenced_members(fenced, members, count, foreign):
+    assert _decision._fenced_count("c1", fenced, members) == (count, foreign)  # pylint: disable=protected-access
+
+
+def test_fenced_marks_of_other_clusters_neither_hold_back_nor_let_through_a_fence():
+    # 4 hosts, ratio 0.5: budget 2. Marks of x7 and x8 (not members) must not use it up; h4's mark does.
+    clusters = {"c1": {"size": 4, "fenced": ["x7", "x8", "h4"], "members": ["h1", "h2", "h3", "h4"]}}
+    result = decide([dead("h1")], clusters, effective_policy({}), NOW)
+    assert result["actions"]["fence"] == ["h1"] and result["foreign_fenced"] == {"c1": ["x7", "x8"]}
+    clusters["c1"]["fenced"] = ["h3", "h4"]
+    assert decide([dead("h1")], clusters, effective_policy({}), NOW)["actions"]["fence"] == []
+
+
+@pytest.mark.parametrize("info, message", [
+    ({"size": 3, "fenced": ["h1", 7]}, "clusters.c1.fenced must be a count or a list of host names"),
+    ({"size": 3, "fenced": ["h1"], "members": "h1"}, "clusters.c1.members must be a list of host names"),
+    ({"size": 3, "fenced": ["h1"], "members": ["h1", None]}, "clusters.c1.members must be a list of host names"),
+])
+def test_a_malformed_fenced_list_or_member_list_is_a_clear_error(info, message):
+    with pytest.raises(InvalidInput) as err:
+        decide([dead("h1")], {"c1": info}, effective_policy({}), NOW)
+    assert str(err.value) == message
+
+
+def test_only_fence_decisions_are_storm_guard_candidates():
+    # One dead host and three others whose decision is an alert (R4, heartbeat alive): 1 candidate, budget 2.
+    alive = [dict(dead("h%d" % n), heartbeat={"status": "fresh", "age": 0.5}) for n in (2, 3, 4)]
+    result = decide([dead("h1")] + alive, {"c1": {"size": 4}}, effective_policy({}), NOW)
+    assert result["actions"]["fence"] == ["h1"] and result["actions"]["alert"] == ["h2", "h3", "h4"]
+    assert result["storm_guard"] == {"c1": False}
+
+
+# ----------------------------------------------------------------------------------------- evidence as decoded
+
+
+def test_a_power_state_read_as_a_decoded_string_is_believed():
+    doc = dict(dead("h1"), bmc={"power": fresh("off"), "error": None})
+    decision = decide([doc], {"c1": {"size": 3}}, effective_policy({}), NOW)["decisions"]["h1"]
+    assert (decision["rule"], decision["action"]) == ("R5", "recover")
+
+
+def test_an_unknown_power_state_with_an_error_has_nothing_to_discard():
+    doc = dict(dead("h1"), bmc={"power": "unknown", "error": "timeout"})
+    decision = decide([doc], {"c1": {"size": 3}}, effective_policy({}), NOW)["decisions"]["h1"]
+    assert decision["rule"] == "R10" and not any("status probe failed" in r for r in decision["reasons"])
+    discarded = dict(dead("h1"), bmc={"power": "off", "error": "timeout"})
+    decision = decide([discarded], {"c1": {"size": 3}}, effective_policy({}), NOW)["decisions"]["h1"]
+    assert decision["rule"] == "R10" and decision["action"] == "alert"
+    assert "the BMC's status probe failed (timeout): its read 'off' is not used, the power state is unknown" in decision["reasons"]
+
+
+# ----------------------------------------------------------------------------------------- custom rules stay cautious
+
+
+def test_a_custom_rule_can_never_make_a_decision_bolder_even_unvalidated():
+    """apply_custom_rules only gets none/alert from the validated policy; _overrule checks it once more."""
+    overrule = _decision._overrule  # pylint: disable=protected-access
+    decision = {"verdict": "SUSPECT", "action": "alert", "rule": "R6", "reasons": ["r"]}
+    for bold in ("fence", "recover", "remediate", fresh("fence")):
+        with pytest.raises(AssertionError):
+            overrule(decision, "V", bold, "custom:x", "why")
+    fencing = dict(decision, action="fence")
+    for kept in ("fence", fresh("fence"), "alert", "none"):
+        assert overrule(fencing, "V", kept, "custom:x", "why")["action"] == kept

@@ -200,6 +200,13 @@ def test_only_the_exact_word_off_proves_power_off(power):
     assert interlock_violations(facts, "recover", effective_policy({})) == [NOT_OFF]
 
 
+@pytest.mark.parametrize("reachable", [1, "yes", None, False])
+def test_only_an_exact_true_lets_a_remediation_through(reachable):
+    """Remediation is a restart over SSH: anything but a confirmed answer from management refuses it."""
+    facts = SimpleNamespace(observer_ok=True, maintenance=False, mgmt_reachable=reachable)
+    assert interlock_violations(facts, "remediate", effective_policy({})) == [NO_MGMT]
+
+
 # ----------------------------------------------------------------------------------------- wrong rule tables
 
 

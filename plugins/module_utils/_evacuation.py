@@ -34,7 +34,7 @@ from ._deadline import call_with_deadline
 from ._errors import InvalidInput, KvmhaError, LibvirtError, StoreError
 from ._heartbeat import RecordReader, store_dir, validate_host_name
 from ._libvirt import RUNNING_STATES, LibvirtClient, read_domain_xml, validate_uri
-from ._marks import FENCED, read_marks, set_mark
+from ._marks import FENCED, LeaseKeeper, LeaseLost, read_marks, set_mark
 from ._placement import place, vm_order_key
 from ._storefile import Conflict
 
@@ -158,6 +158,10 @@ class Evacuation:
         self._validate()
         self.book = owed.OwedBook(self.store, self.owner)
         self.retry = (params["retry_s"], params["retry_max_s"])
+        lease = params.get("lease")
+        self.keeper = None if not lease or check_mode else LeaseKeeper(
+            self.store, lease["cluster"], self.owner, lease["generation"], lease["ttl"])
+        self.lease_lost = ""
 
     # ------------------------------------------------------------------------------------------- input
 
@@ -204,6 +208,17 @@ class Evacuation:
 
     def _store_call(self, what: str, func, *args, **kwargs):
         return call_with_deadline(func, self.params["store_timeout"], what, *args, **kwargs)
+
+    def _hold(self) -> None:
+        """Before every claim and start: the cluster lease must still be ours (a fencing token), else ``LeaseLost``."""
+        if self.lease_lost:
+            raise LeaseLost(self.lease_lost)
+        if self.keeper is not None:
+            try:
+                self._store_call("hold the cluster lease", self.keeper.hold)
+            except KvmhaError as err:
+                self.lease_lost = "the cluster lease is not ours any more, nothing more is started: %s" % err
+                raise LeaseLost(self.lease_lost) from err
 
     # ------------------------------------------------------------------------------------------- owed documents
 
@@ -493,6 +508,12 @@ class Evacuation:
     def _claim(self, vm: dict) -> bool:
         book = self._book(vm)
         try:
+            self._hold()
+        except LeaseLost as err:
+            vm["host"] = None
+            self._finish(vm, "waiting", str(err), kind="lease_lost")
+            return False
+        try:
             if vm["claim"] is None:
                 claim = self._store_call("claim %s" % vm["name"], book.acquire, vm["uuid"], vm["name"], vm["host"], vm["decision"])
             else:
@@ -520,8 +541,13 @@ class Evacuation:
         for vm in vms:
             if target.broken:
                 outcomes.append((vm, "replan", target.broken, ""))
-            else:
-                outcomes.append((vm,) + VmJob(vm, target, self.params["verify_timeout"]).run())
+                continue
+            try:
+                self._hold()
+            except LeaseLost as err:
+                outcomes.append((vm, "lost", str(err), "lease_lost"))
+                continue
+            outcomes.append((vm,) + VmJob(vm, target, self.params["verify_timeout"]).run())
         return outcomes
 
     def _execute(self, placements: list) -> list:
@@ -547,6 +573,9 @@ class Evacuation:
                 self._update_claim(vm, self._book(vm).mark_failed, reason)
             elif outcome == "unknown":
                 self._finish(vm, "failed", reason, kind=kind or "unknown")
+            elif outcome == "lost":
+                vm["outcome"] = None
+                self._finish(vm, "waiting", reason, kind=kind)
             elif vm["pinned"]:
                 # A retry stays on its claim's target: the claim's earlier holder may still start it there, and
                 # only there does libvirt refuse the second start. It waits, like a claim whose target cannot be checked.
@@ -684,6 +713,7 @@ class Evacuation:
                     target.client.close()
 
     def _run(self) -> dict:
+        self._hold()  # a run whose lease moved on (frozen, or a clock off) does nothing at all
         self._open_new()
         vms = self._read_owed()
         worked = [vm for vm in vms if vm["status"] != "done"]
@@ -779,6 +809,8 @@ class Evacuation:
         return diff
 
     def _raise_if_incomplete(self, result: dict, out_vms: list) -> None:
+        if self.lease_lost:
+            raise LeaseLost(self.lease_lost, result=result)
         if self.unreadable:
             raise StoreError("recovery incomplete: %s; %d started, %d still owed of the others"
                              % ("; ".join("%s: %s (%s)" % (u["host"], u["status"], u["reason"]) for u in self.unreadable),

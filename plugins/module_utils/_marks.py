@@ -16,6 +16,7 @@ A mark is removed by publishing a released generation, so its history stays on t
 
 from __future__ import annotations
 
+import threading
 import time
 
 from ._errors import KvmhaError
@@ -33,6 +34,12 @@ class LeaseHeld(KvmhaError):
     """Another owner holds the cluster lease."""
 
     kind = "lease_held"
+
+
+class LeaseLost(KvmhaError):
+    """The lease this run held moved on (expired and taken over, or released): it must not act any more."""
+
+    kind = "lease_lost"
 
 
 def documents(store: str, kind: str) -> DocumentStore:
@@ -69,6 +76,55 @@ def acquire_lease(store: str, cluster: str, owner: str, ttl: float, skew: float 
                         result={"acquired": False, "holder": holder}) from err
     docs.prune(cluster)
     return {"changed": True, "takeover": takeover, "lease": lease.as_dict()}
+
+
+def renew_lease(store: str, cluster: str, owner: str, generation: int, ttl: float) -> dict:
+    """Renew the lease only if it is still the generation ``owner`` holds (a fencing token); else ``LeaseLost``.
+
+    Unlike ``acquire_lease`` this never takes a lease over: a holder that was frozen past its ttl, or whose clock
+    is off, learns here that another watchdog may have acted since, and stops.
+    """
+    docs = documents(store, LEASE)
+    current = docs.read(cluster)
+    if current is None or current.generation != generation or current.owner != owner or current.released:
+        holder = None if current is None else current.as_dict()
+        raise LeaseLost("the lease of cluster %s is no longer ours (generation %d): %s" % (
+            cluster, generation, "gone" if current is None else "generation %d by %s%s" % (
+                current.generation, current.owner, ", released" if current.released else "")),
+            result={"acquired": False, "holder": holder})
+    data = dict(current.data, renewed_at=time.time())
+    try:
+        lease = docs.replace(cluster, current, owner, data, ttl)
+    except Conflict as err:
+        raise LeaseLost("the lease of cluster %s was taken over while it was renewed" % cluster,
+                        result={"acquired": False, "holder": err.current.as_dict() if err.current else None}) from err
+    docs.prune(cluster)
+    return {"changed": True, "takeover": False, "lease": lease.as_dict()}
+
+
+class LeaseKeeper:
+    """Holds a run's cluster lease while it acts: ``hold()`` before every step that must not run twice.
+
+    The first ``hold()`` renews at once (the lease may have aged since it was taken); later ones renew once a third of
+    the ttl has passed, and otherwise check that the generation is still ours. Either way a lease that moved on
+    raises ``LeaseLost``. Thread-safe: the parallel starts of one run share it.
+    """
+
+    def __init__(self, store: str, cluster: str, owner: str, generation: int, ttl: float, clock=time.monotonic):
+        self.store, self.cluster, self.owner, self.generation, self.ttl = store, cluster, owner, generation, ttl
+        self.clock = clock
+        self.renewed = None
+        self.lock = threading.Lock()
+
+    def hold(self) -> None:
+        with self.lock:
+            if self.renewed is None or self.clock() - self.renewed > self.ttl / 3.0:
+                lease = renew_lease(self.store, self.cluster, self.owner, self.generation, self.ttl)["lease"]
+                self.generation, self.renewed = lease["generation"], self.clock()
+                return
+            current = documents(self.store, LEASE).read(self.cluster)
+            if current is None or current.generation != self.generation or current.released:
+                raise LeaseLost("the lease of cluster %s moved on from generation %d" % (self.cluster, self.generation))
 
 
 def release_lease(store: str, cluster: str, owner: str, dry_run: bool = False) -> dict:

@@ -101,7 +101,9 @@ SETTINGS = {
     "spare_hosts": _Setting([], "names", "Hosts kept free and used for recovery only when the others are full."),
     "placement_strategy": _Setting("spread", "choice", "Where recovered VMs go: spread (over the most free hosts, so they start in "
                                    "parallel) or best_fit (pack tightly).", choices=("spread", "best_fit")),
-    "lease_ttl_s": _Setting(300, "number", "Lifetime of the cluster lease a run holds while it fences and recovers.", 0, None, True),
+    "lease_ttl_s": _Setting(30, "number", "Lifetime of the cluster lease between two renewals; recovery renews it (only if "
+                            "still ours) before every claim and start. A killed run's lease blocks the next ones this long.",
+                            0, None, True),
 }
 
 RULE_KEYS = {"id", "when", "action", "verdict", "reason"}

@@ -172,6 +172,27 @@ options:
       - An unreadable record or owed document always fails the task (after everything else was done).
     type: bool
     default: true
+  lease:
+    description:
+      - The cluster lease this run holds (M(kvmha.cluster.cluster_lease)). When given, the module renews it - only if
+        it is still the O(lease.generation) it holds - before it does anything, and renews or checks it again before
+        every claim and every start. A lease that moved on (the run was frozen past the ttl, a controller's clock is
+        off, another watchdog took it over) stops the run there - nothing more is claimed or started - and the task
+        fails with C(lease_lost). This is the fencing token that keeps a stale controller from acting.
+    type: dict
+    suboptions:
+      cluster:
+        description: The cluster of the lease.
+        type: str
+        required: true
+      generation:
+        description: The generation this run holds (the C(lease.generation) that M(kvmha.cluster.cluster_lease) returned).
+        type: int
+        required: true
+      ttl:
+        description: Seconds each renewal lasts.
+        type: float
+        required: true
   abandon:
     description:
       - Names or UUIDs of owed VMs an operator gives up on. They are marked C(abandoned) and never started by the HA
@@ -410,8 +431,9 @@ elapsed:
   sample: 0.812
 error_kind:
   description:
-    - Why the task failed - C(incomplete) (a VM still runs nowhere, with O(fail_on_incomplete)), C(store) (a record,
-      a document or the store), C(timeout) (the store hung), C(invalid_input) (the arguments).
+    - Why the task failed - C(incomplete) (a VM still runs nowhere, with O(fail_on_incomplete)), C(lease_lost) (the
+      cluster lease moved on, see O(lease)), C(store) (a record, a document or the store), C(timeout) (the store
+      hung), C(invalid_input) (the arguments).
   returned: failure
   type: str
   sample: incomplete
@@ -449,6 +471,9 @@ ARGUMENT_SPEC = merge_specs(
         "incident": {"type": "str"},
         "vms": {"type": "list", "elements": "str"},
         "fail_on_incomplete": {"type": "bool", "default": True},
+        "lease": {"type": "dict", "options": {"cluster": {"type": "str", "required": True},
+                                              "generation": {"type": "int", "required": True},
+                                              "ttl": {"type": "float", "required": True}}},
         "abandon": {"type": "list", "elements": "str"},
         "operator": {"type": "str"},
         "reason": {"type": "str"},

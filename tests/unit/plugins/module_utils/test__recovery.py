@@ -23,6 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ansible_collections.kvmha.cluster.plugins.module_utils import _marks
 from ansible_collections.kvmha.cluster.plugins.module_utils import _recovery as owed
 from ansible_collections.kvmha.cluster.plugins.module_utils._errors import KvmhaError, LibvirtError
 from ansible_collections.kvmha.cluster.plugins.module_utils._evacuation import Evacuation
@@ -379,3 +380,50 @@ def test_interrupted_run_is_reported_with_what_it_left(store):
     assert result["interrupted"][0]["host"] == "h1" and result["interrupted"][0]["owner"] == "run-1"
     assert set(result["interrupted"][0]["vms"]) == {"g1", "g2"}
     assert DocumentStore(owed.owed_dir(store), "owed").read("h1").data["worked_by"] == "next"
+
+
+# ------------------------------------------------------------------------------------------------ the lease as a fencing token
+
+
+def lease_params(sim, owner, generation):
+    params = dict((k, v.get("default")) for k, v in ARGUMENT_SPEC.items())
+    params.update(store_path=sim.store, owner=owner, failed_hosts=["h1"], beat_timeout=0.0, cluster="c",
+                  targets=[{"host": h, "uri": "test:///%s" % h} for h in ("h2", "h3", "h4")],
+                  lease={"cluster": "c", "generation": generation, "ttl": 30.0})
+    return params
+
+
+def test_a_run_whose_lease_moved_on_does_nothing(store):
+    sim = Simulation(store, [vm_record("g1")], {"h2": 4096, "h3": 4096, "h4": 4096})
+    mine = _marks.acquire_lease(store, "c", "frozen-run", 30.0)["lease"]
+    docs = _marks.documents(store, _marks.LEASE)
+    docs.release(docs.read("c"))  # it expired while the run was frozen, and another run took it and released it
+    _marks.acquire_lease(store, "c", "other-run", 30.0)
+    with pytest.raises(_marks.LeaseLost) as err:
+        Evacuation(lease_params(sim, "frozen-run", mine["generation"]), client_factory=lambda *a: Client(sim.world, *a)).run()
+    assert err.value.kind == "lease_lost" and "other-run" in str(err.value)
+    assert owed.OwedBook(store, "x").read("h1") is None and sim.world.ticks == 0, "nothing opened, nothing started"
+
+
+def test_a_lease_taken_over_mid_run_stops_every_further_start(store):
+    sim = Simulation(store, [vm_record("g%d" % i) for i in range(3)], {"h2": 64, "h3": 64, "h4": 64})
+    mine = _marks.acquire_lease(store, "c", "slow-run", 30.0)["lease"]
+    engine = Evacuation(lease_params(sim, "slow-run", mine["generation"]), client_factory=lambda *a: Client(sim.world, *a))
+    engine.keeper.clock = iter(range(0, 10 ** 6, 100)).__next__  # renew before every step: the take-over is seen at once
+
+    def take_over():
+        current = _marks.documents(store, _marks.LEASE).read("c")
+        _marks.documents(store, _marks.LEASE).replace("c", current, "other-run", {}, 30.0)
+
+    sim.world.die_at = None
+    original = sim.world.tick
+    def tick():  # noqa: E306 - the first define is the last step of the slow run
+        original()
+        if sim.world.ticks == 4:
+            take_over()
+    sim.world.tick = tick
+    with pytest.raises(_marks.LeaseLost) as err:
+        engine.run()
+    started = [vm for vm in err.value.result["vms"] if vm["status"] == "started"]
+    assert len(started) == 1 and sum(len(a) for a in sim.world.active.values()) == 1
+    assert all(vm["error_kind"] == "lease_lost" for vm in err.value.result["vms"] if vm["status"] == "waiting")

@@ -2,13 +2,17 @@
 
 Each round starts from a healthy 5-host lab, starts a watchdog run, and while it watches injects one random
 fault: mostly flaps shorter than the detection threshold (a management or private cable cut for 3 s, the store
-hanging for 3 s, the writer stopped and started again), sometimes a real crash. After the run it counts:
+hanging for 3 s, the writer stopped and started again), sometimes a real crash, and sometimes a crash whose recovery
+is itself interrupted - the controller killed (SIGKILL, modules included) once a VM is claimed, or the claim's target
+crashing too. Those rounds run the watchdog again until the recovery converged (at most --converge-runs runs).
+After the run(s) it counts:
 
     false fences    a host was fenced that had not crashed
     double starts   a guest ran on two hosts at once (from the qemu processes, frozen hosts included)
     lost VMs        a guest ran nowhere although its host was alive, or was fenced and the guest not restarted
     recoveries      crashes whose guests were all restarted elsewhere
-    missed          crashes the watchdog did not act on within its run
+    missed          crashes the watchdog did not act on within its run (or, interrupted, within --converge-runs)
+    converged_s     for interrupted recoveries: from the interruption to every guest running once
 
 The loop stops by itself after --minutes (default 30) or --rounds, whichever comes first, and always takes the lab
 down. Usage (root, the lab to itself):
@@ -30,7 +34,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "tests", "e2e")]
 
-from cluster import Cluster  # noqa: E402  the end-to-end harness drives the lab
+from cluster import Cluster, wait_for  # noqa: E402  the end-to-end harness drives the lab
+from test_recovery import POLICY, claims_of, kill  # noqa: E402  the interruption points of the e2e scenarios
 
 HOSTS = ["h1", "h2", "h3", "h4", "h5"]
 
@@ -52,6 +57,8 @@ FAULTS = [  # (weight, name, crashes the host, inject(cluster, host))
     (2, "store-hang flap", False, lambda c, h: flap(c, h, "store-hang")),
     (2, "writer bounce", False, writer_bounce),
     (2, "crash", True, lambda c, h: c.lab.power(h, "crash")),
+    (1, "crash, controller killed mid-recovery", True, "controller"),
+    (1, "crash, target crashes mid-recovery", True, "target"),
 ]
 
 
@@ -65,40 +72,82 @@ def pick(rng):
     return FAULTS[-1][1:]
 
 
+def interrupted(cluster, host, how):
+    """Crash ``host``, interrupt its recovery once a VM is claimed, then run until every guest runs once.
+
+    Returns (runs, crashed hosts, seconds from the interruption to convergence or None).
+    """
+    proc = cluster.watchdog(watch_s=30, policy=POLICY, background=True)
+    wait_for(Cluster.watching, 60, interval=0.1, what="the watchdog to watch")
+    cluster.lab.power(host, "crash")
+    crashed = {host}
+    try:
+        claimed = wait_for(lambda: claims_of(host), 90, interval=0.05, what="a claim")
+    except AssertionError:
+        return [Cluster.finish(proc)], crashed, None
+    if how == "controller":
+        kill(proc)
+        runs = []
+        time.sleep(POLICY["lease_ttl_s"] + 5.5)
+    else:
+        crashed.add(claimed[0][2])
+        cluster.lab.power(claimed[0][2], "crash")
+        runs = [Cluster.finish(proc)]
+    since = time.monotonic()
+    for _ in range(ARGS.converge_runs):
+        runs.append(cluster.watchdog(watch_s=5, policy=POLICY))
+        doubles = [g for g, hosts in cluster.qemu_copies().items() if len(hosts) > 1]  # never heal by themselves
+        if set(cluster.qemu_copies()) == set(cluster.guest_homes) or doubles:
+            return runs, crashed, round(time.monotonic() - since, 1)
+    return runs, crashed, None
+
+
 def one_round(cluster, rng, counts) -> dict:
     cluster.reset()
     host = rng.choice(HOSTS)
     name, crashes, inject = pick(rng)
     homes = cluster.guest_homes
     mine = {g for g, h in homes.items() if h == host}
-    injector = threading.Thread(target=inject, args=(cluster, host))
-    run = cluster.during_watch(injector.start, watch_s=30)
-    injector.join()
+    converged = None
+    if isinstance(inject, str):
+        runs, crashed, converged = interrupted(cluster, host, inject)
+        mine = {g for g, h in homes.items() if h in crashed}
+    else:
+        injector = threading.Thread(target=inject, args=(cluster, host))
+        runs = [cluster.during_watch(injector.start, watch_s=30)]
+        injector.join()
+        crashed = {host} if crashes else set()
+    run = runs[-1]
     cluster.lab.heal()
     copies = cluster.qemu_copies()
-    fenced = run.fenced()
+    fenced = set().union(*(r.fenced() for r in runs))
     doubles = sorted(g for g, hosts in copies.items() if len(hosts) > 1)
-    lost = sorted(g for g in homes if g not in copies and (homes[g] in fenced or homes[g] != host or not crashes))
+    lost = sorted(g for g in homes if g not in copies and (homes[g] in fenced or homes[g] not in crashed))
     counts["rounds"] += 1
-    counts["false_fences"] += len(fenced - ({host} if crashes else set()))
+    counts["false_fences"] += len(fenced - crashed)
     counts["double_starts"] += len(doubles)
     counts["lost_vms"] += len(lost)
     if crashes:
         counts["crashes"] += 1
-        if host in fenced and all(g in copies for g in mine):
+        if crashed <= fenced and all(g in copies for g in mine):
             counts["recoveries"] += 1
         else:
             counts["missed"] += 1
     return {"fault": name, "host": host, "rc": run.rc, "fenced": sorted(fenced), "doubles": doubles, "lost": lost,
-            "rto_s": run.rto(host) if crashes else None}
+            "rto_s": run.rto(host) if crashes else None, "converged_s": converged}
+
+
+ARGS = argparse.Namespace(converge_runs=5)
 
 
 def main() -> None:
+    global ARGS  # noqa: PLW0603 - one soak per process; interrupted() reads the limit
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--minutes", type=float, default=30)
     parser.add_argument("--rounds", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args()
+    parser.add_argument("--converge-runs", type=int, default=5, help="runs allowed to finish an interrupted recovery")
+    args = ARGS = parser.parse_args()
     rng = random.Random(args.seed)
     counts = dict.fromkeys(("rounds", "crashes", "recoveries", "missed", "false_fences", "double_starts", "lost_vms"), 0)
     cluster = Cluster(len(HOSTS), 2, tempfile.mkdtemp(prefix="kvmha-soak-"))

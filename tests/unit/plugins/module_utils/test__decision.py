@@ -287,7 +287,8 @@ def _facts(doc):
         "hb_live": heartbeat.get("status") in ("fresh", "clock_skew"),
         "mgmt_up": (doc["mgmt"] or {}).get("reachable") is True,
         "ping_up": ((doc["neighbors"] or {}).get("reachable") or 0) > 0,
-        "power": (doc["bmc"] or {}).get("power") or "unknown",
+        # A power state comes only from a status probe that succeeded: a read with an error is unknown.
+        "power": "unknown" if (doc["bmc"] or {}).get("error") else (doc["bmc"] or {}).get("power") or "unknown",
         "active": doc["disk_activity"] == "active",
         "armed": bool(self_fence.get("armed")),
         "deadline": self_fence.get("deadline_s"),

@@ -267,6 +267,14 @@ def validate(data, host: str) -> dict:
 # --------------------------------------------------------------------------------------------------- the store
 
 
+def _writable(data: dict, host: str) -> None:
+    """Refuse to publish what ``read`` would reject (e.g. from a hostile record): it would lock the host's recovery."""
+    try:
+        validate(data, host)
+    except (ValueError, TypeError) as err:
+        raise InvalidOwed("refusing to write an owed document of %s that would not validate: %s" % (host, err)) from None
+
+
 class OwedBook:
     """The owed documents on the store. Reading validates; an invalid document is that host's error only."""
 
@@ -306,12 +314,14 @@ class OwedBook:
 
     def open(self, host: str, data: dict, current=None):
         """Publish a newly opened document for ``host`` over ``current`` (a released or closed one, or None)."""
+        _writable(data, host)
         if current is None:
             return self.docs.create(host, self.owner, data)
         return self.docs.replace(host, current, self.owner, data)
 
     def write(self, current, data: dict):
         """Compare-and-replace ``current`` with ``data`` (``Conflict`` if someone else wrote it meanwhile)."""
+        _writable(data, current.name)
         doc = self.docs.replace(current.name, current, self.owner, data, released=current.released)
         self._prune(current.name)
         return doc

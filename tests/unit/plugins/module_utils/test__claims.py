@@ -252,11 +252,13 @@ def test_concurrent_evacuators_take_over_a_claim_once(tmp_path, round_, why):
     winners = [o for o in outcomes if o[0] == "won"]
     for generation in set(o[3] for o in outcomes):
         assert len([o for o in winners if o[3] == generation]) <= 1, outcomes
-    assert len([o for o in first_read if o[0] == "won"]) == 1
-    if why != "retry":
+    # (A winner whose generation a successor replaced before the winner's own check may report Conflict, so the
+    # first readers can end with no winner - never with two.)
+    assert winners and len([o for o in first_read if o[0] == "won"]) <= 1
+    if why != "retry":  # the winner's claim names an unchecked target: every later reader waits
         assert len(winners) == 1 and set(o[2] for o in outcomes if o[3] > claim.generation) <= {"skip"}
     current = book(store).docs.read(VM)
-    assert current.generation == claim.generation + len(winners) and current.owner.startswith("evacuator-")
+    assert current.generation > claim.generation and current.owner in ["evacuator-%d" % o[1] for o in winners]
     assert current.data["state"] == "claimed" and not current.released and current.ttl is None
     assert (current.data["target"] == "h2") == (why == "retry")
 

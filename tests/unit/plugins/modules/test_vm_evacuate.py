@@ -1265,6 +1265,24 @@ def test_a_corrupt_owed_document_is_its_hosts_error_only(cluster, shared_default
     conn.close()
 
 
+@pytest.mark.parametrize("hostile", ["listed twice", "huge group"])
+def test_a_last_record_that_would_make_an_invalid_owed_document_opens_nothing(cluster, hosts, hostile):
+    """What the owed reader would reject is never written: the host's recovery is not locked by its own document."""
+    cluster.vm("a", group="g" * 600 if hostile == "huge group" else "")
+    cluster.vm("b")
+    cluster.record("h1", ["a", "a"] if hostile == "listed twice" else ["a"])
+    cluster.record("h5", ["b"])
+    cluster.record("h2")
+    for _attempt in range(2):  # and the next run says the same: nothing was left behind
+        with pytest.raises(StoreError) as err:
+            multi(cluster, hosts.targets("h2"), factory=hosts.factory())
+        result = err.value.result
+        assert [(u["host"], u["status"]) for u in result["unreadable"]] == [("h1", "error")]
+        assert "refusing to write an owed document of h1 that would not validate" in result["unreadable"][0]["reason"]
+        assert cluster.owed("h1") is None and by_name(result)["b"]["status"] in ("started", "running")
+    assert hosts.copies("a") == [] and hosts.copies("b") == ["h2"]
+
+
 def test_check_mode_writes_nothing_even_with_work_owed(cluster, hosts):
     cluster.vm("a")
     cluster.vm("big", mem=3000)

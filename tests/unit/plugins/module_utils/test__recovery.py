@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import uuid as uuidlib
 
 import pytest
@@ -427,3 +428,51 @@ def test_a_lease_taken_over_mid_run_stops_every_further_start(store):
     started = [vm for vm in err.value.result["vms"] if vm["status"] == "started"]
     assert len(started) == 1 and sum(len(a) for a in sim.world.active.values()) == 1
     assert all(vm["error_kind"] == "lease_lost" for vm in err.value.result["vms"] if vm["status"] == "waiting")
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+
+
+def test_an_owed_vm_whose_xml_is_gone_fails_and_is_retried_never_forgotten(store):
+    sim = Simulation(store, [vm_record("g1"), vm_record("g2")], {"h2": 4096, "h3": 4096, "h4": 4096})
+    xml = os.path.join(store, "kvmha", "vms", sim.vms[0]["uuid"] + ".xml")
+    saved = open(xml, encoding="utf-8").read()
+    os.unlink(xml)
+    sim.run()
+    entry = owed.OwedBook(store, "x").read("h1").data["vms"]
+    by_name = dict((vm["name"], vm) for vm in entry)
+    assert by_name["g1"]["state"] == owed.FAILED and "no domain XML" in by_name["g1"]["last_error"]
+    assert by_name["g1"]["next_try"] and by_name["g2"]["state"] in (owed.STARTED, owed.VERIFIED)
+    with open(xml, "w", encoding="utf-8") as f:
+        f.write(saved)  # an operator restores it from a backup
+    sim.beat()
+    sim.run()
+    sim.beat()
+    sim.run()
+    assert sim.converged()
+
+
+def test_two_controllers_working_the_same_owed_set_never_start_twice(store):
+    sim = Simulation(store, [vm_record("g%d" % i) for i in range(4)], {"h2": 4096, "h3": 4096, "h4": 4096})
+    sim.run(kill_at=3)  # h1's document is open; nothing started yet
+    sim.world.killed, sim.world.kill_at = False, None
+
+    def controller(name):
+        params = dict((k, v.get("default")) for k, v in ARGUMENT_SPEC.items())
+        params.update(store_path=store, owner=name, beat_timeout=0.0, failed_hosts=[],
+                      targets=[{"host": h, "uri": "test:///%s" % h} for h in ("h2", "h3", "h4")])
+        try:
+            Evacuation(params, client_factory=lambda *a: Client(sim.world, *a), clock=lambda: sim.clock).run()
+        except KvmhaError:
+            pass  # the loser of a document write reports it; the next run sees what the winner wrote
+
+    both = [threading.Thread(target=controller, args=("ctl-%d" % i,)) for i in (1, 2)]
+    for thread in both:
+        thread.start()
+    for thread in both:
+        thread.join()
+    sim.assert_never_twice()
+    for _ in range(3):
+        sim.beat()
+        sim.run()
+    assert sim.converged()

@@ -57,6 +57,12 @@ def test_the_default_skew_allowance_is_two_seconds_either_way(clocks, offset, st
     assert judge.judge(reading(clocks, ts_offset=offset)).status == status
 
 
+def test_a_record_from_long_ago_is_as_old_as_it_is(clocks):
+    # The first read's age is the reader's time since the file's mtime (less the allowance), however long that is.
+    state = StalenessJudge(wall=clocks.wall, monotonic=clocks.monotonic).judge(reading(clocks, age=9000.0))
+    assert state.status == "stale" and state.age == pytest.approx(8998.0)
+
+
 @pytest.mark.parametrize("offset", [-10.0, 10.0, -3600.25])
 def test_the_clock_offset_is_the_writer_clock_minus_the_store_clock(clocks, offset):
     state = StalenessJudge(wall=clocks.wall, monotonic=clocks.monotonic).judge(reading(clocks, ts_offset=offset))

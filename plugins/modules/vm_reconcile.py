@@ -106,6 +106,8 @@ kept:
   description:
     - Candidates defined on the host that were B(not) removed, with the reason - no verified copy runs elsewhere, so
       this may be the only one. Not empty means the host must not be returned yet.
+    - Also the VMs its own open owed document still owes (C(before) V(absent)) - releasing the document would forget
+      them while they run nowhere verified.
   returned: always
   type: list
   elements: dict
@@ -125,7 +127,8 @@ from ansible_collections.kvmha.cluster.plugins.module_utils._deadline import cal
 from ansible_collections.kvmha.cluster.plugins.module_utils._errors import StoreError
 from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import validate_host_name
 from ansible_collections.kvmha.cluster.plugins.module_utils._libvirt import LIBVIRT_IMPORT_ERROR, LibvirtClient
-from ansible_collections.kvmha.cluster.plugins.module_utils._recovery import VERIFIED, OwedBook, latest_entries, stale_copies
+from ansible_collections.kvmha.cluster.plugins.module_utils._recovery import (
+    TERMINAL, VERIFIED, OwedBook, is_open, latest_entries, stale_copies)
 
 ARGUMENT_SPEC = merge_specs(
     STORE_SPEC,
@@ -174,14 +177,19 @@ def reconcile(params: dict, check_mode: bool, diff_mode: bool) -> dict:
             if before != "absent" and not check_mode:
                 outcome = client.remove(vm)
             removed.append(dict(outcome, uuid=vm, before=before))
+        own = documents.get(host)
+        owed_here = {} if own is None or own.released or not is_open(own.data) else dict(
+            (vm["uuid"], vm["state"]) for vm in own.data["vms"] if vm["state"] not in TERMINAL)
         for vm in keep:
             before = client.domain_state(vm["uuid"]) or "absent"
             if before != "absent":
                 kept.append(dict(vm, before=before))
+            elif vm["uuid"] in owed_here:  # no copy here, but its recovery is open: releasing it would forget the VM
+                kept.append(dict(vm, before=before, reason="it is still owed by %s (%s) and not verified running anywhere: "
+                                 "%s returns once its recovery is closed (or the VM abandoned)" % (host, owed_here[vm["uuid"]], host)))
     finally:
         client.close()
     released = False
-    own = documents.get(host)
     if params["release"] and not kept and own is not None and not own.released and not check_mode:
         call_with_deadline(book.release, params["store_timeout"], "release the owed document of %s" % host, own)
         released = True

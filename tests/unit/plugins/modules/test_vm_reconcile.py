@@ -214,3 +214,25 @@ def test_bad_input_fails_and_changes_nothing(run_module, conn, store, over, word
     assert result["failed"] is True and words in result["msg"]
     assert active(conn, vm) and not owed.OwedBook(store, "reader").read("h1").released
     cleanup(conn, vm)
+
+
+def test_an_open_recovery_keeps_its_host_fenced_even_without_copies_there(run_module, conn, store):
+    """The returning host was reinstalled (no definition left), but one of its VMs still runs nowhere verified:
+    releasing its owed document would forget that VM, so it is kept - and listed - until the recovery closes."""
+    verified, unplaced, started = define(conn, True), str(uuid.uuid4()), str(uuid.uuid4())
+    owe(store, "h1", [(verified, "verified", "h2", ["h2"]), (unplaced, "unplaced", None, []), (started, "started", "h3", ["h3"])])
+    result = run_module(vm_reconcile, args(store))
+    assert [vm["uuid"] for vm in result["vms"]] == [verified] and not defined(conn, verified)
+    kept = dict((vm["uuid"], vm) for vm in result["kept"])
+    assert sorted(kept) == sorted([unplaced, started]) and set(vm["before"] for vm in kept.values()) == {"absent"}
+    assert "still owed by h1 (unplaced) and not verified running anywhere: h1 returns once its recovery is closed" in kept[unplaced]["reason"]
+    assert "still owed by h1 (started)" in kept[started]["reason"]
+    assert result["released"] is False and owed.is_open(owed.OwedBook(store, "reader").read("h1").data)
+    # abandoned (or verified elsewhere), the recovery closes and the host returns
+    book = owed.OwedBook(store, "operator")
+    current = book.read("h1")
+    now = time.time()
+    done = [owed.transition(vm, owed.ABANDONED, now) if vm["state"] != "verified" else vm for vm in current.data["vms"]]
+    book.write(current, owed.close_if_done(dict(current.data, vms=done), now))
+    again = run_module(vm_reconcile, args(store))
+    assert again["kept"] == [] and again["released"] is True

@@ -788,7 +788,7 @@ class SlowClient(KeptClient):
     """A kept test-driver client whose first define takes a while (a slow host); runs ``hook`` meanwhile."""
 
     hook = None
-    delay = 1.2
+    delay = 0.3
 
     def define(self, xml):
         if not getattr(self, "_slowed", False):
@@ -797,9 +797,6 @@ class SlowClient(KeptClient):
             if self.hook is not None:
                 self.hook()
         return super().define(xml)
-
-
-FAST = dict(connect_timeout=0.5, call_timeout=0.5, verify_timeout=0.5, store_timeout=0.5)
 
 
 def slow_factory(hosts, hook=None):
@@ -816,7 +813,7 @@ def test_claims_of_queued_vms_do_not_expire_behind_a_slow_start(cluster, hosts):
     cluster.vm("second", 10)
     cluster.record("h1", ["first", "second"])
     cluster.record("h2")
-    result = run(cluster, hosts.targets("h2"), factory=slow_factory(hosts), **FAST)
+    result = run(cluster, hosts.targets("h2"), factory=slow_factory(hosts))
     vms = by_name(result)
     assert vms["first"]["status"] == vms["second"]["status"] == "started"
     assert vms["first"]["claim"]["generation"] == vms["second"]["claim"]["generation"] == 2  # claimed, started: no renewal
@@ -832,13 +829,13 @@ def test_another_evacuator_retrying_a_queued_vm_on_its_target_gets_one_copy(clus
     cluster.record("h2")
     docs = ClaimBook(cluster.store, "x", "h1", "h1/boot-a-h1", None).docs
 
-    def retry_elsewhere_first():
+    def retry_there_first():
         current = docs.read(second)
         assert current.data["target"] == "h2"
         docs.replace(second, current, "impatient-evacuator", dict(current.data), None)
         hosts.start("h2", "second")
 
-    evacuation = Evacuation(cluster.params(hosts.targets("h2"), **FAST), client_factory=slow_factory(hosts, retry_elsewhere_first))
+    evacuation = Evacuation(cluster.params(hosts.targets("h2")), client_factory=slow_factory(hosts, retry_there_first))
     result = evacuation.run()
     vms = by_name(result)
     assert vms["first"]["status"] == "started"

@@ -120,6 +120,13 @@ def json_depth(data: bytes) -> int:
     return deepest if deepest > 0 else 0
 
 
+def json_too_deep(data: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when the JSON text ``data`` nests deeper than ``limit``; checked before any parse of store files."""
+    if data.count(b"[") + data.count(b"{") <= limit:  # it cannot nest deeper than it opens: most records, every mark
+        return False
+    return json_depth(data) > limit
+
+
 def _require(cond: bool, reason: str) -> None:
     if not cond:
         raise InvalidRecord(reason)
@@ -171,7 +178,7 @@ def _parse_vm(index: int, vm) -> dict:
 
 def parse_record(data: bytes, expected_host: str | None = None) -> dict:
     """Validate raw heartbeat bytes and return the record as a plain dict, or raise ``InvalidRecord``."""
-    if json_depth(data) > MAX_JSON_DEPTH:
+    if json_too_deep(data):
         raise InvalidRecord("nested deeper than %d levels" % MAX_JSON_DEPTH)
     try:
         doc = json.loads(data.decode("utf-8"))

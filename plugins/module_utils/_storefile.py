@@ -46,7 +46,7 @@ import time
 import uuid as uuidlib
 
 from ._errors import StoreError
-from ._heartbeat import MAX_JSON_DEPTH, MAX_SAFE_INT, json_depth
+from ._heartbeat import MAX_JSON_DEPTH, MAX_SAFE_INT, json_too_deep
 
 FORMAT_VERSION = 1
 DEFAULT_MAX_BYTES = 64 * 1024
@@ -259,7 +259,7 @@ class DocumentStore:
             raise InvalidDocument("%s is not a valid %s document: %s" % (path, self.kind, err), name, generation) from None
 
     def _parse(self, raw: bytes, name: str, generation: int, mtime: float, path: str) -> Document:
-        if json_depth(raw) > MAX_JSON_DEPTH:  # json.loads would raise RecursionError, which no caller expects
+        if json_too_deep(raw):  # json.loads would raise RecursionError, which no caller expects
             raise ValueError("nested deeper than %d levels" % MAX_JSON_DEPTH)
         try:
             doc = json.loads(raw.decode("utf-8"))

@@ -201,3 +201,14 @@ _json_values = st.recursive(st.none() | st.booleans() | st.integers() | _tricky_
 def test_json_depth_is_exact_on_valid_json_whatever_the_strings_hold(value, ascii_only):
     """The bracket scan skips strings exactly as a parser does (escaped quotes, backslashes, brackets inside)."""
     assert _heartbeat.json_depth(json.dumps(value, ensure_ascii=ascii_only).encode()) == _depth(value)
+
+
+@pytest.mark.parametrize("text, too_deep", [
+    (nested(32), False),
+    (nested(33), True),
+    ('{"a":' * 33 + "1" + "}" * 33, True),
+    (json.dumps(["[" * 100, "{" * 100]), False),  # brackets in strings: the count says maybe, the scan says no
+    ("[" * 33, True),  # unclosed: a parser would recurse as deep before it failed
+])
+def test_json_too_deep_at_the_limit(text, too_deep):
+    assert _heartbeat.json_too_deep(text.encode()) is too_deep

@@ -337,5 +337,3 @@ class OwedBook:
             self.docs.prune(host, keep=2)
         except (StoreError, OSError):
             pass  # housekeeping only
-
-

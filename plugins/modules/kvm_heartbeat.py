@@ -28,7 +28,7 @@ description:
   - Reads the maintenance and fenced marks of the store too (see M(kvmha.cluster.host_mark)). A host in maintenance
     is never a suspect. A host marked fenced is expected to be dead and is not a suspect either; if its heartbeat is
     alive again it is listed in RV(returning), so it can be reconciled.
-  - Reads the owed recoveries of the store too (see M(kvmha.cluster.vm_evacuate)): a host with an open owed document
+  - Reads the owed recoveries of the store too (see M(kvmha.cluster.vm_evacuate)). A host with an open owed document
     is not a suspect (it was confirmed down), and RV(owed) says which documents have VMs due for work. With
     O(until_work), a watch returns at the first sample where recovery work waits - a VM due, an owed document that
     cannot be read, a fenced host back (RV(work)).

@@ -16,7 +16,7 @@ description:
   - The candidates are the VMs of the host's owed document and every VM of any owed document that was defined on
     it during a recovery (C(<store_path>/kvmha/owed/), see M(kvmha.cluster.vm_evacuate)), plus O(vms). A candidate
     is removed - destroyed if active, then undefined - B(only) when its most recent owed entry says it is
-    C(verified) running on another host. Every other candidate is kept and listed in RV(kept) with the reason: it
+    C(verified) running on another host. Every other candidate is kept and listed in RV(kept) with the reason - it
     may be the only copy of the VM, and nothing here ever destroys that.
   - The disks, the NVRAM and the VM's domain XML on the shared store are never touched.
   - With O(release), and nothing kept, the host's owed document is released (its recovery is history) so that the

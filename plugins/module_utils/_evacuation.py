@@ -34,7 +34,7 @@ from ._deadline import call_with_deadline
 from ._errors import InvalidInput, KvmhaError, LibvirtError, StoreError
 from ._heartbeat import RecordReader, store_dir, validate_host_name
 from ._libvirt import RUNNING_STATES, LibvirtClient, read_domain_xml, validate_uri
-from ._marks import FENCED, LeaseKeeper, LeaseLost, read_marks, set_mark
+from ._marks import FENCED, MAINTENANCE, LeaseKeeper, LeaseLost, read_marks, set_mark
 from ._placement import place, vm_order_key
 from ._storefile import Conflict
 
@@ -225,7 +225,12 @@ class Evacuation:
     def _open_new(self) -> None:
         """Open the owed document of every newly failed host, then mark it fenced from that document."""
         reader = RecordReader(self.store)
+        in_maintenance = self._in_maintenance() if self.failed_hosts else set()
         for host in self.failed_hosts:
+            if host in in_maintenance:
+                # Put into maintenance since it was judged: an operator took it down on purpose. Its VMs are theirs.
+                self.warnings.append("%s is in maintenance (or its mark cannot be read): its VMs are not recovered" % host)
+                continue
             try:
                 reading = self._store_call("read the heartbeat record of %s" % host, reader.read, host)
                 current = self._store_call("read the owed document of %s" % host, self.book.read, host)
@@ -394,6 +399,11 @@ class Evacuation:
                 reachable.append(target)
                 target.status = "used" if target.placeable else "searched"
         return sorted(reachable, key=lambda t: t.host)
+
+    def _in_maintenance(self) -> set:
+        """Hosts with an active (or unreadable) maintenance mark, read now: the mark may be newer than the decision."""
+        marks = self._store_call("read the maintenance marks", read_marks, self.store, MAINTENANCE)
+        return set(marks["active"]) | set(marks["invalid"])
 
     def _fenced_hosts(self) -> set:
         """Hosts whose power-off is confirmed: marked fenced, owed, or confirmed down by our caller."""

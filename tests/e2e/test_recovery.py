@@ -225,3 +225,25 @@ def test_unplaced_vm_waits_owed_then_starts_when_capacity_appears(cluster, tmp_p
     defined = cluster.lab.ssh("h1", "virsh list --all --name")[1].split()
     assert not set(guests_of(cluster, "h1")) & set(defined), "stale copies must be gone from h1 once verified elsewhere"
     assert cluster.marks_fenced() == set()
+
+
+# ------------------------------------------------------------------------------------------------ maintenance mid-run
+
+
+def test_a_host_put_into_maintenance_mid_run_is_neither_fenced_nor_recovered(cluster):
+    """Issue 14 item 1: the mark written after the watch found the suspect still wins over the decision."""
+    from ansible_collections.kvmha.cluster.plugins.module_utils import _marks  # noqa: PLC0415
+
+    before = cluster.qemu_starts()
+    proc = cluster.watchdog(watch_s=40, policy=POLICY, background=True)
+    wait_for(Cluster.watching, 60, interval=0.1, what="the watchdog to start watching")
+    cluster.lab.power("h1", "crash")
+    lease = _marks.documents(config.STORE, _marks.LEASE)
+    wait_for(lambda: (lease.read("lab") is not None and lease.read("lab").owner.startswith("watchdog/")
+                      and not lease.read("lab").released), 90, interval=0.05, what="the run to take the lease for h1")
+    _marks.set_mark(config.STORE, _marks.MAINTENANCE, "h1", "alice", {"reason": "she powered it off"}, ttl=3600)
+    run = Cluster.finish(proc)
+    assert "h1" not in run.fenced() and run.started_vms() == {}, run.explain()
+    assert owed_document("h1") is None
+    started_once(cluster, before, [])
+    _marks.clear_mark(config.STORE, _marks.MAINTENANCE, "h1", "alice")

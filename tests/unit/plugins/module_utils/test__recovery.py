@@ -476,3 +476,11 @@ def test_two_controllers_working_the_same_owed_set_never_start_twice(store):
         sim.beat()
         sim.run()
     assert sim.converged()
+
+
+def test_a_host_put_into_maintenance_after_its_decision_is_not_recovered(store):
+    sim = Simulation(store, [vm_record("g1")], {"h2": 4096, "h3": 4096, "h4": 4096})
+    _marks.set_mark(store, _marks.MAINTENANCE, "h1", "alice", {"reason": "firmware"}, ttl=3600)
+    sim.run()
+    assert owed.OwedBook(store, "x").read("h1") is None and sim.world.copies(sim.vms[0]["uuid"]) == []
+    assert _marks.read_marks(store, _marks.FENCED)["active"] == {}

@@ -286,7 +286,7 @@ def classify(target: dict, pairs: list, source: list, spans: dict, equivalents: 
         report["total"] += 1
         strict = any(definition == s or definition.startswith(s + ".") for s in target["strict"])
         report["strict_total"] += strict
-        if result is None:
+        if result is None or result["worker_outcome"] == "skipped":  # not run (yet): never counted as killed
             report["pending"] += 1
             continue
         if result["test_outcome"] != "survived":

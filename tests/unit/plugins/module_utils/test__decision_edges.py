@@ -146,6 +146,28 @@ def test_a_power_state_read_as_a_decoded_string_is_believed():
     assert (decision["rule"], decision["action"]) == ("R5", "recover")
 
 
+@pytest.mark.parametrize("overrides, rule, action", [
+    # Disks being written, the host pingable and silent for the whole grace period: R7 (alert), never R6a's fence.
+    ({"disk_activity": fresh("active"), "neighbors": {"reachable": 1, "unreachable": 0}}, "R7", "alert"),
+    # Disks being written and no ping: still R7, never R8's fence.
+    ({"disk_activity": fresh("active")}, "R7", "alert"),
+    # Pingable, silent for the grace period, idle disks, the BMC says on: R6a fences.
+    ({"bmc": {"power": fresh("on")}, "neighbors": {"reachable": 1, "unreachable": 0}}, "R6a", "fence"),
+])
+def test_the_rules_read_decoded_evidence_strings(overrides, rule, action):
+    doc = dict(dead("h1"), **overrides)
+    decision = decide([doc], {"c1": {"size": 3}}, effective_policy({}), NOW)["decisions"]["h1"]
+    assert (decision["rule"], decision["action"]) == (rule, action)
+
+
+@pytest.mark.parametrize("key", ["size", "fenced"])
+def test_a_negative_size_or_fenced_count_is_refused(key):
+    info = dict({"size": 3, "fenced": 0}, **{key: -1})
+    with pytest.raises(InvalidInput) as err:
+        decide([dead("h1")], {"c1": info}, effective_policy({}), NOW)
+    assert str(err.value) == "clusters.c1.%s must be a non-negative integer, got -1" % key
+
+
 def test_an_unknown_power_state_with_an_error_has_nothing_to_discard():
     doc = dict(dead("h1"), bmc={"power": "unknown", "error": "timeout"})
     decision = decide([doc], {"c1": {"size": 3}}, effective_policy({}), NOW)["decisions"]["h1"]

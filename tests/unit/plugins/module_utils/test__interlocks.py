@@ -183,6 +183,8 @@ def dead(**overrides):
 def test_interlock_examples(action, overrides, policy, refusals):
     why = interlock_violations(Facts(dead(**overrides), NOW), action, effective_policy(policy))
     assert set(why) == refusals
+    # The same for an action name that is an equal string but another object (decoded, built): == not is.
+    assert interlock_violations(Facts(dead(**overrides), NOW), "".join(list(action)), effective_policy(policy)) == why
 
 
 def test_reasons_come_in_a_stable_order():

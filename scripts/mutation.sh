@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Mutation testing of the safety core (docs/TESTING.md): `make mutation`, or `scripts/mutation.sh [--worktree] [--quick]
+# Mutation testing of the safety core (docs/TESTING.md): `make mutation`, or `scripts/mutation.sh [--worktree | --commit REV] [--quick]
 # [target...]` with the targets of tests/mutation/targets.ini. Not a test stage: a full run takes about an hour
 # on two cores (each mutant runs its file's tests); --quick mutates only the strict functions (interlocks,
 # storm guard). The mutants are made in a private copy of the last commit (with --worktree first: of the files as
@@ -27,6 +27,9 @@ trap 'rm -rf "$SOURCE"' EXIT
 if [ "${1:-}" = --worktree ]; then
     shift
     git ls-files -z -co --exclude-standard | tar --null -T - -cf - | tar -C "$SOURCE" -xf -
+elif [ "${1:-}" = --commit ]; then  # a given commit: a long run that others' commits must not invalidate
+    git archive "$2" | tar -C "$SOURCE" -xf -
+    shift 2
 else
     git archive HEAD | tar -C "$SOURCE" -xf -
 fi

@@ -51,6 +51,7 @@ def load_targets(names, quick: bool) -> list:
         section = parser[name]
         target = {
             "name": name,
+            "section": name,  # equivalent.txt names the section, whichever run (full or quick) met the mutant
             "file": section["file"],
             "scope": section.get("scope", "").split(),
             "strict": section.get("strict", "").split(),
@@ -294,7 +295,7 @@ def classify(target: dict, pairs: list, source: list, spans: dict, equivalents: 
             report["strict_killed"] += strict
             continue
         text = source[line - 1].strip()
-        key = (target["name"], definition, mutation["operator_name"], column, text)
+        key = (target["section"], definition, mutation["operator_name"], column, text)
         entry = {"definition": definition, "line": line, "column": column, "operator": mutation["operator_name"],
                  "source": text, "diff": result.get("diff") or "", "strict": strict}
         if key in equivalents:

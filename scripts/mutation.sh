@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Mutation testing of the safety core (docs/TESTING.md): `make mutation`, or `scripts/mutation.sh [--worktree | --commit REV] [--quick]
-# [target...]` with the targets of tests/mutation/targets.ini. Not a test stage: a full run takes about an hour
-# on two cores (each mutant runs its file's tests); --quick mutates only the strict functions (interlocks,
-# storm guard). The mutants are made in a private copy of the last commit (with --worktree first: of the files as
+# Mutation testing of the safety core (docs/TESTING.md): `make mutation`, or
+#   scripts/mutation.sh [--worktree | --commit REV] [--quick] [--jobs N] [--resume | --survivors] [target...]
+# with the targets of tests/mutation/targets.ini. Not a test stage: a full run takes an hour or more on two cores
+# (each mutant runs its file's tests); --quick mutates only the strict functions (interlocks, storm guard). The
+# mutants are made in private copies of the last commit (of REV with --commit; with --worktree, of the files as
 # they are now, tracked and untracked), never in the working tree others edit. Report: .cache/mutation/report.md.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)

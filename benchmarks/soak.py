@@ -93,7 +93,7 @@ def interrupted(cluster, host, how):
         cluster.lab.power(claimed[0][2], "crash")
         runs = [Cluster.finish(proc)]
     since = time.monotonic()
-    for _ in range(ARGS.converge_runs):
+    for _attempt in range(ARGS.converge_runs):
         runs.append(cluster.watchdog(watch_s=5, policy=POLICY))
         doubles = [g for g, hosts in cluster.qemu_copies().items() if len(hosts) > 1]  # never heal by themselves
         if set(cluster.qemu_copies()) == set(cluster.guest_homes) or doubles:

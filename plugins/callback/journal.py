@@ -420,9 +420,9 @@ class CallbackModule(CallbackBase):
             return "%s: %s -> %s, action %s [%s]: %s" % (event["ts"], host, event.get("verdict"), event.get("action"),
                                                          event.get("rule"), "; ".join(event.get("reasons", [])))
         if kind == "vm_transition":
-            return "%s: %s %s -> %s%s%s" % (event["ts"], event.get("vm"), event.get("previous"), event.get("state"),
-                                           " on " + event["target"] if event.get("target") else "",
-                                           " (%s)" % event["reason"] if event.get("reason") else "")
+            where = " on " + event["target"] if event.get("target") else ""
+            why = " (%s)" % event["reason"] if event.get("reason") else ""
+            return "%s: %s %s -> %s%s%s" % (event["ts"], event.get("vm"), event.get("previous"), event.get("state"), where, why)
         if kind.startswith("vm_"):
             return "%s: %s %s %s%s" % (event["ts"], event.get("vm"), kind[3:], "on " + event["target"] if event.get("target") else "",
                                        " (%s)" % event["reason"] if event.get("reason") else "")

@@ -76,7 +76,7 @@ def kill(proc):
 def converge(cluster, homes_down=(), watch_s=5, runs=MAX_RUNS):
     """Run the watchdog until every guest runs exactly once (or ``runs`` runs); returns the runs."""
     done = []
-    for _ in range(runs):
+    for _attempt in range(runs):
         done.append(cluster.watchdog(watch_s=watch_s, policy=POLICY))
         copies = cluster.qemu_copies()
         if all(len(hosts) == 1 for hosts in copies.values()) and set(copies) == set(cluster.guest_homes):

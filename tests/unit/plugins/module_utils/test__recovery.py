@@ -333,7 +333,7 @@ def test_random_deaths_never_run_a_vm_twice_and_always_converge(store, count, ro
         sim.run(kill_at=kill_at, die_at=die_at, fence=fence)
     # Then the faults stop: room everywhere, every writer beats, runs go on. Every owed VM must end running once.
     sim.room.update({"h2": 4096, "h3": 4096, "h4": 4096})
-    for _ in range(6):
+    for _attempt in range(6):
         sim.beat()
         sim.run()
         sim.beat()
@@ -416,9 +416,9 @@ def test_a_lease_taken_over_mid_run_stops_every_further_start(store):
         current = _marks.documents(store, _marks.LEASE).read("c")
         _marks.documents(store, _marks.LEASE).replace("c", current, "other-run", {}, 30.0)
 
-    sim.world.die_at = None
     original = sim.world.tick
-    def tick():  # noqa: E306 - the first define is the last step of the slow run
+
+    def tick():  # the first define is the last step the slow run does with its lease
         original()
         if sim.world.ticks == 4:
             take_over()
@@ -472,7 +472,7 @@ def test_two_controllers_working_the_same_owed_set_never_start_twice(store):
     for thread in both:
         thread.join()
     sim.assert_never_twice()
-    for _ in range(3):
+    for _attempt in range(3):
         sim.beat()
         sim.run()
     assert sim.converged()

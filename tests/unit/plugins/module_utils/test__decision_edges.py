@@ -147,6 +147,8 @@ def test_a_power_state_read_as_a_decoded_string_is_believed():
 
 
 @pytest.mark.parametrize("overrides, rule, action", [
+    # The BMC says off while the disks are being written: a conflict (R5a), never R5's recovery.
+    ({"bmc": {"power": "off"}, "disk_activity": fresh("active")}, "R5a", "alert"),
     # Disks being written, the host pingable and silent for the whole grace period: R7 (alert), never R6a's fence.
     ({"disk_activity": fresh("active"), "neighbors": {"reachable": 1, "unreachable": 0}}, "R7", "alert"),
     # Disks being written and no ping: still R7, never R8's fence.
@@ -169,7 +171,7 @@ def test_a_negative_size_or_fenced_count_is_refused(key):
 
 
 def test_an_unknown_power_state_with_an_error_has_nothing_to_discard():
-    doc = dict(dead("h1"), bmc={"power": "unknown", "error": "timeout"})
+    doc = dict(dead("h1"), bmc={"power": fresh("unknown"), "error": "timeout"})
     decision = decide([doc], {"c1": {"size": 3}}, effective_policy({}), NOW)["decisions"]["h1"]
     assert decision["rule"] == "R10" and not any("status probe failed" in r for r in decision["reasons"])
     discarded = dict(dead("h1"), bmc={"power": "off", "error": "timeout"})
@@ -188,6 +190,46 @@ def test_a_custom_rule_can_never_make_a_decision_bolder_even_unvalidated():
     for bold in ("fence", "recover", "remediate", fresh("fence")):
         with pytest.raises(AssertionError):
             overrule(decision, "V", bold, "custom:x", "why")
+    with pytest.raises(AssertionError):  # a "smaller" bold action is no less bold
+        overrule(dict(decision, action="recover"), "V", "fence", "custom:x", "why")
     fencing = dict(decision, action="fence")
     for kept in ("fence", fresh("fence"), "alert", "none"):
         assert overrule(fencing, "V", kept, "custom:x", "why")["action"] == kept
+
+
+def test_a_trusted_self_fence_is_read_from_a_decoded_unknown_power_state():
+    doc = dict(dead("h1"), bmc={"power": fresh("unknown")},
+               heartbeat={"status": "stale", "age": 90.0, "self_fence": {"armed": True, "deadline_s": 60.0}})
+    decision = decide([doc], {"c1": {"size": 3}}, effective_policy({"trust_self_fence": True}), NOW)["decisions"]["h1"]
+    assert (decision["rule"], decision["action"]) == ("R9", "recover")
+
+
+def test_a_self_fence_that_does_not_say_it_is_armed_is_not():
+    doc = dict(dead("h1"), bmc={"power": "unknown"},
+               heartbeat={"status": "stale", "age": 900.0, "self_fence": {"deadline_s": 60.0}})
+    decision = decide([doc], {"c1": {"size": 3}}, effective_policy({"trust_self_fence": True}), NOW)["decisions"]["h1"]
+    assert (decision["rule"], decision["action"]) == ("R10", "alert")
+
+
+def test_a_decision_outside_any_storm_says_so():
+    decision = decide([dead("h1")], {"c1": {"size": 3}}, effective_policy({}), NOW)["decisions"]["h1"]
+    assert decision["action"] == "fence" and decision["storm_guard"] is False
+
+
+def test_the_storm_guard_takes_decisions_built_anywhere():
+    """apply_storm_guard is given decisions as dicts: their action and cluster may be decoded strings."""
+    decisions = [{"host": h, "cluster": fresh("c1"), "action": fresh("fence"), "reasons": []} for h in ("h1", "h2")]
+    guarded = _decision.apply_storm_guard(decisions, {"c1": {"size": 3, "fenced": 0}}, effective_policy({}))
+    assert guarded == {"c1": True} and [d["action"] for d in decisions] == ["alert", "alert"]
+
+
+def test_messages_name_what_is_wrong():
+    with pytest.raises(InvalidInput) as err:
+        decide([dead("h1"), dead("h1")], {"c1": {"size": 3}}, effective_policy({}), NOW)
+    assert str(err.value) == "evidence lists host(s) more than once: h1"
+    with pytest.raises(InvalidInput) as err:
+        decide([dead("h1", "c9")], {"c1": {"size": 3}}, effective_policy({}), NOW)
+    assert str(err.value) == "cluster 'c9' of the evidence is missing from clusters (its size is needed for the storm guard)"
+    rules = [{"id": "rack-r7", "when": "`true`", "action": "alert"}]
+    decision = decide([dead("h1")], {"c1": {"size": 3}}, effective_policy({"rules": rules}), NOW)["decisions"]["h1"]
+    assert decision["reasons"][-1] == "custom rule 'rack-r7' matched"

@@ -166,6 +166,9 @@ def dead(**overrides):
     ("recover", {"neighbors": {"reachable": 1}}, {}, {PING_UP}),
     ("recover", {"disk_activity": "active"}, {}, {DISKS}),
     ("recover", {"disk_activity": "unknown"}, {}, set()),
+    ("recover", {"disk_activity": "".join(["act", "ive"])}, {}, {DISKS}),  # decoded: an equal string, another object
+    # A self-fence is no proof while the disks are being written.
+    ("recover", {"disk_activity": "active", "bmc": {"power": "unknown"}}, {"trust_self_fence": True}, {NOT_OFF, DISKS}),
     ("recover", {"heartbeat": {"status": "clock_skew"}}, {}, {HB_ALIVE}),
     ("fence", {"heartbeat": {"status": "fresh"}}, {}, {HB_ALIVE}),
     ("fence", {"mgmt": {"reachable": True}}, {}, {MGMT_UP}),

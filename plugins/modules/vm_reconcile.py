@@ -58,6 +58,23 @@ options:
     description: Release the host's owed document when nothing was kept.
     type: bool
     default: true
+  start_kept:
+    description:
+      - Start here the kept copies of VMs that run nowhere (owed, C(unplaced) or C(failed), defined on this host) -
+        an operator's explicit choice to get them back on the returning host instead of waiting. Each is claimed on
+        the store first (the claim that keeps two evacuators from starting one VM twice), started, verified running,
+        and its owed entry becomes C(started) here. A VM whose entry names another target (C(claimed), C(started))
+        may run there and is never started here.
+    type: bool
+    default: false
+  owner:
+    description: Who starts kept copies (O(start_kept)), recorded in their claims.
+    type: str
+    default: reconcile
+  verify_timeout:
+    description: Seconds to wait for a copy started with O(start_kept) to be seen running.
+    type: float
+    default: 15
   connect_timeout:
     description: Deadline in seconds of the libvirt connection.
     type: float
@@ -113,6 +130,12 @@ kept:
   elements: dict
   sample: [{uuid: 0b5f6c1e-0d5a-4f7e-8d0c-5d1a2b3c4d5e, name: db1, before: shutoff,
             reason: "it is still owed by h1 (unplaced) and has no verified copy elsewhere: this may be its only copy"}]
+started:
+  description: UUIDs of kept copies started on this host (O(start_kept)); they are no longer in RV(kept).
+  returned: always
+  type: list
+  elements: str
+  sample: [0b5f6c1e-0d5a-4f7e-8d0c-5d1a2b3c4d5e]
 released:
   description: Whether the host's owed document was released.
   returned: always
@@ -120,15 +143,19 @@ released:
   sample: true
 """
 
+import time
+
 from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import STORE_SPEC, merge_specs
-from ansible_collections.kvmha.cluster.plugins.module_utils._claims import normalise_uuid
+from ansible_collections.kvmha.cluster.plugins.module_utils._claims import ClaimBook, normalise_uuid
 from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule
 from ansible_collections.kvmha.cluster.plugins.module_utils._deadline import call_with_deadline
 from ansible_collections.kvmha.cluster.plugins.module_utils._errors import StoreError
 from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import validate_host_name
-from ansible_collections.kvmha.cluster.plugins.module_utils._libvirt import LIBVIRT_IMPORT_ERROR, LibvirtClient
+from ansible_collections.kvmha.cluster.plugins.module_utils._libvirt import LIBVIRT_IMPORT_ERROR, RUNNING_STATES, LibvirtClient
+from ansible_collections.kvmha.cluster.plugins.module_utils._marks import FENCED, read_marks
 from ansible_collections.kvmha.cluster.plugins.module_utils._recovery import (
-    TERMINAL, VERIFIED, OwedBook, is_open, latest_entries, stale_copies)
+    FAILED, OWED, STARTED, TERMINAL, UNPLACED, VERIFIED, OwedBook, add_copy, is_open, latest_entries, stale_copies, transition)
+from ansible_collections.kvmha.cluster.plugins.module_utils._storefile import Conflict
 
 ARGUMENT_SPEC = merge_specs(
     STORE_SPEC,
@@ -137,6 +164,9 @@ ARGUMENT_SPEC = merge_specs(
         "host": {"type": "str", "required": True},
         "vms": {"type": "list", "elements": "str", "default": []},
         "release": {"type": "bool", "default": True},
+        "start_kept": {"type": "bool", "default": False},
+        "owner": {"type": "str", "default": "reconcile"},
+        "verify_timeout": {"type": "float", "default": 15},
         "connect_timeout": {"type": "float", "default": 10},
         "call_timeout": {"type": "float", "default": 10},
         "store_timeout": {"type": "float", "default": 10},
@@ -152,6 +182,49 @@ def _owed(params: dict, host: str) -> tuple:
         raise StoreError("owed documents cannot be read, so no copy can be proven stale: %s"
                          % "; ".join("%s: %s" % item for item in sorted(invalid.items())), result={"vms": [], "kept": [], "released": False})
     return book, documents
+
+
+def _start_kept(params: dict, client, book, documents: dict, host: str, kept: list) -> list:
+    """Start here the kept copies of VMs that run nowhere: claim, start, verify, record. Returns their UUIDs."""
+    def store(what, func, *args):
+        return call_with_deadline(func, params["store_timeout"], what, *args)
+
+    latest = latest_entries(dict((h, d.data) for h, d in documents.items()))
+    fenced = set(store("read the fenced marks", read_marks, params["store_path"], FENCED)["active"])
+    started = []
+    for vm in kept:
+        owner_host, entry = latest.get(vm["uuid"], (None, None))
+        if entry is None or entry["state"] not in (OWED, UNPLACED, FAILED) or vm["before"] == "absent":
+            continue  # claimed or started elsewhere may run there; no copy here to start
+        doc = documents[owner_host]
+        claims = ClaimBook(params["store_path"], params["owner"], owner_host, doc.data["incident"], None)
+        decision = store("read the claim of %s" % vm["name"], claims.inspect, vm["uuid"], [host], fenced)
+        if not decision.may_claim:
+            vm["reason"] = "not started here: %s" % decision.reason
+            continue
+        try:
+            claim = store("claim %s" % vm["name"], claims.acquire, vm["uuid"], entry["name"], host, decision)
+        except Conflict as err:
+            vm["reason"] = "not started here: claimed meanwhile (%s)" % err
+            continue
+        if vm["before"] not in RUNNING_STATES:  # one that runs here already (started by hand) is only recorded
+            client.start(vm["uuid"])
+        if client.wait_running(vm["uuid"], params["verify_timeout"]) not in RUNNING_STATES:
+            store("release the claim of %s" % vm["name"], claims.mark_failed, claim, "started on %s, but it does not run" % host)
+            vm["reason"] = "started here, but it does not run"
+            continue
+        store("mark the claim of %s started" % vm["name"], claims.mark_started, claim, host)
+        started.append(vm["uuid"])
+        documents[owner_host] = store("record the start of %s" % vm["name"], _record_started, book, owner_host, vm["uuid"], host)
+    return started
+
+
+def _record_started(book, owner_host: str, vm_uuid: str, host: str):
+    """The VM's owed entry: started on ``host``. Returns the document as written."""
+    doc = book.read(owner_host)
+    entries = [add_copy(transition(e, STARTED, time.time(), target=host), host) if e["uuid"] == vm_uuid else e
+               for e in doc.data["vms"]]
+    return book.write(doc, dict(doc.data, vms=entries))
 
 
 def reconcile(params: dict, check_mode: bool, diff_mode: bool) -> dict:
@@ -181,19 +254,26 @@ def reconcile(params: dict, check_mode: bool, diff_mode: bool) -> dict:
         owed_here = {} if own is None or own.released or not is_open(own.data) else dict(
             (vm["uuid"], vm["state"]) for vm in own.data["vms"] if vm["state"] not in TERMINAL)
         for vm in keep:
+            entry = latest.get(vm["uuid"], (None, None))[1]
+            if entry is not None and entry["target"] == host and entry["state"] in (STARTED, VERIFIED):
+                continue  # it was started here (start_kept): this host's own VM now, not a copy to keep it from returning
             before = client.domain_state(vm["uuid"]) or "absent"
             if before != "absent":
                 kept.append(dict(vm, before=before))
             elif vm["uuid"] in owed_here:  # no copy here, but its recovery is open: releasing it would forget the VM
                 kept.append(dict(vm, before=before, reason="it is still owed by %s (%s) and not verified running anywhere: "
                                  "%s returns once its recovery is closed (or the VM abandoned)" % (host, owed_here[vm["uuid"]], host)))
+        started = _start_kept(params, client, book, documents, host, kept) if params["start_kept"] and not check_mode else []
+        kept = [vm for vm in kept if vm["uuid"] not in started]
     finally:
         client.close()
     released = False
+    own = documents.get(host)  # as written by any start above
     if params["release"] and not kept and own is not None and not own.released and not check_mode:
         call_with_deadline(book.release, params["store_timeout"], "release the owed document of %s" % host, own)
         released = True
-    result = {"changed": any(r["undefined"] for r in removed) or released, "vms": removed, "kept": kept, "released": released}
+    result = {"changed": any(r["undefined"] for r in removed) or released or bool(started), "vms": removed, "kept": kept,
+              "started": started, "released": released}
     if diff_mode:
         result["diff"] = {"before": {r["uuid"]: r["before"] for r in removed}, "after": {r["uuid"]: "absent" for r in removed}}
     return result

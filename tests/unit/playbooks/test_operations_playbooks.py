@@ -281,3 +281,17 @@ def test_fence_readiness_passes_when_every_path_works(tmp_path, bmcs):
     prom = (tmp_path / "metrics" / "kvmha-fence-readiness-lab.prom").read_text()
     assert 'kvmha_fence_ready{cluster="lab",host="h1",reason="ok"} 1' in prom
     assert 'kvmha_fence_readiness_bmc_seconds{cluster="lab",host="h2"}' in prom
+
+
+def test_unfence_with_start_owed_starts_the_only_copy_on_the_returning_host(tmp_path, bmcs):
+    hosts_site = Site(tmp_path, {"h1": bmc(bmcs["on1"]), "h2": {}})
+    _marks.set_mark(str(hosts_site.store), "fenced", "h1", "watchdog/1", {"verdict": "SUSPECT", "vms": [TEST_DOMAIN]})
+    owe(hosts_site.store, "h1", _recovery.UNPLACED)
+    with heartbeat(hosts_site.store, "h1"):
+        done = hosts_site.run("unfence", kvmha_unfence_hosts="h1", kvmha_unfence_verify_ssh=False, kvmha_unfence_poll_s=1,
+                              kvmha_unfence_start_owed=True)
+    assert done.returncode == 0, done.output
+    assert "Started here (they ran nowhere else): %s" % TEST_DOMAIN in done.output and "Fenced mark: cleared" in done.output
+    assert hosts_site.marks("fenced")["active"] == {}
+    entry = _recovery.OwedBook(str(hosts_site.store), "r").read("h1").data["vms"][0]
+    assert entry["state"] == _recovery.STARTED and entry["target"] == "h1"

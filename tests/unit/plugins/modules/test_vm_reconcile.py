@@ -14,6 +14,8 @@ import uuid
 import pytest
 
 from ansible_collections.kvmha.cluster.plugins.module_utils import _recovery as owed
+from ansible_collections.kvmha.cluster.plugins.module_utils._claims import claims_dir
+from ansible_collections.kvmha.cluster.plugins.module_utils._storefile import DocumentStore
 from ansible_collections.kvmha.cluster.plugins.modules import vm_reconcile
 
 libvirt = pytest.importorskip("libvirt")
@@ -151,11 +153,12 @@ def test_the_most_recent_entry_decides(run_module, conn, store):
     cleanup(conn, vm)
 
 
-def test_a_vm_verified_on_the_returning_host_itself_is_kept(run_module, conn, store):
+def test_a_vm_verified_on_the_returning_host_itself_is_left_alone(run_module, conn, store):
+    """Not a stale copy (the host's own VM) and no reason to keep the host fenced."""
     vm = define(conn, True)
     owe(store, "h5", [(vm, "verified", "h1", ["h1"])])
     result = run_module(vm_reconcile, args(store))
-    assert result["vms"] == [] and "verified running on h1 itself" in result["kept"][0]["reason"]
+    assert result["vms"] == [] and result["kept"] == []
     assert active(conn, vm)
     cleanup(conn, vm)
 
@@ -236,3 +239,32 @@ def test_an_open_recovery_keeps_its_host_fenced_even_without_copies_there(run_mo
     book.write(current, owed.close_if_done(dict(current.data, vms=done), now))
     again = run_module(vm_reconcile, args(store))
     assert again["kept"] == [] and again["released"] is True
+
+
+def test_start_kept_starts_the_only_copies_here_and_returns_the_host(run_module, conn, store):
+    """The unfence flag: a VM that runs nowhere is started on the returning host, claimed first; never a VM that
+    may run elsewhere (its entry names another target)."""
+    lonely, elsewhere = define(conn, False), define(conn, False)
+    owe(store, "h1", [(lonely, "unplaced", None, []), (elsewhere, "claimed", "h2", ["h2"])])
+    try:
+        result = run_module(vm_reconcile, args(store, start_kept=True, owner="unfence/jdoe"))
+        assert result["started"] == [lonely] and active(conn, lonely) and not active(conn, elsewhere)
+        assert [vm["uuid"] for vm in result["kept"]] == [elsewhere] and result["released"] is False
+        entry = dict((vm["uuid"], vm) for vm in owed.OwedBook(store, "r").read("h1").data["vms"])[lonely]
+        assert entry["state"] == "started" and entry["target"] == "h1" and "h1" in entry["copies"]
+        claim = DocumentStore(claims_dir(store), "claim").read(lonely)
+        assert claim.data["state"] == "started" and claim.data["target"] == "h1" and claim.owner == "unfence/jdoe"
+        again = run_module(vm_reconcile, args(store, start_kept=True))
+        assert again["started"] == [] and [vm["uuid"] for vm in again["kept"]] == [elsewhere]
+    finally:
+        cleanup(conn, lonely, elsewhere)
+
+
+def test_without_start_kept_nothing_is_started(run_module, conn, store):
+    lonely = define(conn, False)
+    owe(store, "h1", [(lonely, "unplaced", None, [])])
+    try:
+        result = run_module(vm_reconcile, args(store))
+        assert result["started"] == [] and not active(conn, lonely) and [vm["uuid"] for vm in result["kept"]] == [lonely]
+    finally:
+        cleanup(conn, lonely)

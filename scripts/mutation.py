@@ -226,7 +226,9 @@ def shard(session: str, jobs: int) -> list:
         path = "%s.shard%d" % (session, index)
         shutil.copyfile(session, path)
         with use_db(path, WorkDB.Mode.open) as db:
-            others = [item.job_id for n, item in enumerate(db.pending_work_items) if n % jobs != index]
+            # cosmic-ray lists pending items in random order: sort them, or the shares would overlap and leave gaps.
+            pending = sorted(item.job_id for item in db.pending_work_items)
+            others = [job_id for n, job_id in enumerate(pending) if n % jobs != index]
             if others:
                 db.set_multiple_results(others, WorkResult(output=SHARD, worker_outcome=WorkerOutcome.SKIPPED))
         shards.append(path)

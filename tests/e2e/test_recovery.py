@@ -178,7 +178,7 @@ KILL_POINTS = {
 def test_controller_killed_mid_recovery_loses_nothing(cluster, point):
     before = cluster.qemu_starts()
     moment, what = KILL_POINTS[point]
-    proc, _ = crash_h1_and_wait(cluster, lambda: moment(cluster), what)
+    proc, _moment = crash_h1_and_wait(cluster, lambda: moment(cluster), what)
     killed_at = time.time()
     kill(proc)
     left = owed_document("h1")

@@ -59,7 +59,7 @@ def test_stopped_record_from_built_record_keeps_manifest_and_advances_seq():
     assert parsed["state"] == "stopped" and parsed["seq"] == 8 and parsed["vms"] == [VM]
 
 
-@given(seq=st.integers(min_value=0, max_value=2**53), mem=st.integers(-10**6, 10**7), vcpus=st.integers(-64, 4096),
+@given(seq=st.integers(min_value=0, max_value=hb.MAX_SAFE_INT), mem=st.integers(-10**6, 10**7), vcpus=st.integers(-64, 4096),
        age=st.one_of(st.none(), st.floats(min_value=0, max_value=1e9)))
 def test_built_records_always_parse(seq, mem, vcpus, age):
     record = _build(seq=seq, capacity={"mem_free_mib": mem, "vcpus_free": vcpus},

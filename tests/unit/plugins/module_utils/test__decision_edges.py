@@ -44,6 +44,11 @@ def test_the_cluster_size_check_counts_hosts_whose_cluster_names_are_equal_strin
         decide([dead("h1", fresh("c1")), dead("h2", fresh("c1"))], {"c1": {"size": 1}}, effective_policy({}), NOW)
 
 
+def test_the_size_check_counts_each_cluster_s_own_hosts():
+    result = decide([dead("a1", "a"), dead("b1", "b")], {"a": {"size": 1}, "b": {"size": 1}}, effective_policy({}), NOW)
+    assert sorted(result["decisions"]) == ["a1", "b1"]
+
+
 def test_actions_are_grouped_whatever_string_object_a_custom_rule_gave():
     rules = json.loads('[{"id": "quiet", "when": "`true`", "action": "alert"}]')  # as from an inventory
     result = decide([dead("h1")], {"c1": {"size": 3}}, effective_policy({"rules": rules}), NOW)
@@ -76,6 +81,7 @@ def test_fence_budget_rounds_a_ratio_that_floats_just_below_a_whole_number():
     ("x" * 78, repr("x" * 78)),  # 80 characters with its quotes: shown whole
     ("x" * 79, repr("x" * 79)[:77] + "..."),
     ("ok", "'ok'"),
+    (5, "5"),  # a small integer is shown as itself
 ])
 def test_values_in_messages_are_shown_bounded(value, shown):
     assert _decision._shown(value) == shown  # pylint: disable=protected-access

@@ -153,8 +153,9 @@ def test_a_power_state_read_as_a_decoded_string_is_believed():
 
 
 @pytest.mark.parametrize("overrides, rule, action", [
-    # The BMC says off while the disks are being written: a conflict (R5a), never R5's recovery.
+    # The BMC says off while the disks are being written or the host pings: a conflict (R5a), never R5's recovery.
     ({"bmc": {"power": "off"}, "disk_activity": fresh("active")}, "R5a", "alert"),
+    ({"bmc": {"power": fresh("off")}, "neighbors": {"reachable": 1, "unreachable": 0}}, "R5a", "alert"),
     # Disks being written, the host pingable and silent for the whole grace period: R7 (alert), never R6a's fence.
     ({"disk_activity": fresh("active"), "neighbors": {"reachable": 1, "unreachable": 0}}, "R7", "alert"),
     # Disks being written and no ping: still R7, never R8's fence.
@@ -208,6 +209,12 @@ def test_a_trusted_self_fence_is_read_from_a_decoded_unknown_power_state():
                heartbeat={"status": "stale", "age": 90.0, "self_fence": {"armed": True, "deadline_s": 60.0}})
     decision = decide([doc], {"c1": {"size": 3}}, effective_policy({"trust_self_fence": True}), NOW)["decisions"]["h1"]
     assert (decision["rule"], decision["action"]) == ("R9", "recover")
+
+
+def test_fence_isolated_reads_a_decoded_power_state():
+    doc = dict(dead("h1"), disk_activity="active", bmc={"power": fresh("on")})
+    decision = decide([doc], {"c1": {"size": 3}}, effective_policy({"fence_isolated": True}), NOW)["decisions"]["h1"]
+    assert (decision["rule"], decision["action"]) == ("R7", "fence")
 
 
 def test_a_self_fence_that_does_not_say_it_is_armed_is_not():

@@ -169,6 +169,8 @@ def dead(**overrides):
     ("recover", {"disk_activity": "".join(["act", "ive"])}, {}, {DISKS}),  # decoded: an equal string, another object
     # A self-fence is no proof while the disks are being written.
     ("recover", {"disk_activity": "active", "bmc": {"power": "unknown"}}, {"trust_self_fence": True}, {NOT_OFF, DISKS}),
+    ("recover", {"disk_activity": "".join(["act", "ive"]), "bmc": {"power": "unknown"}}, {"trust_self_fence": True},
+     {NOT_OFF, DISKS}),
     ("recover", {"heartbeat": {"status": "clock_skew"}}, {}, {HB_ALIVE}),
     ("fence", {"heartbeat": {"status": "fresh"}}, {}, {HB_ALIVE}),
     ("fence", {"mgmt": {"reachable": True}}, {}, {MGMT_UP}),

@@ -215,6 +215,10 @@ def crash(cluster, *hosts):
 def test_18_two_of_five_hang_both_are_fenced_and_placed_by_priority(cluster):
     cluster.lab.guest_set("g1", priority=90)
     cluster.lab.guest_set("g3", priority=80)
+    # The last records are what recovery plans from: crash only once the writers report the new priorities.
+    wait_for(lambda: {vm["name"]: vm["priority"] for h in ("h1", "h2") for vm in cluster.records(h)}.get("g3") == 80
+             and {vm["name"]: vm["priority"] for vm in cluster.records("h1")}.get("g1") == 90, 30,
+             what="the writers to report the priorities")
     starts = cluster.qemu_starts()
     run = cluster.during_watch(lambda: crash(cluster, "h1", "h2"))
     assert run.rc == 0, run.explain()

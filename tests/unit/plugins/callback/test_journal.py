@@ -7,10 +7,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-from ansible_collections.kvmha.cluster.plugins.callback import journal
-
 
 class FakeHost:
     def __init__(self, name):
@@ -39,15 +35,6 @@ class FakeStats:
     @staticmethod
     def summarize(host):
         return {"failures": 0}
-
-
-@pytest.fixture
-def callback(tmp_path):
-    cb = journal.CallbackModule()
-    cb.journal_dir = str(tmp_path)
-    cb.metrics_file = str(tmp_path / "kvmha.prom")
-    cb.live = False
-    return cb
 
 
 def heartbeat_result(**overrides):

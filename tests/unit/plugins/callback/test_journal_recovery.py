@@ -8,21 +8,9 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from test_journal import FakeResult, FakeStats, events, heartbeat_result
 
-from ansible_collections.kvmha.cluster.plugins.callback import journal
-
 STATES = {"owed": 0, "claimed": 0, "started": 0, "verified": 0, "unplaced": 0, "failed": 0, "abandoned": 0, "moved": 0}
-
-
-@pytest.fixture
-def callback(tmp_path):
-    cb = journal.CallbackModule()
-    cb.journal_dir = str(tmp_path)
-    cb.metrics_file = str(tmp_path / "kvmha.prom")
-    cb.live = False
-    return cb
 
 
 def evacuation(owed, transitions=(), vms=(), interrupted=(), opened=(), attempts=0):

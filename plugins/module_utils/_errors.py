@@ -4,87 +4,292 @@
 #
 # This module_utils is PRIVATE: only the kvmha.cluster collection may use it, and it may change at any time.
 # It is plain standard-library Python, so the heartbeat writer can ship it to hypervisors unchanged.
-"""The collection's exception hierarchy.
+"""The collection's error vocabulary: one closed set of error kinds, and the exception classes that carry them.
 
-Backends raise these; modules turn them into ``fail_json`` in exactly one place (``_common.KvmhaModule.run``).
-``kind`` is a short machine-readable classification that playbooks can branch on; ``result`` carries partial
-results that belong in the failure (e.g. the power state read before a fence timed out).
+Backends raise these; modules turn them into ``fail_json`` in exactly one place (``_common.KvmhaModule.run``),
+with the error's kind as ``error_kind``. ``result`` carries partial results that belong in the failure (e.g. the
+power state read before a fence timed out).
+
+- ``ErrorKind`` is the closed set: every ``error_kind`` a module returns, and every ``vms[].error_kind`` of
+  vm_evacuate, is one of its values. ``MEANINGS`` says what each one means; the modules' RETURN docs are tested
+  against it (tests/unit/plugins/test_error_kinds.py).
+- Each exception class has exactly one kind, its ``kind`` attribute (``KIND_OF`` lists the mapping). A class never
+  carries another class's kind: a bad argument is ``InvalidInput`` wherever it is found, never a ``StoreError`` with
+  an ``invalid_input`` label. The one exception to "kind follows class" is wrapping: an error raised *because of*
+  another one may keep its cause's kind (``kind=cause.kind``), and that kind must still be an ``ErrorKind``.
 """
 
 from __future__ import annotations
+
+import enum
+
+
+class ErrorKind(str, enum.Enum):
+    """Every error kind of the collection. Members are strings, equal to their values."""
+
+    # --- the input
+    INVALID_INPUT = "invalid_input"
+    POLICY = "policy"
+    MISSING_LIBRARY = "missing_library"
+    # --- time
+    TIMEOUT = "timeout"
+    # --- the shared store
+    STORE = "store"
+    CONFLICT = "conflict"
+    INVALID_DOCUMENT = "invalid_document"
+    INVALID_OWED = "invalid_owed"
+    LEASE_HELD = "lease_held"
+    LEASE_LOST = "lease_lost"
+    INCOMPLETE = "incomplete"
+    # --- BMCs
+    UNREACHABLE = "unreachable"
+    AUTH = "auth"
+    BMC_ERROR = "bmc_error"
+    CONFIRM_TIMEOUT = "confirm_timeout"
+    # --- libvirt
+    LIBVIRT = "libvirt"
+    CONNECTION = "connection"
+    NO_DOMAIN = "no_domain"
+    # --- peers
+    PEER = "peer"
+    # --- one VM's recovery (vm_evacuate's vms[].error_kind only)
+    CLAIM = "claim"
+    DUPLICATE = "duplicate"
+    NOT_RUNNING = "not_running"
+    UNKNOWN = "unknown"
+    # --- the hypervisor side (the boot guard's own work; never a module's)
+    BOOT_GUARD = "boot_guard"
+    # --- the base class's kind: a bug when seen (every error the collection raises has a more specific one)
+    ERROR = "error"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# What each kind means, in the words the modules' RETURN docs use (a unit test keeps them in step).
+MEANINGS = {
+    ErrorKind.INVALID_INPUT: "an argument, or a document from outside (policy, evidence, XML, record), is malformed;"
+                             " nothing was changed because of it",
+    ErrorKind.POLICY: "the decision policy is invalid (unknown key, bad value, malformed custom rule)",
+    ErrorKind.MISSING_LIBRARY: "a Python library the task needs is not installed where it runs",
+    ErrorKind.TIMEOUT: "an external call (the store, a BMC, libvirt) did not answer within its deadline; its effect is"
+                       " unknown",
+    ErrorKind.STORE: "the shared store cannot be read or written",
+    ErrorKind.CONFLICT: "another writer changed a document on the store first (compare-and-replace lost)",
+    ErrorKind.INVALID_DOCUMENT: "a document on the store is not valid (hand-edited, foreign, truncated, oversized)",
+    ErrorKind.INVALID_OWED: "an owed-recovery document cannot be trusted; its host needs an operator",
+    ErrorKind.LEASE_HELD: "another owner holds the cluster lease",
+    ErrorKind.LEASE_LOST: "the cluster lease this run held moved on, so the run stopped acting",
+    ErrorKind.INCOMPLETE: "recovery is incomplete - an owed VM still runs nowhere",
+    ErrorKind.UNREACHABLE: "the BMC or libvirtd could not be reached (no answer, no route, connection refused)",
+    ErrorKind.AUTH: "the BMC refused the credentials or the privilege",
+    ErrorKind.BMC_ERROR: "the BMC answered with an error",
+    ErrorKind.CONFIRM_TIMEOUT: "the chassis did not reach the requested power state in time",
+    ErrorKind.LIBVIRT: "libvirt refused a call",
+    ErrorKind.CONNECTION: "the libvirt connection broke during a call",
+    ErrorKind.NO_DOMAIN: "the libvirt domain does not exist",
+    ErrorKind.PEER: "a probe of a peer (C(ping)) cannot be run at all",
+    ErrorKind.CLAIM: "the VM's claim on the store forbids starting it",
+    ErrorKind.DUPLICATE: "the VM is active on more than one host",
+    ErrorKind.NOT_RUNNING: "the VM was started but is not seen running",
+    ErrorKind.UNKNOWN: "the outcome of a start is unknown",
+    ErrorKind.BOOT_GUARD: "the boot guard could not do its local work (list the libvirt definitions, remove a link)",
+    ErrorKind.ERROR: "an error without a more specific kind (a bug)",
+}
 
 
 class KvmhaError(Exception):
     """Base class of every error the collection raises on purpose."""
 
-    kind = "error"
+    kind = ErrorKind.ERROR
 
-    def __init__(self, msg: str, result: dict | None = None, kind: str | None = None):
+    def __init__(self, msg: str, result: dict | None = None, kind: ErrorKind | str | None = None):
         super().__init__(msg)
         self.msg = msg
         self.result = dict(result or {})
-        if kind is not None:
-            self.kind = kind
+        # A plain string (JSON-ready), always a member of the closed set: ErrorKind() refuses anything else.
+        self.kind = ErrorKind(type(self).kind if kind is None else kind).value
 
     def __str__(self) -> str:
         return self.msg
 
 
+# --------------------------------------------------------------------------------------------------- input
+
+
 class InvalidInput(KvmhaError):
     """An argument or a document from outside is malformed (host name, policy, XML, ...)."""
 
-    kind = "invalid_input"
-
-
-class DeadlineExceeded(KvmhaError):
-    """An external call did not finish within its own deadline."""
-
-    kind = "timeout"
-
-
-class StoreError(KvmhaError):
-    """The shared store cannot be read or written."""
-
-    kind = "store"
+    kind = ErrorKind.INVALID_INPUT
 
 
 class PolicyError(InvalidInput):
     """The decision policy is invalid (unknown key, bad value, malformed custom rule)."""
 
-    kind = "policy"
+    kind = ErrorKind.POLICY
+
+
+class MissingLibrary(KvmhaError):
+    """A Python library the task needs (jmespath, pyghmi, libvirt-python) is not installed."""
+
+    kind = ErrorKind.MISSING_LIBRARY
+
+
+class DeadlineExceeded(KvmhaError):
+    """An external call did not finish within its own deadline."""
+
+    kind = ErrorKind.TIMEOUT
+
+
+# --------------------------------------------------------------------------------------------------- the store
+
+
+class StoreError(KvmhaError):
+    """The shared store cannot be read or written."""
+
+    kind = ErrorKind.STORE
+
+
+class InvalidStoreInput(InvalidInput, StoreError):
+    """A bad argument to a store operation (a document name, an owner, a ttl, data that is no JSON or too large).
+
+    Invalid input by kind; a ``StoreError`` too, so that a caller handling any failure of a store call handles it.
+    """
+
+    kind = ErrorKind.INVALID_INPUT
+
+
+class Conflict(StoreError):
+    """The document exists already (create) or is no longer at the expected generation (replace).
+
+    ``current`` is the document as read right after the conflict (``None`` if it could not be read).
+    """
+
+    kind = ErrorKind.CONFLICT
+
+    def __init__(self, msg: str, current=None):
+        super().__init__(msg)
+        self.current = current
+
+
+class InvalidDocument(StoreError):
+    """The current generation of a document is not a valid document (hand-edited, foreign, oversized ...)."""
+
+    kind = ErrorKind.INVALID_DOCUMENT
+
+    def __init__(self, msg: str, name: str = "", generation: int = 0):
+        super().__init__(msg)
+        self.name = name
+        self.generation = generation
+
+
+class InvalidOwed(StoreError):
+    """An owed document cannot be trusted (hand-edited, truncated, foreign). Its host needs an operator."""
+
+    kind = ErrorKind.INVALID_OWED
+
+
+class LeaseHeld(KvmhaError):
+    """Another owner holds the cluster lease."""
+
+    kind = ErrorKind.LEASE_HELD
+
+
+class LeaseLost(KvmhaError):
+    """The lease this run held moved on (expired and taken over, or released): it must not act any more."""
+
+    kind = ErrorKind.LEASE_LOST
+
+
+class RecoveryIncomplete(KvmhaError):
+    """An owed VM still runs nowhere at the end of a recovery call (vm_evacuate's fail_on_incomplete)."""
+
+    kind = ErrorKind.INCOMPLETE
+
+
+# --------------------------------------------------------------------------------------------------- BMCs
 
 
 class BmcError(KvmhaError):
-    """A BMC could not be driven. ``kind`` is one of unreachable, auth, timeout, bmc_error."""
+    """A BMC could not be driven: it answered with an error (the subclasses say more)."""
 
-    kind = "bmc_error"
+    kind = ErrorKind.BMC_ERROR
 
 
 class BmcUnreachable(BmcError):
-    kind = "unreachable"
+    kind = ErrorKind.UNREACHABLE
 
 
 class BmcAuthError(BmcError):
-    kind = "auth"
+    kind = ErrorKind.AUTH
 
 
 class BmcTimeout(BmcError):
-    kind = "timeout"
+    kind = ErrorKind.TIMEOUT
 
 
 class PowerStateMismatch(BmcError):
     """The chassis did not reach the requested power state in time."""
 
-    kind = "confirm_timeout"
+    kind = ErrorKind.CONFIRM_TIMEOUT
+
+
+# --------------------------------------------------------------------------------------------------- libvirt
 
 
 class LibvirtError(KvmhaError):
-    """A libvirt connection or call failed."""
+    """libvirt refused a call (the subclasses say more)."""
 
-    kind = "libvirt"
+    kind = ErrorKind.LIBVIRT
+
+
+class LibvirtUnreachable(LibvirtError):
+    """The connection to libvirtd could not be opened."""
+
+    kind = ErrorKind.UNREACHABLE
+
+
+class LibvirtTimeout(LibvirtError):
+    """A libvirt call did not return within its deadline: its effect is unknown."""
+
+    kind = ErrorKind.TIMEOUT
+
+
+class LibvirtConnectionLost(LibvirtError):
+    """The connection broke during a call (RPC or remote errors, a closed socket), or there is none."""
+
+    kind = ErrorKind.CONNECTION
+
+
+class DomainNotFound(LibvirtError):
+    kind = ErrorKind.NO_DOMAIN
+
+
+class LibvirtMissing(LibvirtError, MissingLibrary):
+    """The libvirt Python bindings are not installed (a ``LibvirtError`` too, so libvirt callers handle it)."""
+
+    kind = ErrorKind.MISSING_LIBRARY
+
+
+# --------------------------------------------------------------------------------------------------- peers
 
 
 class PeerError(KvmhaError):
     """A probe of a peer (ping, ssh) could not be run at all."""
 
-    kind = "peer"
+    kind = ErrorKind.PEER
+
+
+def error_classes() -> list:
+    """Every exception class of the collection, the base first."""
+    found, pending = [], [KvmhaError]
+    while pending:
+        cls = pending.pop(0)
+        if cls not in found:
+            found.append(cls)
+            pending.extend(cls.__subclasses__())
+    return found
+
+
+# The one mapping class -> kind (each class's ``kind`` attribute, gathered).
+KIND_OF = {cls: ErrorKind(cls.kind) for cls in error_classes()}

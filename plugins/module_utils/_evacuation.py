@@ -31,7 +31,7 @@ import time
 from . import _recovery as owed
 from ._claims import ClaimBook
 from ._deadline import call_with_deadline
-from ._errors import InvalidInput, KvmhaError, LibvirtError, StoreError
+from ._errors import InvalidInput, KvmhaError, LibvirtError, RecoveryIncomplete, StoreError
 from ._heartbeat import RecordReader, store_dir, validate_host_name
 from ._libvirt import RUNNING_STATES, LibvirtClient, read_domain_xml, validate_uri
 from ._marks import FENCED, MAINTENANCE, LeaseKeeper, LeaseLost, read_marks, set_mark
@@ -828,8 +828,8 @@ class Evacuation:
         if self.params["fail_on_incomplete"] and not self.check_mode and self._still_owed(out_vms):
             names = ", ".join("%s (%s: %s)" % (vm["name"], vm["state"], vm["reason"] or vm["status"])
                               for vm in out_vms if vm["state"] in owed.NOT_RUNNING)
-            raise KvmhaError("recovery incomplete: %d VM(s) run nowhere yet and stay owed: %s"
-                             % (self._still_owed(out_vms), names), result=result, kind="incomplete")
+            raise RecoveryIncomplete("recovery incomplete: %d VM(s) run nowhere yet and stay owed: %s"
+                                     % (self._still_owed(out_vms), names), result=result)
 
     @staticmethod
     def _still_owed(out_vms: list) -> int:

@@ -7,13 +7,14 @@
 
 Every libvirt call, the connection included, runs under its own hard deadline (``_deadline.call_with_deadline``):
 libvirt's own limits are far too long for HA (a dead TCP peer takes ~14.5 s *measured*, over ssh ~134 s).
-``libvirt.libvirtError`` never escapes: it becomes ``LibvirtError`` (``raise ... from``) whose ``kind`` is
+``libvirt.libvirtError`` never escapes: it becomes a ``LibvirtError`` (``raise ... from``) of the class - and so
+the kind of the collection's ``ErrorKind`` - that says what happened:
 
-- ``unreachable``: the connection could not be opened;
-- ``timeout``: a call did not return within its deadline (its effect is unknown);
-- ``connection``: the connection broke during a call (RPC/remote errors, closed socket);
-- ``no_domain``: the domain does not exist;
-- ``libvirt``: any other error reported by libvirt (the call itself was refused).
+- ``LibvirtUnreachable`` (``unreachable``): the connection could not be opened;
+- ``LibvirtTimeout`` (``timeout``): a call did not return within its deadline (its effect is unknown);
+- ``LibvirtConnectionLost`` (``connection``): the connection broke during a call (RPC/remote errors, closed socket);
+- ``DomainNotFound`` (``no_domain``): the domain does not exist;
+- ``LibvirtError`` (``libvirt``): any other error reported by libvirt (the call itself was refused).
 
 Domain XML read from the shared store is input from outside: ``parse_domain_xml`` caps its size, refuses
 DTDs and entity declarations (no entity expansion at all), and checks that it describes the expected UUID.
@@ -31,7 +32,16 @@ from urllib.parse import parse_qsl, urlsplit
 from xml.etree import ElementTree
 
 from ._deadline import call_with_deadline
-from ._errors import DeadlineExceeded, InvalidInput, LibvirtError
+from ._errors import (
+    DeadlineExceeded,
+    DomainNotFound,
+    InvalidInput,
+    LibvirtConnectionLost,
+    LibvirtError,
+    LibvirtMissing,
+    LibvirtTimeout,
+    LibvirtUnreachable,
+)
 
 try:
     import libvirt
@@ -194,13 +204,14 @@ _CONNECTION_CODES = ("VIR_ERR_NO_CONNECT", "VIR_ERR_INVALID_CONN", "VIR_ERR_RPC"
 _CONNECTION_DOMAINS = ("VIR_FROM_RPC", "VIR_FROM_REMOTE")
 
 
-def _classify(err) -> str:
+def _classify(err) -> type:
+    """The ``LibvirtError`` class for a ``libvirt.libvirtError``."""
     code, domain = err.get_error_code(), err.get_error_domain()
     if code == getattr(libvirt, "VIR_ERR_NO_DOMAIN", -1):
-        return "no_domain"
+        return DomainNotFound
     if code in [getattr(libvirt, n, -1) for n in _CONNECTION_CODES] or domain in [getattr(libvirt, n, -1) for n in _CONNECTION_DOMAINS]:
-        return "connection"
-    return "libvirt"
+        return LibvirtConnectionLost
+    return LibvirtError
 
 
 class LibvirtClient:
@@ -221,23 +232,23 @@ class LibvirtClient:
 
     # -- plumbing
 
-    def _call(self, what: str, func, *args, timeout: float | None = None, kind_on_error: str | None = None):
+    def _call(self, what: str, func, *args, timeout: float | None = None, error_class: type | None = None):
         if libvirt is None:
-            raise LibvirtError("the libvirt Python bindings (libvirt-python) are not installed", kind="missing_library")
+            raise LibvirtMissing("the libvirt Python bindings (libvirt-python) are not installed")
         limit = self.call_timeout if timeout is None else timeout
         label = "%s on %s" % (what, self.label)
         try:
             return call_with_deadline(func, limit, label, *args)
         except DeadlineExceeded as err:
-            raise LibvirtError(str(err), kind="timeout") from err
+            raise LibvirtTimeout(str(err)) from err
         except libvirt.libvirtError as err:
             message = err.get_error_message() or str(err)
-            raise LibvirtError("%s failed: %s" % (label, message), kind=kind_on_error or _classify(err)) from err
+            raise (error_class or _classify(err))("%s failed: %s" % (label, message)) from err
 
     @property
     def conn(self):
         if self._conn is None:
-            raise LibvirtError("not connected to %s" % self.label, kind="connection")
+            raise LibvirtConnectionLost("not connected to %s" % self.label)
         return self._conn
 
     # -- connection
@@ -249,7 +260,7 @@ class LibvirtClient:
         def connect():
             return libvirt.openAuth(self.uri, auth, flags)
 
-        self._conn = self._call("connect", connect, timeout=self.connect_timeout, kind_on_error="unreachable")
+        self._conn = self._call("connect", connect, timeout=self.connect_timeout, error_class=LibvirtUnreachable)
         return self
 
     def close(self) -> None:

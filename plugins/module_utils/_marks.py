@@ -19,27 +19,15 @@ from __future__ import annotations
 import threading
 import time
 
-from ._errors import KvmhaError
+from ._errors import Conflict, InvalidDocument, LeaseHeld, LeaseLost
 from ._heartbeat import store_dir, validate_host_name
-from ._storefile import Conflict, DocumentStore, InvalidDocument
+from ._storefile import DocumentStore
 
 LEASE = "lease"
 FENCED = "fenced"
 MAINTENANCE = "maintenance"
 MARK_KINDS = (FENCED, MAINTENANCE)
 DEFAULT_SKEW = 5.0
-
-
-class LeaseHeld(KvmhaError):
-    """Another owner holds the cluster lease."""
-
-    kind = "lease_held"
-
-
-class LeaseLost(KvmhaError):
-    """The lease this run held moved on (expired and taken over, or released): it must not act any more."""
-
-    kind = "lease_lost"
 
 
 def documents(store: str, kind: str) -> DocumentStore:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 import re
 
-from ._errors import PolicyError
+from ._errors import MissingLibrary, PolicyError
 
 try:
     import jmespath
@@ -178,7 +178,7 @@ def validate_rule(index: int, rule) -> dict:
     if not isinstance(expression, str) or not expression.strip():
         raise PolicyError("%s: 'when' must be a JMESPath expression" % where)
     if jmespath is None:
-        raise PolicyError("%s: custom rules need the Python library jmespath" % where, kind="missing_library")
+        raise MissingLibrary("%s: custom rules need the Python library jmespath" % where)
     try:
         compiled = jmespath.compile(expression)
     except JMESPathError as err:

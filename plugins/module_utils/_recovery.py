@@ -36,9 +36,9 @@ Per VM state::
 
 from __future__ import annotations
 
-from ._errors import StoreError
+from ._errors import InvalidDocument, InvalidOwed, StoreError  # noqa: F401 (InvalidOwed: re-exported)
 from ._heartbeat import store_dir, validate_host_name
-from ._storefile import DocumentStore, InvalidDocument
+from ._storefile import DocumentStore
 
 KIND = "owed"
 SCHEMA = 1
@@ -52,12 +52,6 @@ STATES = (OWED, CLAIMED, STARTED, VERIFIED, UNPLACED, FAILED, ABANDONED, MOVED)
 TERMINAL = frozenset((VERIFIED, ABANDONED, MOVED))
 RETRYING = frozenset((UNPLACED, FAILED))
 NOT_RUNNING = frozenset((OWED, CLAIMED, UNPLACED, FAILED))
-
-
-class InvalidOwed(StoreError):
-    """An owed document cannot be trusted (hand-edited, truncated, foreign). Its host needs an operator."""
-
-    kind = "invalid_owed"
 
 
 def owed_dir(store: str) -> str:

@@ -45,7 +45,7 @@ import stat
 import time
 import uuid as uuidlib
 
-from ._errors import StoreError
+from ._errors import Conflict, InvalidDocument, InvalidStoreInput, StoreError  # noqa: F401 (Conflict, InvalidDocument: re-exported)
 from ._heartbeat import MAX_JSON_DEPTH, MAX_SAFE_INT, json_too_deep
 
 FORMAT_VERSION = 1
@@ -58,35 +58,11 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _GENERATION_FILE = re.compile(r"^([0-9]{%d})\.json$" % GENERATION_DIGITS)
 
 
-class Conflict(StoreError):
-    """The document exists already (create) or is no longer at the expected generation (replace).
-
-    ``current`` is the document as read right after the conflict (``None`` if it could not be read).
-    """
-
-    kind = "conflict"
-
-    def __init__(self, msg: str, current=None):
-        super().__init__(msg)
-        self.current = current
-
-
-class InvalidDocument(StoreError):
-    """The current generation of a document is not a valid document (hand-edited, foreign, oversized ...)."""
-
-    kind = "invalid_document"
-
-    def __init__(self, msg: str, name: str = "", generation: int = 0):
-        super().__init__(msg)
-        self.name = name
-        self.generation = generation
-
-
 def validate_name(name, what: str = "document name") -> str:
     """Return ``name`` if it is a safe file name (letters, digits, ``._-``; no leading dot; at most 128)."""
     if not isinstance(name, str) or not _NAME.match(name) or ".." in name:
-        raise StoreError("invalid %s %r: use letters, digits, '.', '_', '-' (no leading dot, no '..', at most 128)"
-                         % (what, str(name)[:80]), kind="invalid_input")
+        raise InvalidStoreInput("invalid %s %r: use letters, digits, '.', '_', '-' (no leading dot, no '..', at most 128)"
+                                % (what, str(name)[:80]))
     return name
 
 
@@ -143,8 +119,8 @@ def _is_number(value) -> bool:
 
 def _validate_owner(owner) -> str:
     if not isinstance(owner, str) or not owner or len(owner) > MAX_OWNER or any(ord(c) < 32 for c in owner):
-        raise StoreError("invalid owner %r: a non-empty printable string of at most %d characters"
-                         % (str(owner)[:80], MAX_OWNER), kind="invalid_input")
+        raise InvalidStoreInput("invalid owner %r: a non-empty printable string of at most %d characters"
+                                % (str(owner)[:80], MAX_OWNER))
     return owner
 
 
@@ -152,7 +128,7 @@ def _validate_ttl(ttl):
     if ttl is None:
         return None
     if not _is_number(ttl) or ttl <= 0:
-        raise StoreError("invalid ttl %r: positive seconds or None" % (ttl,), kind="invalid_input")
+        raise InvalidStoreInput("invalid ttl %r: positive seconds or None" % (ttl,))
     return float(ttl)
 
 
@@ -305,7 +281,7 @@ class DocumentStore:
         """
         generation = expected if isinstance(expected, int) and not isinstance(expected, bool) else expected.generation
         if generation < 1:
-            raise StoreError("expected generation must be at least 1", kind="invalid_input")
+            raise InvalidStoreInput("expected generation must be at least 1")
         return self._publish(name, generation + 1, owner, data, ttl, released)
 
     def release(self, current: Document, owner: str | None = None, data: dict | None = None) -> Document:
@@ -326,10 +302,9 @@ class DocumentStore:
         try:
             raw = json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
         except (TypeError, ValueError) as err:
-            raise StoreError("%s %s: data is not JSON-serialisable: %s" % (self.kind, name, err), kind="invalid_input") from None
+            raise InvalidStoreInput("%s %s: data is not JSON-serialisable: %s" % (self.kind, name, err)) from None
         if len(raw) > self.max_bytes:
-            raise StoreError("%s %s would be %d bytes, more than the %d-byte limit" % (self.kind, name, len(raw), self.max_bytes),
-                             kind="invalid_input")
+            raise InvalidStoreInput("%s %s would be %d bytes, more than the %d-byte limit" % (self.kind, name, len(raw), self.max_bytes))
         try:
             os.makedirs(directory, exist_ok=True)
         except OSError as err:
@@ -400,7 +375,7 @@ class DocumentStore:
     def prune(self, name: str, keep: int = 2, now: float | None = None) -> int:
         """Remove all but the ``keep`` (>= 2) newest generations and stale temporary files; return how many."""
         if keep < 2:
-            raise StoreError("prune must keep at least 2 generations", kind="invalid_input")
+            raise InvalidStoreInput("prune must keep at least 2 generations")
         removed = 0
         generations = self._generations(name)
         directory = self.doc_dir(name)

@@ -35,7 +35,7 @@ from . import _heartbeat as hb
 from . import _marks
 from . import writer
 from ._deadline import Deadline, call_with_deadline
-from ._errors import DeadlineExceeded, KvmhaError, StoreError
+from ._errors import DeadlineExceeded, ErrorKind, KvmhaError, StoreError
 
 LOG = logging.getLogger("kvmha-boot-guard")
 
@@ -55,7 +55,7 @@ REENABLE_HINT = "virsh autostart"
 class GuardError(KvmhaError):
     """The guard could not do its local work (list the libvirt definitions, remove a link)."""
 
-    kind = "boot_guard"
+    kind = ErrorKind.BOOT_GUARD
 
 
 class Verdict:

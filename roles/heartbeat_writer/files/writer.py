@@ -33,7 +33,7 @@ import xml.etree.ElementTree as ET
 
 from . import _heartbeat as hb
 from ._deadline import call_with_deadline
-from ._errors import DeadlineExceeded, InvalidInput, KvmhaError, StoreError
+from ._errors import DeadlineExceeded, ErrorKind, InvalidInput, KvmhaError, StoreError
 
 LOG = logging.getLogger("kvmha-heartbeat")
 
@@ -64,7 +64,7 @@ class ConfigError(InvalidInput):
 class LibvirtUnavailable(KvmhaError):
     """libvirt could not be asked (daemon down, refused, timed out)."""
 
-    kind = "libvirt"
+    kind = ErrorKind.LIBVIRT
 
 
 # --------------------------------------------------------------------------------------------------- config

@@ -10,7 +10,7 @@ domain XML, the targets' records) with nothing defined on the targets:
   * serial:   ``parallel: 1`` (one target at a time);
   * parallel: the module's default ``parallel``;
 both with ``strategy: spread`` (otherwise best fit packs every guest onto one roomy target and there is nothing to
-do in parallel), and ``beat_timeout: 0`` (no target's heartbeat writer runs here, so nothing would ever list the
+do in parallel), and ``beat_timeout_s: 0`` (no target's heartbeat writer runs here, so nothing would ever list the
 guests: the run ends once they run, as it did before the hand-over wait existed). The order of the two modes
 alternates between repetitions. The engine runs in process (``Evacuation(params).run()``, what ``main()`` runs;
 Ansible's own start-up is the same for both and excluded); each run opens the failed host's owed document.
@@ -97,7 +97,7 @@ def populate(store: str, vms: list, targets: list) -> None:
 def params(store: str, targets: list, parallel) -> dict:
     values = {key: spec.get("default") for key, spec in ARGUMENT_SPEC.items()}
     values.update(failed_hosts=[FAILED], store_path=store, targets=targets, owner="bench", strategy="spread",
-                  verify_timeout=60.0, beat_timeout=0.0)
+                  verify_timeout_s=60.0, beat_timeout_s=0.0)
     if parallel is not None:
         values["parallel"] = parallel
     return values

@@ -97,7 +97,7 @@ PLAYBOOK = textwrap.dedent(
             username: "{{ bmc_user }}"
             state: "{{ bmc_state }}"
             confirm: 2
-            timeout: 10
+            deadline_s: 10
           register: bench_result
         - name: End of the ipmi_power task
           ansible.builtin.set_fact:

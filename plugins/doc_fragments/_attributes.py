@@ -18,18 +18,9 @@ attributes:
     platforms: posix
 """
 
-    # Action groups (meta/runtime.yml). Use the narrow group for shared options in module_defaults: a default set
-    # through group/kvmha.cluster.kvmha reaches every module, and modules refuse options they do not have.
-    ACTIONGROUP_KVMHA = r"""
-options: {}
-attributes:
-  action_group:
-    description: Use C(group/kvmha.cluster.kvmha) in C(module_defaults) to set defaults for this module.
-    support: full
-    membership:
-      - kvmha.cluster.kvmha
-"""
-
+    # Action groups (meta/runtime.yml): one per shared option set (store_path, the BMC connection, the libvirt
+    # connection). There is no group of every module: no option is shared by all of them, and modules refuse options
+    # they do not have, so module_defaults through such a group could only break tasks.
     ACTIONGROUP_STORE = r"""
 options: {}
 attributes:
@@ -37,7 +28,6 @@ attributes:
     description: Use C(group/kvmha.cluster.store) in C(module_defaults) to set O(store_path) once for every module that reads the store.
     support: full
     membership:
-      - kvmha.cluster.kvmha
       - kvmha.cluster.store
 """
 
@@ -48,7 +38,6 @@ attributes:
     description: Use C(group/kvmha.cluster.ipmi) in C(module_defaults) to set the BMC connection options once.
     support: full
     membership:
-      - kvmha.cluster.kvmha
       - kvmha.cluster.ipmi
 """
 
@@ -59,7 +48,6 @@ attributes:
     description: Use C(group/kvmha.cluster.libvirt) in C(module_defaults) to set the libvirt options once.
     support: full
     membership:
-      - kvmha.cluster.kvmha
       - kvmha.cluster.libvirt
 """
 
@@ -70,7 +58,6 @@ attributes:
     description: Use C(group/kvmha.cluster.store) or C(group/kvmha.cluster.libvirt) in C(module_defaults) to set shared options once.
     support: full
     membership:
-      - kvmha.cluster.kvmha
       - kvmha.cluster.store
       - kvmha.cluster.libvirt
 """

@@ -11,7 +11,7 @@ class ModuleDocFragment:
     # Matches LIBVIRT_CONNECTION_SPEC in plugins/module_utils/_argspec.py.
     DOCUMENTATION = r"""
 options:
-  connect_timeout:
+  connect_timeout_s:
     description:
       - Hard deadline in seconds for opening one libvirt connection.
       - libvirt's own limits are far longer (a dead TCP peer ~14.5 s, over SSH ~134 s, both measured), so a host
@@ -19,12 +19,16 @@ options:
       - Connection URIs come from the inventory variable C(kvmha_libvirt_uri), for example
         C(qemu+ssh://root@h2/system). The C(ext) transport and the C(command)/C(netcat) URI parameters are refused,
         as they name commands to run.
+      - The old name O(connect_timeout) is deprecated and will be removed in 1.0.0.
     type: float
-    default: 5.0
-  call_timeout:
+    default: 10.0
+    aliases: [connect_timeout]
+  call_timeout_s:
     description:
       - Hard deadline in seconds for every single libvirt call (list, define, start, state).
       - A call that misses it is abandoned and its effect is treated as unknown.
+      - The old name O(call_timeout) is deprecated and will be removed in 1.0.0.
     type: float
     default: 10.0
+    aliases: [call_timeout]
 """

@@ -3,7 +3,14 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 #
 # This module_utils is PRIVATE: only the kvmha.cluster collection may use it, and it may change at any time.
-"""Argument specs shared by several modules. Each constant has exactly one matching doc fragment."""
+"""Argument specs shared by several modules, and the collection's option vocabulary.
+
+Each shared constant has exactly one matching doc fragment.
+
+Option names follow one rule for time limits, in seconds: ``<what>_timeout_s`` bounds one external call (one
+libvirt call, one read or write on the store), ``deadline_s`` bounds the module's whole operation. Options renamed
+to follow it keep their old names as deprecated aliases (``renamed``) until ``REMOVED_IN``.
+"""
 
 from __future__ import annotations
 
@@ -31,10 +38,21 @@ IPMI_CONNECTION_SPEC = {
     "kg": {"type": "str", "no_log": True},
 }
 
+COLLECTION = "kvmha.cluster"
+# The release that drops the deprecated option names (the old timeout names).
+REMOVED_IN = "1.0.0"
+
+
+def renamed(spec: dict, *old_names: str) -> dict:
+    """``spec`` of an option that was renamed: its ``old_names`` stay as deprecated aliases until ``REMOVED_IN``."""
+    return dict(spec, aliases=list(old_names),
+                deprecated_aliases=[{"name": name, "version": REMOVED_IN, "collection_name": COLLECTION} for name in old_names])
+
+
 # plugins/doc_fragments/_libvirt.py
 LIBVIRT_CONNECTION_SPEC = {
-    "connect_timeout": {"type": "float", "default": 5.0},
-    "call_timeout": {"type": "float", "default": 10.0},
+    "connect_timeout_s": renamed({"type": "float", "default": 10.0}, "connect_timeout"),
+    "call_timeout_s": renamed({"type": "float", "default": 10.0}, "call_timeout"),
 }
 
 

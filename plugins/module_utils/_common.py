@@ -3,19 +3,29 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 #
 # This module_utils is PRIVATE: only the kvmha.cluster collection may use it, and it may change at any time.
-"""The module wrapper every kvmha.cluster module uses.
+"""The module wrapper and the one skeleton every kvmha.cluster module uses.
 
 ``KvmhaModule`` wraps (does not subclass) ``AnsibleModule``: it exposes the few things modules need and owns
 the single failure path, turning a ``KvmhaError`` raised anywhere below into ``fail_json`` with the error's
-``kind`` and partial ``result``. Anything else is a bug and is left to ansible-core 2.19's own structured
-error reporting, traceback included.
+``kind`` (``error_kind``, one of ``_errors.ErrorKind``) and partial ``result``. Anything else is a bug and is
+left to ansible-core 2.19's own structured error reporting, traceback included.
+
+Every module has the same shape::
+
+    ARGUMENT_SPEC = merge_specs(SHARED_SPEC, {...})     # the options, built in one place (_argspec)
+
+    def run(module: KvmhaModule) -> dict:             # the work: raises KvmhaError, returns the result
+        ...
+
+    def main():
+        run_module(ARGUMENT_SPEC, run, libraries=(("pyghmi", PYGHMI_IMPORT_ERROR),))
 """
 
 from __future__ import annotations
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ._errors import KvmhaError
+from ._errors import ErrorKind, KvmhaError
 
 
 class KvmhaModule:
@@ -44,7 +54,8 @@ class KvmhaModule:
     def require_library(self, name: str, import_error: Exception | None) -> None:
         """Fail with Ansible's standard message when an optional Python library is missing."""
         if import_error is not None:
-            self._module.fail_json(msg=missing_required_lib(name), exception=_format(import_error))
+            self._module.fail_json(msg=missing_required_lib(name), exception=_format(import_error), changed=False,
+                                   error_kind=ErrorKind.MISSING_LIBRARY.value)
 
     def fail_json(self, msg: str, **result) -> None:
         self._module.fail_json(msg=msg, **result)
@@ -65,6 +76,16 @@ class KvmhaModule:
             self.fail_from_exception(error)
         else:
             self.exit_json(**result)
+
+
+def run_module(argument_spec: dict, action, libraries=(), **kwargs) -> None:
+    """The one module skeleton: parse the options, check the libraries, exit with ``action(module)``'s result dict
+    or fail with the ``KvmhaError`` it raised. ``libraries`` are (name, import error or None) pairs; ``kwargs`` go
+    to ``AnsibleModule`` (``required_if``, ``required_together`` ...)."""
+    module = KvmhaModule(argument_spec=argument_spec, **kwargs)
+    for name, import_error in libraries:
+        module.require_library(name, import_error)
+    module.run(lambda: action(module))
 
 
 def _format(error: Exception) -> str:

@@ -280,6 +280,43 @@ class PeerError(KvmhaError):
     kind = ErrorKind.PEER
 
 
+# --------------------------------------------------------------------------------------------------- range checks
+
+
+def check_range(name: str, value, minimum=None, maximum=None, exclusive_minimum: bool = False, unit: str = "",
+                error=InvalidInput):
+    """Return ``value`` if it lies within the bounds, else raise ``error`` naming ``name`` and the bounds in words.
+
+    The one range check of the collection (module options, policy settings, client settings). ``minimum`` is
+    inclusive unless ``exclusive_minimum``; ``maximum`` is always inclusive; ``None`` is no bound.
+    """
+    if not in_range(value, minimum, maximum, exclusive_minimum):
+        raise error("%s must be %s%s, got %s" % (name, bounds_in_words(minimum, maximum, exclusive_minimum),
+                                                 " " + unit if unit else "", _shown(value)))
+    return value
+
+
+def in_range(value, minimum=None, maximum=None, exclusive_minimum: bool = False) -> bool:
+    """Whether ``value`` lies within the bounds. Written so that NaN is within none."""
+    above = minimum is None or (value > minimum if exclusive_minimum else value >= minimum)
+    return above and (maximum is None or value <= maximum)
+
+
+def bounds_in_words(minimum=None, maximum=None, exclusive_minimum: bool = False) -> str:
+    low, high = _shown(minimum), _shown(maximum)
+    if maximum is None:
+        if minimum == 0:
+            return "positive" if exclusive_minimum else "zero or more"
+        return ("more than %s" if exclusive_minimum else "at least %s") % low
+    if minimum is None:
+        return "at most %s" % high
+    return ("more than %s and at most %s" if exclusive_minimum else "between %s and %s") % (low, high)
+
+
+def _shown(number) -> str:
+    return "%g" % number if isinstance(number, float) else str(number)
+
+
 def error_classes() -> list:
     """Every exception class of the collection, the base first."""
     found, pending = [], [KvmhaError]

@@ -31,7 +31,7 @@ import time
 from . import _recovery as owed
 from ._claims import ClaimBook
 from ._deadline import call_with_deadline
-from ._errors import InvalidInput, KvmhaError, LibvirtError, RecoveryIncomplete, StoreError
+from ._errors import InvalidInput, KvmhaError, LibvirtError, RecoveryIncomplete, StoreError, check_range
 from ._heartbeat import RecordReader, store_dir, validate_host_name
 from ._libvirt import RUNNING_STATES, LibvirtClient, read_domain_xml, validate_uri
 from ._marks import FENCED, MAINTENANCE, LeaseKeeper, LeaseLost, read_marks, set_mark
@@ -175,13 +175,10 @@ class Evacuation:
             raise InvalidInput("incident is only for a single failed host")
         if p["abandon"] and self.failed_hosts:
             raise InvalidInput("abandon does nothing else: give no failed_hosts with it")
-        for key in ("connect_timeout", "call_timeout", "verify_timeout", "store_timeout", "retry_s", "retry_max_s"):
-            if not p[key] > 0:
-                raise InvalidInput("%s must be positive, got %r" % (key, p[key]))
-        if p["beat_timeout"] < 0:
-            raise InvalidInput("beat_timeout must not be negative, got %r" % p["beat_timeout"])
-        if p["parallel"] < 1:
-            raise InvalidInput("parallel must be at least 1, got %r" % p["parallel"])
+        for key in ("connect_timeout_s", "call_timeout_s", "verify_timeout_s", "store_timeout_s", "retry_s", "retry_max_s"):
+            check_range(key, p[key], 0, exclusive_minimum=True)
+        check_range("beat_timeout_s", p["beat_timeout_s"], 0)
+        check_range("parallel", p["parallel"], 1)
         self.spares = set(validate_host_name(h) for h in p["spare_hosts"])
         self.owner = p["owner"] if p["owner"] else "%s/%d" % (socket.gethostname(), os.getpid())
         self.targets = []
@@ -207,7 +204,7 @@ class Evacuation:
             self.warnings.append("spare_hosts not among the targets: %s" % ", ".join(sorted(unknown_spares)))
 
     def _store_call(self, what: str, func, *args, **kwargs):
-        return call_with_deadline(func, self.params["store_timeout"], what, *args, **kwargs)
+        return call_with_deadline(func, self.params["store_timeout_s"], what, *args, **kwargs)
 
     def _hold(self) -> None:
         """Before every claim and start: the cluster lease must still be ours (a fencing token), else ``LeaseLost``."""
@@ -376,7 +373,7 @@ class Evacuation:
         p = self.params
 
         def connect(target):
-            client = self.client_factory(target.uri, p["connect_timeout"], p["call_timeout"], self.check_mode, target.host)
+            client = self.client_factory(target.uri, p["connect_timeout_s"], p["call_timeout_s"], self.check_mode, target.host)
             client.open()
             try:
                 active = client.active_uuids()
@@ -557,7 +554,7 @@ class Evacuation:
             except LeaseLost as err:
                 outcomes.append((vm, "lost", str(err), "lease_lost"))
                 continue
-            outcomes.append((vm,) + VmJob(vm, target, self.params["verify_timeout"]).run())
+            outcomes.append((vm,) + VmJob(vm, target, self.params["verify_timeout_s"]).run())
         return outcomes
 
     def _execute(self, placements: list) -> list:
@@ -606,9 +603,9 @@ class Evacuation:
             self.warnings.append("%s: the claim could not be updated (%s); it stays %s" % (vm["name"], err, vm["claim"].data.get("state")))
 
     def _await_beats(self, vms: list) -> None:
-        """Wait (at most ``beat_timeout``) until each target's heartbeat lists the VMs running there: the hand-over."""
+        """Wait (at most ``beat_timeout_s``) until each target's heartbeat lists the VMs running there: the hand-over."""
         waiting = [vm for vm in vms if vm["status"] in ("started", "running") and not self._listed(vm)]
-        deadline = time.monotonic() + self.params["beat_timeout"]
+        deadline = time.monotonic() + self.params["beat_timeout_s"]
         reader = RecordReader(self.store)
         targets = dict((t.host, t) for t in self.targets)
         while waiting and time.monotonic() < deadline:

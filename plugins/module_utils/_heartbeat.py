@@ -35,7 +35,7 @@ import stat
 import time
 import uuid as uuidlib
 
-from ._errors import InvalidInput, StoreError
+from ._errors import InvalidInput, StoreError, check_range
 
 FORMAT_VERSION = 1
 HOSTS_DIR = os.path.join("kvmha", "hosts")
@@ -466,10 +466,8 @@ class StalenessJudge:
     """
 
     def __init__(self, misses: int = 3, skew_allowance: float = 2.0, wall=time.time, monotonic=time.monotonic):
-        if misses < 1:
-            raise InvalidInput("misses must be at least 1")
-        if skew_allowance < 0:
-            raise InvalidInput("skew_allowance must not be negative")
+        check_range("misses", misses, 1)
+        check_range("skew_allowance", skew_allowance, 0)
         self.misses = misses
         self.skew_allowance = skew_allowance
         self._wall = wall

@@ -42,6 +42,7 @@ from ._errors import (
     DeadlineExceeded,
     InvalidInput,
     PowerStateMismatch,
+    check_range,
 )
 
 try:
@@ -203,8 +204,7 @@ class IpmiClient:
                  login=None):
         if not address:
             raise InvalidInput("the BMC address is empty")
-        if not 0 < port < 65536:
-            raise InvalidInput("the BMC port must be between 1 and 65535, not %d" % port)
+        check_range("the BMC port", port, 1, 65535)
         if not username or len(username.encode("utf-8")) > MAX_USERNAME_BYTES:
             raise InvalidInput("the BMC user name must be 1 to %d bytes long" % MAX_USERNAME_BYTES)
         if len((password or "").encode("utf-8")) > MAX_PASSWORD_BYTES:
@@ -309,12 +309,9 @@ class PowerOperation:
                  timeout: float = 10.0, check_mode: bool = False, sleep=time.sleep, clock=time.monotonic):
         if state not in STATES:
             raise InvalidInput("state must be one of %s, not %r" % (", ".join(STATES), state))
-        if not 1 <= confirm <= 100:
-            raise InvalidInput("confirm must be between 1 and 100, not %d" % confirm)
-        if not 0.01 <= poll_interval <= 10:
-            raise InvalidInput("poll_interval must be between 0.01 and 10 seconds, not %g" % poll_interval)
-        if not 0 < timeout <= 3600:
-            raise InvalidInput("timeout must be more than 0 and at most 3600 seconds, not %g" % timeout)
+        check_range("confirm", confirm, 1, 100)
+        check_range("poll_interval", poll_interval, 0.01, 10, unit="seconds")
+        check_range("deadline_s", timeout, 0, 3600, exclusive_minimum=True, unit="seconds")
         self.client = client
         self.state = state
         self.confirm = confirm

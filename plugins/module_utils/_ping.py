@@ -26,7 +26,7 @@ import subprocess
 import threading
 import time
 
-from ._errors import InvalidInput, PeerError
+from ._errors import InvalidInput, PeerError, check_range
 
 # How long after its own -w deadline a ping may run before it is interrupted, and then killed.
 GRACE_SECONDS = 2.0
@@ -82,12 +82,9 @@ def validate_targets(targets) -> list[str]:
 
 
 def validate_settings(count: int, interval: float, deadline: int) -> None:
-    if not 1 <= count <= 100:
-        raise InvalidInput("count must be between 1 and 100, not %d" % count)
-    if not 0.01 <= interval <= 10:
-        raise InvalidInput("interval must be between 0.01 and 10 seconds, not %g" % interval)
-    if not 1 <= deadline <= 60:
-        raise InvalidInput("deadline must be between 1 and 60 seconds, not %d" % deadline)
+    check_range("count", count, 1, 100)
+    check_range("interval", interval, 0.01, 10, unit="seconds")
+    check_range("deadline_s", deadline, 1, 60, unit="seconds")
 
 
 def build_command(ping: str, target: str, count: int, interval: float, deadline: int) -> list[str]:

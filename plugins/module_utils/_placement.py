@@ -71,7 +71,10 @@ def _allowed(vm: dict, host: dict) -> bool:
     return not vm["group"] or vm["group"] not in host["groups"]
 
 
-STRATEGIES = ("best_fit", "spread")
+STRATEGIES = ("spread", "best_fit")
+# The one default, shared by the policy (placement_strategy) and vm_evacuate (strategy): spread, so that the starts
+# of a recovery run on several targets at once (docs/ARCHITECTURE.md, decision 17).
+DEFAULT_STRATEGY = "spread"
 
 
 def _best(vm: dict, hosts: list, strategy: str):
@@ -98,7 +101,7 @@ def _unplaced_reason(vm: dict, hosts: list) -> str:
         _describe(vm), most["host"], most["mem_free_mib"], most["vcpus_free"])
 
 
-def place(vms, hosts, spare_hosts=(), strategy: str = "best_fit") -> dict:
+def place(vms, hosts, spare_hosts=(), strategy: str = DEFAULT_STRATEGY) -> dict:
     """Plan where each VM starts.
 
     ``vms``: dicts with uuid, name, priority, memory_mib, vcpus, group ("" = none).

@@ -15,7 +15,8 @@ from __future__ import annotations
 import difflib
 import re
 
-from ._errors import MissingLibrary, PolicyError
+from ._errors import MissingLibrary, PolicyError, in_range
+from ._placement import DEFAULT_STRATEGY, STRATEGIES
 
 try:
     import jmespath
@@ -53,9 +54,7 @@ class _Setting:
             return list(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (self.kind == "int" and not isinstance(value, int)):
             raise PolicyError("policy.%s must be %s, got %r" % (key, "an integer" if self.kind == "int" else "a number", value))
-        too_low = self.minimum is not None and (value <= self.minimum if self.exclusive_minimum else value < self.minimum)
-        too_high = self.maximum is not None and value > self.maximum
-        if too_low or too_high:
+        if not in_range(value, self.minimum, self.maximum, self.exclusive_minimum):
             raise PolicyError("policy.%s must be %s, got %r" % (key, self.bounds(), value))
         return value
 
@@ -99,8 +98,8 @@ SETTINGS = {
                                 "again; doubled after each failed attempt.", 0, None, True),
     "recover_retry_max_s": _Setting(300, "number", "The longest wait between two recovery attempts of one owed VM.", 0, None, True),
     "spare_hosts": _Setting([], "names", "Hosts kept free and used for recovery only when the others are full."),
-    "placement_strategy": _Setting("spread", "choice", "Where recovered VMs go: spread (over the most free hosts, so they start in "
-                                   "parallel) or best_fit (pack tightly).", choices=("spread", "best_fit")),
+    "placement_strategy": _Setting(DEFAULT_STRATEGY, "choice", "Where recovered VMs go: spread (over the most free hosts, so they "
+                                   "start in parallel) or best_fit (pack tightly).", choices=STRATEGIES),
     "lease_ttl_s": _Setting(30, "number", "Lifetime of the cluster lease between two renewals; recovery renews it (only if "
                             "still ours) before every claim and start. A killed run's lease blocks the next ones this long.",
                             0, None, True),

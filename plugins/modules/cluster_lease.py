@@ -54,6 +54,13 @@ options:
     description: Seconds added to the expiry before someone else may take the lease over.
     type: float
     default: 5
+  deadline_s:
+    description:
+      - Hard deadline in seconds for the whole operation (reading, writing and pruning the lease on the store). A hung
+        store fails the task with C(error_kind=timeout) instead of hanging the run; whether the lease was written is
+        then unknown, so the run must not act (it expires after O(ttl) at the latest).
+    type: float
+    default: 10
 """
 
 EXAMPLES = r"""
@@ -94,11 +101,19 @@ holder:
   returned: state=acquired and not acquired
   type: dict
   sample: {name: lab, owner: awx-job-41, generation: 6, expires_at: 1764063250.0}
+error_kind:
+  description:
+    - Why the task failed, one of the collection's error kinds (C(ErrorKind), plugins/module_utils/_errors.py).
+  returned: failure
+  type: str
+  choices: [invalid_input, timeout, store, invalid_document]
+  sample: timeout
 """
 
 from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import STORE_SPEC, merge_specs
-from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule
-from ansible_collections.kvmha.cluster.plugins.module_utils._errors import InvalidInput
+from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule, run_module
+from ansible_collections.kvmha.cluster.plugins.module_utils._deadline import call_with_deadline
+from ansible_collections.kvmha.cluster.plugins.module_utils._errors import check_range
 from ansible_collections.kvmha.cluster.plugins.module_utils._marks import LeaseHeld, acquire_lease, release_lease
 from ansible_collections.kvmha.cluster.plugins.module_utils._storefile import validate_name
 
@@ -110,27 +125,32 @@ ARGUMENT_SPEC = merge_specs(
         "state": {"type": "str", "choices": ["acquired", "released"], "default": "acquired"},
         "ttl": {"type": "float", "default": 300},
         "skew": {"type": "float", "default": 5},
+        "deadline_s": {"type": "float", "default": 10},
     },
 )
 
 
-def run(params: dict, check_mode: bool) -> dict:
+def run(module: KvmhaModule) -> dict:
+    params, check_mode = module.params, module.check_mode
     cluster = validate_name(params["cluster"], "cluster name")
-    if params["ttl"] <= 0 or params["skew"] < 0:
-        raise InvalidInput("ttl must be positive and skew not negative")
+    check_range("ttl", params["ttl"], 0, exclusive_minimum=True)
+    check_range("skew", params["skew"], 0)
+    check_range("deadline_s", params["deadline_s"], 0, exclusive_minimum=True)
     if params["state"] == "released":
-        result = release_lease(params["store_path"], cluster, params["owner"], dry_run=check_mode)
+        result = call_with_deadline(release_lease, params["deadline_s"], "releasing the lease of %s" % cluster,
+                                    params["store_path"], cluster, params["owner"], dry_run=check_mode)
         return dict(result, acquired=False)
     try:
-        result = acquire_lease(params["store_path"], cluster, params["owner"], params["ttl"], params["skew"], dry_run=check_mode)
+        result = call_with_deadline(acquire_lease, params["deadline_s"], "taking the lease of %s" % cluster,
+                                    params["store_path"], cluster, params["owner"], params["ttl"], params["skew"],
+                                    dry_run=check_mode)
     except LeaseHeld as held:
         return dict(held.result, changed=False, msg=held.msg)
     return dict(result, acquired=True)
 
 
 def main():
-    module = KvmhaModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    module.run(lambda: run(module.params, module.check_mode))
+    run_module(ARGUMENT_SPEC, run)
 
 
 if __name__ == "__main__":

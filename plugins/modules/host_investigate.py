@@ -30,7 +30,6 @@ author:
   - kvmha.cluster developers (@kvmha)
 extends_documentation_fragment:
   - kvmha.cluster._attributes
-  - kvmha.cluster._attributes.ACTIONGROUP_KVMHA
   - kvmha.cluster._attributes.INFO_MODULE
 requirements:
   - jmespath (only when O(policy) has custom rules)
@@ -154,11 +153,18 @@ policy:
   returned: always
   type: dict
   sample: {hung_grace_s: 30, fence_hung: true, max_fence_ratio: 0.5, rules: []}
+error_kind:
+  description:
+    - Why the task failed, one of the collection's error kinds (C(ErrorKind), plugins/module_utils/_errors.py).
+  returned: failure
+  type: str
+  choices: [invalid_input, policy, missing_library]
+  sample: policy
 """
 
 import time
 
-from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule
+from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule, run_module
 from ansible_collections.kvmha.cluster.plugins.module_utils._decision import decide
 from ansible_collections.kvmha.cluster.plugins.module_utils._policy import (
     JMESPATH_IMPORT_ERROR,
@@ -174,15 +180,14 @@ ARGUMENT_SPEC = {
 }
 
 
-def investigate(params: dict) -> dict:
+def run(module: KvmhaModule) -> dict:
+    params = module.params
+    if params["policy"].get("rules"):
+        module.require_library("jmespath", JMESPATH_IMPORT_ERROR)
     policy = effective_policy(params["policy"])
     now = time.time() if params["now"] is None else params["now"]
     result = decide(params["hosts"], params["clusters"], policy, now)
     result.update(changed=False, abort=bool(result["actions"]["abort"]), policy=public_policy(policy))
-    return result
-
-
-def _warn_foreign_marks(module: KvmhaModule, result: dict) -> dict:
     for cluster, hosts in sorted(result["foreign_fenced"].items()):
         module.warn("fenced marks of hosts that are not members of cluster %s, not counted by its storm guard: %s"
                     % (cluster, ", ".join(hosts)))
@@ -190,10 +195,7 @@ def _warn_foreign_marks(module: KvmhaModule, result: dict) -> dict:
 
 
 def main():
-    module = KvmhaModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    if module.params["policy"].get("rules"):
-        module.require_library("jmespath", JMESPATH_IMPORT_ERROR)
-    module.run(lambda: _warn_foreign_marks(module, investigate(module.params)))
+    run_module(ARGUMENT_SPEC, run)
 
 
 if __name__ == "__main__":

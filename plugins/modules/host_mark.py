@@ -63,6 +63,13 @@ options:
     description: Extra facts kept in the mark (for fenced marks, the verdict, the rule and the VMs that were moved).
     type: dict
     default: {}
+  deadline_s:
+    description:
+      - Hard deadline in seconds for the whole operation (reading, writing and pruning the mark on the store). A hung
+        store fails the task with C(error_kind=timeout) instead of hanging the run; whether the mark was written is
+        then unknown - read it again with M(kvmha.cluster.host_mark_info).
+    type: float
+    default: 10
 """
 
 EXAMPLES = r"""
@@ -91,11 +98,19 @@ mark:
   type: dict
   sample: {name: h2, owner: alice, generation: 1, ttl: 7200.0, expires_at: 1764070200.0, released: false,
            data: {reason: BIOS update}}
+error_kind:
+  description:
+    - Why the task failed, one of the collection's error kinds (C(ErrorKind), plugins/module_utils/_errors.py).
+  returned: failure
+  type: str
+  choices: [invalid_input, timeout, store, conflict, invalid_document]
+  sample: timeout
 """
 
 from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import STORE_SPEC, merge_specs
-from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule
-from ansible_collections.kvmha.cluster.plugins.module_utils._errors import InvalidInput
+from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule, run_module
+from ansible_collections.kvmha.cluster.plugins.module_utils._deadline import call_with_deadline
+from ansible_collections.kvmha.cluster.plugins.module_utils._errors import InvalidInput, check_range
 from ansible_collections.kvmha.cluster.plugins.module_utils._marks import MAINTENANCE, clear_mark, set_mark
 
 ARGUMENT_SPEC = merge_specs(
@@ -108,25 +123,28 @@ ARGUMENT_SPEC = merge_specs(
         "reason": {"type": "str", "default": ""},
         "duration": {"type": "float", "default": 3600},
         "data": {"type": "dict", "default": {}},
+        "deadline_s": {"type": "float", "default": 10},
     },
 )
 
 
-def run(params: dict, check_mode: bool, diff_mode: bool) -> dict:
+def run(module: KvmhaModule) -> dict:
+    params, check_mode = module.params, module.check_mode
     store, kind, host, owner = params["store_path"], params["kind"], params["host"], params["owner"]
+    deadline = check_range("deadline_s", params["deadline_s"], 0, exclusive_minimum=True)
     if params["state"] == "absent":
-        result = clear_mark(store, kind, host, owner, dry_run=check_mode)
+        result = call_with_deadline(clear_mark, deadline, "clearing the %s mark of %s" % (kind, host),
+                                    store, kind, host, owner, dry_run=check_mode)
     else:
         ttl = None
         if kind == MAINTENANCE:
             if not params["reason"]:
                 raise InvalidInput("entering maintenance needs a reason")
-            if params["duration"] <= 0:
-                raise InvalidInput("duration must be positive")
-            ttl = params["duration"]
+            ttl = check_range("duration", params["duration"], 0, exclusive_minimum=True)
         data = dict(params["data"], reason=params["reason"])
-        result = set_mark(store, kind, host, owner, data, ttl, dry_run=check_mode)
-    if diff_mode:
+        result = call_with_deadline(set_mark, deadline, "setting the %s mark of %s" % (kind, host),
+                                    store, kind, host, owner, data, ttl, dry_run=check_mode)
+    if module.diff_mode:
         marked_after = params["state"] == "present"
         marked_before = marked_after != result["changed"]
         result["diff"] = {"before": {kind: marked_before}, "after": {kind: marked_after}}
@@ -134,8 +152,7 @@ def run(params: dict, check_mode: bool, diff_mode: bool) -> dict:
 
 
 def main():
-    module = KvmhaModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    module.run(lambda: run(module.params, module.check_mode, module.diff_mode))
+    run_module(ARGUMENT_SPEC, run)
 
 
 if __name__ == "__main__":

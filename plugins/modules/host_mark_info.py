@@ -39,10 +39,14 @@ options:
     description: Seconds added to a maintenance mark's expiry before it counts as expired (as the watchdog reads it).
     type: float
     default: 5
-  read_timeout:
-    description: Hard deadline in seconds for reading the marks; a hung store fails the task instead of hanging it.
+  deadline_s:
+    description:
+      - Hard deadline in seconds for the whole operation, reading the marks; a hung store fails the task
+        (C(error_kind=timeout)) instead of hanging it.
+      - The old name O(read_timeout) is deprecated and will be removed in 1.0.0.
     type: float
     default: 10
+    aliases: [read_timeout]
 seealso:
   - module: kvmha.cluster.host_mark
 """
@@ -110,14 +114,21 @@ now:
   returned: always
   type: float
   sample: 1764063600.5
+error_kind:
+  description:
+    - Why the task failed, one of the collection's error kinds (C(ErrorKind), plugins/module_utils/_errors.py).
+  returned: failure
+  type: str
+  choices: [invalid_input, timeout, store]
+  sample: timeout
 """
 
 import time
 
-from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import STORE_SPEC, merge_specs
-from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule
+from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import STORE_SPEC, merge_specs, renamed
+from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule, run_module
 from ansible_collections.kvmha.cluster.plugins.module_utils._deadline import call_with_deadline
-from ansible_collections.kvmha.cluster.plugins.module_utils._errors import InvalidInput
+from ansible_collections.kvmha.cluster.plugins.module_utils._errors import check_range
 from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import validate_host_name
 from ansible_collections.kvmha.cluster.plugins.module_utils._marks import MARK_KINDS, read_marks
 
@@ -127,21 +138,22 @@ ARGUMENT_SPEC = merge_specs(
         "hosts": {"type": "list", "elements": "str"},
         "kinds": {"type": "list", "elements": "str", "choices": list(MARK_KINDS), "default": list(MARK_KINDS)},
         "skew": {"type": "float", "default": 5},
-        "read_timeout": {"type": "float", "default": 10},
+        "deadline_s": renamed({"type": "float", "default": 10}, "read_timeout"),
     },
 )
 
 
-def read(params: dict) -> dict:
-    if params["read_timeout"] <= 0 or params["skew"] < 0:
-        raise InvalidInput("read_timeout must be positive and skew zero or more")
+def run(module: KvmhaModule) -> dict:
+    params = module.params
+    check_range("deadline_s", params["deadline_s"], 0, exclusive_minimum=True)
+    check_range("skew", params["skew"], 0)
     hosts = None if params["hosts"] is None else {validate_host_name(h) for h in params["hosts"]}
     now = time.time()
 
     def read_all():
         return {kind: read_marks(params["store_path"], kind, now=now, skew=params["skew"]) for kind in params["kinds"]}
 
-    marks = call_with_deadline(read_all, params["read_timeout"], "reading the marks on the store")
+    marks = call_with_deadline(read_all, params["deadline_s"], "reading the marks on the store")
     result = {"changed": False, "now": now}
     for kind, states in marks.items():
         result[kind] = {state: {h: v for h, v in found.items() if hosts is None or h in hosts} for state, found in states.items()}
@@ -149,8 +161,7 @@ def read(params: dict) -> dict:
 
 
 def main():
-    module = KvmhaModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    module.run(lambda: read(module.params))
+    run_module(ARGUMENT_SPEC, run)
 
 
 if __name__ == "__main__":

@@ -17,11 +17,11 @@ description:
   - After a power command the module reads the power state until O(confirm) consecutive reads show the requested
     state. Only then is the run a success, and only an B(off) confirmed that way sets RV(fenced=true). A read that
     fails or says otherwise resets the count; an unknown state never counts as off.
-  - O(timeout) is one hard wall-clock deadline over the whole run, login included. It is enforced outside pyghmi,
+  - O(deadline_s) is one hard wall-clock deadline over the whole run, login included. It is enforced outside pyghmi,
     whose own retry loop can wait for seconds (about 4.7 s before it reports that nothing answers) or, in some
     cases, forever.
-  - Every failure carries C(error_kind) - V(unreachable), V(auth), V(timeout), V(bmc_error), V(confirm_timeout) or
-    V(invalid_input) - a message, and the same result keys as a success (with what was learnt before the failure).
+  - Every failure carries RV(error_kind), a message, and the same result keys as a success (with what was learnt before
+    the failure).
   - The module never retries a login, so a wrong password fails within milliseconds and cannot lock the BMC user out.
 author:
   - kvmha.cluster developers (@kvmha)
@@ -51,7 +51,7 @@ options:
       - V(status) reads the power state and changes nothing.
       - V(off) powers the chassis off at once (Chassis Control "power down"); this is the fence.
       - V(shutdown) asks the operating system to power off (ACPI soft off). The chassis goes off only when the OS obeys,
-        which may take long or never happen; give it a long O(timeout) and fall back to V(off).
+        which may take long or never happen; give it a long O(deadline_s) and fall back to V(off).
       - V(on) powers the chassis on.
     type: str
     choices: [status, "on", "off", shutdown]
@@ -69,13 +69,16 @@ options:
       - Seconds between two power state reads while confirming (0.01 to 10). A read costs one small UDP exchange.
     type: float
     default: 0.1
-  timeout:
+  deadline_s:
     description:
-      - Hard wall-clock deadline in seconds for the whole run - login, the read, the command and the confirmation.
+      - Hard wall-clock deadline in seconds for the whole run - login, the read, the command and the confirmation
+        (more than 0, at most 3600).
       - Without an answer from the BMC the run fails with C(error_kind=timeout) when it runs out, or with
         C(error_kind=unreachable) when pyghmi gives up first (after about 4.7 s).
+      - The old name O(timeout) is deprecated and will be removed in 1.0.0.
     type: float
     default: 10
+    aliases: [timeout]
 notes:
   - Run it where the out-of-band network is reachable, usually the controller (C(delegate_to=localhost)), and use
     C(throttle) to bound how many hosts are fenced at once.
@@ -97,7 +100,7 @@ EXAMPLES = r"""
     username: "{{ kvmha_bmc_username }}"
     password: "{{ kvmha_bmc_password }}"
     state: status
-    timeout: 5
+    deadline_s: 5
   delegate_to: localhost
   register: bmc
 
@@ -108,7 +111,7 @@ EXAMPLES = r"""
     password: "{{ kvmha_bmc_password }}"
     state: "off"
     confirm: 3
-    timeout: 15
+    deadline_s: 15
   delegate_to: localhost
   throttle: 2
   register: fence
@@ -117,9 +120,9 @@ EXAMPLES = r"""
   ansible.builtin.assert:
     that: fence.fenced
 
-- name: Set the connection once for every kvmha.cluster module (password from the environment)
+- name: Set the BMC connection once for every module of the ipmi group (password from the environment)
   module_defaults:
-    group/kvmha.cluster.kvmha:
+    group/kvmha.cluster.ipmi:
       username: "{{ kvmha_bmc_username }}"
   environment:
     KVMHA_BMC_PASSWORD: "{{ kvmha_bmc_password }}"
@@ -185,10 +188,11 @@ elapsed:
   type: float
   sample: 0.118
 error_kind:
-  description: Why the run failed.
+  description:
+    - Why the task failed, one of the collection's error kinds (C(ErrorKind), plugins/module_utils/_errors.py).
   returned: failure
   type: str
-  choices: [unreachable, auth, timeout, bmc_error, confirm_timeout, invalid_input]
+  choices: [invalid_input, missing_library, unreachable, auth, timeout, bmc_error, confirm_timeout]
   sample: confirm_timeout
 diff:
   description: The power state before and after, when run with C(--diff).
@@ -197,8 +201,8 @@ diff:
   sample: {"before": {"powerstate": "on"}, "after": {"powerstate": "off"}}
 """
 
-from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import IPMI_CONNECTION_SPEC, merge_specs
-from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule
+from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import IPMI_CONNECTION_SPEC, merge_specs, renamed
+from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule, run_module
 from ansible_collections.kvmha.cluster.plugins.module_utils._errors import InvalidInput
 from ansible_collections.kvmha.cluster.plugins.module_utils._ipmi import (
     PYGHMI_IMPORT_ERROR,
@@ -209,57 +213,49 @@ from ansible_collections.kvmha.cluster.plugins.module_utils._ipmi import (
 )
 
 
-def argument_spec() -> dict:
-    return merge_specs(
-        IPMI_CONNECTION_SPEC,
-        {
-            "state": {"type": "str", "choices": list(STATES), "default": "status"},
-            "confirm": {"type": "int", "default": 2},
-            "poll_interval": {"type": "float", "default": 0.1},
-            "timeout": {"type": "float", "default": 10},
-        },
-    )
+ARGUMENT_SPEC = merge_specs(
+    IPMI_CONNECTION_SPEC,
+    {
+        "state": {"type": "str", "choices": list(STATES), "default": "status"},
+        "confirm": {"type": "int", "default": 2},
+        "poll_interval": {"type": "float", "default": 0.1},
+        "deadline_s": renamed({"type": "float", "default": 10}, "timeout"),
+    },
+)
 
 
-class PowerManager:
-    def __init__(self, module: KvmhaModule, client_class=None):
-        self.module = module
-        self.client_class = client_class or IpmiClient
-
-    def run(self) -> dict:
-        params = self.module.params
-        try:
-            client = self.client_class(
-                address=params["address"],
-                port=params["port"],
-                username=params["username"],
-                password=params["password"],
-                kg=params["kg"],
-            )
-            operation = PowerOperation(
-                client,
-                state=params["state"],
-                confirm=params["confirm"],
-                poll_interval=params["poll_interval"],
-                timeout=params["timeout"],
-                check_mode=self.module.check_mode,
-            )
-        except InvalidInput as error:
-            error.result = dict(empty_result(params["state"]), **error.result)
-            raise
-        result = operation.run()
-        if self.module.diff_mode:
-            result["diff"] = {
-                "before": {"powerstate": result["powerstate"]["before"]},
-                "after": {"powerstate": result["powerstate"]["after"]},
-            }
-        return result
+def run(module: KvmhaModule) -> dict:
+    params = module.params
+    try:
+        client = IpmiClient(
+            address=params["address"],
+            port=params["port"],
+            username=params["username"],
+            password=params["password"],
+            kg=params["kg"],
+        )
+        operation = PowerOperation(
+            client,
+            state=params["state"],
+            confirm=params["confirm"],
+            poll_interval=params["poll_interval"],
+            timeout=params["deadline_s"],
+            check_mode=module.check_mode,
+        )
+    except InvalidInput as error:
+        error.result = dict(empty_result(params["state"]), **error.result)
+        raise
+    result = operation.run()
+    if module.diff_mode:
+        result["diff"] = {
+            "before": {"powerstate": result["powerstate"]["before"]},
+            "after": {"powerstate": result["powerstate"]["after"]},
+        }
+    return result
 
 
 def main() -> None:
-    module = KvmhaModule(argument_spec=argument_spec(), supports_check_mode=True)
-    module.require_library("pyghmi", PYGHMI_IMPORT_ERROR)
-    module.run(lambda: PowerManager(module).run())
+    run_module(ARGUMENT_SPEC, run, libraries=(("pyghmi", PYGHMI_IMPORT_ERROR),))
 
 
 if __name__ == "__main__":

@@ -115,10 +115,14 @@ options:
       - The inventory name of the host this module runs on, when that host is itself a hypervisor.
         If its own heartbeat does not look alive, the observer reports itself as not OK.
     type: str
-  read_timeout:
-    description: Hard deadline in seconds for one sample of the whole store. A hung store fails the observer, not the hosts.
+  store_timeout_s:
+    description:
+      - Hard deadline in seconds for one sample of the whole store (and, with O(state=stopped), for the read and for
+        the write of the marker). A hung store fails the observer, not the hosts.
+      - The old name O(read_timeout) is deprecated and will be removed in 1.0.0.
     type: float
     default: 10
+    aliases: [read_timeout]
   max_record_size:
     description: Records larger than this many bytes are reported as C(invalid).
     type: int
@@ -307,16 +311,24 @@ record:
   returned: state=stopped
   type: dict
   sample: {host: h1, state: stopped, seq: 4243}
+error_kind:
+  description:
+    - Why the task failed, one of the collection's error kinds (C(ErrorKind), plugins/module_utils/_errors.py).
+    - With O(state=check), a store that cannot be read is no failure - RV(observer_ok) is false instead.
+  returned: failure
+  type: str
+  choices: [invalid_input, timeout, store]
+  sample: invalid_input
 """
 
 import os
 import time
 
-from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import STORE_SPEC, merge_specs
-from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule
+from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import STORE_SPEC, merge_specs, renamed
+from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule, run_module
 from ansible_collections.kvmha.cluster.plugins.module_utils._deadline import call_with_deadline
 from ansible_collections.kvmha.cluster.plugins.module_utils._diskactivity import baseline, ha_disks
-from ansible_collections.kvmha.cluster.plugins.module_utils._errors import DeadlineExceeded, InvalidInput, StoreError
+from ansible_collections.kvmha.cluster.plugins.module_utils._errors import DeadlineExceeded, InvalidInput, StoreError, check_range
 from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import (
     RecordReader,
     StalenessJudge,
@@ -345,7 +357,7 @@ ARGUMENT_SPEC = merge_specs(
         "misses": {"type": "int", "default": 3},
         "skew_allowance": {"type": "float", "default": 2.0},
         "observer_host": {"type": "str"},
-        "read_timeout": {"type": "float", "default": 10},
+        "store_timeout_s": renamed({"type": "float", "default": 10}, "read_timeout"),
         "max_record_size": {"type": "int", "default": 1048576},
         "detail": {"type": "str", "choices": ["full", "suspects"], "default": "full"},
         "until_work": {"type": "bool", "default": False},
@@ -366,9 +378,9 @@ class HeartbeatCheck:
         self.observer = params["observer_host"] and validate_host_name(params["observer_host"])
         self.marks = None  # read once per run: marks change rarely, and only between runs
         self.owed = ({}, {})
-        for name in ("watch", "poll", "read_timeout"):
-            if params[name] < 0 or (name != "watch" and params[name] == 0):
-                raise InvalidInput("%s must be %s" % (name, "positive" if name != "watch" else "zero or more"))
+        check_range("watch", params["watch"], 0)
+        for name in ("poll", "store_timeout_s"):
+            check_range(name, params[name], 0, exclusive_minimum=True)
 
     def _valid_names(self, names):
         for name in names:
@@ -384,7 +396,7 @@ class HeartbeatCheck:
         while True:
             samples += 1
             try:
-                states, ignored = call_with_deadline(self._sample, self.params["read_timeout"], "reading the store")
+                states, ignored = call_with_deadline(self._sample, self.params["store_timeout_s"], "reading the store")
             except (StoreError, DeadlineExceeded) as err:
                 return self._isolated(str(err), samples, start)
             result = self._summarise(states, ignored)
@@ -418,7 +430,7 @@ class HeartbeatCheck:
         records = {s.host: s.record for s in states if s.host in suspects}
         try:
             return call_with_deadline(lambda: {h: baseline(ha_disks(r)) for h, r in records.items()},
-                                      self.params["read_timeout"], "sampling the suspects' VM disks")
+                                      self.params["store_timeout_s"], "sampling the suspects' VM disks")
         except DeadlineExceeded:
             return {}
 
@@ -514,7 +526,7 @@ class StoppedMarker:
     def run(self) -> dict:
         start = time.monotonic()
         reader = RecordReader(self.params["store_path"], max_bytes=self.params["max_record_size"])
-        reading = call_with_deadline(reader.read, self.params["read_timeout"], "reading the heartbeat of %s" % self.host, self.host)
+        reading = call_with_deadline(reader.read, self.params["store_timeout_s"], "reading the heartbeat of %s" % self.host, self.host)
         if reading.status == "invalid":
             raise StoreError("refusing to replace the invalid heartbeat of %s (%s): repair or remove it first" % (self.host, reading.reason))
         previous = reading.record
@@ -524,7 +536,7 @@ class StoppedMarker:
             path = record_path(self.params["store_path"], self.host)
             try:
                 os.makedirs(os.path.dirname(path), exist_ok=True)
-                call_with_deadline(write_atomic, self.params["read_timeout"], "writing %s" % path, path, encode_record(record))
+                call_with_deadline(write_atomic, self.params["store_timeout_s"], "writing %s" % path, path, encode_record(record))
             except OSError as err:
                 raise StoreError("cannot write %s: %s" % (path, err.strerror or err)) from err
         result = {"changed": changed, "record": record, "elapsed": round(time.monotonic() - start, 3)}
@@ -540,10 +552,6 @@ def _active(marks: dict) -> dict:
     return active
 
 
-def _warn_invalid_hosts(module, result: dict) -> dict:
-    for name, reason in sorted(result["invalid_hosts"].items()):
-        module.warn("%r is skipped, it is not watched: %s" % (name, reason))
-    return result
 
 
 def _summary(record) -> dict:
@@ -552,13 +560,18 @@ def _summary(record) -> dict:
     return {"state": record["state"], "seq": record["seq"], "boot_id": record["boot_id"]}
 
 
-def main():
-    module = KvmhaModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True, required_if=[("state", "stopped", ["host"])])
+def run(module: KvmhaModule) -> dict:
     params = module.params
     if params["state"] == "stopped":
-        module.run(lambda: StoppedMarker(params, module.check_mode, module.diff_mode).run())
-    else:
-        module.run(lambda: _warn_invalid_hosts(module, HeartbeatCheck(params).run()))
+        return StoppedMarker(params, module.check_mode, module.diff_mode).run()
+    result = HeartbeatCheck(params).run()
+    for name, reason in sorted(result["invalid_hosts"].items()):
+        module.warn("%r is skipped, it is not watched: %s" % (name, reason))
+    return result
+
+
+def main():
+    run_module(ARGUMENT_SPEC, run, required_if=[("state", "stopped", ["host"])])
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ short_description: Ping one or more addresses from a neighbour host, in parallel
 version_added: 0.1.0
 description:
   - Runs the system's C(ping) (iputils) against every target at once, each sending an echo request every O(interval)
-    seconds until O(count) replies came back or its own O(deadline) passed, and reports per target whether any reply
+    seconds until O(count) replies came back or its own O(deadline_s) passed, and reports per target whether any reply
     came back, the loss and the round-trip times, plus an aggregate.
   - Meant to run on a live neighbour of a suspect hypervisor with C(delegate_to), pinging the suspect's
     private/storage address (C(kvmha_private_ip)), so the probe travels a path that does not involve the controller.
@@ -26,7 +26,6 @@ author:
   - kvmha.cluster developers (@kvmha)
 extends_documentation_fragment:
   - kvmha.cluster._attributes
-  - kvmha.cluster._attributes.ACTIONGROUP_KVMHA
   - kvmha.cluster._attributes.info_module
 options:
   targets:
@@ -40,7 +39,7 @@ options:
   count:
     description:
       - Replies wanted per target (1 to 100). C(ping) sends an echo request every O(interval) until this many replies
-        came back or O(deadline) passed, so a silent target gets up to O(deadline) / O(interval) requests.
+        came back or O(deadline_s) passed, so a silent target gets up to O(deadline_s) / O(interval) requests.
     type: int
     default: 3
   interval:
@@ -48,12 +47,14 @@ options:
       - Seconds between two echo requests to one target (0.01 to 10). iputils lets only root go below 0.002 s.
     type: float
     default: 0.2
-  deadline:
+  deadline_s:
     description:
-      - Whole seconds a target is pinged at most (1 to 60), passed to C(ping -w). The C(ping) process is also
-        interrupted if it runs 2 s past it, and killed 1 s later, so a run lasts at most O(deadline) + 3 s.
+      - Whole seconds the run pings at most (1 to 60) - every target at once, each with C(ping -w). A C(ping) process
+        is also interrupted if it runs 2 s past it, and killed 1 s later, so a run lasts at most O(deadline_s) + 3 s.
+      - The old name O(deadline) is deprecated and will be removed in 1.0.0.
     type: int
     default: 2
+    aliases: [deadline]
 notes:
   - Needs iputils C(ping) on the host the task runs on (Debian C(iputils-ping)); without it the module fails and
     runs nothing. Replies are counted by C(ping) itself, so C(ping) must be allowed to send ICMP (root,
@@ -69,7 +70,7 @@ EXAMPLES = r"""
     targets: "{{ hostvars[suspect].kvmha_private_ip }}"
     count: 3
     interval: 0.2
-    deadline: 2
+    deadline_s: 2
   delegate_to: "{{ item }}"
   loop: "{{ live_neighbours[:2] }}"
   register: neighbour_pings
@@ -200,17 +201,20 @@ elapsed:
   type: float
   sample: 2.013
 error_kind:
-  description: Why the module failed - C(invalid_input) for a bad target or setting, C(peer) when C(ping) cannot be
-    run. No ping was sent in either case.
+  description:
+    - Why the task failed, one of the collection's error kinds (C(ErrorKind), plugins/module_utils/_errors.py).
+    - No ping was sent in either case.
   returned: failure
   type: str
+  choices: [invalid_input, peer]
   sample: invalid_input
 """
 
 import socket
 import time
 
-from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule
+from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import renamed
+from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule, run_module
 from ansible_collections.kvmha.cluster.plugins.module_utils._ping import (
     PingProbe,
     aggregate,
@@ -220,38 +224,30 @@ from ansible_collections.kvmha.cluster.plugins.module_utils._ping import (
 )
 
 
-def argument_spec() -> dict:
-    return {
-        "targets": {"type": "list", "elements": "str", "required": True, "aliases": ["target"]},
-        "count": {"type": "int", "default": 3},
-        "interval": {"type": "float", "default": 0.2},
-        "deadline": {"type": "int", "default": 2},
-    }
+ARGUMENT_SPEC = {
+    "targets": {"type": "list", "elements": "str", "required": True, "aliases": ["target"]},
+    "count": {"type": "int", "default": 3},
+    "interval": {"type": "float", "default": 0.2},
+    "deadline_s": renamed({"type": "int", "default": 2}, "deadline"),
+}
 
 
-class PingManager:
-    def __init__(self, module: KvmhaModule, probe_class=None):
-        self.module = module
-        self.probe_class = probe_class or PingProbe
-
-    def run(self) -> dict:
-        started = time.monotonic()
-        params = self.module.params
-        # Everything is checked before anything runs.
-        targets = validate_targets(params["targets"])
-        validate_settings(params["count"], params["interval"], params["deadline"])
-        ping = find_ping(self.module.get_bin_path)
-        probe = self.probe_class(ping, count=params["count"], interval=params["interval"], deadline=params["deadline"])
-        pings = probe.run(targets)
-        result = {"changed": False, "ran_on": socket.gethostname(), "pings": pings}
-        result.update(aggregate(pings))
-        result["elapsed"] = round(time.monotonic() - started, 3)
-        return result
+def run(module: KvmhaModule) -> dict:
+    started = time.monotonic()
+    params = module.params
+    # Everything is checked before anything runs.
+    targets = validate_targets(params["targets"])
+    validate_settings(params["count"], params["interval"], params["deadline_s"])
+    ping = find_ping(module.get_bin_path)
+    pings = PingProbe(ping, count=params["count"], interval=params["interval"], deadline=params["deadline_s"]).run(targets)
+    result = {"changed": False, "ran_on": socket.gethostname(), "pings": pings}
+    result.update(aggregate(pings))
+    result["elapsed"] = round(time.monotonic() - started, 3)
+    return result
 
 
 def main() -> None:
-    module = KvmhaModule(argument_spec=argument_spec(), supports_check_mode=True)
-    module.run(lambda: PingManager(module).run())
+    run_module(ARGUMENT_SPEC, run)
 
 
 if __name__ == "__main__":

@@ -35,10 +35,14 @@ options:
     description: Seconds between the two samples. Longer than the interval at which the guests write.
     type: float
     default: 2.5
-  timeout:
-    description: Hard deadline in seconds for each sample of all disks.
+  store_timeout_s:
+    description:
+      - Hard deadline in seconds for each read of the store - the heartbeat records, then each sample of all disks.
+        A sample that misses it makes every host's verdict C(unknown), never a failure.
+      - The old name O(timeout) is deprecated and will be removed in 1.0.0.
     type: float
     default: 5
+    aliases: [timeout]
   baseline:
     description:
       - First samples taken earlier, per host (the RV(kvmha.cluster.kvm_heartbeat#module:disk_samples) of the observation
@@ -77,15 +81,22 @@ elapsed:
   returned: always
   type: float
   sample: 2.51
+error_kind:
+  description:
+    - Why the task failed, one of the collection's error kinds (C(ErrorKind), plugins/module_utils/_errors.py).
+  returned: failure
+  type: str
+  choices: [invalid_input]
+  sample: invalid_input
 """
 
 import time
 
-from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import STORE_SPEC, merge_specs
-from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule
+from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import STORE_SPEC, merge_specs, renamed
+from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule, run_module
 from ansible_collections.kvmha.cluster.plugins.module_utils._deadline import call_with_deadline
 from ansible_collections.kvmha.cluster.plugins.module_utils._diskactivity import ha_disks, judge, sample, unknown
-from ansible_collections.kvmha.cluster.plugins.module_utils._errors import DeadlineExceeded, InvalidInput
+from ansible_collections.kvmha.cluster.plugins.module_utils._errors import DeadlineExceeded, check_range
 from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import RecordReader, validate_host_name
 
 ARGUMENT_SPEC = merge_specs(
@@ -93,7 +104,7 @@ ARGUMENT_SPEC = merge_specs(
     {
         "hosts": {"type": "list", "elements": "str", "required": True},
         "window": {"type": "float", "default": 2.5},
-        "timeout": {"type": "float", "default": 5},
+        "store_timeout_s": renamed({"type": "float", "default": 5}, "timeout"),
         "baseline": {"type": "dict", "default": {}},
     },
 )
@@ -111,13 +122,13 @@ def first_samples(hosts: list, disks: dict, given: dict) -> dict:
     return samples
 
 
-def run(params: dict) -> dict:
+def run(module: KvmhaModule) -> dict:
+    params = module.params
     start = time.monotonic()
     hosts = [validate_host_name(h) for h in params["hosts"]]
-    if params["window"] <= 0 or params["timeout"] <= 0:
-        raise InvalidInput("window and timeout must be positive")
+    check_range("window", params["window"], 0, exclusive_minimum=True)
+    limit = check_range("store_timeout_s", params["store_timeout_s"], 0, exclusive_minimum=True)
     reader = RecordReader(params["store_path"])
-    limit = params["timeout"]
     try:
         disks = call_with_deadline(lambda: {h: ha_disks(reader.read(h).record) for h in hosts}, limit, "reading the records")
         before = call_with_deadline(first_samples, limit, "sampling the VM disks", hosts, disks, params["baseline"])
@@ -134,8 +145,7 @@ def run(params: dict) -> dict:
 
 
 def main():
-    module = KvmhaModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    module.run(lambda: run(module.params))
+    run_module(ARGUMENT_SPEC, run)
 
 
 if __name__ == "__main__":

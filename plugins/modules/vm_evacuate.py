@@ -24,11 +24,11 @@ description:
     target it was started on died and its last heartbeat listed it - that host's own recovery owes it now).
   - Census first - where each owed VM is active, asked of libvirt on every reachable target, not the records'
     word. A VM active on one target is C(started) there, and C(verified) once that target's own heartbeat lists it
-    (the hand-over - from then on, the target's heartbeat covers it; the module waits up to O(beat_timeout) for
+    (the hand-over - from then on, the target's heartbeat covers it; the module waits up to O(beat_timeout_s) for
     it). A VM active on two targets is reported, never stopped.
   - A VM that runs nowhere and is due is claimed on the store, C(<store_path>/kvmha/claims/<uuid>/) - the
     C(link(2)) guard that two evacuators never start one VM twice - then defined (autostart off) and started, in
-    parallel across targets (at most O(parallel) at once), and verified running within O(verify_timeout). A VM
+    parallel across targets (at most O(parallel) at once), and verified running within O(verify_timeout_s). A VM
     whose claim names a reachable target is retried on B(that) target - libvirt refuses a second start of one
     domain on one host, so a start that an earlier, killed run left in flight can never become a second copy. A VM
     whose claim names a target that cannot be checked (dead, unreachable, in maintenance) waits, unless that
@@ -125,17 +125,22 @@ options:
   parallel:
     description: How many targets are connected to, and worked on, at the same time.
     type: int
-    default: 8
-  verify_timeout:
-    description: Seconds to wait, per VM, for a started domain to be seen running.
+    default: 4
+  verify_timeout_s:
+    description:
+      - Seconds to wait, per VM, for a started domain to be seen running.
+      - The old name O(verify_timeout) is deprecated and will be removed in 1.0.0.
     type: float
     default: 15.0
-  beat_timeout:
+    aliases: [verify_timeout]
+  beat_timeout_s:
     description:
       - Seconds to wait, after the starts, for the targets' heartbeats to list the VMs started on them (the hand-over
         that makes them C(verified)). A VM not listed by then stays C(started) and is verified by a later call.
+      - The old name O(beat_timeout) is deprecated and will be removed in 1.0.0.
     type: float
     default: 8.0
+    aliases: [beat_timeout]
   retry_s:
     description: Seconds before the first retry of an C(unplaced) or C(failed) VM; doubled after each failed attempt.
     type: float
@@ -144,12 +149,14 @@ options:
     description: The longest wait between two attempts of one VM.
     type: float
     default: 300.0
-  store_timeout:
+  store_timeout_s:
     description:
       - Hard deadline in seconds for each read or write on the shared store (records, XML, claims, documents). A hung
         store fails the VM (or the document) instead of hanging the run.
+      - The old name O(store_timeout) is deprecated and will be removed in 1.0.0.
     type: float
     default: 10.0
+    aliases: [store_timeout]
   owner:
     description:
       - Who recovers, recorded in every claim and owed document, e.g. the AWX job or the controller.
@@ -431,11 +438,12 @@ elapsed:
   sample: 0.812
 error_kind:
   description:
-    - Why the task failed - C(incomplete) (a VM still runs nowhere, with O(fail_on_incomplete)), C(lease_lost) (the
-      cluster lease moved on, see O(lease)), C(store) (a record, a document or the store), C(timeout) (the store
-      hung), C(invalid_input) (the arguments).
+    - Why the task failed, one of the collection's error kinds (C(ErrorKind), plugins/module_utils/_errors.py).
+    - V(incomplete) needs O(fail_on_incomplete); V(lease_lost) needs O(lease).
   returned: failure
   type: str
+  choices: [invalid_input, missing_library, timeout, store, conflict, invalid_document, invalid_owed, lease_lost,
+            incomplete]
   sample: incomplete
 diff:
   description: Where each VM runs before and after (C(name) or C(name (uuid)) when names repeat).
@@ -444,10 +452,11 @@ diff:
   sample: {before: {vms: {db1: nowhere, web1: h3}}, after: {vms: {db1: h2, web1: h3}}}
 """
 
-from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import LIBVIRT_CONNECTION_SPEC, STORE_SPEC, merge_specs
-from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule
+from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import LIBVIRT_CONNECTION_SPEC, STORE_SPEC, merge_specs, renamed
+from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule, run_module
 from ansible_collections.kvmha.cluster.plugins.module_utils._evacuation import Evacuation
 from ansible_collections.kvmha.cluster.plugins.module_utils._libvirt import LIBVIRT_IMPORT_ERROR
+from ansible_collections.kvmha.cluster.plugins.module_utils._placement import DEFAULT_STRATEGY
 
 TARGET_SPEC = {"host": {"type": "str", "required": True}, "uri": {"type": "str", "required": True}}
 
@@ -460,13 +469,13 @@ ARGUMENT_SPEC = merge_specs(
         "decisions": {"type": "dict", "default": {}},
         "targets": {"type": "list", "elements": "dict", "default": [], "options": TARGET_SPEC},
         "spare_hosts": {"type": "list", "elements": "str", "default": []},
-        "strategy": {"type": "str", "choices": ["best_fit", "spread"], "default": "spread"},
-        "parallel": {"type": "int", "default": 8},
-        "verify_timeout": {"type": "float", "default": 15.0},
-        "beat_timeout": {"type": "float", "default": 8.0},
+        "strategy": {"type": "str", "choices": ["best_fit", "spread"], "default": DEFAULT_STRATEGY},
+        "parallel": {"type": "int", "default": 4},
+        "verify_timeout_s": renamed({"type": "float", "default": 15.0}, "verify_timeout"),
+        "beat_timeout_s": renamed({"type": "float", "default": 8.0}, "beat_timeout"),
         "retry_s": {"type": "float", "default": 30.0},
         "retry_max_s": {"type": "float", "default": 300.0},
-        "store_timeout": {"type": "float", "default": 10.0},
+        "store_timeout_s": renamed({"type": "float", "default": 10.0}, "store_timeout"),
         "owner": {"type": "str"},
         "incident": {"type": "str"},
         "vms": {"type": "list", "elements": "str"},
@@ -483,21 +492,19 @@ ARGUMENT_SPEC = merge_specs(
 REQUIRED_TOGETHER = [("abandon", "operator", "reason")]
 
 
+def run(module: KvmhaModule) -> dict:
+    evacuation = Evacuation(module.params, module.check_mode, module.diff_mode)
+    try:
+        if module.params["abandon"]:
+            return evacuation.abandon(module.params["abandon"], module.params["operator"], module.params["reason"])
+        return evacuation.run()
+    finally:
+        for warning in evacuation.warnings:
+            module.warn(warning)
+
+
 def main():
-    module = KvmhaModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True, required_together=REQUIRED_TOGETHER)
-    module.require_library("libvirt-python", LIBVIRT_IMPORT_ERROR)
-
-    def run():
-        evacuation = Evacuation(module.params, module.check_mode, module.diff_mode)
-        try:
-            if module.params["abandon"]:
-                return evacuation.abandon(module.params["abandon"], module.params["operator"], module.params["reason"])
-            return evacuation.run()
-        finally:
-            for warning in evacuation.warnings:
-                module.warn(warning)
-
-    module.run(run)
+    run_module(ARGUMENT_SPEC, run, libraries=(("libvirt-python", LIBVIRT_IMPORT_ERROR),), required_together=REQUIRED_TOGETHER)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ extends_documentation_fragment:
   - kvmha.cluster._attributes.ACTIONGROUP_STORE_LIBVIRT
   - kvmha.cluster._attributes.CHECK_MODE
   - kvmha.cluster._store
+  - kvmha.cluster._libvirt
 attributes:
   check_mode:
     support: full
@@ -71,22 +72,20 @@ options:
     description: Who starts kept copies (O(start_kept)), recorded in their claims.
     type: str
     default: reconcile
-  verify_timeout:
-    description: Seconds to wait for a copy started with O(start_kept) to be seen running.
+  verify_timeout_s:
+    description:
+      - Seconds to wait for a copy started with O(start_kept) to be seen running.
+      - The old name O(verify_timeout) is deprecated and will be removed in 1.0.0.
     type: float
     default: 15
-  connect_timeout:
-    description: Deadline in seconds of the libvirt connection.
+    aliases: [verify_timeout]
+  store_timeout_s:
+    description:
+      - Hard deadline in seconds of each read or write on the store (the owed documents, the marks, the claims).
+      - The old name O(store_timeout) is deprecated and will be removed in 1.0.0.
     type: float
     default: 10
-  call_timeout:
-    description: Deadline in seconds of each libvirt call.
-    type: float
-    default: 10
-  store_timeout:
-    description: Deadline in seconds of reading (and releasing) the owed documents.
-    type: float
-    default: 10
+    aliases: [store_timeout]
 requirements:
   - libvirt-python (on the host the task runs on)
 seealso:
@@ -141,13 +140,21 @@ released:
   returned: always
   type: bool
   sample: true
+error_kind:
+  description:
+    - Why the task failed, one of the collection's error kinds (C(ErrorKind), plugins/module_utils/_errors.py).
+  returned: failure
+  type: str
+  choices: [invalid_input, missing_library, timeout, store, conflict, invalid_document, invalid_owed, unreachable,
+            connection, libvirt, no_domain]
+  sample: store
 """
 
 import time
 
-from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import STORE_SPEC, merge_specs
+from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import LIBVIRT_CONNECTION_SPEC, STORE_SPEC, merge_specs, renamed
 from ansible_collections.kvmha.cluster.plugins.module_utils._claims import ClaimBook, normalise_uuid
-from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule
+from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule, run_module
 from ansible_collections.kvmha.cluster.plugins.module_utils._deadline import call_with_deadline
 from ansible_collections.kvmha.cluster.plugins.module_utils._errors import StoreError
 from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import validate_host_name
@@ -159,6 +166,7 @@ from ansible_collections.kvmha.cluster.plugins.module_utils._storefile import Co
 
 ARGUMENT_SPEC = merge_specs(
     STORE_SPEC,
+    LIBVIRT_CONNECTION_SPEC,
     {
         "uri": {"type": "str", "required": True},
         "host": {"type": "str", "required": True},
@@ -166,10 +174,8 @@ ARGUMENT_SPEC = merge_specs(
         "release": {"type": "bool", "default": True},
         "start_kept": {"type": "bool", "default": False},
         "owner": {"type": "str", "default": "reconcile"},
-        "verify_timeout": {"type": "float", "default": 15},
-        "connect_timeout": {"type": "float", "default": 10},
-        "call_timeout": {"type": "float", "default": 10},
-        "store_timeout": {"type": "float", "default": 10},
+        "verify_timeout_s": renamed({"type": "float", "default": 15}, "verify_timeout"),
+        "store_timeout_s": renamed({"type": "float", "default": 10}, "store_timeout"),
     },
 )
 
@@ -177,7 +183,7 @@ ARGUMENT_SPEC = merge_specs(
 def _owed(params: dict, host: str) -> tuple:
     """(book, {host: Document}) - every owed document, released ones included: they tell where VMs were verified."""
     book = OwedBook(params["store_path"], "reconcile/%s" % host)
-    documents, invalid = call_with_deadline(book.read_all, params["store_timeout"], "read the owed documents")
+    documents, invalid = call_with_deadline(book.read_all, params["store_timeout_s"], "read the owed documents")
     if invalid:
         raise StoreError("owed documents cannot be read, so no copy can be proven stale: %s"
                          % "; ".join("%s: %s" % item for item in sorted(invalid.items())), result={"vms": [], "kept": [], "released": False})
@@ -187,7 +193,7 @@ def _owed(params: dict, host: str) -> tuple:
 def _start_kept(params: dict, client, book, documents: dict, host: str, kept: list) -> list:
     """Start here the kept copies of VMs that run nowhere: claim, start, verify, record. Returns their UUIDs."""
     def store(what, func, *args):
-        return call_with_deadline(func, params["store_timeout"], what, *args)
+        return call_with_deadline(func, params["store_timeout_s"], what, *args)
 
     latest = latest_entries(dict((h, d.data) for h, d in documents.items()))
     fenced = set(store("read the fenced marks", read_marks, params["store_path"], FENCED)["active"])
@@ -209,7 +215,7 @@ def _start_kept(params: dict, client, book, documents: dict, host: str, kept: li
             continue
         if vm["before"] not in RUNNING_STATES:  # one that runs here already (started by hand) is only recorded
             client.start(vm["uuid"])
-        if client.wait_running(vm["uuid"], params["verify_timeout"]) not in RUNNING_STATES:
+        if client.wait_running(vm["uuid"], params["verify_timeout_s"]) not in RUNNING_STATES:
             store("release the claim of %s" % vm["name"], claims.mark_failed, claim, "started on %s, but it does not run" % host)
             vm["reason"] = "started here, but it does not run"
             continue
@@ -227,7 +233,8 @@ def _record_started(book, owner_host: str, vm_uuid: str, host: str):
     return book.write(doc, dict(doc.data, vms=entries))
 
 
-def reconcile(params: dict, check_mode: bool, diff_mode: bool) -> dict:
+def run(module: KvmhaModule) -> dict:
+    params, check_mode = module.params, module.check_mode
     host = validate_host_name(params["host"])
     book, documents = _owed(params, host)
     data = dict((h, d.data) for h, d in documents.items())
@@ -241,7 +248,7 @@ def reconcile(params: dict, check_mode: bool, diff_mode: bool) -> dict:
             continue
         keep.append({"uuid": extra, "name": extra, "reason": "no owed document says it is verified running elsewhere: "
                      "this may be its only copy"})
-    client = LibvirtClient(params["uri"], params["connect_timeout"], params["call_timeout"], read_only=check_mode).open()
+    client = LibvirtClient(params["uri"], params["connect_timeout_s"], params["call_timeout_s"], read_only=check_mode).open()
     try:
         removed, kept = [], []
         for vm in remove:
@@ -270,19 +277,17 @@ def reconcile(params: dict, check_mode: bool, diff_mode: bool) -> dict:
     released = False
     own = documents.get(host)  # as written by any start above
     if params["release"] and not kept and own is not None and not own.released and not check_mode:
-        call_with_deadline(book.release, params["store_timeout"], "release the owed document of %s" % host, own)
+        call_with_deadline(book.release, params["store_timeout_s"], "release the owed document of %s" % host, own)
         released = True
     result = {"changed": any(r["undefined"] for r in removed) or released or bool(started), "vms": removed, "kept": kept,
               "started": started, "released": released}
-    if diff_mode:
+    if module.diff_mode:
         result["diff"] = {"before": {r["uuid"]: r["before"] for r in removed}, "after": {r["uuid"]: "absent" for r in removed}}
     return result
 
 
 def main():
-    module = KvmhaModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    module.require_library("libvirt-python", LIBVIRT_IMPORT_ERROR)
-    module.run(lambda: reconcile(module.params, module.check_mode, module.diff_mode))
+    run_module(ARGUMENT_SPEC, run, libraries=(("libvirt-python", LIBVIRT_IMPORT_ERROR),))
 
 
 if __name__ == "__main__":

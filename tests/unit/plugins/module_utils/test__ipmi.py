@@ -417,9 +417,9 @@ def test_timeout_covers_a_hanging_command():
         ("off", {"confirm": 101}, "confirm"),
         ("off", {"poll_interval": 0}, "poll_interval"),
         ("off", {"poll_interval": 11}, "poll_interval"),
-        ("off", {"timeout": 0}, "timeout"),
-        ("off", {"timeout": -1}, "timeout"),
-        ("off", {"timeout": 3601}, "timeout"),
+        ("off", {"timeout": 0}, "deadline_s"),
+        ("off", {"timeout": -1}, "deadline_s"),
+        ("off", {"timeout": 3601}, "deadline_s"),
     ],
 )
 def test_operation_rejects_bad_settings(state, kwargs, fragment):

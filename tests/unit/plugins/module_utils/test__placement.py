@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from ansible_collections.kvmha.cluster.plugins.module_utils._errors import InvalidInput
 from ansible_collections.kvmha.cluster.plugins.module_utils._placement import place, vm_order_key
+from ansible_collections.kvmha.cluster.plugins.module_utils._policy import default_policy
 
 GROUPS = ["", "", "db", "web", "mq"]
 
@@ -29,7 +30,7 @@ def host(name, mem=1024, cpus=4, groups=()):
 
 def test_priority_then_best_fit():
     plan = place([vm("low", 10), vm("high", 90, mem=512), vm("mid", 50, mem=256)],
-                 [host("h2", mem=600), host("h3", mem=2000)])
+                 [host("h2", mem=600), host("h3", mem=2000)], strategy="best_fit")
     assert [(p["name"], p["host"], p["order"]) for p in plan["placements"]] == [
         ("high", "h2", 1), ("mid", "h3", 2), ("low", "h2", 3)]
     assert plan["unplaced"] == []
@@ -59,10 +60,17 @@ def test_spares_only_when_needed():
 def test_spread_strategy():
     vms = [vm("a"), vm("b"), vm("c"), vm("d")]
     hosts = [host("h2", mem=1000), host("h3", mem=1000)]
-    assert [p["host"] for p in place(vms, hosts)["placements"]] == ["h2", "h2", "h2", "h2"]
+    assert [p["host"] for p in place(vms, hosts, strategy="best_fit")["placements"]] == ["h2", "h2", "h2", "h2"]
     assert [p["host"] for p in place(vms, hosts, strategy="spread")["placements"]] == ["h2", "h3", "h2", "h3"]
     with pytest.raises(InvalidInput):
         place(vms, hosts, strategy="random")
+
+
+def test_the_default_strategy_is_the_policys():
+    vms = [vm("a"), vm("b"), vm("c"), vm("d")]
+    hosts = [host("h2", mem=1000), host("h3", mem=1000)]
+    assert place(vms, hosts) == place(vms, hosts, strategy=default_policy()["placement_strategy"])
+    assert default_policy()["placement_strategy"] == "spread"
 
 
 def test_unplaced_reasons():

@@ -271,7 +271,7 @@ class Simulation:
         alive = [h for h in self.HOSTS if self.world.state[h] == "alive" and h not in self.fenced]
         self.confirmed += self.pending_fences() if fence else []
         params.update(store_path=self.store, owner="run-%d" % self.runs, failed_hosts=list(self.confirmed),
-                      targets=[{"host": h, "uri": "test:///%s" % h} for h in alive], beat_timeout=0.0, store_timeout=5.0,
+                      targets=[{"host": h, "uri": "test:///%s" % h} for h in alive], beat_timeout_s=0.0, store_timeout_s=5.0,
                       cluster="c")
         self.fenced.extend(h for h in params["failed_hosts"] if h not in self.fenced)
         engine = Evacuation(params, client_factory=lambda *a: Client(self.world, *a), clock=lambda: self.clock)
@@ -376,7 +376,7 @@ def test_interrupted_run_is_reported_with_what_it_left(store):
     sim.world.killed, sim.world.kill_at = False, None
     params = dict((k, v.get("default")) for k, v in ARGUMENT_SPEC.items())
     params.update(store_path=store, owner="next", targets=[{"host": h, "uri": "test:///%s" % h} for h in ("h2", "h3")],
-                  beat_timeout=0.0, failed_hosts=[])
+                  beat_timeout_s=0.0, failed_hosts=[])
     result = Evacuation(params, client_factory=lambda *a: Client(sim.world, *a), clock=lambda: sim.clock + 5).run()
     assert result["interrupted"][0]["host"] == "h1" and result["interrupted"][0]["owner"] == "run-1"
     assert set(result["interrupted"][0]["vms"]) == {"g1", "g2"}
@@ -388,7 +388,7 @@ def test_interrupted_run_is_reported_with_what_it_left(store):
 
 def lease_params(sim, owner, generation):
     params = dict((k, v.get("default")) for k, v in ARGUMENT_SPEC.items())
-    params.update(store_path=sim.store, owner=owner, failed_hosts=["h1"], beat_timeout=0.0, cluster="c",
+    params.update(store_path=sim.store, owner=owner, failed_hosts=["h1"], beat_timeout_s=0.0, cluster="c",
                   targets=[{"host": h, "uri": "test:///%s" % h} for h in ("h2", "h3", "h4")],
                   lease={"cluster": "c", "generation": generation, "ttl": 30.0})
     return params
@@ -459,7 +459,7 @@ def test_two_controllers_working_the_same_owed_set_never_start_twice(store):
 
     def controller(name):
         params = dict((k, v.get("default")) for k, v in ARGUMENT_SPEC.items())
-        params.update(store_path=store, owner=name, beat_timeout=0.0, failed_hosts=[],
+        params.update(store_path=store, owner=name, beat_timeout_s=0.0, failed_hosts=[],
                       targets=[{"host": h, "uri": "test:///%s" % h} for h in ("h2", "h3", "h4")])
         try:
             Evacuation(params, client_factory=lambda *a: Client(sim.world, *a), clock=lambda: sim.clock).run()

@@ -61,4 +61,4 @@ def test_unreadable_mark_is_reported_not_hidden(run_module, tmp_path):
 
 def test_hostile_host_names_and_bad_timeouts_are_refused(run_module, tmp_path):
     assert info(run_module, str(tmp_path), hosts=["../etc"])["failed"] is True
-    assert "read_timeout" in info(run_module, str(tmp_path), read_timeout=0)["msg"]
+    assert "deadline_s" in info(run_module, str(tmp_path), deadline_s=0)["msg"]

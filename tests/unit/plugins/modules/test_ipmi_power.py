@@ -175,7 +175,7 @@ def test_unreachable_message_is_never_none(run_module, monkeypatch):
 
 def test_confirm_timeout(run_module, bmc):
     bmc.stuck = True
-    result = run_module(ipmi_power, dict(BASE, state="off", timeout=0.2))
+    result = run_module(ipmi_power, dict(BASE, state="off", deadline_s=0.2))
     assert result["failed"] and result["error_kind"] == "confirm_timeout"
     assert result["changed"] is True and result["fenced"] is False
     assert result["action"] == "off"
@@ -186,7 +186,7 @@ def test_confirm_timeout(run_module, bmc):
     "args, fragment",
     [
         ({"confirm": 0}, "confirm"),
-        ({"timeout": 0}, "timeout"),
+        ({"deadline_s": 0}, "deadline_s"),
         ({"poll_interval": 0.001}, "poll_interval"),
         ({"username": "u" * 17}, "user name"),
         ({"port": 70000}, "port"),
@@ -213,7 +213,7 @@ def test_missing_pyghmi(run_module, monkeypatch):
 
 
 def test_documented_defaults_match_the_spec():
-    spec = ipmi_power.argument_spec()
+    spec = ipmi_power.ARGUMENT_SPEC
     for name, option in DOCUMENTED["options"].items():
         assert spec[name].get("default") == option.get("default"), name
         assert spec[name].get("choices") == option.get("choices"), name

@@ -92,7 +92,7 @@ def test_observer_suspects_itself_when_its_own_heartbeat_is_dead(run_module, sto
 def test_a_hung_store_fails_the_observer_not_the_hosts(run_module, store, monkeypatch):
     beat(store, "h1")
     monkeypatch.setattr(_heartbeat.RecordReader, "read", lambda self, host: time.sleep(30))
-    result = run_module(kvm_heartbeat, {"store_path": store, "hosts": ["h1"], "read_timeout": 0.3})
+    result = run_module(kvm_heartbeat, {"store_path": store, "hosts": ["h1"], "store_timeout_s": 0.3})
     assert result["observer_ok"] is False and "did not finish within 0.3 s" in result["observer_reason"]
     assert result["suspects"] == [] and "failed" not in result
 

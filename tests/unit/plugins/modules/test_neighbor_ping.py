@@ -76,7 +76,7 @@ def test_bad_target_is_an_error_and_nothing_runs(run_module, fake_ping, bad):
     assert not (fake_ping / "argv.log").exists()
 
 
-@pytest.mark.parametrize("args", [{"count": 0}, {"interval": 0.001}, {"deadline": 0}, {"deadline": 61}])
+@pytest.mark.parametrize("args", [{"count": 0}, {"interval": 0.001}, {"deadline_s": 0}, {"deadline_s": 61}])
 def test_bad_settings_are_errors_and_nothing_runs(run_module, fake_ping, args):
     result = run_module(neighbor_ping, dict({"targets": ["127.0.0.1"]}, **args))
     assert result["failed"] and result["error_kind"] == "invalid_input"
@@ -104,6 +104,6 @@ def documented(result):
 
 
 def test_documented_defaults_match_the_spec():
-    spec = neighbor_ping.argument_spec()
+    spec = neighbor_ping.ARGUMENT_SPEC
     for name, option in DOCUMENTED["options"].items():
         assert spec[name].get("default") == option.get("default"), name

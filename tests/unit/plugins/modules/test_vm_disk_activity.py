@@ -78,7 +78,7 @@ def test_no_ha_disks_is_none_and_missing_disks_are_unknown(run_module, store):
 def test_a_hung_store_gives_unknown_not_a_hang(run_module, store, monkeypatch):
     host_with_disks(store, "h1", [disk(store, "a.img")])
     monkeypatch.setattr(vm_disk_activity, "sample", lambda paths: time.sleep(30))
-    result = run_module(vm_disk_activity, {"store_path": store, "hosts": ["h1"], "window": 0.1, "timeout": 0.3})
+    result = run_module(vm_disk_activity, {"store_path": store, "hosts": ["h1"], "window": 0.1, "store_timeout_s": 0.3})
     assert result["hosts"]["h1"]["activity"] == "unknown" and "did not finish" in result["hosts"]["h1"]["reason"]
 
 

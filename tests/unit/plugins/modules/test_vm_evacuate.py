@@ -85,7 +85,7 @@ class Cluster:
     def params(self, targets, **over):
         """Every option with its default; failed host h1, and no wait for heartbeats (the records here are static)."""
         params = dict((k, v.get("default")) for k, v in ARGUMENT_SPEC.items())
-        params.update(store_path=self.store, targets=targets, failed_hosts=["h1"], beat_timeout=0.0)
+        params.update(store_path=self.store, targets=targets, failed_hosts=["h1"], beat_timeout_s=0.0)
         params.update(over)
         return params
 
@@ -372,10 +372,10 @@ def test_hostile_target_name_and_duplicates(run_module, cluster):
 
 @pytest.mark.parametrize("over, words", [
     ({"parallel": 0}, "parallel"),
-    ({"connect_timeout": 0}, "connect_timeout"),
+    ({"connect_timeout_s": 0}, "connect_timeout_s must be positive"),
     ({"retry_s": 0}, "retry_s must be positive"),
     ({"retry_max_s": -1}, "retry_max_s must be positive"),
-    ({"beat_timeout": -1}, "beat_timeout must not be negative"),
+    ({"beat_timeout_s": -1}, "beat_timeout_s must be zero or more"),
     ({"claim_ttl": 30.0}, "Unsupported parameters"),          # removed: claims never expire
     ({"failed_host": "h1"}, "Unsupported parameters"),        # removed: failed_hosts
 ])
@@ -451,7 +451,7 @@ def test_unreachable_and_hung_targets_are_excluded(cluster, tmp_path):
         tlist = [{"host": "h2", "uri": "qemu+unix:///system?socket=%s" % (tmp_path / "gone")},
                  {"host": "h3", "uri": "qemu+unix:///system?socket=" + silent}] + targets(cluster, "h4")
         started = time.monotonic()
-        result = run(cluster, tlist, connect_timeout=0.5, call_timeout=1.0)
+        result = run(cluster, tlist, connect_timeout_s=0.5, call_timeout_s=1.0)
         assert time.monotonic() - started < 3
     finally:
         server.close()
@@ -1185,7 +1185,7 @@ def test_verified_needs_the_targets_own_record_to_list_the_vm(cluster, hosts):
     writer = threading.Timer(0.3, cluster.record, ("h2", ["a", "b"]))
     writer.start()
     try:
-        third = run(cluster, hosts.targets("h2"), factory=hosts.factory(), failed_hosts=[], beat_timeout=5.0)
+        third = run(cluster, hosts.targets("h2"), factory=hosts.factory(), failed_hosts=[], beat_timeout_s=5.0)
     finally:
         writer.join()
     assert [(v["name"], v["state"]) for v in third["vms"]] == [("b", "verified")]  # a was verified already: not worked

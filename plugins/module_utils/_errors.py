@@ -12,7 +12,7 @@ power state read before a fence timed out).
 
 - ``ErrorKind`` is the closed set: every ``error_kind`` a module returns, and every ``vms[].error_kind`` of
   vm_evacuate, is one of its values. ``MEANINGS`` says what each one means; the modules' RETURN docs are tested
-  against it (tests/unit/plugins/test_error_kinds.py).
+  against it (tests/unit/plugins/modules/test_error_kinds.py).
 - Each exception class has exactly one kind, its ``kind`` attribute (``KIND_OF`` lists the mapping). A class never
   carries another class's kind: a bad argument is ``InvalidInput`` wherever it is found, never a ``StoreError`` with
   an ``invalid_input`` label. The one exception to "kind follows class" is wrapping: an error raised *because of*

@@ -47,9 +47,11 @@ options:
     choices: [acquired, released]
     default: acquired
   ttl:
-    description: Seconds the lease lasts (from the store's clock) unless renewed or released.
+    description:
+      - Seconds the lease lasts (from the store's clock) unless renewed or released.
+      - The default is the policy's C(lease_ttl_s).
     type: float
-    default: 300
+    default: 30
   skew:
     description: Seconds added to the expiry before someone else may take the lease over.
     type: float
@@ -123,7 +125,7 @@ ARGUMENT_SPEC = merge_specs(
         "cluster": {"type": "str", "required": True},
         "owner": {"type": "str", "required": True},
         "state": {"type": "str", "choices": ["acquired", "released"], "default": "acquired"},
-        "ttl": {"type": "float", "default": 300},
+        "ttl": {"type": "float", "default": 30},
         "skew": {"type": "float", "default": 5},
         "deadline_s": {"type": "float", "default": 10},
     },

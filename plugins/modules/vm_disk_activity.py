@@ -41,7 +41,7 @@ options:
         A sample that misses it makes every host's verdict C(unknown), never a failure.
       - The old name O(timeout) is deprecated and will be removed in 1.0.0.
     type: float
-    default: 5
+    default: 10
     aliases: [timeout]
   baseline:
     description:
@@ -104,7 +104,7 @@ ARGUMENT_SPEC = merge_specs(
     {
         "hosts": {"type": "list", "elements": "str", "required": True},
         "window": {"type": "float", "default": 2.5},
-        "store_timeout_s": renamed({"type": "float", "default": 5}, "timeout"),
+        "store_timeout_s": renamed({"type": "float", "default": 10}, "timeout"),
         "baseline": {"type": "dict", "default": {}},
     },
 )

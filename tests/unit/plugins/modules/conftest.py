@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 from ansible.module_utils import _internal
 from ansible.module_utils.testing import patch_module_args
 
@@ -24,6 +25,11 @@ def run_module(capsys, monkeypatch):
         with patch_module_args(args):
             with pytest.raises(SystemExit):
                 module.main()
-        return json.loads(capsys.readouterr().out)
+        result = json.loads(capsys.readouterr().out)
+        if "error_kind" in result:  # every failure of every test: its kind is one the module documents
+            documented = yaml.safe_load(module.RETURN)["error_kind"]["choices"]
+            assert result["error_kind"] in documented, "%s returned the undocumented error_kind %r: %s" % (
+                module.__name__, result["error_kind"], result.get("msg"))
+        return result
 
     return run

@@ -552,8 +552,6 @@ def _active(marks: dict) -> dict:
     return active
 
 
-
-
 def _summary(record) -> dict:
     if record is None:
         return {}

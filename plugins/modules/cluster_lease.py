@@ -42,10 +42,21 @@ options:
     type: str
     required: true
   state:
-    description: V(acquired) takes or renews the lease, V(released) gives it up if O(owner) holds it.
+    description:
+      - V(acquired) takes or renews the lease, V(released) gives it up if O(owner) holds it.
+      - V(held) only checks, writing nothing, that O(owner) still holds generation O(generation) - the fencing token
+        a run checks right before a step that must not run twice (a fence, a start).
     type: str
-    choices: [acquired, released]
+    choices: [acquired, held, released]
     default: acquired
+  generation:
+    description:
+      - The generation this run holds (RV(lease.generation) of its last acquiring task).
+      - With O(state=acquired) the lease is then only renewed if it is still that generation of O(owner), never taken
+        (again or over); with O(state=held) it is required.
+      - A lease that moved on - it expired while the run was frozen or its clock was off, and another watchdog took
+        it - fails with RV(error_kind=lease_lost), and the run must stop.
+    type: int
   ttl:
     description:
       - Seconds the lease lasts (from the store's clock) unless renewed or released.
@@ -73,6 +84,14 @@ EXAMPLES = r"""
     owner: "awx-job-{{ awx_job_id | default('manual') }}"
     ttl: 300
   register: lease
+
+- name: Right before the fence - stop if another watchdog took the lease meanwhile (this run was frozen, or its clock is off)
+  kvmha.cluster.cluster_lease:
+    store_path: /var/lib/kvmha-lab/store
+    cluster: lab
+    owner: "awx-job-{{ awx_job_id | default('manual') }}"
+    state: held
+    generation: "{{ lease.lease.generation }}"
 
 - name: Give it back at the end of the run
   kvmha.cluster.cluster_lease:
@@ -108,15 +127,15 @@ error_kind:
     - Why the task failed, one of the collection's error kinds (C(ErrorKind), plugins/module_utils/_errors.py).
   returned: failure
   type: str
-  choices: [invalid_input, timeout, store, invalid_document]
-  sample: timeout
+  choices: [invalid_input, timeout, store, invalid_document, lease_lost]
+  sample: lease_lost
 """
 
 from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import STORE_SPEC, merge_specs
 from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule, run_module
 from ansible_collections.kvmha.cluster.plugins.module_utils._deadline import call_with_deadline
-from ansible_collections.kvmha.cluster.plugins.module_utils._errors import check_range
-from ansible_collections.kvmha.cluster.plugins.module_utils._marks import LeaseHeld, acquire_lease, release_lease
+from ansible_collections.kvmha.cluster.plugins.module_utils._errors import InvalidInput, check_range
+from ansible_collections.kvmha.cluster.plugins.module_utils._marks import LeaseHeld, acquire_lease, check_lease, release_lease, renew_lease
 from ansible_collections.kvmha.cluster.plugins.module_utils._storefile import validate_name
 
 ARGUMENT_SPEC = merge_specs(
@@ -124,7 +143,8 @@ ARGUMENT_SPEC = merge_specs(
     {
         "cluster": {"type": "str", "required": True},
         "owner": {"type": "str", "required": True},
-        "state": {"type": "str", "choices": ["acquired", "released"], "default": "acquired"},
+        "state": {"type": "str", "choices": ["acquired", "held", "released"], "default": "acquired"},
+        "generation": {"type": "int"},
         "ttl": {"type": "float", "default": 30},
         "skew": {"type": "float", "default": 5},
         "deadline_s": {"type": "float", "default": 10},
@@ -137,15 +157,22 @@ def run(module: KvmhaModule) -> dict:
     cluster = validate_name(params["cluster"], "cluster name")
     check_range("ttl", params["ttl"], 0, exclusive_minimum=True)
     check_range("skew", params["skew"], 0)
-    check_range("deadline_s", params["deadline_s"], 0, exclusive_minimum=True)
+    deadline = check_range("deadline_s", params["deadline_s"], 0, exclusive_minimum=True)
+    store, owner, generation = params["store_path"], params["owner"], params["generation"]
+
+    def bounded(what, func, *args, **kwargs):  # the whole operation under deadline_s: a hung store fails the task
+        return call_with_deadline(func, deadline, "%s the lease of %s" % (what, cluster), *args, **kwargs)
+
     if params["state"] == "released":
-        result = call_with_deadline(release_lease, params["deadline_s"], "releasing the lease of %s" % cluster,
-                                    params["store_path"], cluster, params["owner"], dry_run=check_mode)
-        return dict(result, acquired=False)
+        return dict(bounded("releasing", release_lease, store, cluster, owner, dry_run=check_mode), acquired=False)
+    if params["state"] == "held" or (generation is not None and check_mode):
+        if generation is None:
+            raise InvalidInput("state=held needs the generation the run holds")
+        return dict(bounded("checking", check_lease, store, cluster, owner, generation), acquired=True)
+    if generation is not None:  # renew what this run holds; never take it (again or over)
+        return dict(bounded("renewing", renew_lease, store, cluster, owner, generation, params["ttl"]), acquired=True)
     try:
-        result = call_with_deadline(acquire_lease, params["deadline_s"], "taking the lease of %s" % cluster,
-                                    params["store_path"], cluster, params["owner"], params["ttl"], params["skew"],
-                                    dry_run=check_mode)
+        result = bounded("taking", acquire_lease, store, cluster, owner, params["ttl"], params["skew"], dry_run=check_mode)
     except LeaseHeld as held:
         return dict(held.result, changed=False, msg=held.msg)
     return dict(result, acquired=True)

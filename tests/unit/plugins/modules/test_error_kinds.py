@@ -35,21 +35,16 @@ from ansible_collections.kvmha.cluster.plugins.modules import (
     vm_evacuate,
     vm_reconcile,
 )
+from ansible_collections.kvmha.cluster.tests.unit.plugins.modules.every_module import MODULES, name
 from ansible_collections.kvmha.cluster.tests.unit.plugins.module_utils.ipmi_fake import FakeSession
 from pyghmi import exceptions as pyghmi_exceptions
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
-MODULES = [cluster_lease, host_investigate, host_mark, host_mark_info, ipmi_power, kvm_heartbeat, neighbor_ping,
-           vm_disk_activity, vm_evacuate, vm_reconcile]
 # Kinds that never reach a module's error_kind: one VM's outcome in vm_evacuate's vms[], the boot guard's own,
 # lease_held (cluster_lease answers acquired=false instead of failing), and the base class's (a bug).
 NOT_A_MODULE_KIND = {ErrorKind.CLAIM, ErrorKind.DUPLICATE, ErrorKind.NOT_RUNNING, ErrorKind.UNKNOWN,
                      ErrorKind.BOOT_GUARD, ErrorKind.LEASE_HELD, ErrorKind.ERROR}
 FIRST_LINE = "Why the task failed, one of the collection's error kinds (C(ErrorKind), plugins/module_utils/_errors.py)."
-
-
-def name(module) -> str:
-    return module.__name__.rsplit(".", 1)[-1]
 
 
 def documented(module) -> dict:
@@ -245,6 +240,8 @@ PRODUCE = {
     (cluster_lease, "timeout"): lambda r, t, m: (m.setattr(_storefile.DocumentStore, "read", hang),
                                                  r(cluster_lease, lease_args(t, deadline_s=0.2)))[1],
     (cluster_lease, "store"): lambda r, t, m: r(cluster_lease, lease_args(t, store_path=a_file(t))),
+    (cluster_lease, "lease_lost"): lambda r, t, m: (r(cluster_lease, lease_args(t)),
+                                                    r(cluster_lease, lease_args(t, state="held", generation=7)))[1],
     (cluster_lease, "invalid_document"): lambda r, t, m: (a_file_where(t, "lease", "lab"), r(cluster_lease, lease_args(t)))[1],
     (host_mark, "invalid_input"): lambda r, t, m: r(host_mark, mark_args(t, host="../x")),
     (host_mark, "timeout"): lambda r, t, m: (m.setattr(_storefile.DocumentStore, "read", hang),

@@ -34,13 +34,8 @@ from ansible_collections.kvmha.cluster.plugins.modules import (
     vm_evacuate,
     vm_reconcile,
 )
+from ansible_collections.kvmha.cluster.tests.unit.plugins.modules.every_module import MODULES, name
 
-MODULES = [cluster_lease, host_investigate, host_mark, host_mark_info, ipmi_power, kvm_heartbeat, neighbor_ping,
-           vm_disk_activity, vm_evacuate, vm_reconcile]
-
-
-def name(module) -> str:
-    return module.__name__.rsplit(".", 1)[-1]
 
 
 def options(module) -> dict:

@@ -126,7 +126,8 @@ def test_an_old_name_still_works_and_says_it_is_deprecated(run_module, tmp_path,
 # ------------------------------------------------------------------------------------------------ defaults
 
 
-# policy setting -> the module options the playbooks pass it to (playbooks/tasks/*.yml): same defaults.
+# policy setting -> the module options it stands for: same defaults. The playbooks pass the setting to most of them;
+# the mark and lease modules' deadline_s take the policy's store_timeout_s by default.
 DRIVEN_BY_POLICY = {
     "placement_strategy": [(vm_evacuate, "strategy")],
     "recover_parallel": [(vm_evacuate, "parallel")],

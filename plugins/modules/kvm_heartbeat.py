@@ -373,7 +373,7 @@ class HeartbeatCheck:
         self.reader = RecordReader(params["store_path"], max_bytes=params["max_record_size"])
         self.store_time = time.time  # the store's clock from the first sample on (see _sample)
         self.judge = StalenessJudge(misses=params["misses"], skew_allowance=params["skew_allowance"],
-                                    wall=lambda: self.store_time())
+                                    wall=lambda: self.store_time())  # pylint: disable=unnecessary-lambda (store_time is replaced later)
         self.invalid_hosts = {}  # one bad inventory name is reported and skipped, never the end of the whole watch
         self.exclude = set(self._valid_names(params["exclude"]))
         self.hosts = None if params["hosts"] is None else sorted(set(self._valid_names(params["hosts"])))

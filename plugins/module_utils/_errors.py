@@ -88,7 +88,7 @@ MEANINGS = {
     ErrorKind.LIBVIRT: "libvirt refused a call",
     ErrorKind.CONNECTION: "the libvirt connection broke during a call",
     ErrorKind.NO_DOMAIN: "the libvirt domain does not exist",
-    ErrorKind.PEER: "a probe of a peer (C(ping)) cannot be run at all",
+    ErrorKind.PEER: "a probe of a peer (ping) cannot be run at all",
     ErrorKind.CLAIM: "the VM's claim on the store forbids starting it",
     ErrorKind.DUPLICATE: "the VM is active on more than one host",
     ErrorKind.NOT_RUNNING: "the VM was started but is not seen running",

@@ -124,7 +124,7 @@ holder:
   sample: {name: lab, owner: awx-job-41, generation: 6, expires_at: 1764063250.0}
 error_kind:
   description:
-    - Why the task failed, one of the collection's error kinds (C(ErrorKind), plugins/module_utils/_errors.py).
+    - Why the task failed, one of the collection's error kinds (C(docs/OPERATIONS.md) says what each means).
   returned: failure
   type: str
   choices: [invalid_input, timeout, store, invalid_document, lease_lost]

@@ -155,7 +155,7 @@ policy:
   sample: {hung_grace_s: 30, fence_hung: true, max_fence_ratio: 0.5, rules: []}
 error_kind:
   description:
-    - Why the task failed, one of the collection's error kinds (C(ErrorKind), plugins/module_utils/_errors.py).
+    - Why the task failed, one of the collection's error kinds (C(docs/OPERATIONS.md) says what each means).
   returned: failure
   type: str
   choices: [invalid_input, policy, missing_library]

@@ -189,7 +189,7 @@ elapsed:
   sample: 0.118
 error_kind:
   description:
-    - Why the task failed, one of the collection's error kinds (C(ErrorKind), plugins/module_utils/_errors.py).
+    - Why the task failed, one of the collection's error kinds (C(docs/OPERATIONS.md) says what each means).
   returned: failure
   type: str
   choices: [invalid_input, missing_library, unreachable, auth, timeout, bmc_error, confirm_timeout]

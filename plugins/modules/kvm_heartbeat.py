@@ -313,7 +313,7 @@ record:
   sample: {host: h1, state: stopped, seq: 4243}
 error_kind:
   description:
-    - Why the task failed, one of the collection's error kinds (C(ErrorKind), plugins/module_utils/_errors.py).
+    - Why the task failed, one of the collection's error kinds (C(docs/OPERATIONS.md) says what each means).
     - With O(state=check), a store that cannot be read is no failure - RV(observer_ok) is false instead.
   returned: failure
   type: str

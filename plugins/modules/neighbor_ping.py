@@ -202,7 +202,7 @@ elapsed:
   sample: 2.013
 error_kind:
   description:
-    - Why the task failed, one of the collection's error kinds (C(ErrorKind), plugins/module_utils/_errors.py).
+    - Why the task failed, one of the collection's error kinds (C(docs/OPERATIONS.md) says what each means).
     - No ping was sent in either case.
   returned: failure
   type: str

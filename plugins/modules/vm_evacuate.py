@@ -453,7 +453,7 @@ elapsed:
   sample: 0.812
 error_kind:
   description:
-    - Why the task failed, one of the collection's error kinds (C(ErrorKind), plugins/module_utils/_errors.py).
+    - Why the task failed, one of the collection's error kinds (C(docs/OPERATIONS.md) says what each means).
     - V(incomplete) needs O(fail_on_incomplete); V(lease_lost) needs O(lease).
   returned: failure
   type: str

@@ -142,7 +142,7 @@ released:
   sample: true
 error_kind:
   description:
-    - Why the task failed, one of the collection's error kinds (C(ErrorKind), plugins/module_utils/_errors.py).
+    - Why the task failed, one of the collection's error kinds (C(docs/OPERATIONS.md) says what each means).
   returned: failure
   type: str
   choices: [invalid_input, missing_library, timeout, store, conflict, invalid_document, invalid_owed, unreachable,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import time
 
 import pytest
@@ -44,7 +45,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..",
 # lease_held (cluster_lease answers acquired=false instead of failing), and the base class's (a bug).
 NOT_A_MODULE_KIND = {ErrorKind.CLAIM, ErrorKind.DUPLICATE, ErrorKind.NOT_RUNNING, ErrorKind.UNKNOWN,
                      ErrorKind.BOOT_GUARD, ErrorKind.LEASE_HELD, ErrorKind.ERROR}
-FIRST_LINE = "Why the task failed, one of the collection's error kinds (C(ErrorKind), plugins/module_utils/_errors.py)."
+FIRST_LINE = "Why the task failed, one of the collection's error kinds (C(docs/OPERATIONS.md) says what each means)."
 
 
 def documented(module) -> dict:
@@ -312,3 +313,20 @@ def test_each_documented_kind_is_returned(run_module, tmp_path, monkeypatch, mod
     result = PRODUCE[(module, kind)](run_module, tmp_path, monkeypatch)
     assert result.get("failed") is True and result["error_kind"] == kind, result.get("msg")
     assert result["msg"]
+
+
+# ------------------------------------------------------------------------------------------------ docs/OPERATIONS.md
+
+
+def test_the_operations_guide_lists_every_kind_with_its_meaning_and_modules():
+    with open(os.path.join(ROOT, "docs", "OPERATIONS.md"), encoding="utf-8") as handle:
+        text = handle.read().split("## Error kinds", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([a-z_]+)` \| (.+?) \| (.+?) \|$", text, re.M)
+    assert [kind for kind, _meaning, _by in rows] == [kind.value for kind in ErrorKind]
+    for kind, meaning, by in rows:
+        assert meaning == MEANINGS[ErrorKind(kind)], kind
+        returned_by = [name(m) for m in MODULES if kind in documented(m)["choices"]]
+        if returned_by:
+            assert by.split(", ") == returned_by, kind
+        else:
+            assert by.startswith("none ("), kind

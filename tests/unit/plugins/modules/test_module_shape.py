@@ -37,7 +37,6 @@ from ansible_collections.kvmha.cluster.plugins.modules import (
 from ansible_collections.kvmha.cluster.tests.unit.plugins.modules.every_module import MODULES, name
 
 
-
 def options(module) -> dict:
     """The module's documented options, those of its doc fragments included."""
     doc = yaml.safe_load(module.DOCUMENTATION)

@@ -371,9 +371,9 @@ class HeartbeatCheck:
     def __init__(self, params: dict):
         self.params = params
         self.reader = RecordReader(params["store_path"], max_bytes=params["max_record_size"])
-        self.store_time = time.time  # the store's clock from the first sample on (see _sample)
+        self.store_time = time.time  # the store's clock from the first sample on (see _sample): read late, by a lambda
         self.judge = StalenessJudge(misses=params["misses"], skew_allowance=params["skew_allowance"],
-                                    wall=lambda: self.store_time())  # pylint: disable=unnecessary-lambda (store_time is replaced later)
+                                    wall=lambda: self.store_time())  # pylint: disable=unnecessary-lambda
         self.invalid_hosts = {}  # one bad inventory name is reported and skipped, never the end of the whole watch
         self.exclude = set(self._valid_names(params["exclude"]))
         self.hosts = None if params["hosts"] is None else sorted(set(self._valid_names(params["hosts"])))

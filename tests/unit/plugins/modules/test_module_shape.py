@@ -24,7 +24,6 @@ from ansible_collections.kvmha.cluster.plugins.module_utils._placement import pl
 from ansible_collections.kvmha.cluster.plugins.module_utils._policy import default_policy
 from ansible_collections.kvmha.cluster.plugins.modules import (
     cluster_lease,
-    host_investigate,
     host_mark,
     host_mark_info,
     ipmi_power,

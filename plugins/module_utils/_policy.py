@@ -68,6 +68,9 @@ class _Setting:
 # The one definition of every policy knob and its default. docs/OPERATIONS.md mirrors this table (a unit test
 # keeps them in step).
 SETTINGS = {
+    "mode": _Setting("armed", "choice", "armed: the watchdog fences, recovers and restarts writers. observe: it watches, probes and "
+                     "decides, says what it would do, and never touches power, VMs or writers (a burn-in before arming).",
+                     choices=("armed", "observe")),
     # --- decisions (host_investigate)
     "hung_grace_s": _Setting(30, "number", "Seconds a host may answer ping while nothing else answers before it counts as HUNG.", 0),
     "fence_hung": _Setting(True, "bool", "Fence a HUNG host (pings answered, heartbeat stale past the grace period, no VM disk activity)."),

@@ -15,6 +15,8 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
+import os
+import re
 
 import pytest
 import yaml
@@ -168,3 +170,40 @@ def test_the_placement_default_is_the_policys_everywhere():
 def test_not_driven_options_differ_for_a_reason():
     for (module, option), why in NOT_DRIVEN.items():
         assert option in spec(module) and why
+
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
+CALL = re.compile(r"^(\s*)kvmha\.cluster\.(\w+):\s*$")
+OPTION = re.compile(r"^(\s*)(\w+):")
+
+
+def _module_calls(path):
+    """(line number, module, option) for every option of every kvmha.cluster module task (or module_defaults entry)."""
+    with open(path, encoding="utf-8") as handle:
+        lines = handle.read().split("\n")
+    module, indent = None, 0
+    for number, line in enumerate(lines, 1):
+        call = CALL.match(line)
+        if call:
+            module, indent = call.group(2), len(call.group(1))
+            continue
+        option = OPTION.match(line)
+        if module and line.strip() and len(line) - len(line.lstrip()) <= indent:
+            module = None
+        elif module and option and len(option.group(1)) == indent + 2:
+            yield number, module, option.group(2)
+
+
+def test_playbooks_roles_and_examples_use_the_new_option_names():
+    old = {name(m): {a["name"] for entry in spec(m).values() for a in entry.get("deprecated_aliases", [])} for m in MODULES}
+    found, used = [], 0
+    for top in ("playbooks", "roles", "examples", "extensions", os.path.join("tests", "integration")):
+        for directory, _dirs, files in os.walk(os.path.join(ROOT, top)):
+            for file_name in files:
+                if file_name.endswith((".yml", ".yaml")):
+                    path = os.path.join(directory, file_name)
+                    for number, module, option in _module_calls(path):
+                        used += 1
+                        if option in old.get(module, ()):
+                            found.append("%s:%d %s %s" % (os.path.relpath(path, ROOT), number, module, option))
+    assert used > 100 and not found, found

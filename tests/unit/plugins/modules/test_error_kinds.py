@@ -304,6 +304,7 @@ PRODUCE = {
 
 
 def test_every_documented_kind_has_a_way_to_produce_it():
+    """A new module, or a new kind of one, needs its entry in PRODUCE: how to make the module fail that way."""
     assert sorted((name(m), k) for m, k in PRODUCE) == sorted((name(m), k) for m in MODULES for k in documented(m)["choices"])
 
 

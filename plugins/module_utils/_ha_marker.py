@@ -67,13 +67,22 @@ def read(text) -> dict:
     raw = element.get("priority")
     if raw is None:
         marker["problems"].append("no priority attribute: it counts as %d" % DEFAULT_PRIORITY)
-    elif not (raw.isascii() and raw.isdigit() and 0 <= int(raw) <= 100):
+    elif _priority(raw) is None:
         marker["problems"].append("priority %r is not an integer 0-100: it counts as %d" % (raw[:40], DEFAULT_PRIORITY))
     else:
-        marker["priority"] = int(raw)
+        marker["priority"] = _priority(raw)
     if element.get("group") is not None and len(element.get("group")) > MAX_GROUP:
         marker["problems"].append("group is longer than %d characters: it is cut" % MAX_GROUP)
     return marker
+
+
+def _priority(raw: str):
+    """The priority the writer reads from the attribute (Python's int(), as it uses), or None if it cannot."""
+    try:
+        value = int(raw)
+    except ValueError:
+        return None
+    return value if 0 <= value <= 100 else None
 
 
 def wanted(state: str, priority: int, group: str) -> dict:

@@ -65,6 +65,11 @@ def metrics(tmp_path) -> str:
     return (tmp_path / "journal" / "kvmha.prom").read_text()
 
 
+def journal_events(tmp_path) -> list:
+    with open(tmp_path / "journal" / "events.jsonl", encoding="utf-8") as stream:
+        return [json.loads(line) for line in stream]
+
+
 def test_one_cluster_is_watched_by_default(tmp_path):
     done = watchdog(tmp_path, site(tmp_path, {"a": CLUSTERS["a"]}, CLUSTERS["a"]))
     assert done.returncode == 0, done.output[-4000:]
@@ -81,6 +86,14 @@ def test_a_member_without_a_record_is_a_suspect(tmp_path):
     """The checks above can fail: hv5's missing record makes it a suspect (nothing answers here: no action)."""
     done = watchdog(tmp_path, site(tmp_path, CLUSTERS, ["hv3", "hv4"]), kvmha_watch_cluster="b")
     assert done.returncode != 0 and 'kvmha_suspects{cluster="b"} 1' in metrics(tmp_path), done.output[-4000:]
+    # The journal read each result by the phase the playbook tagged it with (issue 18): the observation, the probes
+    # that could not reach anything (unknown evidence, not failures of the run), the decision.
+    seen = [(e["event"], e.get("host"), e.get("module")) for e in journal_events(tmp_path)]
+    assert seen[:2] == [("run_start", None, None), ("suspect", "hv5", None)] and seen[-1] == ("run_end", None, None), seen
+    assert seen.index(("decision", "hv5", None)) > 1, seen
+    assert {("probe_unreachable", "hv3", "neighbor_ping"), ("probe_unreachable", "hv4", "neighbor_ping"),
+            ("probe_unreachable", "hv5", "ping")} <= set(seen), seen
+    assert not [event for event in seen if event[0].startswith("task_")], seen
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -295,7 +295,7 @@ class CallbackModule(CallbackBase):
         host = result.host.get_name()
         details = scrub(result.result)
         message = details.get("msg", how)
-        if handler == "fence" and details.get("state") in ("off", "shutdown"):
+        if handler == "fence" and details.get("state", "off") in ("off", "shutdown"):  # a fence that failed before it ran too
             self._action(host, "fence", False, message, details)
         elif handler == "recovery" and "vms" in details:
             self._on_recovery(host, details)

@@ -172,3 +172,11 @@ def test_a_failed_task_of_another_collection_is_not_journalled_unless_its_phase_
                                                  {"kvmha_journal": "remediate"}))
     assert [(a["action"], a["ok"], a["detail"]) for a in callback.incidents["hv2"].actions] == [
         ("remediate", False, "ssh: connect refused")]
+
+
+def test_a_fence_that_failed_before_it_ran_is_a_failed_fence(callback):
+    """Before phases, an ipmi_power failure without a state (its arguments refused) passed for a failed probe."""
+    observe_with_work(callback)
+    callback.v2_runner_on_failed(FakeResult("ipmi_power", "hv2", {"msg": "missing required arguments: password"}))
+    assert [(a["action"], a["ok"]) for a in callback.incidents["hv2"].actions] == [("fence", False)]
+    assert callback.failures == ["hv2: fence failed (missing required arguments: password)"]

@@ -107,7 +107,8 @@ before:
       is malformed, C(problems).
   returned: success
   type: dict
-  sample: {"live": {"ha": false, "priority": null, "group": null}, "config": {"ha": true, "priority": "abc"}}
+  sample: {"live": {"ha": false, "priority": null, "group": null},
+           "config": {"ha": true, "priority": 50, "group": "db", "problems": ["priority 'abc' is not an integer 0-100: it counts as 50"]}}
 after:
   description: The marker of each definition after, read back from libvirt (in check mode, what it would be).
   returned: success

@@ -105,15 +105,8 @@ def test_the_phase_of_a_task_wins_over_its_plays():
 # ------------------------------------------------------------------------------------ results read by their phase
 
 
-def observe_with_work(callback):
-    owed = {"hv3": {"states": {"owed": 1, "verified": 0}}}
-    callback.v2_runner_on_ok(FakeResult("kvm_heartbeat", "hv1", heartbeat_result(
-        suspects=["hv2"], owed=owed, work=["hv3: 1 owed VM due"],
-        hosts=dict(heartbeat_result()["hosts"], hv2={"status": "stale", "age": 30.0, "reason": "seq unchanged"}))))
-
-
-def test_the_remediate_phases_heartbeat_check_is_not_the_runs_observation(callback, tmp_path):
-    observe_with_work(callback)
+def test_the_remediate_phases_heartbeat_check_is_not_the_runs_observation(watching, tmp_path):
+    callback = watching
     observation = json.loads(json.dumps(callback.observation))
     check = heartbeat_result(suspects=[], fresh=["hv2"], hosts={"hv2": {"status": "fresh", "age": 0.2}})
     callback.v2_runner_on_ok(FakeResult("ansible.builtin.systemd_service", "hv2", {"changed": True}, phase="remediate"))
@@ -130,8 +123,8 @@ def test_the_remediate_phases_heartbeat_check_is_not_the_runs_observation(callba
     assert [(a["action"], a["ok"]) for a in record["actions"]] == [("remediate", True)]
 
 
-def test_the_read_of_the_writers_state_before_a_restart_is_no_remediation(callback):
-    observe_with_work(callback)
+def test_the_read_of_the_writers_state_before_a_restart_is_no_remediation(watching):
+    callback = watching
     callback.v2_runner_on_ok(FakeResult("ansible.builtin.systemd_service", "hv2", {"changed": False, "status": {}},
                                         {"kvmha_journal": "remediate"}))
     assert callback.incidents["hv2"].actions == []
@@ -145,8 +138,8 @@ def test_a_heartbeat_read_outside_the_observe_phase_is_no_observation(callback, 
     assert callback.observation is None and not (tmp_path / "kvmha.prom").exists()
 
 
-def test_a_phase_set_on_the_play_reaches_its_tasks(callback):
-    observe_with_work(callback)
+def test_a_phase_set_on_the_play_reaches_its_tasks(watching):
+    callback = watching
     callback.v2_playbook_on_play_start(FakePlay({"kvmha_journal": "fence"}))
     callback.v2_runner_on_ok(FakeResult("ipmi_power", "hv2", {"state": "off", "fenced": True}, phase=None))
     assert [(a["action"], a["ok"]) for a in callback.incidents["hv2"].actions] == [("fence", True)]
@@ -174,9 +167,9 @@ def test_a_failed_task_of_another_collection_is_not_journalled_unless_its_phase_
         ("remediate", False, "ssh: connect refused")]
 
 
-def test_a_fence_that_failed_before_it_ran_is_a_failed_fence(callback):
+def test_a_fence_that_failed_before_it_ran_is_a_failed_fence(watching):
     """Before phases, an ipmi_power failure without a state (its arguments refused) passed for a failed probe."""
-    observe_with_work(callback)
+    callback = watching
     callback.v2_runner_on_failed(FakeResult("ipmi_power", "hv2", {"msg": "missing required arguments: password"}))
     assert [(a["action"], a["ok"]) for a in callback.incidents["hv2"].actions] == [("fence", False)]
     assert callback.failures == ["hv2: fence failed (missing required arguments: password)"]

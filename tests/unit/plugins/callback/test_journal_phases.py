@@ -61,6 +61,7 @@ EXPECTED = {
     ("fence.yml", "host_mark_info"): ("", ""),
     ("fence.yml", "ipmi_power"): ("fence", "fence"),
     ("recover.yml", "vm_evacuate"): ("recovery", "recovery"),
+    ("recover.yml", "ipmi_power"): ("", "probe"),  # the power read again before the first start
     ("remediate.yml", "kvm_heartbeat"): ("remediation_check", "remediation"),
     ("finish.yml", "cluster_lease"): ("lease", ""),
     ("abandon.yml", "vm_evacuate"): ("abandon", ""),

@@ -24,6 +24,7 @@ author:
 extends_documentation_fragment:
   - kvmha.cluster._attributes
   - kvmha.cluster._attributes.ACTIONGROUP_LIBVIRT
+  - kvmha.cluster._attributes.CHECK_MODE
   - kvmha.cluster._libvirt
 attributes:
   check_mode:

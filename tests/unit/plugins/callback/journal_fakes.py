@@ -33,13 +33,16 @@ class FakeTask:
         return dict(self.vars)
 
 
+WATCHDOG = object()  # FakeResult's phase: the module's phase in the watchdog
+
+
 class FakeResult:
     """A task result: ``module`` is a kvmha.cluster module's short name or any fully qualified action; ``phase`` is
     the task's kvmha_journal (by default the module's phase in the watchdog; None: the task has none)."""
 
-    def __init__(self, module, host, result, task_vars=None, check_mode=False, phase=WATCHDOG_PHASES):
+    def __init__(self, module, host, result, task_vars=None, check_mode=False, phase=WATCHDOG):
         action = module if "." in module else "kvmha.cluster." + module
-        if phase is WATCHDOG_PHASES:
+        if phase is WATCHDOG:
             phase = WATCHDOG_PHASES.get(action[len("kvmha.cluster."):]) if action.startswith("kvmha.cluster.") else None
         self.task = FakeTask(action, dict({"kvmha_journal": phase} if phase else {}, **(task_vars or {})), check_mode)
         self.host = FakeHost(host)

@@ -301,6 +301,8 @@ class CallbackModule(CallbackBase):
             self._on_recovery(host, details)
         elif handler == "remediation":
             self._action(host, "remediate", False, message)
+        elif handler == "plan":
+            self.event("plan_" + how, host=host, msg=message)
         elif handler == "probe":
             probe = module or result.task.action.rpartition(".")[2]
             self.event("probe_" + how, host=host, module=probe, msg=message)  # unknown evidence, not a failed action

@@ -51,6 +51,7 @@ FAILURES = {
     ("remediate", ANY): "remediation",
     ("probe", ANY): "probe",
     ("recover", "ipmi_power"): "probe",  # the power read again before the first start: a host not seen off is not recovered
+    ("decide", "vm_evacuate"): "plan",  # observe mode's restart plan (check mode): reported, never a failure of the run
 }
 PHASES = ("observe", "converge", "reconcile", "probe", "decide", "fence", "recover", "remediate", "abandon")
 SECRET_WORDS = ("password", "passwd", "pass", "passphrase", "secret", "kg", "token")

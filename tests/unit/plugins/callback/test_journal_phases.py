@@ -58,6 +58,7 @@ EXPECTED = {
     ("probe.yml", "vm_disk_activity"): ("", "probe"),
     ("probe.yml", "neighbor_ping"): ("", "probe"),
     ("decide.yml", "host_investigate"): ("decision", ""),
+    ("observe_only.yml", "vm_evacuate"): ("", "plan"),  # observe mode's plan, in check mode: no recovery, no failure
     ("fence.yml", "host_mark_info"): ("", ""),
     ("fence.yml", "ipmi_power"): ("fence", "fence"),
     ("recover.yml", "vm_evacuate"): ("recovery", "recovery"),
@@ -174,3 +175,12 @@ def test_a_fence_that_failed_before_it_ran_is_a_failed_fence(watching):
     callback.v2_runner_on_failed(FakeResult("ipmi_power", "hv2", {"msg": "missing required arguments: password"}))
     assert [(a["action"], a["ok"]) for a in callback.incidents["hv2"].actions] == [("fence", False)]
     assert callback.failures == ["hv2: fence failed (missing required arguments: password)"]
+
+
+def test_observe_modes_restart_plan_is_neither_a_recovery_nor_a_failure(watching, tmp_path):
+    callback = watching
+    planned = {"changed": False, "vms": [{"name": "g1", "failed_host": "hv2", "status": "planned", "host": "hv1"}], "owed": {}}
+    callback.v2_runner_on_ok(FakeResult("vm_evacuate", "hv1", planned, phase="decide"))
+    callback.v2_runner_on_failed(FakeResult("vm_evacuate", "hv1", {"msg": "no live target"}, phase="decide"))
+    assert callback.incidents["hv2"].vms == [] and callback.failures == []
+    assert [(e["event"], e["msg"]) for e in events(tmp_path) if e["event"].startswith("plan_")] == [("plan_failed", "no live target")]

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+
 def compute_capacity(cap: dict, mem_available_mib, cpus: int, allocated: dict) -> dict:
     """Free memory (MiB) and vCPUs for new guests.
 

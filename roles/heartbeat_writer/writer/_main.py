@@ -16,6 +16,7 @@ from ._workers import LOG
 from ._config import ConfigError, load_config
 from ._daemon import HANDLED_SIGNALS, Writer
 
+
 class _JournalFormatter(logging.Formatter):
     """Prefixes each line with its syslog priority (``<3>``) so journald files it at the right level."""
 

@@ -13,6 +13,7 @@ import time
 from ._errors import InvalidInput
 from ._workers import LOG
 
+
 def start_seq(state: dict | None, boot_id: str, boottime: float) -> int:
     """The first seq of this process: above anything this boot has published, even without saved state.
 

@@ -11,6 +11,7 @@ from ._errors import KvmhaError
 from ._config import ConfigError
 from ._domains import _manifest_from
 
+
 class LibvirtUnavailable(KvmhaError):
     """libvirt could not be asked (daemon down, refused, timed out)."""
 

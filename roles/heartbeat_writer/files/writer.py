@@ -290,7 +290,7 @@ SETTINGS = (
     Setting("state_dir", "path", "/run/kvmha-heartbeat", "runtime state kept across restarts within one boot (seq, manifest)"),
     Setting("xml_mode", "octal", "0640", "mode of the domain XML files on the store"),
     Setting("boot_id_path", "path", "/proc/sys/kernel/random/boot_id", "the kernel's boot id (systemd's %b wins)"),
-    Setting("meminfo_path", "path", "/proc/meminfo", "where MemAvailable is read"),
+    Setting("meminfo_path", "path", "/proc/meminfo", "where MemTotal and MemAvailable are read"),
     Setting("libvirt.method", "choice", "auto", "how domains are read (auto: the binding when importable, else virsh)",
             choices=LIBVIRT_METHODS, role_var="heartbeat_writer_libvirt_method"),
     Setting("libvirt.uri", "string", "qemu:///system", "libvirt URI, read-only connection; empty only with method none",
@@ -302,13 +302,17 @@ SETTINGS = (
     Setting("libvirt.virsh", "word", "virsh", "the virsh program of the virsh method"),
     Setting("ha_domains", "domains", [], "domains that are HA without the metadata marker: names, UUIDs or "
             "{name, priority, group} (below)", role_var="heartbeat_writer_ha_domains"),
-    Setting("capacity.mem_mib", "int", None, "memory (MiB) offered to guests instead of the kernel's figure; free "
+    Setting("capacity.mem_mib", "int", None, "memory (MiB) offered to guests instead of the kernel's figures; free "
             "memory is this minus the memory of running domains", 0, 2**40, nullable=True, role_var="heartbeat_writer_capacity_mem_mib"),
-    Setting("capacity.vcpus", "int", None, "vCPUs offered to guests instead of the usable CPUs minus reserved_vcpus; free "
-            "vCPUs are this minus the vCPUs of running domains", 0, 2**40, nullable=True, role_var="heartbeat_writer_capacity_vcpus"),
+    Setting("capacity.vcpus", "int", None, "vCPUs offered to guests instead of (usable CPUs - reserved_vcpus) x "
+            "cpu_allocation_ratio; free vCPUs are this minus the vCPUs of running domains", 0, 2**40, nullable=True, role_var="heartbeat_writer_capacity_vcpus"),
     Setting("capacity.reserved_mem_mib", "int", 512, "memory (MiB) kept for the host itself", 0, 2**40,
             role_var="heartbeat_writer_reserved_mem_mib"),
     Setting("capacity.reserved_vcpus", "int", 0, "CPUs kept for the host itself", 0, 2**20, role_var="heartbeat_writer_reserved_vcpus"),
+    Setting("capacity.cpu_allocation_ratio", "number", 4.0, "vCPUs offered per usable CPU (overcommit), unless "
+            "capacity.vcpus is set", 0.1, 64, role_var="heartbeat_writer_cpu_allocation_ratio"),
+    Setting("capacity.ram_allocation_ratio", "number", 1.0, "memory offered per MiB of MemTotal - reserved_mem_mib, "
+            "unless capacity.mem_mib is set", 0.1, 8, role_var="heartbeat_writer_ram_allocation_ratio"),
     Setting("self_fence.armed", "bool", False, "fence this host when it cannot write and reaches no majority",
             role_var="heartbeat_writer_self_fence_armed"),
     Setting("self_fence.deadline_s", "number", 60.0, "seconds without a successful write before the peers are probed; "
@@ -531,33 +535,46 @@ def _manifest_from(xmls, ha_domains, inactive_xml) -> dict:
 # --------------------------------------------------------------------------------------------------- capacity (writer/_capacity.py)
 
 
-def compute_capacity(cap: dict, mem_available_mib, cpus: int, allocated: dict) -> dict:
+def _offered(amount: float, ratio: float) -> int:
+    """``amount`` x ``ratio`` rounded down (a hair of tolerance: 0.29 x 100 is 28.999... in binary)."""
+    return int(math.floor(amount * ratio + 1e-9))
+
+
+def compute_capacity(cap: dict, mem_available_mib, cpus: int, allocated: dict, mem_total_mib=None) -> dict:
     """Free memory (MiB) and vCPUs for new guests.
 
+    vCPUs: ``capacity.vcpus`` when set (the operator's figure, overcommit included), else (the CPUs this process
+    may run on - ``reserved_vcpus``) x ``cpu_allocation_ratio``; minus the vCPUs of running domains.
     Memory: ``capacity.mem_mib`` minus the memory of running domains when set (the operator's figure, e.g. in a
-    container that sees the whole machine), else the kernel's MemAvailable minus ``reserved_mem_mib``.
-    vCPUs: ``capacity.vcpus`` (or the CPUs this process may run on, minus ``reserved_vcpus``) minus the vCPUs of
-    running domains.
+    container that sees the whole machine). Else the smaller of the allocation budget, (MemTotal -
+    ``reserved_mem_mib``) x ``ram_allocation_ratio`` minus the memory of running domains, and what the kernel has
+    now, MemAvailable - ``reserved_mem_mib``: overcommit may promise more guests, never memory the host lacks now.
     """
     if cap["mem_mib"] is not None:
         mem = cap["mem_mib"] - allocated["mem_mib"]
-    elif mem_available_mib is not None:
-        mem = mem_available_mib - cap["reserved_mem_mib"]
     else:
-        mem = 0
-    vcpus = (cap["vcpus"] if cap["vcpus"] is not None else cpus - cap["reserved_vcpus"]) - allocated["vcpus"]
-    return {"mem_free_mib": max(0, int(mem)), "vcpus_free": max(0, int(vcpus))}
+        limits = []
+        if mem_total_mib is not None:
+            limits.append(_offered(mem_total_mib - cap["reserved_mem_mib"], cap["ram_allocation_ratio"]) - allocated["mem_mib"])
+        if mem_available_mib is not None:
+            limits.append(mem_available_mib - cap["reserved_mem_mib"])
+        mem = min(limits) if limits else 0
+    offered = cap["vcpus"] if cap["vcpus"] is not None else _offered(max(0, cpus - cap["reserved_vcpus"]), cap["cpu_allocation_ratio"])
+    return {"mem_free_mib": max(0, int(mem)), "vcpus_free": max(0, int(offered - allocated["vcpus"]))}
 
 
-def read_mem_available_mib(path: str):
+def read_meminfo_mib(path: str) -> dict:
+    """MemTotal and MemAvailable of /proc/meminfo in MiB (each None when unreadable)."""
+    found = {"MemTotal": None, "MemAvailable": None}
     try:
         with open(path, "rb") as handle:
             for line in handle:
-                if line.startswith(b"MemAvailable:"):
-                    return int(line.split()[1]) // 1024
+                name = line.split(b":", 1)[0].decode("ascii", "replace")
+                if name in found:
+                    found[name] = int(line.split()[1]) // 1024
     except (OSError, ValueError, IndexError):
-        return None
-    return None
+        pass
+    return found
 
 
 # --------------------------------------------------------------------------------------------------- sources (writer/_sources.py)
@@ -1123,8 +1140,9 @@ class Writer:
 
     def build(self, state: str = "running", reason: str = "") -> dict:
         sf = self.conf["self_fence"]
-        capacity = compute_capacity(self.conf["capacity"], read_mem_available_mib(self.conf["meminfo_path"]),
-                                    len(os.sched_getaffinity(0)), self.manifest["allocated"])
+        meminfo = read_meminfo_mib(self.conf["meminfo_path"])
+        capacity = compute_capacity(self.conf["capacity"], meminfo["MemAvailable"], len(os.sched_getaffinity(0)), self.manifest["allocated"],
+                                    meminfo["MemTotal"])
         vms = [{k: vm[k] for k in ("uuid", "name", "ha", "priority", "memory_mib", "vcpus", "disks", "group")} for vm in self.manifest["vms"]]
         self.seq += 1
         return hb.build_record(

@@ -170,7 +170,7 @@ SETTINGS = (
     Setting("state_dir", "path", "/run/kvmha-heartbeat", "runtime state kept across restarts within one boot (seq, manifest)"),
     Setting("xml_mode", "octal", "0640", "mode of the domain XML files on the store"),
     Setting("boot_id_path", "path", "/proc/sys/kernel/random/boot_id", "the kernel's boot id (systemd's %b wins)"),
-    Setting("meminfo_path", "path", "/proc/meminfo", "where MemAvailable is read"),
+    Setting("meminfo_path", "path", "/proc/meminfo", "where MemTotal and MemAvailable are read"),
     Setting("libvirt.method", "choice", "auto", "how domains are read (auto: the binding when importable, else virsh)",
             choices=LIBVIRT_METHODS, role_var="heartbeat_writer_libvirt_method"),
     Setting("libvirt.uri", "string", "qemu:///system", "libvirt URI, read-only connection; empty only with method none",
@@ -182,13 +182,17 @@ SETTINGS = (
     Setting("libvirt.virsh", "word", "virsh", "the virsh program of the virsh method"),
     Setting("ha_domains", "domains", [], "domains that are HA without the metadata marker: names, UUIDs or "
             "{name, priority, group} (below)", role_var="heartbeat_writer_ha_domains"),
-    Setting("capacity.mem_mib", "int", None, "memory (MiB) offered to guests instead of the kernel's figure; free "
+    Setting("capacity.mem_mib", "int", None, "memory (MiB) offered to guests instead of the kernel's figures; free "
             "memory is this minus the memory of running domains", 0, 2**40, nullable=True, role_var="heartbeat_writer_capacity_mem_mib"),
-    Setting("capacity.vcpus", "int", None, "vCPUs offered to guests instead of the usable CPUs minus reserved_vcpus; free "
-            "vCPUs are this minus the vCPUs of running domains", 0, 2**40, nullable=True, role_var="heartbeat_writer_capacity_vcpus"),
+    Setting("capacity.vcpus", "int", None, "vCPUs offered to guests instead of (usable CPUs - reserved_vcpus) x "
+            "cpu_allocation_ratio; free vCPUs are this minus the vCPUs of running domains", 0, 2**40, nullable=True, role_var="heartbeat_writer_capacity_vcpus"),
     Setting("capacity.reserved_mem_mib", "int", 512, "memory (MiB) kept for the host itself", 0, 2**40,
             role_var="heartbeat_writer_reserved_mem_mib"),
     Setting("capacity.reserved_vcpus", "int", 0, "CPUs kept for the host itself", 0, 2**20, role_var="heartbeat_writer_reserved_vcpus"),
+    Setting("capacity.cpu_allocation_ratio", "number", 4.0, "vCPUs offered per usable CPU (overcommit), unless "
+            "capacity.vcpus is set", 0.1, 64, role_var="heartbeat_writer_cpu_allocation_ratio"),
+    Setting("capacity.ram_allocation_ratio", "number", 1.0, "memory offered per MiB of MemTotal - reserved_mem_mib, "
+            "unless capacity.mem_mib is set", 0.1, 8, role_var="heartbeat_writer_ram_allocation_ratio"),
     Setting("self_fence.armed", "bool", False, "fence this host when it cannot write and reaches no majority",
             role_var="heartbeat_writer_self_fence_armed"),
     Setting("self_fence.deadline_s", "number", 60.0, "seconds without a successful write before the peers are probed; "

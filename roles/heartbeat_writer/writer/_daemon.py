@@ -18,7 +18,7 @@ from ._deadline import call_with_deadline
 from ._errors import DeadlineExceeded, KvmhaError
 from ._workers import LOG, Reporter, Worker
 from ._config import published_deadline, refresh_interval
-from ._capacity import compute_capacity, read_mem_available_mib
+from ._capacity import compute_capacity, read_meminfo_mib
 from ._sources import make_source
 from ._store import store_write
 from ._fencing import Fencer, fence_decision, probe_peers
@@ -144,8 +144,9 @@ class Writer:
 
     def build(self, state: str = "running", reason: str = "") -> dict:
         sf = self.conf["self_fence"]
-        capacity = compute_capacity(self.conf["capacity"], read_mem_available_mib(self.conf["meminfo_path"]),
-                                    len(os.sched_getaffinity(0)), self.manifest["allocated"])
+        meminfo = read_meminfo_mib(self.conf["meminfo_path"])
+        capacity = compute_capacity(self.conf["capacity"], meminfo["MemAvailable"], len(os.sched_getaffinity(0)), self.manifest["allocated"],
+                                    meminfo["MemTotal"])
         vms = [{k: vm[k] for k in ("uuid", "name", "ha", "priority", "memory_mib", "vcpus", "disks", "group")} for vm in self.manifest["vms"]]
         self.seq += 1
         return hb.build_record(

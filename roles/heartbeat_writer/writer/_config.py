@@ -185,7 +185,8 @@ SETTINGS = (
     Setting("capacity.mem_mib", "int", None, "memory (MiB) offered to guests instead of the kernel's figures; free "
             "memory is this minus the memory of running domains", 0, 2**40, nullable=True, role_var="heartbeat_writer_capacity_mem_mib"),
     Setting("capacity.vcpus", "int", None, "vCPUs offered to guests instead of (usable CPUs - reserved_vcpus) x "
-            "cpu_allocation_ratio; free vCPUs are this minus the vCPUs of running domains", 0, 2**40, nullable=True, role_var="heartbeat_writer_capacity_vcpus"),
+            "cpu_allocation_ratio; free vCPUs are this minus the vCPUs of running domains", 0, 2**40, nullable=True,
+            role_var="heartbeat_writer_capacity_vcpus"),
     Setting("capacity.reserved_mem_mib", "int", 512, "memory (MiB) kept for the host itself", 0, 2**40,
             role_var="heartbeat_writer_reserved_mem_mib"),
     Setting("capacity.reserved_vcpus", "int", 0, "CPUs kept for the host itself", 0, 2**20, role_var="heartbeat_writer_reserved_vcpus"),

@@ -200,13 +200,8 @@ diff:
 from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import IPMI_CONNECTION_SPEC, merge_specs
 from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule
 from ansible_collections.kvmha.cluster.plugins.module_utils._errors import InvalidInput
-from ansible_collections.kvmha.cluster.plugins.module_utils._ipmi import (
-    PYGHMI_IMPORT_ERROR,
-    STATES,
-    IpmiClient,
-    PowerOperation,
-    empty_result,
-)
+from ansible_collections.kvmha.cluster.plugins.module_utils._ipmi import PYGHMI_IMPORT_ERROR, IpmiClient
+from ansible_collections.kvmha.cluster.plugins.module_utils._power import STATES, PowerOperation, empty_result
 
 
 def argument_spec() -> dict:

@@ -72,6 +72,12 @@ class BmcTimeout(BmcError):
     kind = "timeout"
 
 
+class BmcTlsError(BmcError):
+    """The BMC's TLS certificate is not trusted, or the TLS handshake failed."""
+
+    kind = "tls"
+
+
 class PowerStateMismatch(BmcError):
     """The chassis did not reach the requested power state in time."""
 

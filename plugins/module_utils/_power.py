@@ -28,6 +28,15 @@ STATES = ("status", "on", "off", "shutdown")
 # The power state each requested state leads to (``status`` changes nothing).
 TARGET_POWERSTATE = {"on": ON, "off": OFF, "shutdown": OFF}
 
+# The run options every power module has, with the same names, types and defaults (each module documents them in
+# its own words; tests/unit/plugins/modules/test_power_modules.py keeps the modules in one shape).
+POWER_RUN_SPEC = {
+    "state": {"type": "str", "choices": list(STATES), "default": "status"},
+    "confirm": {"type": "int", "default": 2},
+    "poll_interval": {"type": "float", "default": 0.1},
+    "timeout": {"type": "float", "default": 10},
+}
+
 
 def empty_result(state: str) -> dict:
     """The result shape of every ``ipmi_power`` run, success or failure."""
@@ -163,3 +172,27 @@ class PowerOperation:
                 "" if last_error is None else "; last read failed: %s" % last_error,
             )
         )
+
+
+def run_power(module, make_client) -> dict:
+    """One power module run: ``make_client(params)`` builds the backend's client, ``PowerOperation`` drives it."""
+    params = module.params
+    try:
+        operation = PowerOperation(
+            make_client(params),
+            state=params["state"],
+            confirm=params["confirm"],
+            poll_interval=params["poll_interval"],
+            timeout=params["timeout"],
+            check_mode=module.check_mode,
+        )
+    except InvalidInput as error:
+        error.result = dict(empty_result(params["state"]), **error.result)
+        raise
+    result = operation.run()
+    if module.diff_mode:
+        result["diff"] = {
+            "before": {"powerstate": result["powerstate"]["before"]},
+            "after": {"powerstate": result["powerstate"]["after"]},
+        }
+    return result

@@ -79,7 +79,7 @@ class PowerOperation:
         deadline = Deadline(self.timeout)
         try:
             self._run(deadline)
-        except BmcError as error:
+        except (BmcError, InvalidInput) as error:  # a backend may find its input wrong only once it asks the device
             error.result = dict(self._finish(started), **error.result)
             raise
         return self._finish(started)

@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The pure parts of the Redfish backend: documents in, decisions out. The HTTP side is tested against sushy-tools'
-Redfish emulator in tests/redfish (scripts/test-stages/50-integration-redfish.sh)."""
+Redfish emulator in tests/fencing (scripts/test-stages/50-integration-redfish.sh)."""
 
 from __future__ import annotations
 

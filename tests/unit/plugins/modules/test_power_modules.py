@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from ansible_collections.kvmha.cluster.plugins.module_utils._power import POWER_RUN_SPEC
-from ansible_collections.kvmha.cluster.plugins.modules import ipmi_power, redfish_power
+from ansible_collections.kvmha.cluster.plugins.modules import fence_agent_power, ipmi_power, redfish_power
 
-MODULES = [ipmi_power, redfish_power]
+MODULES = [ipmi_power, redfish_power, fence_agent_power]
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
@@ -36,7 +36,9 @@ def test_results_are_the_same_keys_types_and_choices(module):
     assert set(other) == set(reference)
     for key, doc in reference.items():
         assert other[key]["type"] == doc["type"] and other[key]["returned"] == doc["returned"]
-        if key != "error_kind":
+        if key not in ("error_kind", "action"):
             assert other[key].get("choices") == doc.get("choices")
-    # Each backend adds its own failure kinds; the common ones mean the same everywhere.
-    assert set(reference["error_kind"]["choices"]) - {"auth"} <= set(other["error_kind"]["choices"])
+    # A backend may lack an action (agents have no soft off) and adds its own failure kinds; the shared ones mean
+    # the same everywhere.
+    assert set(other["action"]["choices"]) <= set(reference["action"]["choices"])
+    assert set(reference["error_kind"]["choices"]) <= set(other["error_kind"]["choices"])

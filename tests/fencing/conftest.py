@@ -1,9 +1,10 @@
 # Copyright: kvmha.cluster contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Fixtures of the Redfish integration tests: sushy-tools' Redfish emulator (a peer implementation of DMTF Redfish,
+"""Fixtures of the fencing integration tests: sushy-tools' Redfish emulator (a peer implementation of DMTF Redfish,
 PyPI sushy-tools, its fake systems driver) served over HTTPS on 127.0.0.1 with a certificate from a CA made for the
-run, HTTP Basic users in a bcrypt file; plus a closed port and a port that accepts connections and never answers.
+run, HTTP Basic users in a bcrypt file; the project's IPMI BMC simulator (lab/bmc.py, standalone, as the
+integration-ipmi stage runs it) for the real fence_ipmilan; a closed port and a port that accepts and never answers.
 Every process started here is stopped by its own PID. scripts/test-stages/50-integration-redfish.sh runs this suite
 in a network namespace of its own (loopback only)."""
 
@@ -146,6 +147,47 @@ def chassis(tmp_path_factory, pki):
                         [fake_system(SYSTEM_ID, "node1", "On"), fake_system(OTHER_ID, "node2", "Off")])
     yield emulator
     emulator.stop()
+
+
+class IpmiBmc:
+    """A standalone lab/bmc.py on 127.0.0.1 (UDP); its power state is a file, read here independently."""
+
+    def __init__(self, workdir: pathlib.Path):
+        self.port = free_port()
+        self.state_file = workdir / "power.state"
+        self.state_file.write_text("on\n")
+        (workdir / "password").write_text(PASSWORD + "\n")
+        self.out = workdir / "bmc.out"
+        with open(self.out, "wb") as out, open(workdir / "bmc.log", "wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "lab.bmc", "--address", "127.0.0.1", "--port", str(self.port), "--user", USER,
+                 "--password-file", str(workdir / "password"), "--state-file", str(self.state_file)],
+                cwd=ROOT, stdout=out, stderr=log, stdin=subprocess.DEVNULL)
+        for _ in range(300):  # hang bound 30 s; ready in well under 1 s
+            if "READY" in self.out.read_text() or self.process.poll() is not None:
+                break
+            time.sleep(0.1)
+        if "READY" not in self.out.read_text():
+            self.stop()
+            pytest.fail("lab/bmc.py did not become ready: %s" % (workdir / "bmc.log").read_text()[-2000:])
+
+    def power(self) -> str:
+        return self.state_file.read_text().strip()
+
+    def set_power(self, state: str) -> None:
+        self.state_file.write_text(state + "\n")
+
+    def stop(self):
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)
+            self.process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def ipmi_bmc(tmp_path_factory):
+    bmc_ = IpmiBmc(tmp_path_factory.mktemp("ipmi"))
+    yield bmc_
+    bmc_.stop()
 
 
 @pytest.fixture

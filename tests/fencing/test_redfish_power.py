@@ -15,7 +15,7 @@ import textwrap
 import pytest
 
 from ansible_collections.kvmha.cluster.plugins.modules import redfish_power
-from ansible_collections.kvmha.cluster.tests.redfish.conftest import OTHER_ID, PASSWORD, ROOT, SYSTEM_ID
+from ansible_collections.kvmha.cluster.tests.fencing.conftest import OTHER_ID, PASSWORD, ROOT, SYSTEM_ID
 
 SLOW = 40  # covers the fake driver's delay of up to 11 s with room to spare on a loaded machine
 

@@ -84,6 +84,12 @@ class PowerStateMismatch(BmcError):
     kind = "confirm_timeout"
 
 
+class FenceLevelsFailed(KvmhaError):
+    """No fence level confirmed the host off; ``result`` carries every level's evidence."""
+
+    kind = "not_fenced"
+
+
 class LibvirtError(KvmhaError):
     """A libvirt connection or call failed."""
 

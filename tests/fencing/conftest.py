@@ -190,6 +190,14 @@ def ipmi_bmc(tmp_path_factory):
     bmc_.stop()
 
 
+@pytest.fixture(scope="module")
+def ipmi_bmc2(tmp_path_factory):
+    """A second power switch (the second PDU of a host with two power supplies, in the levels tests)."""
+    bmc_ = IpmiBmc(tmp_path_factory.mktemp("ipmi2"))
+    yield bmc_
+    bmc_.stop()
+
+
 @pytest.fixture
 def closed_port():
     """A loopback port nothing listens on: the kernel refuses the connection at once."""

@@ -117,8 +117,9 @@ def test_several_systems_need_system_id(run_module, chassis):
     assert node2["fenced"] is True and node2["powerstate"]["before"] == "off"
     node1 = run_module(redfish_power, chassis.connection(state="status", system_id=SYSTEM_ID))
     assert node1["fenced"] is False and node1["powerstate"]["before"] == "on"
-    missing = run_module(redfish_power, chassis.connection(state="status", system_id="nope"))
-    assert missing["error_kind"] == "invalid_input"
+    for wrong in ("nope", "../Systems"):  # the Id is one path segment, quoted
+        missing = run_module(redfish_power, chassis.connection(state="status", system_id=wrong))
+        assert missing["error_kind"] == "invalid_input", missing
 
 
 def test_through_ansible_the_password_is_never_logged(bmc, tmp_path):

@@ -54,24 +54,15 @@ def test_reset_target_reads_the_action():
                                                           ("On", "ForceOff"))
 
 
-@pytest.mark.parametrize("paths, system_id, expected", [
-    (["/redfish/v1/Systems/1"], None, "/redfish/v1/Systems/1"),
-    (["/redfish/v1/Systems/1/"], None, "/redfish/v1/Systems/1"),
-    (["/redfish/v1/Systems/a", "/redfish/v1/Systems/b"], "b", "/redfish/v1/Systems/b"),
-])
-def test_choose_system(paths, system_id, expected):
-    assert _redfish.choose_system(paths, system_id, "t") == expected
+@pytest.mark.parametrize("paths", [["/redfish/v1/Systems/1"], ["/redfish/v1/Systems/1/"]])
+def test_the_only_system(paths):
+    assert _redfish.only_system(paths, "t") == "/redfish/v1/Systems/1"
 
 
-@pytest.mark.parametrize("paths, system_id", [
-    ([], None),
-    (["/redfish/v1/Systems/a", "/redfish/v1/Systems/b"], None),  # several: never guess which host to fence
-    (["/redfish/v1/Systems/a"], "b"),
-    (["/redfish/v1/Systems/a"], "../a"),
-])
-def test_choose_system_refuses_to_guess(paths, system_id):
+@pytest.mark.parametrize("paths", [[], ["/redfish/v1/Systems/a", "/redfish/v1/Systems/b"]])
+def test_several_systems_are_never_guessed(paths):
     with pytest.raises(InvalidInput):
-        _redfish.choose_system(paths, system_id, "t")
+        _redfish.only_system(paths, "t")
 
 
 def test_members_of_a_collection():

@@ -132,6 +132,17 @@ class Cluster:
     def qemu_copies(self) -> dict:
         return self.lab.guest_copies()
 
+    def bmc_power_offs(self) -> dict:
+        """{host: power-off commands its BMC executed so far}, from the lab BMCs' own logs - not the product's journal."""
+        counts = {}
+        for host in self.hosts:
+            try:
+                with open(config.log_file(config.bmc_name(host)), encoding="utf-8", errors="replace") as f:
+                    counts[host] = sum(1 for line in f if line.strip() == "power off")
+            except FileNotFoundError:
+                counts[host] = 0
+        return counts
+
     def heartbeats_alive(self) -> bool:
         """Every powered host's heartbeat advances (two reads a beat apart)."""
         reader = RecordReader(config.STORE)
@@ -245,8 +256,10 @@ class Cluster:
 
     # ------------------------------------------------------------------------------------------ the watchdog
 
-    def watchdog(self, watch_s=30, policy=None, extra_vars=None, timeout=300, background=False):
-        """Run the watchdog playbook as a user would; returns a WatchdogRun (or a Popen when background)."""
+    def watchdog(self, watch_s=30, policy=None, extra_vars=None, timeout=300, background=False, env=None):
+        """Run the watchdog playbook as a user would; returns a WatchdogRun (or a Popen when background).
+
+        ``env`` adds to the controller's environment (e.g. libfaketime for a controller whose clock is off)."""
         self.runs += 1
         journal = os.path.join(self.workdir, "journal-%03d" % self.runs)
         variables = {"kvmha_watch_s": watch_s}
@@ -255,7 +268,7 @@ class Cluster:
         variables.update(extra_vars or {})
         cmd = [os.path.join(REPO, ".venv", "bin", "ansible-playbook"), "-i", self.lab.inventory_path(), PLAYBOOK,
                "-e", json.dumps(variables)]
-        env = dict(os.environ, KVMHA_JOURNAL_DIR=journal, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"))
+        env = dict(os.environ, KVMHA_JOURNAL_DIR=journal, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), **(env or {}))
         started = time.time()
         # Its own process group, so that a scenario can kill the whole run (the controller dying) at once.
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO,

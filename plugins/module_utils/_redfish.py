@@ -137,8 +137,8 @@ class RedfishClient:
             system_path = "%s/%s" % (SYSTEMS, quote(self.system_id, safe=""))
             document = self._request("GET", system_path, deadline, "reading the system", missing_ok=True)
             if document is None:
-                raise InvalidInput("%s: the BMC has no ComputerSystem %r (%s)" % (self.target, self.system_id,
-                                                                                 system_path))
+                raise InvalidInput("%s: the BMC has no ComputerSystem %r (%s)"
+                                   % (self.target, self.system_id, system_path))
         else:
             paths = member_paths(self._request("GET", SYSTEMS, deadline, "listing the systems"), self.target)
             system_path = only_system(paths, self.target)
@@ -228,8 +228,8 @@ class RedfishClient:
             raise BmcAuthError("%s: the BMC refused the credentials for %s %s (HTTP %d)"
                                % (self.target, method, path, status))
         if not 200 <= status < 300:
-            raise BmcError("%s: %s %s failed with HTTP %d: %s" % (self.target, method, path, status,
-                                                                 redfish_message(data)))
+            raise BmcError("%s: %s %s failed with HTTP %d: %s"
+                           % (self.target, method, path, status, redfish_message(data)))
         if method != "GET":
             return None
         if len(data) > MAX_BODY_BYTES:
@@ -248,4 +248,3 @@ def redfish_message(data: bytes) -> str:
         return str(extended[0].get("Message") or error.get("message") or "")[:300]
     except (ValueError, AttributeError, TypeError, IndexError):
         return data[:300].decode("utf-8", "replace")
-

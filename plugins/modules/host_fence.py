@@ -291,8 +291,8 @@ class LevelsManager:
         for device in params["devices"]:
             missing = [key for key in REQUIRED[device["protocol"]] if not device[key]]
             if missing:
-                raise InvalidInput("fence device %s (%s) needs %s" % (device["name"], device["protocol"],
-                                                                     ", ".join(missing)))
+                raise InvalidInput("fence device %s (%s) needs %s"
+                                   % (device["name"], device["protocol"], ", ".join(missing)))
             if device["name"] in self.devices:
                 raise InvalidInput("fence device %s is defined twice" % device["name"])
             self.devices[device["name"]] = device

@@ -127,7 +127,7 @@ class Bench:
         self._spawn([PYTHON, "-m", "lab.bmc", "--address", "127.0.0.1", "--port", str(self.ipmi_port), "--user",
                      USER, "--password-file", os.path.join(self.work, "pw"), "--state-file", self.state_file],
                     "bmc.log", cwd=ROOT)
-        for _ in range(100):
+        for _attempt in range(100):
             if "READY" in open(os.path.join(self.work, "bmc.log"), encoding="utf-8").read():
                 return
             time.sleep(0.1)
@@ -146,7 +146,7 @@ class Bench:
         self._spawn([EMULATOR, "--config", config, "-i", "127.0.0.1", "-p", str(self.redfish_port),
                      "--ssl-certificate", os.path.join(self.work, "bmc.pem"),
                      "--ssl-key", os.path.join(self.work, "bmc.key")], "emulator.log")
-        for _ in range(100):
+        for _attempt in range(100):
             try:
                 self.redfish_power()
                 return

@@ -97,7 +97,10 @@ def agent_input(options: dict, action: str) -> bytes:
             raise InvalidInput("fence agent option %r: names cannot be empty or hold '=', values cannot hold newlines"
                                % key)
         lines.append("%s=%s\n" % (key, text))
-    return "".join(lines).encode("utf-8")
+    try:
+        return "".join(lines).encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise InvalidInput("fence agent options must be valid text: %s" % error) from error
 
 
 def value_text(value) -> str:
@@ -214,7 +217,7 @@ class FenceAgentClient:
         process = subprocess.Popen([self.path], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, start_new_session=True, env=agent_environment())
         try:
-            output, _ = process.communicate(agent_input(options, action), timeout=limit)
+            output = process.communicate(agent_input(options, action), timeout=limit)[0]
         except subprocess.TimeoutExpired as error:
             kill_group(process)
             raise BmcTimeout("%s: action=%s did not finish within %g s (the agent was killed)"

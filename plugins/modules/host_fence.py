@@ -15,7 +15,7 @@ description:
     The first device of a level that does not confirm ends that level, and the next level is tried; the first level
     that confirms fences the host, and later levels are not touched.
   - Each device is driven by the backend of M(kvmha.cluster.ipmi_power), M(kvmha.cluster.redfish_power) or
-    M(kvmha.cluster.fence_agent_power) with O(state=off) semantics - states compared, off confirmed by O(confirm)
+    M(kvmha.cluster.fence_agent_power) with C(state=off) semantics - states compared, off confirmed by O(confirm)
     consecutive reads - so RV(fenced=true) means one level's every device was seen off O(confirm) times in a row.
   - O(deadline_s) bounds the whole; each device run gets the smaller of its own O(devices[].timeout) and what is
     left. Levels not reached in time are recorded with the outcome C(deadline).

@@ -88,7 +88,7 @@ class Emulator:
         self._wait_ready()
 
     def _wait_ready(self):
-        for _ in range(300):  # a generous hang bound (30 s); it is ready in about 1 s
+        for _attempt in range(300):  # a generous hang bound (30 s); it is ready in about 1 s
             if self.process.poll() is not None:
                 break
             try:
@@ -163,7 +163,7 @@ class IpmiBmc:
                 [sys.executable, "-m", "lab.bmc", "--address", "127.0.0.1", "--port", str(self.port), "--user", USER,
                  "--password-file", str(workdir / "password"), "--state-file", str(self.state_file)],
                 cwd=ROOT, stdout=out, stderr=log, stdin=subprocess.DEVNULL)
-        for _ in range(300):  # hang bound 30 s; ready in well under 1 s
+        for _attempt in range(300):  # hang bound 30 s; ready in well under 1 s
             if "READY" in self.out.read_text() or self.process.poll() is not None:
                 break
             time.sleep(0.1)

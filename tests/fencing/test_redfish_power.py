@@ -12,8 +12,6 @@ import os
 import subprocess
 import textwrap
 
-import pytest
-
 from ansible_collections.kvmha.cluster.plugins.modules import redfish_power
 from ansible_collections.kvmha.cluster.tests.fencing.conftest import OTHER_ID, PASSWORD, ROOT, SYSTEM_ID
 

@@ -28,8 +28,9 @@ METADATA = """<?xml version="1.0" ?>
 """
 
 KEY = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=10).filter(lambda k: k != "action")
-VALUE = st.one_of(st.booleans(), st.integers(), st.text(alphabet=st.characters(blacklist_characters="\r\n"),
-                                                        max_size=20))
+VALUE = st.one_of(st.booleans(), st.integers(),
+                  st.text(alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)),
+                          max_size=20))
 
 
 def test_metadata_is_parsed():
@@ -73,6 +74,11 @@ def test_agent_input_refuses_injection(options):
     """A newline in a value would be a second line - e.g. a smuggled action=reboot."""
     with pytest.raises(InvalidInput):
         _fence_agent.agent_input(options, "off")
+
+
+def test_text_that_is_not_text_is_refused():
+    with pytest.raises(InvalidInput):
+        _fence_agent.agent_input({"ip": "\ud800"}, "status")
 
 
 def test_booleans_are_flags():

@@ -20,7 +20,7 @@ description:
   - O(deadline_s) bounds the whole; each device run gets the smaller of its own O(devices[].timeout) and what is
     left. Levels not reached in time are recorded with the outcome C(deadline).
   - When no level confirms, the run fails with C(error_kind=not_fenced) and RV(levels) carries every level's
-    evidence. A host with one IPMI BMC as its only level behaves as M(kvmha.cluster.ipmi_power) O(state=off).
+    evidence. A host with one IPMI BMC as its only level behaves as M(kvmha.cluster.ipmi_power) with C(state=off).
 author:
   - kvmha.cluster developers (@kvmha)
 extends_documentation_fragment:

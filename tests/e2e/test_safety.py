@@ -11,9 +11,9 @@ import signal
 import time
 
 import pytest
-from cluster import Cluster, wait_for
+from cluster import Cluster, descendants, wait_for
 from test_operations import marks, operate
-from test_recovery import descendants, owed_document
+from test_recovery import owed_document
 
 from lab import config
 
@@ -31,28 +31,27 @@ def guests_of(cluster, host) -> set:
 # ----------------------------------------------------------------------------- item 1: maintenance during the watch
 
 
-@pytest.mark.parametrize("mark_at", [0, 20, 45])
+@pytest.mark.parametrize("mark_at", [0, 12, 27])
 def test_a_host_put_into_maintenance_during_the_watch_is_never_fenced_nor_recovered(cluster, tmp_path, mark_at):
-    """The operator shuts h2 down and marks it in maintenance at 0, 20 or 45 s of a 50 s watch - after the watch
-    read the marks. h2 is a suspect by the end of the watch; the decision sees the mark (R1): no fence, no recovery."""
+    """The operator marks h2 in maintenance at the start, 40 % or 90 % of a 30 s watch (the issue's 0, 20 and 45 s of
+    50 s, on a shorter watch) - after the watch read the marks - and shuts it down. Before, the decision never saw such a mark: h2 was DOWN (R5) and its VMs restarted elsewhere
+    while the operator worked on it. Now the marks are read again at decide time (R1) and before the recovery."""
     starts, offs = cluster.qemu_starts(), cluster.bmc_power_offs()
-    proc = cluster.watchdog(watch_s=50, background=True)
-    wait_for(cluster.watching, 60, interval=0.1, what="the watchdog to start watching")
-    t0 = time.monotonic()
-    at(t0, min(mark_at, 38))  # shut down early enough to be stale (3 x 2 s) before the watch ends
-    cluster.lab.power("h2", "off")
-    at(t0, mark_at)
+    proc = cluster.watchdog(watch_s=30, background=True)
+    wait_for(lambda: cluster.watching(proc), 60, interval=0.1, what="the watchdog to start watching")
+    at(time.monotonic(), mark_at)
     entered = operate(cluster, tmp_path, "maintenance", kvmha_maintenance_hosts="h2", kvmha_maintenance_owner="e2e",
                       kvmha_maintenance_reason="PSU swap", kvmha_maintenance_duration="1h")
+    cluster.lab.power("h2", "off")  # the operator pulls the plug once the mark is written
     run = Cluster.finish(proc)
     assert entered.returncode == 0, entered.output[-3000:]
     assert run.rc == 0, run.explain()
-    if "h2" in run.incidents:  # investigated: the mark, read again at decide time, is rule R1
+    if "h2" in run.incidents:  # a suspect of this run: the mark, read again at decide time, is rule R1
         assert (run.incidents["h2"]["verdict"], run.incidents["h2"]["rule"]) == ("MAINTENANCE", "R1"), run.explain()
     again = cluster.watchdog(watch_s=5)
     assert again.rc == 0 and "h2" not in again.incidents, again.explain()
     assert owed_document("h2") is None and "h2" not in marks("fenced")["active"]
-    assert cluster.bmc_power_offs()["h2"] == offs["h2"] + 1  # only the operator's own power-off
+    assert cluster.bmc_power_offs()["h2"] == offs["h2"]  # the operator pulled the plug; nothing went over IPMI
     cluster.assert_invariants([run, again], fenced=(), starts_before=starts, down_hosts=("h2",))
     assert not guests_of(cluster, "h2") & set(cluster.qemu_copies())
 
@@ -66,7 +65,7 @@ def test_two_controllers_an_hour_apart_never_both_act(cluster):
     starts, offs = cluster.qemu_starts(), cluster.bmc_power_offs()
     ahead = {"LD_PRELOAD": config.FAKETIME_LIB, "FAKETIME": "+3600s", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
     first = cluster.watchdog(watch_s=20, policy=POLICY, background=True)
-    wait_for(cluster.watching, 60, interval=0.1, what="the first watchdog to watch")
+    wait_for(lambda: cluster.watching(first), 60, interval=0.1, what="the first watchdog to watch")
     cluster.lab.power("h2", "crash")
     wait_for(held_lease, 60, interval=0.05, what="the first run to take the lease")
     second = cluster.watchdog(watch_s=20, policy=POLICY, background=True, env=ahead)
@@ -78,15 +77,21 @@ def test_two_controllers_an_hour_apart_never_both_act(cluster):
     cluster.assert_invariants(runs, fenced={"h2"}, starts_before=starts)
 
 
-def test_a_controller_frozen_past_its_lease_starts_nothing_when_it_wakes(cluster):
-    """The run holding the lease is frozen (SIGSTOP: a VM snapshot, a stuck hypervisor) for twice the lease's ttl;
-    another run takes the lease, fences h2 and restarts its guests. The frozen one wakes, finds its lease gone at its
-    next step, and stops: no second fence, no second start."""
+@pytest.mark.parametrize("frozen_at", ["lease taken", "decision made"])
+def test_a_controller_frozen_past_its_lease_starts_nothing_when_it_wakes(cluster, frozen_at):
+    """The run holding the lease is frozen (SIGSTOP: a VM snapshot, a stuck hypervisor) for twice the lease's ttl,
+    right after it took the lease or right after it decided (and renewed it); another run takes the lease, fences h2
+    and restarts its guests. The frozen one wakes and does nothing more: frozen before deciding, its evidence now
+    shows h2's disks written (by the restarted guests) - a conflict, an alert; frozen after deciding, its next step
+    is the fence, whose token check finds the lease gone (lease_lost)."""
     starts, offs = cluster.qemu_starts(), cluster.bmc_power_offs()
     frozen = cluster.watchdog(watch_s=15, policy=POLICY, background=True)
-    wait_for(cluster.watching, 60, interval=0.1, what="the watchdog to watch")
+    wait_for(lambda: cluster.watching(frozen), 60, interval=0.1, what="the watchdog to watch")
     cluster.lab.power("h2", "crash")
-    holder = wait_for(held_lease, 60, interval=0.05, what="the run to take the lease").owner
+    taken = wait_for(held_lease, 60, interval=0.02, what="the run to take the lease")
+    if frozen_at == "decision made":
+        wait_for(lambda: (held_lease() or taken).generation > taken.generation, 60, interval=0.02,
+                 what="the run to renew the lease once it decided")
     stopped = [frozen.pid] + descendants(frozen.pid)
     for pid in stopped:
         _signal(pid, signal.SIGSTOP)
@@ -98,10 +103,11 @@ def test_a_controller_frozen_past_its_lease_starts_nothing_when_it_wakes(cluster
             _signal(pid, signal.SIGCONT)
     woke = Cluster.finish(frozen)
     assert "h2" in other.fenced() and other.started_vms(), other.explain()
-    assert woke.started_vms() == {} and "h2" not in woke.fenced(), woke.explain()
-    assert woke.rc != 0 and ("lease_lost" in woke.output or "no longer ours" in woke.output), woke.explain()
-    assert held_lease() is None or held_lease().owner != holder
-    assert cluster.bmc_power_offs()["h2"] == offs["h2"] + 1
+    assert woke.started_vms() == {} and "h2" not in woke.fenced() and woke.rc != 0, woke.explain()
+    if frozen_at == "decision made":
+        assert "lease_lost" in woke.output or "no longer ours" in woke.output, woke.explain()
+    assert held_lease() is None or held_lease().owner != taken.owner
+    assert cluster.bmc_power_offs()["h2"] == offs["h2"] + 1  # one fence, counted by the BMC itself
     cluster.assert_invariants([woke, other], fenced={"h2"}, starts_before=starts)
 
 

@@ -25,7 +25,7 @@ import time
 from ._errors import InvalidInput, StoreError
 from ._heartbeat import MAX_JSON_DEPTH, Reading, RecordReader, StalenessJudge, json_too_deep
 from ._marks import FENCED, LEASE, MAINTENANCE, documents, read_marks
-from ._recovery import TERMINAL, OwedBook, is_open
+from ._recovery import MOVED, STATES, TERMINAL, VERIFIED, OwedBook, is_open
 from ._storefile import InvalidDocument
 
 INCIDENTS_DIR = "incidents"
@@ -231,8 +231,12 @@ def host_row(host: str, snapshot: dict, judge: StalenessJudge) -> dict:
     row["fenced"] = _mark(host, snapshot.get(FENCED) or {}, now)
     row["state"], row["state_text"] = host_state(state, row, owed_note, now)
     if row["state"] == ERROR:
-        row["error"] = row["state_text"][len("error: "):]
+        row["error"] = _invalid_reason(state)
     return row
+
+
+def _invalid_reason(state) -> str:
+    return _text(state.reason) or "the record is invalid"
 
 
 def host_state(state, row: dict, owed_note: str, now: float) -> tuple:
@@ -252,7 +256,7 @@ def host_state(state, row: dict, owed_note: str, now: float) -> tuple:
     if maintenance is not None:
         notes.append("maintenance ended by itself %s" % _when(maintenance.get("until"), now))
     if state.status == "invalid":
-        return ERROR, _join("error: " + _text(state.reason), notes)
+        return ERROR, _join("error: " + _invalid_reason(state), notes)
     if state.live:
         skew = ["clock %+.1f s off the store's" % state.clock_offset] if state.status == "clock_skew" else []
         return ALIVE, _join("alive", skew + notes)
@@ -340,29 +344,37 @@ def vm_rows(snapshot: dict, rows: list) -> list:
             if vm.get("ha"):
                 _listed_vm(found, host, vm, state)
     for host, data in sorted((snapshot.get("owed") or {}).items()):
-        for entry in data["vms"] if isinstance(data, dict) else []:
+        for entry in data.get("vms") or [] if isinstance(data, dict) else []:
             try:
                 _owed_vm(found, host, entry)
             except _BAD_DATA:
-                continue  # an owed document is validated on read; this only guards hand-built snapshots
-    return sorted(found.values(), key=lambda vm: (-vm["priority"] if isinstance(vm["priority"], int) else 0, vm["name"], vm["uuid"]))
+                continue  # owed documents are validated on read: this entry's host row already says what is wrong
+    return sorted(found.values(), key=lambda vm: (-(vm["priority"] or 0), vm["name"], vm["uuid"]))
 
 
 def _listed_vm(found: dict, host: str, vm: dict, state: str) -> None:
-    row = found.get(vm["uuid"])
-    if row is not None:  # listed by two records: a migration in flight, or worse; the operator should look
-        row["detail"] = _join(row["detail"], ["also listed by %s (%s)" % (host, state)])
+    """The VM as listed by ``host``'s record; a second listing is noted (a migration in flight, or worse), and a
+    listing by a live host is the one shown (a dead host's last record still lists what ran there)."""
+    row = {"name": vm["name"], "uuid": vm["uuid"], "host": host, "priority": vm["priority"], "group": vm.get("group") or "",
+           "state": state, "detail": ""}
+    known = found.get(vm["uuid"])
+    if known is None:
+        found[vm["uuid"]] = row
         return
-    found[vm["uuid"]] = {"name": vm["name"], "uuid": vm["uuid"], "host": host, "priority": vm["priority"],
-                         "group": vm.get("group") or "", "state": state, "detail": ""}
+    primary, other = (row, known) if known["state"] != "running" and state == "running" else (known, row)
+    primary["detail"] = _join(known["detail"], ["also listed by %s (%s)" % (other["host"], other["state"])]).lstrip("; ")
+    found[vm["uuid"]] = primary
 
 
 def _owed_vm(found: dict, host: str, entry: dict) -> None:
-    if entry["state"] == "moved" or (entry["state"] == "verified" and entry["uuid"] in found):
+    if not isinstance(entry["uuid"], str) or entry["state"] not in STATES:
+        raise ValueError("not an owed entry")
+    if entry["state"] == MOVED or (entry["state"] == VERIFIED and entry["uuid"] in found):
         return  # another document owes it, or a live record already shows where it runs
     detail = "owed by %s" % host + ("; %s" % _text(entry["last_error"]) if entry.get("last_error") else "")
-    found[entry["uuid"]] = {"name": _text(entry["name"]), "uuid": entry["uuid"], "host": entry.get("target") or host,
-                            "priority": entry["priority"], "group": entry.get("group") or "", "state": entry["state"],
+    priority = entry["priority"] if isinstance(entry["priority"], int) and not isinstance(entry["priority"], bool) else None
+    found[entry["uuid"]] = {"name": _text(entry["name"]), "uuid": entry["uuid"], "host": _text(entry.get("target") or host),
+                            "priority": priority, "group": _text(entry.get("group") or ""), "state": entry["state"],
                             "detail": detail}
 
 
@@ -386,7 +398,8 @@ def render_text(status: dict) -> list:
     lines += _table(host_table)
     if status["vms"]:
         vm_table = [("VM", "HOST", "PRIO", "GROUP", "STATE", "DETAIL")]
-        vm_table += [(vm["name"], vm["host"], str(vm["priority"]), vm["group"] or "-", vm["state"], vm["detail"] or "-")
+        vm_table += [(vm["name"], vm["host"], "-" if vm["priority"] is None else str(vm["priority"]), vm["group"] or "-", vm["state"],
+                      vm["detail"] or "-")
                      for vm in status["vms"]]
         lines += [""] + _table(vm_table)
     for name, reason in sorted((status.get("ignored_files") or {}).items()):

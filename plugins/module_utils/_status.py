@@ -50,8 +50,11 @@ _BAD_DATA = (KeyError, TypeError, ValueError, AttributeError, ArithmeticError, I
 
 
 def read_snapshot(store: str, cluster: str, hosts=None, journal_dir=None, readiness_dir=None, now=None) -> dict:
-    """Everything ``build_status`` needs, read once. Raises ``StoreError`` only when the store cannot be listed."""
+    """Everything ``build_status`` needs, read once. Raises ``StoreError`` only when the store is not there or cannot
+    be listed: a store that is not mounted must not look like a cluster whose every host died."""
     now = time.time() if now is None else now
+    if not os.path.isdir(os.path.join(store, "kvmha")):
+        raise StoreError("%s holds no kvmha directory: is the store mounted here?" % store)
     reader = RecordReader(store)
     ignored = {}
     if hosts is None:
@@ -187,6 +190,11 @@ def build_status(snapshot: dict, misses: int = 3, skew_allowance: float = 2.0) -
     summary["ha_vms"] = len(vms)
     summary["vms_not_running"] = sum(1 for vm in vms if vm["state"] != "running")
     readiness = snapshot.get("readiness") or {}
+    watched = [row for row in rows if row["state"] in (ALIVE, SUSPECT, ERROR)]
+    warning = ""
+    if len(watched) >= 2 and not any(row["state"] == ALIVE for row in watched):
+        warning = ("no watched host's heartbeat looks alive (%d): the store or its mount on this controller is the likelier "
+                   "fault - check it before you believe the rows" % len(watched))
     return {
         "cluster": snapshot["cluster"],
         "now": now,
@@ -197,6 +205,7 @@ def build_status(snapshot: dict, misses: int = 3, skew_allowance: float = 2.0) -
         "readiness_at": _number_or_none(readiness.get("at")),
         "readiness_error": _text(readiness.get("error") or ""),
         "ignored_files": snapshot.get("ignored_files") or {},
+        "warning": warning,
     }
 
 
@@ -218,7 +227,7 @@ def host_row(host: str, snapshot: dict, judge: StalenessJudge) -> dict:
         "heartbeat_reason": _text(state.reason),
         "age_s": None if mtime is None or state.record is None else round(max(0.0, now - mtime), 1),
         "boot_id": record.get("boot_id"),
-        "capacity": record.get("capacity") if state.record is not None else None,
+        "capacity": record.get("capacity") if state.live else None,  # a dead host's last word on its room means nothing
         "ha_vms": sum(1 for vm in record.get("vms", []) if vm.get("ha")),
         "error": "",
     }
@@ -389,6 +398,8 @@ def render_text(status: dict) -> list:
         status["cluster"], summary["hosts"], ", ".join("%d %s" % (summary[s], s) for s in HOST_STATES if summary[s]) or "none",
         summary["ha_vms"], summary["vms_not_running"])
     lines = [head, "lease: %s" % _lease_text(status.get("lease"), now)]
+    if status.get("warning"):
+        lines.append("WARNING: " + status["warning"])
     if status.get("readiness_error"):
         lines.append("fence readiness: %s" % status["readiness_error"])
     host_table = [("HOST", "HEARTBEAT", "BOOT", "STATE", "LAST VERDICT", "FENCE READY", "CAPACITY")]

@@ -108,7 +108,8 @@ hosts:
       C({invalid}) when it cannot be read. C(readiness) is the last fence-readiness result with its C(age_s), or null.
     - C(maintenance) and C(fenced) are the host's marks (C(owner), C(since), C(until), C(expired), C(reason),
       C(verdict), C(rule)) or C({invalid}) or null. C(owed_vms) counts VMs of its open owed document that do not run
-      yet. C(error) says why a row is an error row.
+      yet. C(capacity) is the free memory and vCPUs of a live host (null otherwise). C(error) says why a row is an
+      error row.
   returned: success
   type: list
   elements: dict
@@ -161,6 +162,13 @@ readiness_error:
   returned: success
   type: str
   sample: ""
+warning:
+  description:
+    - Set when no host (at least two, not counting hosts in maintenance or fenced) looks alive - the store or its mount
+      on the controller is then the likelier fault, as for the watchdog's observer check. Empty otherwise.
+  returned: success
+  type: str
+  sample: ""
 ignored_files:
   description: Files in the heartbeat directory that are not records of a valid host name, with the reason.
   returned: success
@@ -184,7 +192,7 @@ elapsed:
   sample: 0.09
 error_kind:
   description:
-    - On failure, what failed - C(store) (the store cannot be listed), C(timeout) (O(deadline_s) passed),
+    - On failure, what failed - C(store) (the store is not there, no C(kvmha) directory, or cannot be listed), C(timeout) (O(deadline_s) passed),
       C(invalid_input). RV(cluster) is returned with it.
   returned: failure
   type: str

@@ -68,6 +68,12 @@ def read_snapshot(store: str, cluster: str, hosts=None, journal_dir=None, readin
             reading = Reading(host, "invalid", reason=str(err))
         readings[host] = {"status": reading.status, "reason": reading.reason, "record": reading.record, "mtime": reading.mtime}
     owed, owed_invalid = OwedBook(store, "cluster_info").read_all(hosts)
+    incidents, journal_error = {}, ""
+    if journal_dir:
+        try:
+            incidents = read_incidents(journal_dir, hosts)
+        except StoreError as err:  # the journal only adds verdicts: without it the store's view still stands
+            journal_error = str(err)
     return {
         "cluster": cluster,
         "now": now,
@@ -79,7 +85,8 @@ def read_snapshot(store: str, cluster: str, hosts=None, journal_dir=None, readin
         "owed": {h: d.data for h, d in owed.items() if not d.released and is_open(d.data)},
         "owed_invalid": owed_invalid,
         "lease": _read_lease(store, cluster, now),
-        "incidents": read_incidents(journal_dir, hosts) if journal_dir else {},
+        "incidents": incidents,
+        "journal_error": journal_error,
         "readiness": read_readiness(readiness_dir, cluster) if readiness_dir else None,
     }
 
@@ -204,6 +211,7 @@ def build_status(snapshot: dict, misses: int = 3, skew_allowance: float = 2.0) -
         "lease": snapshot.get("lease"),
         "readiness_at": _number_or_none(readiness.get("at")),
         "readiness_error": _text(readiness.get("error") or ""),
+        "journal_error": _text(snapshot.get("journal_error") or ""),
         "ignored_files": snapshot.get("ignored_files") or {},
         "warning": warning,
     }
@@ -211,8 +219,8 @@ def build_status(snapshot: dict, misses: int = 3, skew_allowance: float = 2.0) -
 
 def _error_row(host: str, error: str) -> dict:
     return {"host": host, "state": ERROR, "state_text": "error: " + error, "error": error, "heartbeat": "invalid",
-            "age_s": None, "boot_id": None, "boot_changes": None, "capacity": None, "ha_vms": 0, "owed_vms": 0,
-            "last_verdict": None, "readiness": None}
+            "heartbeat_reason": "", "age_s": None, "boot_id": None, "boot_changes": None, "capacity": None, "ha_vms": 0,
+            "owed_vms": 0, "last_verdict": None, "readiness": None, "maintenance": None, "fenced": None}
 
 
 def host_row(host: str, snapshot: dict, judge: StalenessJudge) -> dict:
@@ -236,8 +244,8 @@ def host_row(host: str, snapshot: dict, judge: StalenessJudge) -> dict:
     row["boot_changes"] = boot_changes(incidents, row["boot_id"])
     row["owed_vms"], owed_note = _owed(host, snapshot)
     row["readiness"] = _readiness(host, snapshot.get("readiness"), now)
-    row["maintenance"] = _mark(host, snapshot.get(MAINTENANCE) or {}, now)
-    row["fenced"] = _mark(host, snapshot.get(FENCED) or {}, now)
+    row["maintenance"] = _mark(host, snapshot.get(MAINTENANCE) or {})
+    row["fenced"] = _mark(host, snapshot.get(FENCED) or {})
     row["state"], row["state_text"] = host_state(state, row, owed_note, now)
     if row["state"] == ERROR:
         row["error"] = _invalid_reason(state)
@@ -280,7 +288,7 @@ def _join(head: str, notes: list) -> str:
     return head + "".join("; " + note for note in notes)
 
 
-def _mark(host: str, marks: dict, now: float):
+def _mark(host: str, marks: dict):
     """A host's mark of one kind as the row shows it, or None: {owner, since, until, expired, reason} or {invalid}."""
     if host in (marks.get("invalid") or {}):
         return {"invalid": _text(marks["invalid"][host])}
@@ -402,6 +410,8 @@ def render_text(status: dict) -> list:
         lines.append("WARNING: " + status["warning"])
     if status.get("readiness_error"):
         lines.append("fence readiness: %s" % status["readiness_error"])
+    if status.get("journal_error"):
+        lines.append("journal: %s" % status["journal_error"])
     host_table = [("HOST", "HEARTBEAT", "BOOT", "STATE", "LAST VERDICT", "FENCE READY", "CAPACITY")]
     for row in status["hosts"]:
         host_table.append((row["host"], _heartbeat_cell(row), _boot_cell(row), row["state_text"], _verdict_cell(row.get("last_verdict")),

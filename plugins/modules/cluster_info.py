@@ -162,6 +162,11 @@ readiness_error:
   returned: success
   type: str
   sample: ""
+journal_error:
+  description: Why the journal's incident records could not be listed (the rows then have no last verdict); empty otherwise.
+  returned: success
+  type: str
+  sample: ""
 warning:
   description:
     - Set when no host (at least two, not counting hosts in maintenance or fenced) looks alive - the store or its mount

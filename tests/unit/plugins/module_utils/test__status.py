@@ -255,11 +255,15 @@ def hostile_snapshot(draw):
                                | st.fixed_dictionaries({"invalid": st.text(max_size=30)})))
 
 
+ROW_KEYS = set(_status.build_status(snapshot(readings={"h1": reading("h1")}))["hosts"][0])
+
+
 @given(hostile_snapshot())
 def test_hostile_files_cost_at_most_their_own_row(snap):
     status = _status.build_status(snap)
     assert [row["host"] for row in status["hosts"]] == snap["hosts"]
     for row in status["hosts"]:
+        assert set(row) == ROW_KEYS, "every row has the same keys, error rows too (the JSON's readers rely on it)"
         assert row["state"] in _status.HOST_STATES
         assert isinstance(row["state_text"], str) and row["state_text"]
         assert row["state"] != "error" or row["error"]

@@ -56,6 +56,16 @@ def test_unreadable_marks_and_journal_records_are_shown_in_their_rows(run_module
     assert by_host["h2"]["state"] == "maintenance" and "mark unreadable" in by_host["h2"]["state_text"]
 
 
+def test_a_journal_that_cannot_be_listed_costs_only_the_verdicts(run_module, tmp_path):
+    beat(tmp_path, "h1")
+    (tmp_path / "journal").mkdir()
+    (tmp_path / "journal" / "incidents").write_text("a file where the directory should be")
+    result = run_module(cluster_info, {"store_path": str(tmp_path), "journal_dir": str(tmp_path / "journal")})
+    assert result["hosts"][0]["state"] == "alive" and result["hosts"][0]["last_verdict"] is None
+    assert "cannot list the journal's incidents" in result["journal_error"]
+    assert any(line.startswith("journal: cannot list") for line in result["text"])
+
+
 def test_the_newest_incident_record_gives_the_verdict(run_module, tmp_path):
     beat(tmp_path, "h1")
     incidents = tmp_path / "journal" / "incidents"

@@ -26,6 +26,7 @@ from ansible_collections.kvmha.cluster.tests._require import require_module
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 ANSIBLE_PLAYBOOK = pathlib.Path(sys.executable).with_name("ansible-playbook")
 OWNER = "watchdog/test/20261203T101500-1"
+INTERVAL = 60.0  # the writer's longest: a record stays fresh for 3 x 60 s, however loaded the machine that runs the playbook
 
 DOMAIN = """  <domain type='test'>
     <name>{name}</name><uuid>{uuid}</uuid>
@@ -64,7 +65,7 @@ class Cluster:
             (base / (host + ".boot")).write_text(str(uuid.uuid4()) + "\n")
             conf = writer.parse_config({
                 "host": host, "store": str(self.store), "require_mount": False, "state_dir": str(base / (host + "-run")),
-                "boot_id_path": str(base / (host + ".boot")), "interval": 2.0,
+                "boot_id_path": str(base / (host + ".boot")), "interval": INTERVAL,
                 "libvirt": {"method": "binding", "uri": "test://%s" % (base / (host + ".xml")), "timeout": 5.0},
                 "capacity": {"mem_mib": 8192, "vcpus": 8}})
             self.writers[host] = writer.Writer(conf)
@@ -144,7 +145,7 @@ def test_a_healthy_cluster(cluster):
 def test_a_failed_cluster(cluster):
     records = {host: cluster.beat(host) for host in GUESTS}
     # h1 died a while ago: its last record stays on the store and ages.
-    old = time.time() - 600
+    old = time.time() - 10 * INTERVAL
     os.utime(_heartbeat.record_path(str(cluster.store), "h1"), (old, old))
     # The watchdog fenced it and owes its VMs; one of them found no room.
     _marks.set_mark(str(cluster.store), _marks.FENCED, "h1", OWNER,
@@ -201,7 +202,8 @@ def test_json_format_prints_the_document_and_a_cluster_that_cannot_be_read_fails
     os.rename(cluster.store, cluster.base / "unmounted")  # the store's mount is gone: not a cluster of dead hosts
     failed = cluster.run()
     assert failed.returncode != 0
-    assert "cluster lab: CANNOT BE READ" in failed.output and "is the store mounted here?" in failed.output and "status: cannot read cluster(s) lab" in failed.output, failed.output
+    assert "cluster lab: CANNOT BE READ" in failed.output and "is the store mounted here?" in failed.output, failed.output
+    assert "status: cannot read cluster(s) lab" in failed.output, failed.output
 
 
 def test_a_bad_format_is_refused(cluster):

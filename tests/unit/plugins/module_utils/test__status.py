@@ -227,9 +227,9 @@ def hostile_reading(draw, host):
 
 @st.composite
 def hostile_mark(draw):
+    data = draw(st.dictionaries(st.text(max_size=8), JSONISH, max_size=4) | JSONISH)
     return {"name": "x", "generation": 1, "owner": draw(st.text(max_size=300)), "created": draw(TIMES), "ttl": draw(TIMES),
-            "expires_at": draw(TIMES), "released": False, "data": draw(st.dictionaries(st.text(max_size=8), JSONISH, max_size=4)
-                                                                          | JSONISH)}
+            "expires_at": draw(TIMES), "released": False, "data": data}
 
 
 def marks_of(hosts):

@@ -35,6 +35,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "tests", "e2e")]
 
 from cluster import Cluster, wait_for  # noqa: E402  the end-to-end harness drives the lab
+from lab import config  # noqa: E402
+
+from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import RecordReader  # noqa: E402
 from test_recovery import POLICY, claims_of, kill  # noqa: E402  the interruption points of the e2e scenarios
 
 HOSTS = ["h1", "h2", "h3", "h4", "h5"]
@@ -132,8 +135,30 @@ def one_round(cluster, rng, counts) -> dict:
             counts["recoveries"] += 1
         else:
             counts["missed"] += 1
-    return {"fault": name, "host": host, "rc": run.rc, "fenced": sorted(fenced), "doubles": doubles, "lost": lost,
-            "rto_s": run.rto(host) if crashes else None, "converged_s": converged}
+    result = {"fault": name, "host": host, "rc": run.rc, "fenced": sorted(fenced), "doubles": doubles, "lost": lost,
+              "rto_s": run.rto(host) if crashes else None, "converged_s": converged}
+    if any(r.rc != 0 for r in runs):  # a red run is worth reading: keep its output next to the journals
+        result["failed_runs"] = [keep_output(cluster, r) for r in runs if r.rc != 0]
+    return result
+
+
+def keep_output(cluster, run) -> str:
+    path = os.path.join(cluster.workdir, "failed-run-%d.txt" % len(os.listdir(cluster.workdir)))
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(run.output)
+    return path
+
+
+def heartbeat_report(cluster) -> dict:
+    """Each host's record as the store has it, for a lab that did not come back healthy."""
+    reader = RecordReader(config.STORE)
+    report = {}
+    for host in cluster.hosts:
+        reading = reader.read(host)
+        record = reading.record or {}
+        report[host] = {"status": reading.status, "state": record.get("state"), "seq": record.get("seq"),
+                        "power": cluster.lab.power(host, "status")}
+    return report
 
 
 ARGS = argparse.Namespace(converge_runs=5)
@@ -148,19 +173,28 @@ def main() -> None:
     parser.add_argument("--converge-runs", type=int, default=5, help="runs allowed to finish an interrupted recovery")
     args = ARGS = parser.parse_args()
     rng = random.Random(args.seed)
-    counts = dict.fromkeys(("rounds", "crashes", "recoveries", "missed", "false_fences", "double_starts", "lost_vms"), 0)
+    counts = dict.fromkeys(("rounds", "crashes", "recoveries", "missed", "false_fences", "double_starts", "lost_vms",
+                            "lab_rebuilds"), 0)
     cluster = Cluster(len(HOSTS), 2, tempfile.mkdtemp(prefix="kvmha-soak-"))
     deadline = time.monotonic() + args.minutes * 60
     cluster.up()
     try:
         while time.monotonic() < deadline and counts["rounds"] < args.rounds:
-            result = one_round(cluster, rng, counts)
+            try:
+                result = one_round(cluster, rng, counts)
+            except AssertionError as err:  # the lab did not come back healthy: say how, rebuild it, go on
+                counts["lab_rebuilds"] += 1
+                print(json.dumps({"lab_not_healthy": str(err), "heartbeats": heartbeat_report(cluster)}), flush=True)
+                cluster.lab.down()
+                cluster.up()
+                continue
             print(json.dumps(result), flush=True)
     finally:
         cluster.lab.down()
-    print("\n| rounds | crashes | recoveries | missed | false fences | double starts | lost VMs |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    print("| %(rounds)d | %(crashes)d | %(recoveries)d | %(missed)d | %(false_fences)d | %(double_starts)d | %(lost_vms)d |" % counts)
+    print("\n| rounds | crashes | recoveries | missed | false fences | double starts | lost VMs | lab rebuilds |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| %(rounds)d | %(crashes)d | %(recoveries)d | %(missed)d | %(false_fences)d | %(double_starts)d | %(lost_vms)d "
+          "| %(lab_rebuilds)d |" % counts)
 
 
 if __name__ == "__main__":

@@ -127,18 +127,34 @@ class LabSwitch:
     """Lab power switch of one hypervisor container (see lab/power.py)."""
 
     def __init__(self, host):
-        from lab import power  # imported here so that standalone mode needs nothing of the lab
+        from lab import config, power  # imported here so that standalone mode needs nothing of the lab
         self.power = power
         self.host = host
+        self.restore_file = config.bmc_power_restore_file(host)
+        self.restore_after = None  # bmc-power-restore: off reads left before the chassis switches itself on
 
     def state(self):
-        return self.power.status(self.host)
+        state = self.power.status(self.host)
+        if state == 'off' and self.restore_after is not None:
+            if self.restore_after > 0:
+                self.restore_after -= 1
+            else:  # like a BIOS "always on" power-restore policy, or a person at the console
+                self.restore_after = None
+                log('power restore: switching the chassis back on')
+                threading.Thread(target=self.power.on, args=(self.host,), daemon=True).start()
+                return 'on'
+        return state
 
     def on(self):
         self.power.on(self.host)
 
     def off(self):
         self.power.off(self.host)
+        try:
+            with open(self.restore_file, encoding='utf-8') as f:
+                self.restore_after = int(f.read().strip())
+        except (OSError, ValueError):
+            self.restore_after = None
 
     def shutdown(self):
         # A soft off takes up to 30 s; IPMI answers at once and the host goes off in the background.

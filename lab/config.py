@@ -103,6 +103,11 @@ def bmc_password_file(host):
     return f'{BMC_DIR}/{bmc_name(host)}/password'
 
 
+def bmc_power_restore_file(host):
+    """Present while the bmc-power-restore fault is active: how many off reads the BMC gives before it powers on."""
+    return f'{BMC_DIR}/{bmc_name(host)}/power-restore'
+
+
 def pid_file(name):
     return f'{RUN}/{name}.pid'
 

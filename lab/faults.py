@@ -39,6 +39,8 @@ FAULTS = {f.name: f for f in (
     Fault('partition', 'host', doc='cut both cables (the BMC still answers)'),
     Fault('bmc-unreachable', 'host', doc="cut the BMC's cable"),
     Fault('bmc-wrong-password', 'host', doc="change the BMC's password (the inventory keeps the old one)"),
+    Fault('bmc-power-restore', 'host', takes_arg=True,
+          doc='after a power off the chassis answers off ARG times, then switches itself back on (pyghmi BMC only)'),
     Fault('store-readonly', 'host', boot=True, doc='new writes to the store fail with EROFS in the host'),
     Fault('store-hang', 'host', boot=True, doc='every new store access in the host blocks'),
     Fault('writer-stop', 'host', boot=True, doc=f'systemctl stop {UNIT} (graceful)'),
@@ -197,6 +199,13 @@ def _apply(record, name, host, arg, on):
     elif name == 'bmc-wrong-password':
         new = secrets.token_urlsafe(12) if on else bmcs.controller_password(host)
         bmcs.set_password(host, host in record['ipmi_sim'], new)
+    elif name == 'bmc-power-restore':
+        if host in record['ipmi_sim']:
+            raise LabError(f'{host}: bmc-power-restore needs the pyghmi BMC (this host has ipmi_sim)')
+        if on:
+            write_text(config.bmc_power_restore_file(host), f'{max(0, int(arg))}\n')
+        else:
+            remove(config.bmc_power_restore_file(host))
     elif name in ('store-readonly', 'store-hang'):
         apply_store(record, host)
     elif container.leader(host):  # the rest act inside the host; after a reboot there is nothing to undo

@@ -4,8 +4,6 @@ YAML, not INI: a literal ControlPath (with %C) in an INI inventory is mangled. T
 text: a file lookup reads the controller's copy when a play needs it.
 """
 
-import yaml
-
 from lab import config
 from lab.util import write_text
 
@@ -51,6 +49,7 @@ WRITER_SETTINGS = {
 
 
 def render(hosts):
+    import yaml  # noqa: PLC0415 - only here: the CLI must start (and refuse a non-root user) without PyYAML
     # Cluster variables on `all`, so the controller (localhost, outside kvm_hosts) sees them too.
     inventory = {'all': {
         'vars': {'kvmha_store_path': config.STORE, 'kvmha_observers': ['localhost'], **WRITER_SETTINGS},

@@ -34,7 +34,7 @@ from ._deadline import call_with_deadline
 from ._errors import InvalidInput, KvmhaError, LibvirtError, StoreError
 from ._heartbeat import RecordReader, store_dir, validate_host_name
 from ._libvirt import RUNNING_STATES, LibvirtClient, read_domain_xml, validate_uri
-from ._marks import FENCED, MAINTENANCE, LeaseKeeper, LeaseLost, read_marks, set_mark
+from ._marks import FENCED, MAINTENANCE, LeaseKeeper, LeaseLost, read_marks, set_mark, store_clock
 from ._placement import place, vm_order_key
 from ._storefile import Conflict
 
@@ -137,17 +137,17 @@ class Evacuation:
     """
 
     def __init__(self, params: dict, check_mode: bool = False, diff_mode: bool = False, client_factory=LibvirtClient,
-                 clock=time.time):
+                 clock=None):
         self.params = params
         self.check_mode = check_mode
         self.diff_mode = diff_mode
         self.client_factory = client_factory
-        self.clock = clock
         self.store = params["store_path"]
         self.warnings = []
         self.plan = []
         self.replanned = []
         self.unreadable = []
+        self.aborted = []  # failed hosts that came back (a new boot) before their recovery was opened
         self.interrupted = []
         self.opened = []
         self.closed = []
@@ -156,6 +156,8 @@ class Evacuation:
         self.started_at = time.time()
         self._t0 = time.monotonic()
         self._validate()
+        # Backoffs and the documents' times are on the store's clock, the one every controller shares.
+        self.clock = clock or self._store_call("read the store's clock", store_clock, self.store)
         self.book = owed.OwedBook(self.store, self.owner)
         self.retry = (params["retry_s"], params["retry_max_s"])
         lease = params.get("lease")
@@ -243,6 +245,8 @@ class Evacuation:
                 self.unreadable.append({"host": host, "status": reading.status, "reason": reading.reason})
                 continue
             record = reading.record
+            if self._booted_since_judged(host, record):
+                continue
             incident = self.params["incident"] or "%s/%s" % (host, record["boot_id"])
             if current is not None and not current.released and current.data["incident"] == incident:
                 continue  # this death was recovered already and the host was not returned since
@@ -267,6 +271,17 @@ class Evacuation:
                 continue
             self.opened.append(host)
             self._ensure_fenced(host, data)
+
+    def _booted_since_judged(self, host: str, record: dict) -> bool:
+        """The host wrote a record of another boot since it was judged: switched back on after its fence (a BIOS
+        power-on policy, a person). Its VMs may come back with it, so nothing of it is started elsewhere."""
+        judged = (self.params["boot_ids"] or {}).get(host)
+        if not judged or record["boot_id"] == judged:
+            return False
+        self.aborted.append({"host": host, "reason": "booted again since it was judged (boot %s, judged in boot %s): its "
+                             "recovery is not opened; its VMs are on it, stopped unless they autostart" % (record["boot_id"], judged)})
+        self.warnings.append("%s: %s" % (host, self.aborted[-1]["reason"]))
+        return True
 
     def _take_over_listed(self, host: str, data: dict) -> None:
         """A dying target's own record lists VMs another open document still owes: they are ``moved`` there.
@@ -784,7 +799,8 @@ class Evacuation:
         result = {
             "changed": changed, "owner": self.owner, "failed_hosts": list(self.failed_hosts), "opened": self.opened,
             "closed": sorted(set(self.closed)), "incidents": dict((h, d.data["incident"]) for h, d in self.documents.items()),
-            "unreadable": [dict(u) for u in self.unreadable], "interrupted": self.interrupted, "plan": self.plan,
+            "unreadable": [dict(u) for u in self.unreadable], "aborted": list(self.aborted), "interrupted": self.interrupted,
+            "plan": self.plan,
             "vms": out_vms, "counts": counts, "owed": owed_now, "transitions": list(transitions),
             "attempts": sum(1 for vm in worked if vm["outcome"] is not None or vm["status"] == "unplaced"),
             "targets": [t.as_dict() for t in self.targets],
@@ -866,7 +882,7 @@ class Evacuation:
             raise InvalidInput("not owed by any open recovery: %s (see the owed documents under %s)"
                                % (", ".join(unknown), owed.owed_dir(self.store)))
         result = {"changed": bool(transitions), "owner": self.owner, "failed_hosts": [], "transitions": transitions,
-                  "closed": sorted(set(self.closed)), "unreadable": self.unreadable,
+                  "closed": sorted(set(self.closed)), "unreadable": self.unreadable, "aborted": [],
                   "owed": dict((host, owed.counts(doc.data)) for host, doc in sorted(self.documents.items()))}
         if self.unreadable:
             raise StoreError("abandon incomplete: %s" % "; ".join("%s: %s" % (u["host"], u["reason"]) for u in self.unreadable),

@@ -46,6 +46,17 @@ def documents(store: str, kind: str) -> DocumentStore:
     return DocumentStore(store_dir(store, kind), kind)
 
 
+def store_now(store: str) -> float:
+    """The store's clock, on which every lease and mark expiry is judged (see ``DocumentStore.now``)."""
+    return documents(store, LEASE).now()
+
+
+def store_clock(store: str):
+    """A clock that follows the store's: its offset from ours is measured once, here (one probe file)."""
+    offset = store_now(store) - time.time()
+    return lambda: time.time() + offset
+
+
 # --------------------------------------------------------------------------------------------------- lease
 
 
@@ -56,7 +67,7 @@ def acquire_lease(store: str, cluster: str, owner: str, ttl: float, skew: float 
     """
     docs = documents(store, LEASE)
     current = docs.read(cluster)
-    if current is not None and current.owner != owner and current.live(skew=skew):
+    if current is not None and current.owner != owner and current.live(now=docs.now(), skew=skew):
         raise LeaseHeld(
             "the lease of cluster %s is held by %s until %s" % (cluster, current.owner, _when(current.expires_at)),
             result={"acquired": False, "holder": current.as_dict()},
@@ -78,13 +89,12 @@ def acquire_lease(store: str, cluster: str, owner: str, ttl: float, skew: float 
     return {"changed": True, "takeover": takeover, "lease": lease.as_dict()}
 
 
-def renew_lease(store: str, cluster: str, owner: str, generation: int, ttl: float) -> dict:
-    """Renew the lease only if it is still the generation ``owner`` holds (a fencing token); else ``LeaseLost``.
+def check_lease(store: str, cluster: str, owner: str, generation: int) -> dict:
+    """``{changed: False, lease}`` if ``owner`` still holds generation ``generation``, else ``LeaseLost``."""
+    return {"changed": False, "lease": _held(documents(store, LEASE), cluster, owner, generation).as_dict()}
 
-    Unlike ``acquire_lease`` this never takes a lease over: a holder that was frozen past its ttl, or whose clock
-    is off, learns here that another watchdog may have acted since, and stops.
-    """
-    docs = documents(store, LEASE)
+
+def _held(docs: DocumentStore, cluster: str, owner: str, generation: int):
     current = docs.read(cluster)
     if current is None or current.generation != generation or current.owner != owner or current.released:
         holder = None if current is None else current.as_dict()
@@ -92,6 +102,17 @@ def renew_lease(store: str, cluster: str, owner: str, generation: int, ttl: floa
             cluster, generation, "gone" if current is None else "generation %d by %s%s" % (
                 current.generation, current.owner, ", released" if current.released else "")),
             result={"acquired": False, "holder": holder})
+    return current
+
+
+def renew_lease(store: str, cluster: str, owner: str, generation: int, ttl: float) -> dict:
+    """Renew the lease only if it is still the generation ``owner`` holds (a fencing token); else ``LeaseLost``.
+
+    Unlike ``acquire_lease`` this never takes a lease over: a holder that was frozen past its ttl, or whose clock
+    is off, learns here that another watchdog may have acted since, and stops.
+    """
+    docs = documents(store, LEASE)
+    current = _held(docs, cluster, owner, generation)
     data = dict(current.data, renewed_at=time.time())
     try:
         lease = docs.replace(cluster, current, owner, data, ttl)
@@ -152,7 +173,7 @@ def read_marks(store: str, kind: str, now: float | None = None, skew: float = DE
     callers treat it as active, the cautious reading for both kinds.
     """
     docs = documents(store, kind)
-    now = time.time() if now is None else now
+    now = docs.now() if now is None else now
     marks = {"active": {}, "expired": {}, "invalid": {}}
     for host in docs.names():
         try:
@@ -172,7 +193,7 @@ def set_mark(store: str, kind: str, host: str, owner: str, data: dict, ttl: floa
     validate_host_name(host)
     docs = documents(store, kind)
     current = docs.read(host)
-    if current is not None and current.live():
+    if current is not None and current.live(now=docs.now()):
         return {"changed": False, "mark": current.as_dict()}
     planned = {"name": host, "owner": owner, "ttl": ttl, "released": False, "data": data}
     if dry_run:

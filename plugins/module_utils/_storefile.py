@@ -113,7 +113,11 @@ class Document:
         return None if self.ttl is None else self.mtime + self.ttl
 
     def expired(self, now: float | None = None, skew: float = 0.0) -> bool:
-        """True once ``now`` (reader's wall clock) is past the expiry plus ``skew`` seconds of allowance."""
+        """True once ``now`` is past the expiry plus ``skew`` seconds of allowance.
+
+        Pass the store's clock (``DocumentStore.now()``): the expiry is on it, and a reader's own clock may be off by
+        hours. The reader's wall clock is only the default for callers that have no store to ask.
+        """
         if self.ttl is None:
             return False
         return (time.time() if now is None else now) > self.mtime + self.ttl + skew
@@ -169,6 +173,33 @@ class DocumentStore:
         self.kind = validate_name(kind, "document kind")
         self.max_bytes = max_bytes
         self.file_mode = file_mode
+
+    def now(self) -> float:
+        """The store's clock: the mtime the store gives a probe file created now (then removed).
+
+        Expiries are mtimes set by the store, so they are judged on the same clock - two controllers whose clocks
+        are hours apart agree on whether a lease has expired. The probe goes into the nearest existing directory of
+        this store (nothing is created by a reader). A store this process cannot write to (a read-only view, or one
+        that is not there) falls back to the local clock; every writer of leases and marks can write, so it is never the judge.
+        """
+        directory = self.directory
+        for _level in range(2):  # <store>/kvmha/<kind> -> <store>/kvmha -> <store>, never above the store
+            if os.path.isdir(directory):
+                break
+            directory = os.path.dirname(directory)
+        probe = os.path.join(directory, ".clock.%d.%s" % (os.getpid(), uuidlib.uuid4().hex[:12]))
+        try:
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        except OSError:
+            return time.time()
+        try:
+            return os.fstat(fd).st_mtime
+        finally:
+            os.close(fd)
+            try:
+                os.unlink(probe)
+            except OSError:
+                pass
 
     # ------------------------------------------------------------------------------------------- paths
 

@@ -42,10 +42,21 @@ options:
     type: str
     required: true
   state:
-    description: V(acquired) takes or renews the lease, V(released) gives it up if O(owner) holds it.
+    description:
+      - V(acquired) takes or renews the lease, V(released) gives it up if O(owner) holds it.
+      - V(held) only checks, writing nothing, that O(owner) still holds generation O(generation) - the fencing token
+        a run checks right before a step that must not run twice (a fence, a start).
     type: str
-    choices: [acquired, released]
+    choices: [acquired, held, released]
     default: acquired
+  generation:
+    description:
+      - The generation this run holds (RV(lease.generation) of its last acquiring task).
+      - With O(state=acquired) the lease is then only renewed if it is still that generation of O(owner), never taken
+        (again or over); with O(state=held) it is required.
+      - A lease that moved on - it expired while the run was frozen or its clock was off, and another watchdog took
+        it - fails with RV(error_kind=lease_lost), and the run must stop.
+    type: int
   ttl:
     description: Seconds the lease lasts (from the store's clock) unless renewed or released.
     type: float
@@ -64,6 +75,14 @@ EXAMPLES = r"""
     owner: "awx-job-{{ awx_job_id | default('manual') }}"
     ttl: 300
   register: lease
+
+- name: Right before the fence - stop if another watchdog took the lease meanwhile (this run was frozen, or its clock is off)
+  kvmha.cluster.cluster_lease:
+    store_path: /var/lib/kvmha-lab/store
+    cluster: lab
+    owner: "awx-job-{{ awx_job_id | default('manual') }}"
+    state: held
+    generation: "{{ lease.lease.generation }}"
 
 - name: Give it back at the end of the run
   kvmha.cluster.cluster_lease:
@@ -89,6 +108,12 @@ lease:
   returned: when there is one
   type: dict
   sample: {name: lab, owner: awx-job-42, generation: 7, ttl: 300.0, expires_at: 1764063300.0, released: false}
+error_kind:
+  description: Why the module failed - V(lease_lost) when the generation of O(state=held) (or of a renewal) is not
+    this owner's any more, V(store) when the store cannot be read or written, V(invalid_input) for bad options.
+  returned: failure
+  type: str
+  sample: lease_lost
 holder:
   description: The lease of the other owner that holds it.
   returned: state=acquired and not acquired
@@ -99,7 +124,7 @@ holder:
 from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import STORE_SPEC, merge_specs
 from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule
 from ansible_collections.kvmha.cluster.plugins.module_utils._errors import InvalidInput
-from ansible_collections.kvmha.cluster.plugins.module_utils._marks import LeaseHeld, acquire_lease, release_lease
+from ansible_collections.kvmha.cluster.plugins.module_utils._marks import LeaseHeld, acquire_lease, check_lease, release_lease, renew_lease
 from ansible_collections.kvmha.cluster.plugins.module_utils._storefile import validate_name
 
 ARGUMENT_SPEC = merge_specs(
@@ -107,7 +132,8 @@ ARGUMENT_SPEC = merge_specs(
     {
         "cluster": {"type": "str", "required": True},
         "owner": {"type": "str", "required": True},
-        "state": {"type": "str", "choices": ["acquired", "released"], "default": "acquired"},
+        "state": {"type": "str", "choices": ["acquired", "held", "released"], "default": "acquired"},
+        "generation": {"type": "int"},
         "ttl": {"type": "float", "default": 300},
         "skew": {"type": "float", "default": 5},
     },
@@ -118,11 +144,17 @@ def run(params: dict, check_mode: bool) -> dict:
     cluster = validate_name(params["cluster"], "cluster name")
     if params["ttl"] <= 0 or params["skew"] < 0:
         raise InvalidInput("ttl must be positive and skew not negative")
+    store, owner, generation = params["store_path"], params["owner"], params["generation"]
     if params["state"] == "released":
-        result = release_lease(params["store_path"], cluster, params["owner"], dry_run=check_mode)
-        return dict(result, acquired=False)
+        return dict(release_lease(store, cluster, owner, dry_run=check_mode), acquired=False)
+    if params["state"] == "held" or (generation is not None and check_mode):
+        if generation is None:
+            raise InvalidInput("state=held needs the generation the run holds")
+        return dict(check_lease(store, cluster, owner, generation), acquired=True)
+    if generation is not None:  # renew what this run holds; never take it (again or over)
+        return dict(renew_lease(store, cluster, owner, generation, params["ttl"]), acquired=True)
     try:
-        result = acquire_lease(params["store_path"], cluster, params["owner"], params["ttl"], params["skew"], dry_run=check_mode)
+        result = acquire_lease(store, cluster, owner, params["ttl"], params["skew"], dry_run=check_mode)
     except LeaseHeld as held:
         return dict(held.result, changed=False, msg=held.msg)
     return dict(result, acquired=True)

@@ -11,8 +11,8 @@ short_description: Read the maintenance and fenced marks of hypervisors from the
 version_added: 0.1.0
 description:
   - Reads the marks that M(kvmha.cluster.host_mark) and the watchdog keep on the store, and changes nothing.
-  - A maintenance mark is RV(maintenance.active) until its expiry (judged by the store's clock, the modification time
-    of the mark, plus O(skew)), then RV(maintenance.expired) - the maintenance has ended by itself - until someone
+  - A maintenance mark is RV(maintenance.active) until its expiry (the modification time of the mark plus its ttl
+    and O(skew), judged on the store's clock - never the controller's own), then RV(maintenance.expired) - the maintenance has ended by itself - until someone
     clears it. Fenced marks never expire.
   - A mark that cannot be parsed is reported under C(invalid) with the reason; the watchdog treats such a mark as
     active, the cautious reading for both kinds.
@@ -106,20 +106,21 @@ fenced:
       sample: {}
   sample: {active: {}, expired: {}, invalid: {}}
 now:
-  description: The reader's clock (Unix time) the expiries were judged against.
+  description:
+    - The store's clock (Unix time) the expiries were judged against - the modification time the store gave a probe
+      file, so controllers whose own clocks disagree judge a mark alike.
   returned: always
   type: float
   sample: 1764063600.5
 """
 
-import time
 
 from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import STORE_SPEC, merge_specs
 from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule
 from ansible_collections.kvmha.cluster.plugins.module_utils._deadline import call_with_deadline
 from ansible_collections.kvmha.cluster.plugins.module_utils._errors import InvalidInput
 from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import validate_host_name
-from ansible_collections.kvmha.cluster.plugins.module_utils._marks import MARK_KINDS, read_marks
+from ansible_collections.kvmha.cluster.plugins.module_utils._marks import MARK_KINDS, read_marks, store_now
 
 ARGUMENT_SPEC = merge_specs(
     STORE_SPEC,
@@ -136,12 +137,12 @@ def read(params: dict) -> dict:
     if params["read_timeout"] <= 0 or params["skew"] < 0:
         raise InvalidInput("read_timeout must be positive and skew zero or more")
     hosts = None if params["hosts"] is None else {validate_host_name(h) for h in params["hosts"]}
-    now = time.time()
 
     def read_all():
-        return {kind: read_marks(params["store_path"], kind, now=now, skew=params["skew"]) for kind in params["kinds"]}
+        now = store_now(params["store_path"])
+        return now, {kind: read_marks(params["store_path"], kind, now=now, skew=params["skew"]) for kind in params["kinds"]}
 
-    marks = call_with_deadline(read_all, params["read_timeout"], "reading the marks on the store")
+    now, marks = call_with_deadline(read_all, params["read_timeout"], "reading the marks on the store")
     result = {"changed": False, "now": now}
     for kind, states in marks.items():
         result[kind] = {state: {h: v for h, v in found.items() if hosts is None or h in hosts} for state, found in states.items()}

@@ -326,7 +326,7 @@ from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import (
     validate_host_name,
     write_atomic,
 )
-from ansible_collections.kvmha.cluster.plugins.module_utils._marks import FENCED, MAINTENANCE, MARK_KINDS, read_marks
+from ansible_collections.kvmha.cluster.plugins.module_utils._marks import FENCED, MAINTENANCE, MARK_KINDS, read_marks, store_clock
 from ansible_collections.kvmha.cluster.plugins.module_utils._recovery import OwedBook, counts, due, is_open
 
 OVERDUE = 1.5  # a live host whose heartbeat is older than this many intervals has missed a beat
@@ -359,7 +359,9 @@ class HeartbeatCheck:
     def __init__(self, params: dict):
         self.params = params
         self.reader = RecordReader(params["store_path"], max_bytes=params["max_record_size"])
-        self.judge = StalenessJudge(misses=params["misses"], skew_allowance=params["skew_allowance"])
+        self.store_time = time.time  # the store's clock from the first sample on (see _sample)
+        self.judge = StalenessJudge(misses=params["misses"], skew_allowance=params["skew_allowance"],
+                                    wall=lambda: self.store_time())
         self.invalid_hosts = {}  # one bad inventory name is reported and skipped, never the end of the whole watch
         self.exclude = set(self._valid_names(params["exclude"]))
         self.hosts = None if params["hosts"] is None else sorted(set(self._valid_names(params["hosts"])))
@@ -428,7 +430,10 @@ class HeartbeatCheck:
         if hosts is None:
             hosts, ignored = self.reader.hosts_in_store()
         if self.marks is None:
-            self.marks = {kind: read_marks(self.params["store_path"], kind) for kind in MARK_KINDS}
+            # Every mtime is on the store's clock; a controller's own may be hours off.
+            self.store_time = store_clock(self.params["store_path"])
+            now = self.store_time()
+            self.marks = {kind: read_marks(self.params["store_path"], kind, now=now) for kind in MARK_KINDS}
             self.owed = self._read_owed(hosts)
         return [self.judge.judge(self.reader.read(host)) for host in hosts], ignored
 
@@ -448,7 +453,7 @@ class HeartbeatCheck:
     def _summarise(self, states: list, ignored: dict) -> dict:
         maintenance = _active(self.marks[MAINTENANCE])
         fenced = _active(self.marks[FENCED])
-        owed = self._owed_summary(time.time())
+        owed = self._owed_summary(self.store_time())
         owed_invalid = self.owed[1]
         out = self.exclude | set(maintenance) | set(fenced) | set(owed) | set(owed_invalid)
         live = [s.host for s in states if s.live]

@@ -92,6 +92,14 @@ options:
         recorded in its owed document and fenced mark.
     type: dict
     default: {}
+  boot_ids:
+    description:
+      - The boot id each failed host had when it was judged (RV(kvmha.cluster.kvm_heartbeat#module:hosts) C(boot_id)).
+      - A failed host whose heartbeat record now shows another boot was switched back on after its fence (a BIOS
+        power-on policy, a person): its recovery is not opened, it is reported in RV(aborted), and its VMs are left
+        to it.
+    type: dict
+    default: {}
   targets:
     description:
       - The live hypervisors that may take VMs and are searched for running copies, with their libvirt URIs
@@ -305,6 +313,13 @@ unreadable:
   type: list
   elements: dict
   sample: [{host: h4, status: invalid, reason: "the owed document of h4 (generation 3) is invalid: ..."}]
+aborted:
+  description:
+    - Failed hosts that booted again since they were judged (see O(boot_ids)); nothing of them was started elsewhere.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{host: h2, reason: "booted again since it was judged (boot 9f3c..., judged in boot 5f0c...): ..."}]
 owner:
   description: The owner written into the claims and documents.
   returned: always
@@ -458,6 +473,7 @@ ARGUMENT_SPEC = merge_specs(
         "failed_hosts": {"type": "list", "elements": "str", "default": []},
         "cluster": {"type": "str", "default": ""},
         "decisions": {"type": "dict", "default": {}},
+        "boot_ids": {"type": "dict", "default": {}},
         "targets": {"type": "list", "elements": "dict", "default": [], "options": TARGET_SPEC},
         "spare_hosts": {"type": "list", "elements": "str", "default": []},
         "strategy": {"type": "str", "choices": ["best_fit", "spread"], "default": "spread"},

@@ -4,10 +4,10 @@ Every scenario starts from `Cluster.reset()` (a healthy cluster, every guest run
 injects a fault through the lab, runs the real watchdog playbook with the real inventory, heals, and asserts
 `Cluster.assert_invariants()`:
   * every HA VM runs exactly once (counted from the qemu processes of all hosts, frozen ones included),
-  * no healthy host was fenced,
+  * no healthy host was fenced - by the journal, and by the lab BMCs' own logs (no IPMI power-off of another host),
   * no domain XML or disk was lost from the store,
-  * the watchdog never tried to start a VM whose original might still run (journal events and the qemu logs
-    of every host agree), and
+  * the watchdog never tried to start a VM whose original might still run, and no guest started more often than the
+    watchdog says it started it (the qemu logs of every host, counted since the reset), and
   * the incident records name the expected verdicts and rules.
 QEMU's own image lock is not what is tested: the harness checks that no second start was attempted at all.
 """
@@ -99,6 +99,7 @@ class Cluster:
         self.guests_per_host = guests_per_host
         self.workdir = workdir
         self.runs = 0
+        self.starts_at_reset, self.power_offs_at_reset = None, {}  # set by reset()
 
     # ------------------------------------------------------------------------------------------ lifecycle
 
@@ -131,6 +132,17 @@ class Cluster:
 
     def qemu_copies(self) -> dict:
         return self.lab.guest_copies()
+
+    def bmc_power_offs(self) -> dict:
+        """{host: power-off commands its BMC executed so far}, from the lab BMCs' own logs - not the product's journal."""
+        counts = {}
+        for host in self.hosts:
+            try:
+                with open(config.log_file(config.bmc_name(host)), encoding="utf-8", errors="replace") as f:
+                    counts[host] = sum(1 for line in f if line.strip() == "power off")
+            except FileNotFoundError:
+                counts[host] = 0
+        return counts
 
     def heartbeats_alive(self) -> bool:
         """Every powered host's heartbeat advances (two reads a beat apart)."""
@@ -204,6 +216,9 @@ class Cluster:
         self.restore_layout()
         wait_for(self.manifests_match_layout, 30, interval=0.5, what="the writers' manifests to show the layout")
         self.store_snapshot = self.snapshot_store()
+        # What the lab itself counted at the healthy start, for the invariants (never the product's journal).
+        self.starts_at_reset = self.qemu_starts()
+        self.power_offs_at_reset = self.bmc_power_offs()
 
     def clear_store_state(self):
         for kind in (_marks.FENCED, _marks.MAINTENANCE):
@@ -245,17 +260,19 @@ class Cluster:
 
     # ------------------------------------------------------------------------------------------ the watchdog
 
-    def watchdog(self, watch_s=30, policy=None, extra_vars=None, timeout=300, background=False):
-        """Run the watchdog playbook as a user would; returns a WatchdogRun (or a Popen when background)."""
+    def watchdog(self, watch_s=30, policy=None, extra_vars=None, timeout=300, background=False, env=None, inventory=None):
+        """Run the watchdog playbook as a user would; returns a WatchdogRun (or a Popen when background).
+
+        ``env`` adds to the controller's environment (e.g. libfaketime for a controller whose clock is off)."""
         self.runs += 1
         journal = os.path.join(self.workdir, "journal-%03d" % self.runs)
         variables = {"kvmha_watch_s": watch_s}
         if policy is not None:
             variables["kvmha_policy"] = policy
         variables.update(extra_vars or {})
-        cmd = [os.path.join(REPO, ".venv", "bin", "ansible-playbook"), "-i", self.lab.inventory_path(), PLAYBOOK,
+        cmd = [os.path.join(REPO, ".venv", "bin", "ansible-playbook"), "-i", inventory or self.lab.inventory_path(), PLAYBOOK,
                "-e", json.dumps(variables)]
-        env = dict(os.environ, KVMHA_JOURNAL_DIR=journal, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"))
+        env = dict(os.environ, KVMHA_JOURNAL_DIR=journal, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), **(env or {}))
         started = time.time()
         # Its own process group, so that a scenario can kill the whole run (the controller dying) at once.
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO,
@@ -293,6 +310,7 @@ class Cluster:
         their guests may run zero times, never twice.
         """
         runs = runs if isinstance(runs, list) else [runs]
+        starts_before = self.starts_at_reset if starts_before is None else starts_before
         may_be_down = {g for g, home in self.guest_homes.items() if home in down_hosts}
         try:
             wait_for(lambda: self._each_guest_once(may_be_down), 30, what="every guest to run exactly once")
@@ -300,6 +318,10 @@ class Cluster:
             raise AssertionError("not every guest runs exactly once: %s" % self.qemu_copies()) from None
         fenced_now = set().union(*(run.fenced() for run in runs))
         assert fenced_now == set(fenced), "fenced %s, expected %s" % (sorted(fenced_now), sorted(fenced))
+        # The BMCs' own logs, not the journal: no host was powered off over IPMI that was not to be fenced.
+        offs = self.bmc_power_offs()
+        commanded = {h for h, n in offs.items() if n > self.power_offs_at_reset.get(h, 0)}
+        assert commanded <= set(fenced), "the BMCs of %s powered off, expected only %s" % (sorted(commanded), sorted(fenced))
         missing = {f for f in self.store_snapshot if not os.path.exists(os.path.join(config.STORE, f))}
         assert not missing, "lost from the store: %s" % sorted(missing)
         started = {}
@@ -309,7 +331,7 @@ class Cluster:
                 assert failed_host in fenced_now or verdict in ("DOWN", "DOWN_SELF_FENCED"), \
                     "%s of %s was started although %s was neither fenced nor down" % (vm, failed_host, failed_host)
                 started[vm] = started.get(vm, 0) + 1
-        if starts_before is not None:
+        if starts_before is not None:  # every scenario: the qemu logs of every host count the starts
             after = self.qemu_starts()
             for guest in self.guest_homes:
                 extra = after.get(guest, 0) - starts_before.get(guest, 0)

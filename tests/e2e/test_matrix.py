@@ -11,6 +11,7 @@ import os
 import time
 
 import pytest
+import yaml
 from cluster import _marks, wait_for
 from conftest import report_rto
 
@@ -193,6 +194,30 @@ def test_16_wrong_bmc_password_and_a_hung_host_is_unknown_auth(cluster):
     cluster.assert_invariants(run, verdicts={"h2": ("UNKNOWN", "R10")}, starts_before=starts, down_hosts={"h2"})
     assert run.incidents["h2"]["evidence"]["bmc"]["error"] == "auth"
     assert run.started_vms() == {}
+
+
+def test_r5a_a_bmc_that_answers_for_another_host_is_a_conflict_never_a_fence(cluster, tmp_path):
+    """Rule R5a end to end: h2's inventory names h5's BMC (a cabling or inventory mistake) and h5 is off, in
+    maintenance. h2 loses its management network and its writer: its "BMC" says off while its neighbours still ping
+    it - a contradiction, so an alert; nothing is fenced, nothing is started."""
+    with open(cluster.lab.inventory_path(), encoding="utf-8") as f:
+        inventory = yaml.safe_load(f)
+    hosts = inventory["all"]["children"]["kvm_hosts"]["hosts"]
+    for key in ("kvmha_bmc_address", "kvmha_bmc_password"):
+        hosts["h2"][key] = hosts["h5"][key]
+    lying = tmp_path / "inventory.yml"
+    lying.write_text(yaml.safe_dump(inventory))
+    _marks.set_mark(config.STORE, _marks.MAINTENANCE, "h5", "e2e", {"reason": "spare, powered off"}, ttl=3600)
+    cluster.lab.power("h5", "off")
+    starts = cluster.qemu_starts()
+
+    def cut_h2():
+        cluster.lab.fault("h2", "writer-kill")
+        cluster.lab.fault("h2", "partition-mgmt")
+    run = cluster.during_watch(cut_h2, watch_s=20, inventory=str(lying))
+    assert run.rc != 0 and run.fenced() == set() and run.started_vms() == {}, run.explain()
+    assert run.incidents["h2"]["evidence"]["bmc"]["power"] == "off"
+    cluster.assert_invariants(run, verdicts={"h2": ("CONFLICT", "R5a")}, starts_before=starts, down_hosts={"h5"})
 
 
 def test_17_a_host_without_libvirtd_is_never_an_evacuation_target(cluster):

@@ -5,10 +5,13 @@ file order (test_1_* ... test_9_*); the last one tears the lab down and checks t
 Nothing here asserts a duration: waits are bounded polls.
 """
 
+import atexit
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -93,12 +96,37 @@ def bmc_power(host):
 
 
 def lab_cli(*args, timeout=120, env=None, user=None):
-    """`python -m lab ARGS` as a subprocess (optionally as another user): (rc, stdout, stderr)."""
-    cmd = [sys.executable, '-m', 'lab'] + list(args)
+    """`python -m lab ARGS` as a subprocess (optionally as another user): (rc, stdout, stderr).
+
+    Another user may not be able to read the checkout (a clone under root's mode-700 home) nor the venv's
+    interpreter, so it runs a world-readable copy of the lab package with the system's Python 3.
+    """
+    cmd, cwd = [sys.executable, '-m', 'lab'] + list(args), REPO
     if user:
-        cmd = ['setpriv', f'--reuid={user}', f'--regid={user}', '--clear-groups'] + cmd
-    cp = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env, check=False)
+        cwd = _world_readable_lab()
+        cmd = ['setpriv', f'--reuid={user}', f'--regid={user}', '--clear-groups', SYSTEM_PYTHON, '-m', 'lab'] + list(args)
+    cp = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env, check=False)
     return cp.returncode, cp.stdout, cp.stderr
+
+
+SYSTEM_PYTHON = '/usr/bin/python3'  # Debian's; the venv's may live where another user cannot go
+
+
+def _world_readable_lab():
+    """A copy of the lab package in a fresh 0755 directory under /tmp, removed when the test session ends."""
+    if not _COPIES:
+        base = tempfile.mkdtemp(prefix='kvmha-lab-cli-')
+        shutil.copytree(os.path.join(REPO, 'lab'), os.path.join(base, 'lab'), ignore=shutil.ignore_patterns('__pycache__'))
+        for root, dirs, files in os.walk(base):
+            os.chmod(root, 0o755)
+            for name in files:
+                os.chmod(os.path.join(root, name), 0o644)
+        atexit.register(shutil.rmtree, base, True)
+        _COPIES.append(base)
+    return _COPIES[0]
+
+
+_COPIES = []
 
 
 def image_counter(guest):

@@ -14,6 +14,8 @@ import sys
 
 import pytest
 
+from ansible_collections.kvmha.cluster.plugins.module_utils import _marks
+
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 ANSIBLE_PLAYBOOK = pathlib.Path(sys.executable).with_name("ansible-playbook")
 MEMBERS = ["hv1", "hv2", "hv3", "hv4"]
@@ -26,8 +28,15 @@ STATUS_FAILED_OFF = {"changed": False, "state": "status", "action": "none", "pow
 STATUS_OK_OFF = dict(STATUS_OK_ON, powerstate={"before": "off", "after": "off"}, fenced=True, confirmations=2)
 
 
-def decide(tmp_path, bmc: dict, fenced: list, suspects=("hv1",)) -> dict:
-    """Run decide.yml as the watchdog does after the probes, with `bmc` as every suspect's status probe result."""
+def decide(tmp_path, bmc: dict, fenced: list, suspects=("hv1",), before=None, expect_rc=0) -> dict:
+    """Run decide.yml as the watchdog does after the probes, with `bmc` as every suspect's status probe result.
+
+    The run holds the cluster lease of its store, as the watchdog does; ``before(store)`` changes the store first.
+    """
+    store = str(tmp_path / "store")
+    lease = _marks.acquire_lease(store, "a", "watchdog/test", 30.0)["lease"]
+    if before is not None:
+        before(store)
     hosts = {host: {"ansible_host": "127.0.0.1", "kvmha_private_ip": "127.0.0.%d" % (i + 2), "kvmha_cluster": "a"}
              for i, host in enumerate(MEMBERS)}
     for host in suspects:
@@ -47,7 +56,9 @@ def decide(tmp_path, bmc: dict, fenced: list, suspects=("hv1",)) -> dict:
     playbook = tmp_path / "decide.yml"
     playbook.write_text(json.dumps([{
         "name": "Decide as the watchdog does", "hosts": "localhost", "gather_facts": False,
-        "vars": {"kvmha_observation": observation, "kvmha_cluster_name": "a", "kvmha_members": MEMBERS},
+        "vars": {"kvmha_observation": observation, "kvmha_cluster_name": "a", "kvmha_members": MEMBERS, "kvmha_store": store,
+                 "kvmha_owner": "watchdog/test", "kvmha_lease": {"acquired": True, "lease": lease},
+                 "kvmha_policy_effective": {"lease_ttl_s": 30}},
         "tasks": [
             {"name": "Decide", "ansible.builtin.import_tasks": str(ROOT / "playbooks" / "tasks" / "decide.yml")},
             {"name": "Keep the result", "ansible.builtin.copy": {
@@ -59,7 +70,9 @@ def decide(tmp_path, bmc: dict, fenced: list, suspects=("hv1",)) -> dict:
     env.pop("KVMHA_METRICS_FILE", None)
     done = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(inventory), str(playbook)], capture_output=True, text=True,
                           env=env, cwd=str(tmp_path), check=False, timeout=120)
-    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    assert done.returncode == expect_rc, (done.stdout + done.stderr)[-4000:]
+    if expect_rc:
+        return {"output": done.stdout + done.stderr}
     result = json.loads(out.read_text())
     result["output"] = done.stdout + done.stderr
     return result
@@ -96,3 +109,48 @@ def test_the_storm_guard_counts_only_this_clusters_fenced_marks(tmp_path):
 def test_this_clusters_own_marks_still_count(tmp_path):
     result = decide(tmp_path, STATUS_OK_ON, ["hv3", "hv4", "old-hv7"])
     assert result["decision"]["actions"]["fence"] == [] and result["decision"]["storm_guard"] == {"a": True}
+
+
+# ------------------------------------------------------------------------- issue 14 item 1: maintenance at decide time
+
+
+def test_a_maintenance_mark_written_during_the_watch_is_rule_r1_at_decide_time(tmp_path):
+    """The watch read no mark (kvm_heartbeat reads them once); the operator's mark came later: R1, nothing is done."""
+    def enter(store):
+        _marks.set_mark(store, _marks.MAINTENANCE, "hv1", "alice", {"reason": "firmware"}, ttl=3600)
+    result = decide(tmp_path, STATUS_OK_OFF, [], before=enter)
+    assert result["evidence"][0]["maintenance"]["owner"] == "alice"
+    assert result["evidence"][0]["maintenance"]["reason"] == "firmware"
+    decision = result["decision"]["decisions"]["hv1"]
+    assert (decision["verdict"], decision["rule"]) == ("MAINTENANCE", "R1")
+    assert result["decision"]["actions"]["fence"] == [] and result["decision"]["actions"]["recover"] == []
+
+
+def test_an_unreadable_maintenance_mark_is_read_as_maintenance(tmp_path):
+    def corrupt(store):
+        _marks.set_mark(store, _marks.MAINTENANCE, "hv1", "alice", {"reason": "firmware"}, ttl=3600)
+        directory = os.path.join(store, "kvmha", "maintenance", "hv1")
+        for name in os.listdir(directory):
+            with open(os.path.join(directory, name), "w", encoding="utf-8") as f:
+                f.write("{not json")
+    result = decide(tmp_path, STATUS_OK_OFF, [], before=corrupt)
+    assert result["evidence"][0]["maintenance"]["owner"] == "unknown"
+    assert result["decision"]["decisions"]["hv1"]["rule"] == "R1"
+
+
+def test_without_a_mark_the_evidence_has_no_maintenance(tmp_path):
+    result = decide(tmp_path, STATUS_OK_OFF, [])
+    assert result["evidence"][0]["maintenance"] is None
+    assert result["decision"]["decisions"]["hv1"]["verdict"] == "DOWN" and result["decision"]["actions"]["recover"] == ["hv1"]
+
+
+# ------------------------------------------------------------------------ issue 14 item 3: the lease before acting
+
+
+def test_a_run_whose_lease_was_taken_over_stops_before_it_acts(tmp_path):
+    """Frozen past its ttl (or on a skewed clock): another watchdog took the lease. This run must not fence."""
+    def take_over(store):
+        docs = _marks.documents(store, _marks.LEASE)
+        docs.replace("a", docs.read("a"), "watchdog/other", {}, 30.0)
+    result = decide(tmp_path, STATUS_OK_OFF, [], before=take_over, expect_rc=2)
+    assert "lease_lost" in result["output"] or "no longer ours" in result["output"], result["output"][-3000:]

@@ -14,11 +14,14 @@ from ansible_collections.kvmha.cluster.plugins.module_utils import _marks
 from ansible_collections.kvmha.cluster.plugins.module_utils._errors import InvalidInput
 
 
+REAL_TIME = time.time  # the store's (this machine's) clock, even while a test skews time.time
+
+
 def age(store, kind, name, seconds):
     """Make the current generation of a document look ``seconds`` old to the store's clock."""
     directory = os.path.join(store, "kvmha", kind, name)
     newest = sorted(f for f in os.listdir(directory) if f.endswith(".json"))[-1]
-    then = time.time() - seconds
+    then = REAL_TIME() - seconds
     os.utime(os.path.join(directory, newest), (then, then))
 
 
@@ -119,3 +122,61 @@ def test_expired_maintenance_is_reported_as_expired(tmp_path):
 def test_marks_refuse_hostile_host_names(tmp_path):
     with pytest.raises(InvalidInput):
         _marks.set_mark(str(tmp_path), "fenced", "../h1", "x", {})
+
+
+# ----------------------------------------------------------------------------------- controllers whose clocks differ
+# Expiries are mtimes the store sets; they are judged on the store's clock (a probe file's mtime), so a controller
+# whose own clock is hours off agrees with the others. Before that, a controller an hour ahead took over every lease.
+
+
+@pytest.fixture
+def clock_off_by(monkeypatch):
+    def skew(seconds):
+        monkeypatch.setattr(time, "time", lambda: REAL_TIME() + seconds)
+    return skew
+
+
+@pytest.mark.parametrize("offset", [3600.0, -3600.0])
+def test_a_controller_an_hour_off_never_takes_a_live_lease(tmp_path, clock_off_by, offset):
+    store = str(tmp_path)
+    _marks.acquire_lease(store, "lab", "run-1", ttl=30)
+    clock_off_by(offset)
+    with pytest.raises(_marks.LeaseHeld):
+        _marks.acquire_lease(store, "lab", "run-2", ttl=30)
+    age(store, "lease", "lab", 36)  # expired on the store's clock, ttl + skew ago: now it may
+    assert _marks.acquire_lease(store, "lab", "run-2", ttl=30)["takeover"] is True
+
+
+@pytest.mark.parametrize("offset", [3 * 3600.0, -3 * 3600.0])
+def test_a_controller_hours_off_reads_maintenance_as_the_store_does(tmp_path, clock_off_by, offset):
+    store = str(tmp_path)
+    _marks.set_mark(store, "maintenance", "h1", "alice", {"reason": "bios"}, ttl=7200)
+    _marks.set_mark(store, "maintenance", "h2", "alice", {"reason": "done"}, ttl=5)
+    age(store, "maintenance", "h2", 60)
+    clock_off_by(offset)
+    marks = _marks.read_marks(store, "maintenance")
+    assert list(marks["active"]) == ["h1"] and list(marks["expired"]) == ["h2"]
+    assert _marks.set_mark(store, "maintenance", "h1", "bob", {"reason": "other"}, ttl=60)["changed"] is False
+
+
+def test_the_store_clock_is_the_mtime_the_store_gives_and_leaves_nothing(tmp_path, clock_off_by):
+    store = str(tmp_path)
+    clock_off_by(86400.0)
+    now = _marks.store_now(store)
+    assert abs(now - os.stat(store).st_mtime) < 60  # the file system's time, not the skewed one
+    assert os.listdir(store) == []  # the probe is gone, and a reader created no directory
+
+
+def test_a_holder_frozen_for_twice_its_ttl_stops_at_its_next_step(tmp_path):
+    store = str(tmp_path)
+    mine = _marks.acquire_lease(store, "lab", "frozen-run", ttl=10)["lease"]
+    keeper = _marks.LeaseKeeper(store, "lab", "frozen-run", mine["generation"], ttl=10)
+    keeper.hold()
+    age(store, "lease", "lab", 20 + _marks.DEFAULT_SKEW)  # SIGSTOP for 2 x ttl: the lease expired meanwhile
+    assert _marks.acquire_lease(store, "lab", "other-run", ttl=10)["takeover"] is True
+    with pytest.raises(_marks.LeaseLost):
+        keeper.hold()
+    with pytest.raises(_marks.LeaseLost):
+        _marks.renew_lease(store, "lab", "frozen-run", mine["generation"], ttl=10)
+    with pytest.raises(_marks.LeaseHeld):  # and it cannot simply take it back
+        _marks.acquire_lease(store, "lab", "frozen-run", ttl=10)

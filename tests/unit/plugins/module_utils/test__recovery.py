@@ -29,7 +29,7 @@ from ansible_collections.kvmha.cluster.plugins.module_utils import _recovery as 
 from ansible_collections.kvmha.cluster.plugins.module_utils._errors import KvmhaError, LibvirtError
 from ansible_collections.kvmha.cluster.plugins.module_utils._evacuation import Evacuation
 from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import build_record, encode_record, write_atomic
-from ansible_collections.kvmha.cluster.plugins.module_utils._storefile import DocumentStore
+from ansible_collections.kvmha.cluster.plugins.module_utils._storefile import Conflict, DocumentStore
 from ansible_collections.kvmha.cluster.plugins.modules.vm_evacuate import ARGUMENT_SPEC
 
 NOW = 1_800_000_000.0
@@ -409,12 +409,20 @@ def test_a_run_whose_lease_moved_on_does_nothing(store):
 def test_a_lease_taken_over_mid_run_stops_every_further_start(store):
     sim = Simulation(store, [vm_record("g%d" % i) for i in range(3)], {"h2": 64, "h3": 64, "h4": 64})
     mine = _marks.acquire_lease(store, "c", "slow-run", 30.0)["lease"]
-    engine = Evacuation(lease_params(sim, "slow-run", mine["generation"]), client_factory=lambda *a: Client(sim.world, *a))
+    # One start at a time, so "the step after the take-over" is well defined: with parallel starts, those already
+    # past their lease check when it happens finish (their claims keep the other run off those VMs).
+    engine = Evacuation(dict(lease_params(sim, "slow-run", mine["generation"]), parallel=1),
+                        client_factory=lambda *a: Client(sim.world, *a))
     engine.keeper.clock = iter(range(0, 10 ** 6, 100)).__next__  # renew before every step: the take-over is seen at once
 
-    def take_over():
-        current = _marks.documents(store, _marks.LEASE).read("c")
-        _marks.documents(store, _marks.LEASE).replace("c", current, "other-run", {}, 30.0)
+    def take_over():  # like a real second watchdog: re-read and retry when the slow run renewed in between
+        docs = _marks.documents(store, _marks.LEASE)
+        for _attempt in range(100):
+            try:
+                return docs.replace("c", docs.read("c"), "other-run", {}, 30.0)
+            except Conflict:
+                continue
+        raise AssertionError("the take-over never won against the slow run's renewals")
 
     original = sim.world.tick
 
@@ -484,3 +492,29 @@ def test_a_host_put_into_maintenance_after_its_decision_is_not_recovered(store):
     sim.run()
     assert owed.OwedBook(store, "x").read("h1") is None and sim.world.copies(sim.vms[0]["uuid"]) == []
     assert _marks.read_marks(store, _marks.FENCED)["active"] == {}
+
+
+def evacuate_once(sim, **extra):
+    params = dict((k, v.get("default")) for k, v in ARGUMENT_SPEC.items())
+    params.update(store_path=sim.store, owner="run", failed_hosts=["h1"], beat_timeout=0.0, cluster="c",
+                  targets=[{"host": h, "uri": "test:///%s" % h} for h in ("h2", "h3", "h4")], **extra)
+    return Evacuation(params, client_factory=lambda *a: Client(sim.world, *a), clock=lambda: sim.clock).run()
+
+
+def test_a_host_switched_back_on_after_its_fence_is_not_recovered(store):
+    """Its record shows a new boot since the decision (BIOS power-on after the fence): nothing of it starts elsewhere."""
+    sim = Simulation(store, [vm_record("g1"), vm_record("g2")], {"h2": 4096, "h3": 4096, "h4": 4096})
+    sim.boot["h1"] = "boot-2"
+    sim.world.state["h1"] = "alive"
+    sim.beat()  # its writer is back, in another boot
+    result = evacuate_once(sim, boot_ids={"h1": "boot-1"})
+    assert [a["host"] for a in result["aborted"]] == ["h1"] and "booted again" in result["aborted"][0]["reason"]
+    assert owed.OwedBook(store, "x").read("h1") is None and _marks.read_marks(store, _marks.FENCED)["active"] == {}
+    assert all(sim.world.copies(vm["uuid"]) == [] for vm in sim.vms) and result["opened"] == []
+
+
+def test_the_boot_the_host_was_judged_in_is_recovered(store):
+    sim = Simulation(store, [vm_record("g1")], {"h2": 4096, "h3": 4096, "h4": 4096})
+    result = evacuate_once(sim, boot_ids={"h1": "boot-1"})
+    assert result["aborted"] == [] and result["opened"] == ["h1"]
+    assert len(sim.world.copies(sim.vms[0]["uuid"])) == 1

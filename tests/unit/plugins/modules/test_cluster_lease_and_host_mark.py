@@ -23,6 +23,21 @@ def test_second_watchdog_does_not_get_the_lease_and_does_not_fail(run_module, tm
     assert lease(run_module, store, "run-2")["acquired"] is True
 
 
+def test_held_checks_the_fencing_token_and_a_generation_only_renews_never_takes(run_module, tmp_path):
+    store = str(tmp_path)
+    generation = lease(run_module, store, "run-1")["lease"]["generation"]
+    held = lease(run_module, store, "run-1", state="held", generation=generation)
+    assert held["acquired"] is True and held["changed"] is False and held["lease"]["generation"] == generation
+    renewed = lease(run_module, store, "run-1", generation=generation)
+    assert renewed["changed"] is True and renewed["lease"]["generation"] == generation + 1
+    stale = lease(run_module, store, "run-1", state="held", generation=generation)  # the token moved on
+    assert stale["failed"] is True and stale["error_kind"] == "lease_lost"
+    lease(run_module, store, "run-1", state="released")
+    again = lease(run_module, store, "run-1", generation=generation + 1)  # released: a renewal must not take it back
+    assert again["failed"] is True and again["error_kind"] == "lease_lost"
+    assert lease(run_module, store, "run-1", state="held")["error_kind"] == "invalid_input"
+
+
 def test_lease_check_mode_writes_nothing(run_module, tmp_path):
     result = run_module(cluster_lease, {"store_path": str(tmp_path), "cluster": "lab", "owner": "run-1"}, check_mode=True)
     assert result["changed"] is True and result["acquired"] is True

@@ -452,7 +452,7 @@ def test_unreachable_and_hung_targets_are_excluded(cluster, tmp_path):
                  {"host": "h3", "uri": "qemu+unix:///system?socket=" + silent}] + targets(cluster, "h4")
         started = time.monotonic()
         result = run(cluster, tlist, connect_timeout=0.5, call_timeout=1.0)
-        assert time.monotonic() - started < 3
+        assert time.monotonic() - started < 10 * (0.5 + 1.0)  # only catches a hang on the silent socket
     finally:
         server.close()
     hosts = dict((t["host"], t) for t in result["targets"])

@@ -24,7 +24,7 @@ import time
 
 from ._errors import InvalidInput, StoreError
 from ._heartbeat import MAX_JSON_DEPTH, Reading, RecordReader, StalenessJudge, json_too_deep
-from ._marks import FENCED, LEASE, MAINTENANCE, documents, read_marks
+from ._marks import FENCED, LEASE, MAINTENANCE, documents, read_marks, store_now
 from ._recovery import MOVED, STATES, TERMINAL, VERIFIED, OwedBook, is_open
 from ._storefile import InvalidDocument
 
@@ -52,9 +52,10 @@ _BAD_DATA = (KeyError, TypeError, ValueError, AttributeError, ArithmeticError, I
 def read_snapshot(store: str, cluster: str, hosts=None, journal_dir=None, readiness_dir=None, now=None) -> dict:
     """Everything ``build_status`` needs, read once. Raises ``StoreError`` only when the store is not there or cannot
     be listed: a store that is not mounted must not look like a cluster whose every host died."""
-    now = time.time() if now is None else now
     if not os.path.isdir(os.path.join(store, "kvmha")):
         raise StoreError("%s holds no kvmha directory: is the store mounted here?" % store)
+    # Ages and expiries are on the store's clock, as the watchdog judges them; this controller's own may be off.
+    now = store_now(store) if now is None else now
     reader = RecordReader(store)
     ignored = {}
     if hosts is None:

@@ -18,7 +18,9 @@ description:
   - A host's state is, most telling first, C(fenced) (with since when, by whom, and the VMs its owed document still
     owes), C(maintenance) (until when, by whom), C(error) (its record cannot be read), C(suspect) (its heartbeat is
     stale, stopped or missing) or C(alive). Liveness is judged as on a watchdog's first read, from the record file's
-    modification time (the store's clock), with O(misses) and O(skew_allowance) as in M(kvmha.cluster.kvm_heartbeat).
+    modification time, with O(misses) and O(skew_allowance) as in M(kvmha.cluster.kvm_heartbeat).
+  - Ages and expiries are judged on the store's clock, as the watchdog judges them - the modification time the store
+    gives a probe file, created and removed at once (as M(kvmha.cluster.host_mark_info) does); nothing else is written.
   - A file of one host that cannot be read - its record, a mark, its owed document, an incident record - is shown in
     that host's row; it never costs the other hosts their rows.
 author:
@@ -186,7 +188,7 @@ text:
   elements: str
   sample: ["cluster prod-a: 3 hosts - 1 fenced, 2 alive; 4 HA VMs, 1 not running", "lease: free"]
 now:
-  description: The reader's clock (Unix time) the ages were judged against.
+  description: The store's clock (Unix time) the ages and expiries were judged against.
   returned: success
   type: float
   sample: 1764762300.5

@@ -101,7 +101,7 @@ def _without_code_blocks(text: str) -> str:
 
 def test_the_docs_name_module_options():
     """The check below has something to check: today's docs name options in inline commands and bare pairs."""
-    names = [(m, o) for doc in DOCS for m, o, _ in named_options(doc.read_text(encoding="utf-8"))]
+    names = [(m, o) for doc in DOCS for m, o, _where in named_options(doc.read_text(encoding="utf-8"))]
     assert ("ipmi_power", "state") in names and ("kvm_heartbeat", "detail") in names
 
 
@@ -144,7 +144,7 @@ def test_the_check_finds_each_way_of_naming_an_option():
 
 
 def test_an_option_a_module_does_not_have_is_found():
-    unknown = [(m, o) for m, o, _ in named_options(SAMPLE) if o not in option_names(m)]
+    unknown = [(m, o) for m, o, _where in named_options(SAMPLE) if o not in option_names(m)]
     assert unknown == [("ipmi_power", "no_such_option")]
 
 

@@ -81,7 +81,7 @@ def interrupted(cluster, host, how):
     Returns (runs, crashed hosts, seconds from the interruption to convergence or None).
     """
     proc = cluster.watchdog(watch_s=30, policy=POLICY, background=True)
-    wait_for(Cluster.watching, 60, interval=0.1, what="the watchdog to watch")
+    wait_for(lambda: Cluster.watching(proc), 60, interval=0.1, what="the watchdog to watch")
     cluster.lab.power(host, "crash")
     crashed = {host}
     try:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 import time
 
-from ._errors import KvmhaError
+from ._errors import InvalidInput, KvmhaError
 from ._heartbeat import store_dir, validate_host_name
 from ._storefile import Conflict, DocumentStore, InvalidDocument
 
@@ -199,6 +199,25 @@ def set_mark(store: str, kind: str, host: str, owner: str, data: dict, ttl: floa
     if dry_run:
         return {"changed": True, "mark": planned}
     mark = docs.create(host, owner, data, ttl) if current is None else docs.replace(host, current, owner, data, ttl)
+    docs.prune(host)
+    return {"changed": True, "mark": mark.as_dict()}
+
+
+def extend_mark(store: str, kind: str, host: str, owner: str, ttl: float, dry_run: bool = False) -> dict:
+    """Give an active mark a new expiry, ``ttl`` seconds from now (store clock), without ever ending it in between.
+
+    The owner and reason stay; who extended it is kept in the data. No active mark: ``InvalidInput``, since an
+    extension must not silently enter (or re-enter) maintenance.
+    """
+    validate_host_name(host)
+    docs = documents(store, kind)
+    current = docs.read(host)
+    if current is None or not current.live(now=docs.now()):
+        raise InvalidInput("%s is not in %s: nothing to extend (enter it instead)" % (host, kind))
+    data = dict(current.data, extended_by=owner)
+    if dry_run:
+        return {"changed": True, "mark": dict(current.as_dict(), ttl=ttl, data=data)}
+    mark = docs.replace(host, current, current.owner, data, ttl)
     docs.prune(host)
     return {"changed": True, "mark": mark.as_dict()}
 

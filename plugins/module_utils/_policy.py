@@ -68,6 +68,9 @@ class _Setting:
 # The one definition of every policy knob and its default. docs/OPERATIONS.md mirrors this table (a unit test
 # keeps them in step).
 SETTINGS = {
+    "mode": _Setting("armed", "choice", "armed: the watchdog fences, recovers and restarts writers. observe: it watches, probes and "
+                     "decides, says what it would do, and never touches power, VMs or writers (a burn-in before arming).",
+                     choices=("armed", "observe")),
     # --- decisions (host_investigate)
     "hung_grace_s": _Setting(30, "number", "Seconds a host may answer ping while nothing else answers before it counts as HUNG.", 0),
     "fence_hung": _Setting(True, "bool", "Fence a HUNG host (pings answered, heartbeat stale past the grace period, no VM disk activity)."),
@@ -78,6 +81,8 @@ SETTINGS = {
     "max_fence_ratio": _Setting(0.5, "number", "Storm guard: never fence when more than this share of a cluster would be fenced "
                                 "(counting hosts still marked fenced).", 0, 1, True),
     "remediate_writer": _Setting(True, "bool", "Restart a reachable host's heartbeat writer when its heartbeat is not alive."),
+    "maintenance_warn_s": _Setting(900, "number", "Seconds before a maintenance ends by itself from which every run warns that it "
+                                   "is about to end (extend it, or the host is watched again).", 0),
     # --- detection (kvm_heartbeat)
     "heartbeat_misses": _Setting(3, "int", "Beats without a new sequence number before a host is stale.", 1),
     "watch_s": _Setting(50, "number", "Seconds one watchdog run watches the store; fits a one-minute schedule.", 0),

@@ -220,6 +220,13 @@ maintenance_expired:
   returned: state=check
   type: dict
   sample: {}
+store_now:
+  description:
+    - The store's clock (Unix time) at the end of the watch - the clock every expiry (RV(maintenance) C(expires_at))
+      is on; the controller's own may be off.
+  returned: state=check and the store could be read
+  type: float
+  sample: 1764756900.25
 fenced:
   description: Active fenced marks by host (an unreadable mark counts as active).
   returned: state=check
@@ -399,7 +406,7 @@ class HeartbeatCheck:
                 break
             time.sleep(self.params["poll"])
         result["disk_samples"] = self._disk_samples(states, result["suspects"])
-        result.update(changed=False, cluster=self.params["cluster"], samples=samples,
+        result.update(changed=False, cluster=self.params["cluster"], samples=samples, store_now=round(self.store_time(), 3),
                       settled=round(time.monotonic() - first_suspect, 3) if first_suspect else 0.0,
                       elapsed=round(time.monotonic() - start, 3))
         return result

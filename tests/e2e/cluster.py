@@ -35,6 +35,33 @@ from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import Re
 QEMU_LOG = "/var/log/libvirt/qemu/%s.log"
 
 
+def descendants(pid) -> list:
+    """Every process below ``pid`` (Ansible runs a module in a session of its own, out of our process group)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry, encoding="utf-8") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _runs_module(pid, module) -> bool:
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return ("AnsiballZ_%s" % module).encode() in f.read()
+    except OSError:
+        return False
+
+
 def wait_for(predicate, timeout, interval=0.2, what="condition"):
     deadline = time.monotonic() + timeout
     while True:
@@ -283,14 +310,15 @@ class Cluster:
         return self.finish(proc, timeout, journal, started)
 
     @staticmethod
-    def watching() -> bool:
-        """True once a kvm_heartbeat module runs, i.e. a watchdog is in its watch window."""
-        return subprocess.run(["pgrep", "-f", "AnsiballZ_kvm_heartbeat"], capture_output=True, check=False).returncode == 0
+    def watching(*procs) -> bool:
+        """True once every one of these runs (Popen of ansible-playbook or ansible-runner) is in its watch window:
+        its own kvm_heartbeat module is running - looked for among the run's descendants, never machine-wide."""
+        return all(any(_runs_module(pid, "kvm_heartbeat") for pid in descendants(proc.pid)) for proc in procs)
 
     def during_watch(self, inject, watch_s=40, **kwargs):
         """Start a watchdog run, inject the fault while it watches, return the finished run."""
         proc = self.watchdog(watch_s=watch_s, background=True, **kwargs)
-        wait_for(self.watching, 60, interval=0.1, what="the watchdog to start watching")
+        wait_for(lambda: self.watching(proc), 60, interval=0.1, what="the watchdog to start watching")
         time.sleep(0.5)
         inject()
         return self.finish(proc)

@@ -9,6 +9,7 @@ import time
 
 from cluster import REPO, wait_for
 from conftest import report_rto
+from test_recovery import owed_document
 
 from lab import config, power
 
@@ -161,3 +162,21 @@ def test_fence_readiness_finds_a_wrong_bmc_password_and_an_unreachable_bmc_and_s
     assert {h: power.state(h) for h in cluster.hosts} == powered, "fence readiness must never change a power state"
     cluster.lab.heal()
     cluster.assert_invariants([])
+
+
+# ------------------------------------------------------------------------------------------- observe-only burn-in
+
+
+def test_observe_mode_says_it_would_fence_and_restart_and_touches_nothing(cluster):
+    """Issue 16: `mode: observe` watches, probes and decides like an armed watchdog, then only says what it would do."""
+    offs, starts = cluster.bmc_power_offs(), cluster.qemu_starts()
+    run = cluster.during_watch(lambda: cluster.lab.power("h2", "crash"), watch_s=20, policy={"mode": "observe"})
+    assert run.rc == 0, run.explain()
+    assert (run.incidents["h2"]["verdict"], run.incidents["h2"]["rule"]) == ("SUSPECT", "R8"), run.explain()
+    assert "observe mode: would fence h2 (R8, SUSPECT)" in run.output, run.explain()
+    guests = sorted(g for g, home in cluster.guest_homes.items() if home == "h2")
+    for guest in guests:
+        assert re.search(r"observe mode: would restart %s of h2 on h[13-5]" % guest, run.output), run.explain()
+    assert run.fenced() == set() and run.started_vms() == {} and cluster.bmc_power_offs() == offs
+    assert not marks("fenced")["active"] and owed_document("h2") is None
+    cluster.assert_invariants(run, starts_before=starts, down_hosts={"h2"})

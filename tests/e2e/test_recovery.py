@@ -11,7 +11,7 @@ import signal
 import time
 
 import pytest
-from cluster import Cluster, wait_for
+from cluster import Cluster, descendants, wait_for
 
 from lab import config
 
@@ -42,25 +42,6 @@ def owed_document(host, history=False):
     """The data of ``host``'s owed document; a released one (history: the host was returned) only with ``history``."""
     doc = _recovery.OwedBook(config.STORE, "e2e").read(host)
     return None if doc is None or (doc.released and not history) else doc.data
-
-
-def descendants(pid) -> list:
-    """Every process below ``pid`` (Ansible runs a module in a session of its own, out of our process group)."""
-    children = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open("/proc/%s/stat" % entry, encoding="utf-8") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
 
 
 def kill(proc):
@@ -119,7 +100,7 @@ def guests_of(cluster, host):
 def crash_h1_and_wait(cluster, moment, what):
     """Start a watchdog run, crash h1 while it watches, and return (run, the value of ``moment()`` once true)."""
     proc = cluster.watchdog(watch_s=40, policy=POLICY, background=True)
-    wait_for(Cluster.watching, 60, interval=0.1, what="the watchdog to start watching")
+    wait_for(lambda: Cluster.watching(proc), 60, interval=0.1, what="the watchdog to start watching")
     cluster.lab.power("h1", "crash")
     return proc, wait_for(moment, 90, interval=0.05, what=what)
 
@@ -243,7 +224,7 @@ def test_a_host_put_into_maintenance_mid_run_is_neither_fenced_nor_recovered(clu
 
     before = cluster.qemu_starts()
     proc = cluster.watchdog(watch_s=40, policy=POLICY, background=True)
-    wait_for(Cluster.watching, 60, interval=0.1, what="the watchdog to start watching")
+    wait_for(lambda: Cluster.watching(proc), 60, interval=0.1, what="the watchdog to start watching")
     cluster.lab.power("h1", "crash")
     lease = _marks.documents(config.STORE, _marks.LEASE)
     wait_for(lambda: (lease.read("lab") is not None and lease.read("lab").owner.startswith("watchdog/")

@@ -11,9 +11,9 @@ import signal
 import time
 
 import pytest
-from cluster import Cluster, wait_for
+from cluster import Cluster, descendants, wait_for
 from test_operations import marks, operate
-from test_recovery import descendants, owed_document
+from test_recovery import owed_document
 
 from lab import config
 
@@ -38,7 +38,7 @@ def test_a_host_put_into_maintenance_during_the_watch_is_never_fenced_nor_recove
     while the operator worked on it. Now the marks are read again at decide time (R1) and before the recovery."""
     starts, offs = cluster.qemu_starts(), cluster.bmc_power_offs()
     proc = cluster.watchdog(watch_s=30, background=True)
-    wait_for(cluster.watching, 60, interval=0.1, what="the watchdog to start watching")
+    wait_for(lambda: cluster.watching(proc), 60, interval=0.1, what="the watchdog to start watching")
     at(time.monotonic(), mark_at)
     entered = operate(cluster, tmp_path, "maintenance", kvmha_maintenance_hosts="h2", kvmha_maintenance_owner="e2e",
                       kvmha_maintenance_reason="PSU swap", kvmha_maintenance_duration="1h")
@@ -65,7 +65,7 @@ def test_two_controllers_an_hour_apart_never_both_act(cluster):
     starts, offs = cluster.qemu_starts(), cluster.bmc_power_offs()
     ahead = {"LD_PRELOAD": config.FAKETIME_LIB, "FAKETIME": "+3600s", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
     first = cluster.watchdog(watch_s=20, policy=POLICY, background=True)
-    wait_for(cluster.watching, 60, interval=0.1, what="the first watchdog to watch")
+    wait_for(lambda: cluster.watching(first), 60, interval=0.1, what="the first watchdog to watch")
     cluster.lab.power("h2", "crash")
     wait_for(held_lease, 60, interval=0.05, what="the first run to take the lease")
     second = cluster.watchdog(watch_s=20, policy=POLICY, background=True, env=ahead)
@@ -86,7 +86,7 @@ def test_a_controller_frozen_past_its_lease_starts_nothing_when_it_wakes(cluster
     is the fence, whose token check finds the lease gone (lease_lost)."""
     starts, offs = cluster.qemu_starts(), cluster.bmc_power_offs()
     frozen = cluster.watchdog(watch_s=15, policy=POLICY, background=True)
-    wait_for(cluster.watching, 60, interval=0.1, what="the watchdog to watch")
+    wait_for(lambda: cluster.watching(frozen), 60, interval=0.1, what="the watchdog to watch")
     cluster.lab.power("h2", "crash")
     taken = wait_for(held_lease, 60, interval=0.02, what="the run to take the lease")
     if frozen_at == "decision made":

@@ -80,7 +80,7 @@ def test_two_watchdogs_at_once_one_acts(cluster):
     starts = cluster.qemu_starts()
     first = cluster.watchdog(watch_s=40, background=True)
     second = cluster.watchdog(watch_s=40, background=True)
-    wait_for(Cluster.watching, 60, interval=0.1, what="the watchdogs to watch")
+    wait_for(lambda: Cluster.watching(first, second), 60, interval=0.1, what="the watchdogs to watch")
     time.sleep(1.5)
     cluster.lab.power("h1", "crash")
     runs = [Cluster.finish(first), Cluster.finish(second)]
@@ -134,7 +134,7 @@ def test_runs_under_ansible_runner_with_its_own_stdout_callback(cluster, tmp_pat
     cmd = [os.path.join(REPO, ".venv", "bin", "ansible-runner"), "run", str(private), "--playbook",
            os.path.join(REPO, "playbooks", "watchdog.yml"), "--inventory", config.INVENTORY, "-j"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
-    wait_for(Cluster.watching, 60, interval=0.1, what="the watchdog under ansible-runner to watch")
+    wait_for(lambda: Cluster.watching(proc), 60, interval=0.1, what="the watchdog under ansible-runner to watch")
     time.sleep(0.5)
     cluster.lab.power("h5", "crash")
     output = proc.communicate(timeout=300)[0]

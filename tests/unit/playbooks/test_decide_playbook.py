@@ -28,7 +28,7 @@ STATUS_FAILED_OFF = {"changed": False, "state": "status", "action": "none", "pow
 STATUS_OK_OFF = dict(STATUS_OK_ON, powerstate={"before": "off", "after": "off"}, fenced=True, confirmations=2)
 
 
-def decide(tmp_path, bmc: dict, fenced: list, suspects=("hv1",), before=None, expect_rc=0) -> dict:
+def decide(tmp_path, bmc: dict, fenced: list, suspects=("hv1",), before=None, expect_rc=0, mode="armed") -> dict:
     """Run decide.yml as the watchdog does after the probes, with `bmc` as every suspect's status probe result.
 
     The run holds the cluster lease of its store, as the watchdog does; ``before(store)`` changes the store first.
@@ -58,12 +58,14 @@ def decide(tmp_path, bmc: dict, fenced: list, suspects=("hv1",), before=None, ex
         "name": "Decide as the watchdog does", "hosts": "localhost", "gather_facts": False,
         "vars": {"kvmha_observation": observation, "kvmha_cluster_name": "a", "kvmha_members": MEMBERS, "kvmha_store": store,
                  "kvmha_owner": "watchdog/test", "kvmha_lease": {"acquired": True, "lease": lease},
-                 "kvmha_policy_effective": {"lease_ttl_s": 30}},
+                 "kvmha_policy_effective": {"lease_ttl_s": 30, "mode": mode, "spare_hosts": [], "placement_strategy": "spread",
+                                            "libvirt_timeout_s": 5},
+                 "kvmha_live_targets": []},
         "tasks": [
             {"name": "Decide", "ansible.builtin.import_tasks": str(ROOT / "playbooks" / "tasks" / "decide.yml")},
             {"name": "Keep the result", "ansible.builtin.copy": {
                 "dest": str(out), "mode": "0644",
-                "content": "{{ {'evidence': kvmha_evidence, 'decision': kvmha_decision} | to_json }}"}},
+                "content": "{{ {'evidence': kvmha_evidence, 'decision': kvmha_decision, 'groups': groups} | to_json }}"}},
         ]}]))
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), KVMHA_JOURNAL_DIR=str(tmp_path / "journal"),
                ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"), ANSIBLE_NOCOLOR="1")
@@ -154,3 +156,20 @@ def test_a_run_whose_lease_was_taken_over_stops_before_it_acts(tmp_path):
         docs.replace("a", docs.read("a"), "watchdog/other", {}, 30.0)
     result = decide(tmp_path, STATUS_OK_OFF, [], before=take_over, expect_rc=2)
     assert "lease_lost" in result["output"] or "no longer ours" in result["output"], result["output"][-3000:]
+
+
+# ------------------------------------------------------------------------------- issue 16: observe-only burn-in
+
+
+def test_observe_mode_says_what_it_would_do_and_groups_nothing_for_action(tmp_path):
+    result = decide(tmp_path, STATUS_OK_ON, [], mode="observe")
+    assert result["decision"]["actions"]["fence"] == ["hv1"]  # the decision is the armed one ...
+    assert "kvmha_fence" not in result["groups"] and "kvmha_recover" not in result["groups"]  # ... nothing acts on it
+    assert "observe mode: would fence hv1 (R8, SUSPECT)" in result["output"]
+    lease = _marks.documents(str(tmp_path / "store"), _marks.LEASE).read("a")
+    assert lease.generation == 1  # not renewed for an action: there is none
+
+
+def test_armed_mode_groups_the_hosts_for_action(tmp_path):
+    result = decide(tmp_path, STATUS_OK_ON, [])
+    assert result["groups"]["kvmha_fence"] == ["hv1"] and "observe mode" not in result["output"]

@@ -140,3 +140,18 @@ def test_an_observer_that_is_not_a_member_is_not_checked_against_the_cluster(tmp
     done = watchdog(tmp_path, site(tmp_path, {"a": CLUSTERS["a"]}, CLUSTERS["a"]))
     assert done.returncode == 0, done.output[-4000:]
     assert 'kvmha_observer_ok{cluster="a"} 1' in metrics(tmp_path)
+
+
+def test_a_maintenance_about_to_end_is_warned_of_every_run(tmp_path):
+    """Issue 16: an expiry that cannot surprise - within policy.maintenance_warn_s of its end, every run says so."""
+    from ansible_collections.kvmha.cluster.plugins.module_utils import _marks  # noqa: PLC0415
+
+    inventory = site(tmp_path, {"a": ["hv1", "hv2"]}, ["hv1", "hv2"])
+    store = str(tmp_path / "store")
+    _marks.set_mark(store, _marks.MAINTENANCE, "hv1", "alice", {"reason": "BIOS"}, ttl=600)
+    _marks.set_mark(store, _marks.MAINTENANCE, "hv2", "bob", {"reason": "disk"}, ttl=7200)
+    done = watchdog(tmp_path, inventory)
+    assert done.returncode == 0, done.output[-3000:]
+    assert "maintenance of hv1 by alice (BIOS) ends in" in done.output and "maintenance of hv2" not in done.output
+    quiet = watchdog(tmp_path, inventory, kvmha_policy={"maintenance_warn_s": 60})
+    assert quiet.returncode == 0 and "ends in" not in quiet.output, quiet.output[-3000:]

@@ -180,3 +180,18 @@ def test_a_holder_frozen_for_twice_its_ttl_stops_at_its_next_step(tmp_path):
         _marks.renew_lease(store, "lab", "frozen-run", mine["generation"], ttl=10)
     with pytest.raises(_marks.LeaseHeld):  # and it cannot simply take it back
         _marks.acquire_lease(store, "lab", "frozen-run", ttl=10)
+
+
+def test_a_maintenance_is_extended_in_place_and_never_ends_in_between(tmp_path):
+    store = str(tmp_path)
+    _marks.set_mark(store, "maintenance", "h1", "alice", {"reason": "bios"}, ttl=60)
+    age(store, "maintenance", "h1", 50)
+    extended = _marks.extend_mark(store, "maintenance", "h1", "bob", ttl=7200)
+    mark = extended["mark"]
+    assert mark["owner"] == "alice" and mark["data"] == {"reason": "bios", "extended_by": "bob"} and mark["ttl"] == 7200
+    assert list(_marks.read_marks(store, "maintenance")["active"]) == ["h1"]
+    age(store, "maintenance", "h1", 7300)
+    with pytest.raises(InvalidInput):  # ended: extending must not re-enter it silently
+        _marks.extend_mark(store, "maintenance", "h1", "bob", ttl=60)
+    with pytest.raises(InvalidInput):
+        _marks.extend_mark(store, "maintenance", "h2", "bob", ttl=60)

@@ -96,7 +96,7 @@ options:
     description:
       - The boot id each failed host had when it was judged (RV(kvmha.cluster.kvm_heartbeat#module:hosts) C(boot_id)).
       - A failed host whose heartbeat record now shows another boot was switched back on after its fence (a BIOS
-        power-on policy, a person): its recovery is not opened, it is reported in RV(aborted), and its VMs are left
+        power-on policy, a person) - its recovery is not opened, it is reported in RV(aborted), and its VMs are left
         to it.
     type: dict
     default: {}

@@ -17,7 +17,7 @@ After the run(s) it counts:
 The loop stops by itself after --minutes (default 30) or --rounds, whichever comes first, and always takes the lab
 down. Usage (root, the lab to itself):
 
-    .venv/bin/python benchmarks/soak.py [--minutes 30] [--seed 1] [--rounds N]
+    .venv/bin/python benchmarks/soak.py [--minutes 30] [--seed 1] [--rounds N] [--only mid-recovery]
 """
 
 from __future__ import annotations
@@ -65,14 +65,14 @@ FAULTS = [  # (weight, name, crashes the host, inject(cluster, host))
 ]
 
 
-def pick(rng):
-    total = sum(entry[0] for entry in FAULTS)
+def pick(rng, faults):
+    total = sum(entry[0] for entry in faults)
     point = rng.uniform(0, total)
-    for weight, name, crashes, inject in FAULTS:
+    for weight, name, crashes, inject in faults:
         point -= weight
         if point <= 0:
             return name, crashes, inject
-    return FAULTS[-1][1:]
+    return faults[-1][1:]
 
 
 def interrupted(cluster, host, how):
@@ -107,7 +107,7 @@ def interrupted(cluster, host, how):
 def one_round(cluster, rng, counts) -> dict:
     cluster.reset()
     host = rng.choice(HOSTS)
-    name, crashes, inject = pick(rng)
+    name, crashes, inject = pick(rng, [f for f in FAULTS if ARGS.only in f[1]])
     homes = cluster.guest_homes
     mine = {g for g, h in homes.items() if h == host}
     converged = None
@@ -161,7 +161,7 @@ def heartbeat_report(cluster) -> dict:
     return report
 
 
-ARGS = argparse.Namespace(converge_runs=5)
+ARGS = argparse.Namespace(converge_runs=5, only="")
 
 
 def main() -> None:
@@ -171,6 +171,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--converge-runs", type=int, default=5, help="runs allowed to finish an interrupted recovery")
+    parser.add_argument("--only", default="", help="only the faults whose name contains this (e.g. 'mid-recovery')")
     args = ARGS = parser.parse_args()
     rng = random.Random(args.seed)
     counts = dict.fromkeys(("rounds", "crashes", "recoveries", "missed", "false_fences", "double_starts", "lost_vms",

@@ -117,9 +117,10 @@ EXAMPLES = r"""
   ansible.builtin.assert:
     that: fence.fenced
 
-- name: Set the connection once for every kvmha.cluster module (password from the environment)
+- name: Set the BMC connection once for the modules that drive a BMC (password from the environment)
+  # The ipmi group, not group/kvmha.cluster.kvmha: that group reaches every module, and the others refuse a username.
   module_defaults:
-    group/kvmha.cluster.kvmha:
+    group/kvmha.cluster.ipmi:
       username: "{{ kvmha_bmc_username }}"
   environment:
     KVMHA_BMC_PASSWORD: "{{ kvmha_bmc_password }}"

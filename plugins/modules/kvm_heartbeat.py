@@ -378,6 +378,9 @@ class HeartbeatCheck:
             if params[name] < 0 or (name != "watch" and params[name] == 0):
                 raise InvalidInput("%s must be %s" % (name, "positive" if name != "watch" else "zero or more"))
 
+    def _store_now(self) -> float:
+        return self.store_time()  # looked up at each call: _sample replaces store_time with the store's clock
+
     def _valid_names(self, names):
         for name in names:
             try:

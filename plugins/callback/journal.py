@@ -11,7 +11,8 @@ short_description: Incident records, an event stream, Prometheus metrics and a s
 version_added: 0.1.0
 description:
   - Follows the results of the kvmha.cluster modules during a watchdog run and writes, under O(journal_dir),
-  - C(incidents/<time>-<host>.json) - one decision record per suspect host and run - the verdict, the rule, the reasons,
+  - C(incidents/<time>-<run>-<host>.json) - one decision record per suspect host and run (C(<time>) is when the run
+    started, UTC, C(%Y%m%dT%H%M%SZ); C(<run>) the run's id) - the verdict, the rule, the reasons,
     all the evidence, every action taken with its result, and per-phase timestamps (last heartbeat, detected,
     investigated, fenced, each VM running) from which the time to recovery is read;
   - C(events.jsonl) - one JSON event per line, appended as things happen;

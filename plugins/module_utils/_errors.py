@@ -72,10 +72,22 @@ class BmcTimeout(BmcError):
     kind = "timeout"
 
 
+class BmcTlsError(BmcError):
+    """The BMC's TLS certificate is not trusted, or the TLS handshake failed."""
+
+    kind = "tls"
+
+
 class PowerStateMismatch(BmcError):
     """The chassis did not reach the requested power state in time."""
 
     kind = "confirm_timeout"
+
+
+class FenceLevelsFailed(KvmhaError):
+    """No fence level confirmed the host off; ``result`` carries every level's evidence."""
+
+    kind = "not_fenced"
 
 
 class LibvirtError(KvmhaError):

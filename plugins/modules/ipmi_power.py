@@ -117,9 +117,10 @@ EXAMPLES = r"""
   ansible.builtin.assert:
     that: fence.fenced
 
-- name: Set the connection once for every kvmha.cluster module (password from the environment)
+- name: Set the BMC connection once for the modules that drive a BMC (password from the environment)
+  # The ipmi group, not group/kvmha.cluster.kvmha: that group reaches every module, and the others refuse a username.
   module_defaults:
-    group/kvmha.cluster.kvmha:
+    group/kvmha.cluster.ipmi:
       username: "{{ kvmha_bmc_username }}"
   environment:
     KVMHA_BMC_PASSWORD: "{{ kvmha_bmc_password }}"
@@ -199,67 +200,28 @@ diff:
 
 from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import IPMI_CONNECTION_SPEC, merge_specs
 from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule
-from ansible_collections.kvmha.cluster.plugins.module_utils._errors import InvalidInput
-from ansible_collections.kvmha.cluster.plugins.module_utils._ipmi import (
-    PYGHMI_IMPORT_ERROR,
-    STATES,
-    IpmiClient,
-    PowerOperation,
-    empty_result,
-)
+from ansible_collections.kvmha.cluster.plugins.module_utils._ipmi import PYGHMI_IMPORT_ERROR, IpmiClient
+from ansible_collections.kvmha.cluster.plugins.module_utils._power import POWER_RUN_SPEC, run_power
 
 
 def argument_spec() -> dict:
-    return merge_specs(
-        IPMI_CONNECTION_SPEC,
-        {
-            "state": {"type": "str", "choices": list(STATES), "default": "status"},
-            "confirm": {"type": "int", "default": 2},
-            "poll_interval": {"type": "float", "default": 0.1},
-            "timeout": {"type": "float", "default": 10},
-        },
+    return merge_specs(IPMI_CONNECTION_SPEC, POWER_RUN_SPEC)
+
+
+def make_client(params: dict) -> IpmiClient:
+    return IpmiClient(
+        address=params["address"],
+        port=params["port"],
+        username=params["username"],
+        password=params["password"],
+        kg=params["kg"],
     )
-
-
-class PowerManager:
-    def __init__(self, module: KvmhaModule, client_class=None):
-        self.module = module
-        self.client_class = client_class or IpmiClient
-
-    def run(self) -> dict:
-        params = self.module.params
-        try:
-            client = self.client_class(
-                address=params["address"],
-                port=params["port"],
-                username=params["username"],
-                password=params["password"],
-                kg=params["kg"],
-            )
-            operation = PowerOperation(
-                client,
-                state=params["state"],
-                confirm=params["confirm"],
-                poll_interval=params["poll_interval"],
-                timeout=params["timeout"],
-                check_mode=self.module.check_mode,
-            )
-        except InvalidInput as error:
-            error.result = dict(empty_result(params["state"]), **error.result)
-            raise
-        result = operation.run()
-        if self.module.diff_mode:
-            result["diff"] = {
-                "before": {"powerstate": result["powerstate"]["before"]},
-                "after": {"powerstate": result["powerstate"]["after"]},
-            }
-        return result
 
 
 def main() -> None:
     module = KvmhaModule(argument_spec=argument_spec(), supports_check_mode=True)
     module.require_library("pyghmi", PYGHMI_IMPORT_ERROR)
-    module.run(lambda: PowerManager(module).run())
+    module.run(lambda: run_power(module, make_client))
 
 
 if __name__ == "__main__":

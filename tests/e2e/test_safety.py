@@ -34,8 +34,9 @@ def guests_of(cluster, host) -> set:
 @pytest.mark.parametrize("mark_at", [0, 12, 27])
 def test_a_host_put_into_maintenance_during_the_watch_is_never_fenced_nor_recovered(cluster, tmp_path, mark_at):
     """The operator marks h2 in maintenance at the start, 40 % or 90 % of a 30 s watch (the issue's 0, 20 and 45 s of
-    50 s, on a shorter watch) - after the watch read the marks - and shuts it down. Before, the decision never saw such a mark: h2 was DOWN (R5) and its VMs restarted elsewhere
-    while the operator worked on it. Now the marks are read again at decide time (R1) and before the recovery."""
+    50 s, on a shorter watch) - after the watch read the marks - and shuts it down. Before, the decision never saw
+    such a mark: h2 was DOWN (R5) and its VMs restarted elsewhere while the operator worked on it. Now the marks are
+    read again at decide time (R1) and before the recovery."""
     starts, offs = cluster.qemu_starts(), cluster.bmc_power_offs()
     proc = cluster.watchdog(watch_s=30, background=True)
     wait_for(lambda: cluster.watching(proc), 60, interval=0.1, what="the watchdog to start watching")

@@ -168,3 +168,11 @@ def test_a_maintenance_about_to_end_is_warned_of_every_run(tmp_path):
     assert "maintenance of hv1 by alice (BIOS) ends in" in done.output and "maintenance of hv2" not in done.output
     quiet = watchdog(tmp_path, inventory, kvmha_policy={"maintenance_warn_s": 60})
     assert quiet.returncode == 0 and "ends in" not in quiet.output, quiet.output[-3000:]
+
+
+def test_an_inventory_without_hypervisors_is_a_failed_run_never_a_green_one(tmp_path):
+    """A broken inventory (empty, unparsable, an AWX sync that failed) would otherwise watch nothing, successfully."""
+    inventory = tmp_path / "inventory.json"
+    inventory.write_text(json.dumps({"all": {"children": {"other": {"hosts": {"x": {}}}}}}))
+    done = watchdog(tmp_path, inventory)
+    assert done.returncode != 0 and "no host in group kvm_hosts" in done.output, done.output[-3000:]

@@ -49,7 +49,8 @@ RAW = textwrap.dedent(
     """
     import json, sys, time
     started = time.monotonic()
-    from ansible_collections.kvmha.cluster.plugins.module_utils._ipmi import IpmiClient, PowerOperation
+    from ansible_collections.kvmha.cluster.plugins.module_utils._ipmi import IpmiClient
+    from ansible_collections.kvmha.cluster.plugins.module_utils._power import PowerOperation
     imported = time.monotonic()
     client = IpmiClient(address=sys.argv[1], port=int(sys.argv[2]), username=sys.argv[3], password=sys.argv[4])
     result = PowerOperation(client, sys.argv[5], confirm=2, timeout=10).run()

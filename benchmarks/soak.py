@@ -122,7 +122,9 @@ def one_round(cluster, rng, counts) -> dict:
     run = runs[-1]
     cluster.lab.heal()
     copies = cluster.qemu_copies()
-    fenced = set().union(*(r.fenced() for r in runs))
+    # A controller killed mid-recovery takes its journal's fence event with it: the BMCs' own logs count too.
+    offs = cluster.bmc_power_offs()
+    fenced = set().union(*(r.fenced() for r in runs)) | {h for h, n in offs.items() if n > cluster.power_offs_at_reset.get(h, 0)}
     doubles = sorted(g for g, hosts in copies.items() if len(hosts) > 1)
     lost = sorted(g for g in homes if g not in copies and (homes[g] in fenced or homes[g] not in crashed))
     counts["rounds"] += 1

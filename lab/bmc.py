@@ -13,7 +13,7 @@ Built on pyghmi's server-side ``Bmc`` class. Two ways to run it:
 
 Either way it prints ``READY <address>:<port>`` once it listens and exits cleanly on SIGTERM.
 
-Quirks worked around (measured, see DESIGN.md §7):
+Quirks worked around (measured with the pinned pyghmi):
 * pyghmi's server always answers the RMCP+ open-session request with cipher suite 3 algorithms, even when
   the client asked for others (pyghmi's client offers SHA256 first and then fails with
   "pack expected 32 items"). We refuse anything but suite 3 with status 0x11 ("no matching cipher suite"),

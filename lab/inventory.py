@@ -1,4 +1,4 @@
-"""The lab's Ansible inventory (YAML), with the variables of DESIGN.md §2a.
+"""The lab's Ansible inventory (YAML), with the variables of the inventory contract (docs/ARCHITECTURE.md, Inventory).
 
 YAML, not INI: a literal ControlPath (with %C) in an INI inventory is mangled. The BMC password is not in the
 text: a file lookup reads the controller's copy when a play needs it.

@@ -11,12 +11,18 @@ short_description: Incident records, an event stream, Prometheus metrics and a s
 version_added: 0.1.0
 description:
   - Follows the results of the kvmha.cluster modules during a watchdog run and writes, under O(journal_dir),
-  - C(incidents/<time>-<host>.json) - one decision record per suspect host and run - the verdict, the rule, the reasons,
+  - C(incidents/<time>-<run>-<host>.json) - one decision record per suspect host and run (C(<time>) is when the run
+    started, UTC, C(%Y%m%dT%H%M%SZ); C(<run>) the run's id) - the verdict, the rule, the reasons,
     all the evidence, every action taken with its result, and per-phase timestamps (last heartbeat, detected,
     investigated, fenced, each VM running) from which the time to recovery is read;
   - C(events.jsonl) - one JSON event per line, appended as things happen;
   - O(metrics_file) - a Prometheus textfile (host verdicts, fences, recoveries, time to recovery, watchdog health);
   - and prints a short summary table at the end of the run, plus one line per event as it happens.
+  - Each result is read by the phase of the watchdog it belongs to - the task variable C(kvmha_journal) (C(observe),
+    C(converge), C(reconcile), C(probe), C(decide), C(fence), C(recover), C(remediate), C(abandon)) that the
+    collection's playbooks set on their plays, blocks and imports - and by the module that produced it; the lease and
+    the marks are recorded wherever they are taken. A result of an untagged task is recorded only when a
+    kvmha.cluster module failed.
   - Works next to any stdout callback (AWX and ansible-runner force their own), as long as it is enabled with
     C(callbacks_enabled). Secrets never reach the journal - module invocations are not recorded, and results of
     C(no_log) tasks arrive censored.
@@ -62,124 +68,23 @@ from ansible.module_utils.common.text.converters import to_bytes
 from ansible.plugins.callback import CallbackBase
 from ansible.utils.path import makedirs_safe
 
-PREFIX = "kvmha.cluster."
-WATCHED = {
-    "kvm_heartbeat", "host_investigate", "ipmi_power", "vm_evacuate", "cluster_lease", "host_mark",
-    "vm_disk_activity", "neighbor_ping", "vm_reconcile",
-}
-SECRET_WORDS = ("password", "passwd", "secret", "kg", "token")
+from ansible_collections.kvmha.cluster.plugins.plugin_utils._journal import (
+    ATTEMPTS,
+    FAILURES,
+    HANDLERS,
+    PHASE_VAR,
+    Incident,
+    handler_for,
+    iso,
+    load_counters,
+    module_name,
+    phase_of,
+    prometheus,
+    scrub,
+    write_atomic,
+)
+
 MAX_EVENT_BYTES = 64 * 1024
-ATTEMPTS = "vm_recovery_attempt"
-
-
-def module_name(action: str) -> str:
-    """The short name of a kvmha.cluster module, or '' for any other action."""
-    if action.startswith(PREFIX) and action[len(PREFIX):] in WATCHED:
-        return action[len(PREFIX):]
-    return ""
-
-
-def scrub(value):
-    """A copy of ``value`` without module invocations or keys that look like secrets."""
-    if isinstance(value, dict):
-        return {k: scrub(v) for k, v in value.items()
-                if k != "invocation" and not any(word == k.lower() or k.lower().endswith("_" + word) for word in SECRET_WORDS)}
-    if isinstance(value, list):
-        return [scrub(v) for v in value]
-    return value
-
-
-def iso(timestamp) -> str | None:
-    if timestamp is None:
-        return None
-    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="milliseconds")
-
-
-class Incident:
-    """Everything one run learnt and did about one suspect host."""
-
-    def __init__(self, host: str, cluster: str):
-        self.host = host
-        self.cluster = cluster
-        self.times = {}
-        self.heartbeat = None
-        self.decision = None
-        self.actions = []
-        self.vms = []
-        self.recovery = None
-        self.interrupted = None
-
-    def mark(self, phase: str, when: float | None = None) -> None:
-        self.times.setdefault(phase, time.time() if when is None else when)
-
-    def running_times(self) -> list:
-        return [vm["timestamps"]["running"] for vm in self.vms if vm.get("status") == "started" and vm.get("timestamps", {}).get("running")]
-
-    def rto(self):
-        """Seconds from the last heartbeat seen to the last VM verified running, when VMs were recovered."""
-        running = self.running_times()
-        if not running or "last_heartbeat" not in self.times:
-            return None
-        return round(max(running) - self.times["last_heartbeat"], 3)
-
-    def outcome(self) -> str:
-        words = []
-        for action in self.actions:
-            words.append("%s %s" % (action["action"], "ok" if action["ok"] else "FAILED"))
-        if self.recovery:
-            words.append(", ".join("%d %s" % (n, state) for state, n in sorted(self.recovery.items()) if n))
-        elif self.vms:
-            started = sum(1 for vm in self.vms if vm.get("status") == "started")
-            words.append("%d/%d VMs started" % (started, len(self.vms)))
-        if self.interrupted:
-            words.insert(0, "finished the work of the interrupted run %s" % self.interrupted.get("owner"))
-        return ", ".join(words) or "-"
-
-    def final_state(self) -> str | None:
-        """What the host is at the end of the run: a confirmed fence ends as DOWN (fenced), not as its suspect verdict."""
-        verdict = (self.decision or {}).get("verdict")
-        if any(a["action"] == "fence" and a["ok"] for a in self.actions):
-            return "DOWN (fenced)"
-        if self.recovery is not None and verdict in (None, "DOWN", "DOWN_SELF_FENCED"):
-            return verdict or "DOWN (owed recovery)"
-        return verdict
-
-    def recovery_outcome(self) -> str | None:
-        """recovered (every VM verified or running), partial (some still run nowhere) or abandoned, from the owed states."""
-        if not self.recovery:
-            return None
-        if any(self.recovery.get(s) for s in ("owed", "claimed", "unplaced", "failed")):
-            return "partial"
-        if self.recovery.get("abandoned"):
-            return "abandoned"
-        return "recovered"
-
-    def record(self, run: dict) -> dict:
-        decision = self.decision or {}
-        return {
-            "kind": "kvmha.incident",
-            "version": 1,
-            "run": run,
-            "host": self.host,
-            "cluster": self.cluster,
-            "verdict": decision.get("verdict"),
-            "rule": decision.get("rule"),
-            "action": decision.get("action"),
-            "reasons": decision.get("reasons", []),
-            "builtin": decision.get("builtin"),
-            "interlocks": decision.get("interlocks", []),
-            "storm_guard": decision.get("storm_guard", False),
-            "evidence": decision.get("evidence"),
-            "heartbeat": self.heartbeat,
-            "actions": self.actions,
-            "vms": self.vms,
-            "timestamps": {phase: iso(when) for phase, when in sorted(self.times.items(), key=lambda item: item[1])},
-            "rto_s": self.rto(),
-            "final_state": self.final_state(),
-            "recovery": {"states": self.recovery, "outcome": self.recovery_outcome()} if self.recovery else None,
-            "interrupted": self.interrupted,
-            "outcome": self.outcome(),
-        }
 
 
 class CallbackModule(CallbackBase):
@@ -200,6 +105,7 @@ class CallbackModule(CallbackBase):
         self.returned = {}
         self.owed = {}
         self.attempts = 0
+        self.play_phase = None
 
     def set_options(self, task_keys=None, var_options=None, direct=None):
         super().set_options(task_keys=task_keys, var_options=var_options, direct=direct)
@@ -210,26 +116,22 @@ class CallbackModule(CallbackBase):
     # ----------------------------------------------------------------------------------------- ansible hooks
 
     def v2_playbook_on_play_start(self, play):
+        self.play_phase = (play.vars or {}).get(PHASE_VAR)
         manager = play.get_variable_manager()
         job = manager.extra_vars.get("awx_job_id") or manager.extra_vars.get("tower_job_id") if manager else None
         if job:
             self.run["awx_job_id"] = job
 
     def v2_runner_on_ok(self, result):
-        name = module_name(result.task.action)
-        if name:
-            handler = getattr(self, "_on_" + name, None)
-            if handler is not None:
-                handler(result.host.get_name(), scrub(result.result))
-        elif result.task.vars.get("kvmha_journal") == "remediate":
-            self._action(result.host.get_name(), "remediate", True, "heartbeat writer restarted")
+        handler = handler_for(HANDLERS, self._phase(result.task), module_name(result.task.action))
+        if handler:
+            getattr(self, "_on_" + handler)(result.host.get_name(), scrub(result.result))
 
     def v2_runner_on_failed(self, result, ignore_errors=False):
         self._failed(result, "failed")
 
     def v2_runner_on_unreachable(self, result):
-        if module_name(result.task.action) or result.task.vars.get("kvmha_journal"):
-            self._failed(result, "unreachable")
+        self._failed(result, "unreachable")
 
     def v2_playbook_on_stats(self, stats):
         if self.observation is None:
@@ -246,7 +148,7 @@ class CallbackModule(CallbackBase):
 
     # ----------------------------------------------------------------------------------------- module results
 
-    def _on_kvm_heartbeat(self, host, result):
+    def _on_observation(self, host, result):
         if "suspects" not in result:
             return  # state=stopped
         detected = time.time()
@@ -288,7 +190,7 @@ class CallbackModule(CallbackBase):
         for host_name, offset in sorted(self.observation["clock_skew"].items()):
             self.event("clock_skew", host=host_name, offset_s=offset, reason=result.get("hosts", {}).get(host_name, {}).get("reason"))
 
-    def _on_host_investigate(self, host, result):
+    def _on_decision(self, host, result):
         for name, decision in (result.get("decisions") or {}).items():
             incident = self.incident(name, decision.get("cluster", "default"))
             incident.decision = decision
@@ -296,7 +198,7 @@ class CallbackModule(CallbackBase):
             self.event("decision", host=name, verdict=decision.get("verdict"), rule=decision.get("rule"),
                        action=decision.get("action"), reasons=decision.get("reasons"))
 
-    def _on_ipmi_power(self, host, result):
+    def _on_fence(self, host, result):
         if result.get("state") not in ("off", "shutdown"):
             return  # a status read is evidence, recorded with the decision
         ok = bool(result.get("fenced"))
@@ -304,9 +206,7 @@ class CallbackModule(CallbackBase):
             self.incident(host).mark("fenced")
         self._action(host, "fence", ok, "power off confirmed" if ok else result.get("msg", "not confirmed"), result)
 
-    def _on_vm_evacuate(self, host, result):
-        if "transitions" in result and "vms" not in result:
-            return self._on_abandon(result)
+    def _on_recovery(self, host, result):
         for entry in result.get("unreadable") or []:
             self._action(entry.get("host", host), "recover", False, "%s: %s" % (entry.get("status"), entry.get("reason")))
         for gone in result.get("interrupted") or []:
@@ -338,28 +238,36 @@ class CallbackModule(CallbackBase):
         self.owed.update(dict((h, states) for h, states in (result.get("owed") or {}).items()))
         self.attempts += int(result.get("attempts") or 0)
 
-    def _on_abandon(self, result):
+    def _on_abandon(self, host, result):
         for change in result.get("transitions") or []:
             self.event("vm_abandoned", host=change["host"], vm=change["vm"], previous=change["from"],
                        operator=change.get("operator"), reason=change.get("reason"))
 
-    def _on_vm_reconcile(self, host, result):
+    def _on_reconciliation(self, host, result):
         removed = [vm["uuid"] for vm in result.get("vms", []) if vm.get("undefined")]
         kept = [vm.get("name") for vm in result.get("kept", [])]
         self.returned[host] = {"removed": removed, "kept": kept}
         self.event("reconciled", host=host, removed=removed, kept=kept or None)
 
-    def _on_cluster_lease(self, host, result):
+    def _on_lease(self, host, result):
         if result.get("acquired") is False and result.get("holder"):
             self.event("lease_held", holder=result["holder"].get("owner"))
         elif result.get("changed"):
             self.event("lease_" + ("released" if result.get("acquired") is False else "acquired"),
                        takeover=result.get("takeover", False))
 
-    def _on_host_mark(self, host, result):
+    def _on_mark(self, host, result):
         mark = result.get("mark") or {}
         if result.get("changed"):
             self.event("mark", host=mark.get("name"), owner=mark.get("owner"), released=mark.get("released"))
+
+    def _on_remediation(self, host, result):
+        if result.get("changed"):  # the restart; the read of the writer's state before it changes nothing
+            self._action(host, "remediate", True, "heartbeat writer restarted")
+
+    def _on_remediation_check(self, host, result):
+        """The heartbeat of a remediated host, read again: evidence of the remediation, not the run's observation."""
+        self.event("remediation_verified", host=host, status=(result.get("hosts") or {}).get(host, {}).get("status"))
 
     # ----------------------------------------------------------------------------------------- bookkeeping
 
@@ -377,24 +285,31 @@ class CallbackModule(CallbackBase):
             self.failures.append("%s: %s failed (%s)" % (host, action, detail))
         self.event(action, host=host, ok=ok, detail=detail)
 
+    def _phase(self, task) -> str:
+        return phase_of(task.get_vars(), self.play_phase)
+
     def _failed(self, result, how):
-        name = module_name(result.task.action) or result.task.vars.get("kvmha_journal", "")
-        if not name:
-            return
+        module, phase = module_name(result.task.action), self._phase(result.task)
+        handler = handler_for(FAILURES, phase, module)
+        if not handler and not module:
+            return  # not a kvmha.cluster module, nor a task whose phase records its failure
         host = result.host.get_name()
         details = scrub(result.result)
         message = details.get("msg", how)
-        if name == "ipmi_power" and details.get("state") in ("off", "shutdown"):
+        if handler == "fence" and details.get("state", "off") in ("off", "shutdown"):  # a fence that failed before it ran too
             self._action(host, "fence", False, message, details)
-        elif name == "vm_evacuate" and "vms" in details:
-            self._on_vm_evacuate(host, details)
-        elif name == "remediate":
+        elif handler == "recovery" and "vms" in details:
+            self._on_recovery(host, details)
+        elif handler == "remediation":
             self._action(host, "remediate", False, message)
-        elif name in ("ipmi_power", "neighbor_ping", "vm_disk_activity"):
-            self.event("probe_" + how, host=host, module=name, msg=message)  # unknown evidence, not a failed action
+        elif handler == "plan":
+            self.event("plan_" + how, host=host, msg=message)
+        elif handler == "probe":
+            probe = module or result.task.action.rpartition(".")[2]
+            self.event("probe_" + how, host=host, module=probe, msg=message)  # unknown evidence, not a failed action
         else:
-            self.failures.append("%s: %s %s: %s" % (host, name, how, message))
-            self.event("task_" + how, host=host, module=name, msg=message)
+            self.failures.append("%s: %s %s: %s" % (host, module, how, message))
+            self.event("task_" + how, host=host, module=module, msg=message)
 
     def event(self, kind: str, **fields) -> None:
         event = {"ts": iso(time.time()), "run": self.run["id"], "event": kind}
@@ -447,12 +362,12 @@ class CallbackModule(CallbackBase):
         run = self.run_summary()
         for host, incident in sorted(self.incidents.items()):
             path = os.path.join(directory, "%s-%s-%s.json" % (stamp, self.run["id"], host))
-            _write_atomic(path, json.dumps(incident.record(run), indent=2, sort_keys=True, default=str))
+            write_atomic(path, json.dumps(incident.record(run), indent=2, sort_keys=True, default=str))
 
     def write_metrics(self) -> None:
         makedirs_safe(os.path.dirname(self.metrics_file) or ".")
         state_path = os.path.join(self.journal_dir, "metrics-state.json")
-        counters = _load_counters(state_path)
+        counters = load_counters(state_path)
         for incident in self.incidents.values():
             for action in incident.actions:
                 key = "%s|%s|%s" % (action["action"], incident.cluster, "ok" if action["ok"] else "failed")
@@ -461,60 +376,8 @@ class CallbackModule(CallbackBase):
             key = "%s|%s|all" % (ATTEMPTS, self.run.get("cluster", "default"))
             counters[key] = counters.get(key, 0) + self.attempts
         makedirs_safe(self.journal_dir)
-        _write_atomic(state_path, json.dumps(counters, sort_keys=True))
-        _write_atomic(self.metrics_file, self.prometheus(counters))
-
-    def prometheus(self, counters: dict) -> str:
-        cluster = self.run.get("cluster", "default")
-        lines = [
-            "# HELP kvmha_watchdog_last_run_timestamp_seconds When the last watchdog run ended.",
-            "# TYPE kvmha_watchdog_last_run_timestamp_seconds gauge",
-            'kvmha_watchdog_last_run_timestamp_seconds{cluster="%s"} %.3f' % (cluster, self.run["finished"]),
-            "# HELP kvmha_watchdog_last_run_success 1 if the last run needed nothing or did everything it needed.",
-            "# TYPE kvmha_watchdog_last_run_success gauge",
-            'kvmha_watchdog_last_run_success{cluster="%s"} %d' % (cluster, 1 if self.run["ok"] else 0),
-            "# HELP kvmha_watchdog_run_duration_seconds Duration of the last watchdog run.",
-            "# TYPE kvmha_watchdog_run_duration_seconds gauge",
-            'kvmha_watchdog_run_duration_seconds{cluster="%s"} %.3f' % (cluster, self.run["finished"] - self.run["started"]),
-            "# HELP kvmha_observer_ok 1 if the observer could read the store and saw a live host.",
-            "# TYPE kvmha_observer_ok gauge",
-            'kvmha_observer_ok{cluster="%s"} %d' % (cluster, 1 if (self.observation or {}).get("observer_ok", True) else 0),
-            "# HELP kvmha_suspects Hosts that were suspects in the last run.",
-            "# TYPE kvmha_suspects gauge",
-            'kvmha_suspects{cluster="%s"} %d' % (cluster, len(self.incidents)),
-            "# HELP kvmha_host_verdict The verdict on each suspect host in the last run (1 per host and verdict).",
-            "# TYPE kvmha_host_verdict gauge",
-        ]
-        for host, incident in sorted(self.incidents.items()):
-            verdict = (incident.decision or {}).get("verdict", "NONE")
-            lines.append('kvmha_host_verdict{cluster="%s",host="%s",verdict="%s"} 1' % (incident.cluster, host, verdict))
-        lines += ["# HELP kvmha_actions_total Fences, recoveries and remediations by result, since the journal began.",
-                  "# TYPE kvmha_actions_total counter"]
-        for key, value in sorted(counters.items()):
-            action, cluster_name, outcome = key.split("|")
-            if action != ATTEMPTS:
-                lines.append('kvmha_actions_total{action="%s",cluster="%s",result="%s"} %d' % (action, cluster_name, outcome, value))
-        lines += ["# HELP kvmha_vm_recovery_attempts_total Start attempts of owed VMs (placements included), since the journal began.",
-                  "# TYPE kvmha_vm_recovery_attempts_total counter"]
-        for key, value in sorted(counters.items()):
-            if key.startswith(ATTEMPTS + "|"):
-                lines.append('kvmha_vm_recovery_attempts_total{cluster="%s"} %d' % (key.split("|")[1], value))
-        lines += ["# HELP kvmha_vms_owed HA VMs of fenced hosts by owed state (open recoveries; 0 owed/claimed/unplaced/failed = done).",
-                  "# TYPE kvmha_vms_owed gauge"]
-        for host, states in sorted(self.owed.items()):
-            for state, count in sorted(states.items()):
-                lines.append('kvmha_vms_owed{cluster="%s",host="%s",state="%s"} %d' % (cluster, host, state, count))
-        lines += ["# HELP kvmha_last_rto_seconds Last heartbeat to last VM running, for hosts recovered in the last run.",
-                  "# TYPE kvmha_last_rto_seconds gauge"]
-        for host, incident in sorted(self.incidents.items()):
-            if incident.rto() is not None:
-                lines.append('kvmha_last_rto_seconds{cluster="%s",host="%s"} %.3f' % (incident.cluster, host, incident.rto()))
-        lines += ["# HELP kvmha_host_clock_skew_seconds Writer clock minus store clock, for hosts found clock-skewed in the last run.",
-                  "# TYPE kvmha_host_clock_skew_seconds gauge"]
-        for host, offset in sorted(((self.observation or {}).get("clock_skew") or {}).items()):
-            if offset is not None:
-                lines.append('kvmha_host_clock_skew_seconds{cluster="%s",host="%s"} %.3f' % (cluster, host, offset))
-        return "\n".join(lines) + "\n"
+        write_atomic(state_path, json.dumps(counters, sort_keys=True))
+        write_atomic(self.metrics_file, prometheus(self.run, self.observation, self.incidents, self.owed, counters))
 
     def print_summary(self) -> None:
         for host, returned in sorted(self.returned.items()):
@@ -539,19 +402,3 @@ class CallbackModule(CallbackBase):
             self._display.display("  " + "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)))
         for failure in self.failures:
             self._display.display("  ! " + failure, color="red")
-
-
-def _write_atomic(path: str, text: str) -> None:
-    tmp = "%s.%d.tmp" % (path, os.getpid())
-    with open(tmp, "wb") as stream:
-        stream.write(to_bytes(text))
-    os.replace(tmp, path)
-
-
-def _load_counters(path: str) -> dict:
-    try:
-        with open(path, "rb") as stream:
-            counters = json.loads(stream.read())
-    except (OSError, ValueError):
-        return {}
-    return {k: v for k, v in counters.items() if isinstance(k, str) and k.count("|") == 2 and isinstance(v, int)} if isinstance(counters, dict) else {}

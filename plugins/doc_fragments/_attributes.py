@@ -41,6 +41,17 @@ attributes:
       - kvmha.cluster.ipmi
 """
 
+    ACTIONGROUP_REDFISH = r"""
+options: {}
+attributes:
+  action_group:
+    description: Use C(group/kvmha.cluster.redfish) in C(module_defaults) to set the Redfish connection options once.
+    support: full
+    membership:
+      - kvmha.cluster.kvmha
+      - kvmha.cluster.redfish
+"""
+
     ACTIONGROUP_LIBVIRT = r"""
 options: {}
 attributes:

@@ -48,6 +48,23 @@ def renamed(spec: dict, *old_names: str) -> dict:
     return dict(spec, aliases=list(old_names),
                 deprecated_aliases=[{"name": name, "version": REMOVED_IN, "collection_name": COLLECTION} for name in old_names])
 
+# plugins/doc_fragments/_redfish.py (inventory contract: kvmha_redfish_address, kvmha_redfish_port, ...). The same
+# names as IPMI_CONNECTION_SPEC where the meaning is the same, so a host's BMC can move from one to the other.
+REDFISH_CONNECTION_SPEC = {
+    "address": {"type": "str", "required": True, "aliases": ["bmc_address"]},
+    "port": {"type": "int", "default": 443},
+    "username": {"type": "str", "required": True, "aliases": ["user"]},
+    "password": {
+        "type": "str",
+        "required": True,
+        "no_log": True,
+        "fallback": (env_fallback, ["KVMHA_BMC_PASSWORD", "REDFISH_PASSWORD"]),
+    },
+    "system_id": {"type": "str"},
+    "validate_certs": {"type": "bool", "default": True},
+    "ca_path": {"type": "path"},
+    "request_timeout_s": {"type": "float", "default": 5.0},
+}
 
 # plugins/doc_fragments/_libvirt.py
 LIBVIRT_CONNECTION_SPEC = {

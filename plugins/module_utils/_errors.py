@@ -45,7 +45,9 @@ class ErrorKind(str, enum.Enum):
     UNREACHABLE = "unreachable"
     AUTH = "auth"
     BMC_ERROR = "bmc_error"
+    TLS = "tls"
     CONFIRM_TIMEOUT = "confirm_timeout"
+    NOT_FENCED = "not_fenced"
     # --- libvirt
     LIBVIRT = "libvirt"
     CONNECTION = "connection"
@@ -84,7 +86,9 @@ MEANINGS = {
     ErrorKind.UNREACHABLE: "the BMC or libvirtd could not be reached (no answer, no route, connection refused)",
     ErrorKind.AUTH: "the BMC refused the credentials or the privilege",
     ErrorKind.BMC_ERROR: "the BMC answered with an error",
+    ErrorKind.TLS: "the BMC's TLS certificate is not trusted, or the TLS handshake failed",
     ErrorKind.CONFIRM_TIMEOUT: "the chassis did not reach the requested power state in time",
+    ErrorKind.NOT_FENCED: "no fence level confirmed the host off (every level's evidence is in the result)",
     ErrorKind.LIBVIRT: "libvirt refused a call",
     ErrorKind.CONNECTION: "the libvirt connection broke during a call",
     ErrorKind.NO_DOMAIN: "the libvirt domain does not exist",
@@ -228,6 +232,12 @@ class BmcTimeout(BmcError):
     kind = ErrorKind.TIMEOUT
 
 
+class BmcTlsError(BmcError):
+    """The BMC's TLS certificate is not trusted, or the TLS handshake failed."""
+
+    kind = ErrorKind.TLS
+
+
 class PowerStateMismatch(BmcError):
     """The chassis did not reach the requested power state in time."""
 
@@ -235,6 +245,12 @@ class PowerStateMismatch(BmcError):
 
 
 # --------------------------------------------------------------------------------------------------- libvirt
+
+
+class FenceLevelsFailed(KvmhaError):
+    """No fence level confirmed the host off; ``result`` carries every level's evidence."""
+
+    kind = ErrorKind.NOT_FENCED
 
 
 class LibvirtError(KvmhaError):

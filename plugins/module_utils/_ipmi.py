@@ -12,10 +12,8 @@ Two layers:
   sends chassis control commands. Every call runs under ``call_with_deadline``, outside pyghmi's own retry loop,
   and every failure becomes one of the ``BmcError`` classes with a message that is never ``None`` (pyghmi's own
   "no answer" exception carries ``None``).
-* ``PowerOperation`` - the state machine of one ``ipmi_power`` run: read, compare *states* (not actions), send at
-  most one chassis control command, then confirm with N consecutive reads. ``fenced`` is true only when this run
-  saw the chassis off N times in a row; a read that failed or said "on" resets the count, so "unknown" never
-  counts as off.
+* ``_power.PowerOperation`` (shared with the Redfish and fence-agent backends) drives it: read, compare *states*,
+  send at most one command, confirm with N consecutive reads.
 
 Only the standard chassis commands are used (IPMI 2.0 §28.2 Get Chassis Status, §28.3 Chassis Control), as
 ``ipmitool`` and ``fence_ipmilan`` do; pyghmi's ``get_power``/``set_power`` are avoided because they first probe
@@ -31,7 +29,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 
 from ._deadline import Deadline, call_with_deadline
 from ._errors import (
@@ -41,9 +38,9 @@ from ._errors import (
     BmcUnreachable,
     DeadlineExceeded,
     InvalidInput,
-    PowerStateMismatch,
     check_range,
 )
+from ._power import OFF, ON
 
 try:
     from pyghmi import exceptions as pyghmi_exceptions
@@ -54,14 +51,6 @@ except ImportError as import_error:  # reported by the module through missing_re
     pyghmi_session = None
 else:
     PYGHMI_IMPORT_ERROR = None
-
-ON = "on"
-OFF = "off"
-UNKNOWN = "unknown"
-
-STATES = ("status", "on", "off", "shutdown")
-# The power state each requested state leads to (``status`` changes nothing).
-TARGET_POWERSTATE = {"on": ON, "off": OFF, "shutdown": OFF}
 
 NETFN_CHASSIS = 0x00
 CMD_GET_CHASSIS_STATUS = 0x01
@@ -287,136 +276,3 @@ class IpmiClient:
             raise
         except Exception as error:  # pyghmi's and the socket layer's errors become a classified BmcError
             raise classify_exception(error, self.target, what, login) from error
-
-
-def empty_result(state: str) -> dict:
-    """The result shape of every ``ipmi_power`` run, success or failure."""
-    return {
-        "changed": False,
-        "state": state,
-        "action": "none",
-        "powerstate": {"before": UNKNOWN, "after": UNKNOWN},
-        "fenced": False,
-        "confirmations": 0,
-        "elapsed": 0.0,
-    }
-
-
-class PowerOperation:
-    """One run: bring the chassis to ``state`` (or just read it), confirmed by ``confirm`` consecutive reads."""
-
-    def __init__(self, client: IpmiClient, state: str, confirm: int = 2, poll_interval: float = 0.1,
-                 timeout: float = 10.0, check_mode: bool = False, sleep=time.sleep, clock=time.monotonic):
-        if state not in STATES:
-            raise InvalidInput("state must be one of %s, not %r" % (", ".join(STATES), state))
-        check_range("confirm", confirm, 1, 100)
-        check_range("poll_interval", poll_interval, 0.01, 10, unit="seconds")
-        check_range("deadline_s", timeout, 0, 3600, exclusive_minimum=True, unit="seconds")
-        self.client = client
-        self.state = state
-        self.confirm = confirm
-        self.poll_interval = poll_interval
-        self.timeout = timeout
-        self.check_mode = check_mode
-        self._sleep = sleep
-        self._clock = clock
-        self.result = empty_result(state)
-
-    def run(self) -> dict:
-        started = self._clock()
-        deadline = Deadline(self.timeout)
-        try:
-            self._run(deadline)
-        except BmcError as error:
-            error.result = dict(self._finish(started), **error.result)
-            raise
-        return self._finish(started)
-
-    def _finish(self, started: float) -> dict:
-        self.result["elapsed"] = round(self._clock() - started, 3)
-        return self.result
-
-    def _run(self, deadline: Deadline) -> None:
-        result = self.result
-        self.client.connect(deadline)
-        before = self.client.power_state(deadline)
-        result["powerstate"]["before"] = before
-        result["powerstate"]["after"] = before
-        want = TARGET_POWERSTATE.get(self.state)
-
-        if want is None:  # status: report; confirm an "off" so that fenced can be trusted
-            if before == OFF:
-                self._confirm(OFF, deadline, counted=1, command_sent=False)
-            return
-
-        if before == want:
-            self._confirm(want, deadline, counted=1, command_sent=False)
-            return
-
-        result["changed"] = True
-        result["action"] = self.state
-        if self.check_mode:
-            result["powerstate"]["after"] = want  # what a real run would reach
-            return
-        try:
-            self.client.chassis_control(self.state, deadline)
-        except BmcError as error:
-            # The command may or may not have reached the chassis when the BMC stopped answering.
-            if not isinstance(error, (BmcTimeout, BmcUnreachable)):
-                result["changed"] = False
-            result["powerstate"]["after"] = UNKNOWN
-            raise
-        self._confirm(want, deadline, counted=0, command_sent=True)
-
-    def _confirm(self, want: str, deadline: Deadline, counted: int, command_sent: bool) -> None:
-        """Read until ``confirm`` consecutive reads say ``want``, or raise ``PowerStateMismatch``.
-
-        After a command the first read is immediate and later ones come every ``poll_interval``; a read saying
-        otherwise, or failing, resets the count, and polling goes on until the deadline. Without a command (the
-        chassis was already in the state, which counts as the first read) a read saying the other state means the
-        chassis changed under us: ``status`` reports it, the other states fail without sending anything.
-        """
-        result = self.result
-        result["confirmations"] = counted
-        last_error = None
-        flipped = False
-        immediate = command_sent
-        while counted < self.confirm:
-            if not immediate:
-                self._sleep(max(0.0, min(self.poll_interval, deadline.remaining())))
-            immediate = False
-            if deadline.expired():
-                break
-            try:
-                seen = self.client.power_state(deadline)
-            except BmcError as error:  # unknown: never counts, and resets the count
-                last_error = error
-                seen = UNKNOWN
-            result["powerstate"]["after"] = seen
-            counted = counted + 1 if seen == want else 0
-            result["confirmations"] = counted
-            if not command_sent and seen not in (want, UNKNOWN):
-                flipped = True
-                break
-        confirmed = counted >= self.confirm
-        if want == OFF:
-            result["fenced"] = confirmed
-        if confirmed or (flipped and self.state == "status"):
-            return
-        target = self.client.target
-        if flipped:
-            raise PowerStateMismatch(
-                "%s: the chassis was %s, then read %s while it was being confirmed; no power command was sent"
-                % (target, want, result["powerstate"]["after"]))
-        raise PowerStateMismatch(
-            "%s: %s, but %d consecutive reads saying %s did not come within the %g s timeout (%d so far)%s"
-            % (
-                target,
-                "power %s was sent" % self.state if command_sent else "the chassis read %s" % want,
-                self.confirm,
-                want,
-                self.timeout,
-                counted,
-                "" if last_error is None else "; last read failed: %s" % last_error,
-            )
-        )

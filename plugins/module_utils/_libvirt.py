@@ -311,6 +311,47 @@ class LibvirtClient:
         state = self._call("state of %s" % vm_uuid, query)
         return None if state is None else DOMAIN_STATES.get(state, "unknown")
 
+    def find_domain(self, name: str | None = None, vm_uuid: str | None = None):
+        """The domain named ``name`` (or with UUID ``vm_uuid``); ``LibvirtError`` kind ``no_domain`` if none."""
+        conn = self.conn
+        if vm_uuid is not None:
+            return self._call("look up %s" % vm_uuid, conn.lookupByUUIDString, vm_uuid)
+        return self._call("look up domain %r" % name, conn.lookupByName, name)
+
+    def all_domains(self) -> list:
+        """Every domain defined or running here, transient ones included."""
+        return self._call("list domains", self.conn.listAllDomains, 0)
+
+    def describe(self, dom) -> dict:
+        """``{"name", "uuid", "active", "persistent"}`` of a domain handle."""
+        return {"name": self._call("name of a domain", dom.name), "uuid": self._call("UUID of a domain", dom.UUIDString),
+                "active": bool(self._call("state of a domain", dom.isActive)),
+                "persistent": bool(self._call("persistence of a domain", dom.isPersistent))}
+
+    def read_metadata(self, dom, namespace: str, scope: str):
+        """The element of ``namespace`` in the domain's ``live`` or ``config`` metadata, or None if there is none."""
+        flags = libvirt.VIR_DOMAIN_AFFECT_LIVE if scope == "live" else libvirt.VIR_DOMAIN_AFFECT_CONFIG
+
+        def get():
+            try:
+                return dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, namespace, flags)
+            except libvirt.libvirtError as err:
+                if err.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN_METADATA:
+                    return None
+                raise
+
+        return self._call("read the %s metadata of a domain" % scope, get)
+
+    def write_metadata(self, dom, namespace: str, prefix: str, element, scopes) -> None:
+        """Replace the element of ``namespace`` (``element`` None: remove it) in the given scopes at once."""
+        flags = 0
+        if "live" in scopes:
+            flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
+        if "config" in scopes:
+            flags |= libvirt.VIR_DOMAIN_AFFECT_CONFIG
+        self._call("write the %s metadata of a domain" % "+".join(scopes), dom.setMetadata, libvirt.VIR_DOMAIN_METADATA_ELEMENT,
+                   element, prefix if element is not None else None, namespace, flags)
+
     # -- changes
 
     def define(self, xml: str) -> str:

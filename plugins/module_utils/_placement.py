@@ -16,7 +16,9 @@
    over, then the fewest vCPUs left over, then the host name. With ``strategy="spread"`` it is the opposite
    (the most memory, then vCPUs, left over): VMs spread over the hosts, which start them in parallel.
 3. Reserved spare hosts are considered only when no regular host can take the VM.
-4. A VM that fits nowhere is ``unplaced`` with the reason; nothing is ever over-committed.
+4. A VM that fits nowhere is ``unplaced`` with the reason: the limit that stopped it (memory, vCPUs or both, with
+   how many hosts lack it and the most any of them has free) or the anti-affinity group. Nothing is ever committed
+   beyond the free capacity the hosts report (the writers apply the policy's allocation ratios to it).
 
 Because capacity only shrinks while planning, a higher-priority VM is never left unplaced while a
 lower-priority one takes a slot it could have used (the property tests check this and the other rules).
@@ -96,9 +98,20 @@ def _unplaced_reason(vm: dict, hosts: list) -> str:
     roomy = [h["host"] for h in hosts if _fits(vm, h)]
     if roomy:
         return "anti-affinity group %r is already on every host with %s free (%s)" % (vm["group"], _describe(vm), ", ".join(roomy))
-    most = max(hosts, key=lambda h: (h["mem_free_mib"], h["vcpus_free"], h["host"]))
-    return "no host has %s free (most memory free: %s with %d MiB and %d vCPUs)" % (
-        _describe(vm), most["host"], most["mem_free_mib"], most["vcpus_free"])
+    return "no host has %s free: short of %s" % (_describe(vm), " and of ".join(_shortages(vm, hosts)))
+
+
+def _shortages(vm: dict, hosts: list) -> list:
+    """Which limit stopped the VM, with numbers: per resource, how many hosts lack it and the most any of them has."""
+    found = []
+    for what, need, free, unit in (("memory", "memory_mib", "mem_free_mib", "MiB"), ("vCPUs", "vcpus", "vcpus_free", "vCPU")):
+        short = [h for h in hosts if h[free] < vm[need]]
+        if short:
+            most = max(short, key=lambda h, free=free: (h[free], h["host"]))
+            found.append("%s on %d host%s (the most: %s with %d %s%s free)" % (
+                what, len(short), "" if len(short) == 1 else "s", most["host"], most[free], unit,
+                "s" if unit == "vCPU" and most[free] != 1 else ""))
+    return found
 
 
 def place(vms, hosts, spare_hosts=(), strategy: str = DEFAULT_STRATEGY) -> dict:

@@ -105,6 +105,12 @@ SETTINGS = {
     "spare_hosts": _Setting([], "names", "Hosts kept free and used for recovery only when the others are full."),
     "placement_strategy": _Setting(DEFAULT_STRATEGY, "choice", "Where recovered VMs go: spread (over the most free hosts, so they "
                                    "start in parallel) or best_fit (pack tightly).", choices=STRATEGIES),
+    # --- capacity (applied by the heartbeat writers: the role reads these keys, each writer reports free capacity after them)
+    "cpu_allocation_ratio": _Setting(4.0, "number", "vCPUs a host offers per usable CPU (overcommit); a host's free vCPUs are "
+                                     "(CPUs - reserved) x this - vCPUs of its running domains.", 0.1, 64),
+    "ram_allocation_ratio": _Setting(1.0, "number", "Memory a host offers per MiB of MemTotal less the reserve (1.0: no "
+                                     "overcommit); never more than the kernel's MemAvailable less the reserve.", 0.1, 8),
+    "reserved_memory_mib": _Setting(512, "int", "Memory (MiB) of each host kept for the host itself, never offered to guests.", 0),
     "lease_ttl_s": _Setting(30, "number", "Lifetime of the cluster lease between two renewals; recovery renews it (only if "
                             "still ours) before every claim and start. A killed run's lease blocks the next ones this long.",
                             0, None, True),

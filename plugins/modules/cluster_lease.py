@@ -51,7 +51,7 @@ options:
     default: acquired
   generation:
     description:
-      - The generation this run holds (C(lease.generation) of its last acquiring task).
+      - The generation this run holds (the C(generation) in RV(lease) of its last acquiring task).
       - With O(state=acquired) the lease is then only renewed if it is still that generation of O(owner), never taken
         (again or over); with O(state=held) it is required.
       - A lease that moved on - it expired while the run was frozen or its clock was off, and another watchdog took

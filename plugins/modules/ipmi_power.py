@@ -120,7 +120,8 @@ EXAMPLES = r"""
   ansible.builtin.assert:
     that: fence.fenced
 
-- name: Set the BMC connection once for every module of the ipmi group (password from the environment)
+- name: Set the BMC connection once for the modules that drive a BMC (password from the environment)
+  # The ipmi group, not group/kvmha.cluster.kvmha: that group reaches every module, and the others refuse a username.
   module_defaults:
     group/kvmha.cluster.ipmi:
       username: "{{ kvmha_bmc_username }}"
@@ -201,57 +202,27 @@ diff:
   sample: {"before": {"powerstate": "on"}, "after": {"powerstate": "off"}}
 """
 
-from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import IPMI_CONNECTION_SPEC, merge_specs, renamed
+from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import IPMI_CONNECTION_SPEC, merge_specs
 from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule, run_module
-from ansible_collections.kvmha.cluster.plugins.module_utils._errors import InvalidInput
-from ansible_collections.kvmha.cluster.plugins.module_utils._ipmi import (
-    PYGHMI_IMPORT_ERROR,
-    STATES,
-    IpmiClient,
-    PowerOperation,
-    empty_result,
-)
+from ansible_collections.kvmha.cluster.plugins.module_utils._ipmi import PYGHMI_IMPORT_ERROR, IpmiClient
+from ansible_collections.kvmha.cluster.plugins.module_utils._power import POWER_RUN_SPEC, run_power
 
 
-ARGUMENT_SPEC = merge_specs(
-    IPMI_CONNECTION_SPEC,
-    {
-        "state": {"type": "str", "choices": list(STATES), "default": "status"},
-        "confirm": {"type": "int", "default": 2},
-        "poll_interval": {"type": "float", "default": 0.1},
-        "deadline_s": renamed({"type": "float", "default": 10}, "timeout"),
-    },
-)
+ARGUMENT_SPEC = merge_specs(IPMI_CONNECTION_SPEC, POWER_RUN_SPEC)
+
+
+def make_client(params: dict) -> IpmiClient:
+    return IpmiClient(
+        address=params["address"],
+        port=params["port"],
+        username=params["username"],
+        password=params["password"],
+        kg=params["kg"],
+    )
 
 
 def run(module: KvmhaModule) -> dict:
-    params = module.params
-    try:
-        client = IpmiClient(
-            address=params["address"],
-            port=params["port"],
-            username=params["username"],
-            password=params["password"],
-            kg=params["kg"],
-        )
-        operation = PowerOperation(
-            client,
-            state=params["state"],
-            confirm=params["confirm"],
-            poll_interval=params["poll_interval"],
-            timeout=params["deadline_s"],
-            check_mode=module.check_mode,
-        )
-    except InvalidInput as error:
-        error.result = dict(empty_result(params["state"]), **error.result)
-        raise
-    result = operation.run()
-    if module.diff_mode:
-        result["diff"] = {
-            "before": {"powerstate": result["powerstate"]["before"]},
-            "after": {"powerstate": result["powerstate"]["after"]},
-        }
-    return result
+    return run_power(module, make_client)
 
 
 def main() -> None:

@@ -378,9 +378,8 @@ class HeartbeatCheck:
     def __init__(self, params: dict):
         self.params = params
         self.reader = RecordReader(params["store_path"], max_bytes=params["max_record_size"])
-        self.store_time = time.time  # the store's clock from the first sample on (see _sample): read late, by a lambda
-        self.judge = StalenessJudge(misses=params["misses"], skew_allowance=params["skew_allowance"],
-                                    wall=lambda: self.store_time())  # pylint: disable=unnecessary-lambda
+        self.store_time = time.time  # the store's clock from the first sample on (see _sample)
+        self.judge = StalenessJudge(misses=params["misses"], skew_allowance=params["skew_allowance"], wall=self._store_now)
         self.invalid_hosts = {}  # one bad inventory name is reported and skipped, never the end of the whole watch
         self.exclude = set(self._valid_names(params["exclude"]))
         self.hosts = None if params["hosts"] is None else sorted(set(self._valid_names(params["hosts"])))
@@ -390,6 +389,9 @@ class HeartbeatCheck:
         check_range("watch", params["watch"], 0)
         for name in ("poll", "store_timeout_s"):
             check_range(name, params[name], 0, exclusive_minimum=True)
+
+    def _store_now(self) -> float:
+        return self.store_time()  # looked up at each call: _sample replaces store_time with the store's clock
 
     def _valid_names(self, names):
         for name in names:
@@ -455,6 +457,9 @@ class HeartbeatCheck:
             self.marks = {kind: read_marks(self.params["store_path"], kind, now=now) for kind in MARK_KINDS}
             self.owed = self._read_owed(hosts)
         return [self.judge.judge(self.reader.read(host)) for host in hosts], ignored
+
+    def _store_now(self) -> float:
+        return self.store_time()  # looked up at each call: _sample replaces store_time once it has read the store
 
     def _read_owed(self, hosts) -> tuple:
         """Open owed documents ({host: data}) and unreadable ones ({host: reason}), read once per run like the marks."""

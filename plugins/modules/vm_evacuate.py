@@ -94,9 +94,10 @@ options:
     default: {}
   boot_ids:
     description:
-      - The boot id each failed host had when it was judged (RV(kvmha.cluster.kvm_heartbeat#module:hosts) C(boot_id)).
-      - A failed host whose heartbeat record now shows another boot was switched back on after its fence (a BIOS
-        power-on policy, a person) - its recovery is not opened, it is reported in RV(aborted), and its VMs are left
+      - The boot id each failed host had when it was judged (its C(boot_id) in the C(hosts) that
+        M(kvmha.cluster.kvm_heartbeat) returned).
+      - A failed host whose heartbeat record now shows another boot was switched back on after its fence (by a BIOS
+        power-on policy or a person). Its recovery is not opened, it is reported in RV(aborted), and its VMs are left
         to it.
     type: dict
     default: {}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Integration tests of vm_evacuate against real libvirt, no mocks:
+# Integration tests of vm_evacuate and ha_vm against real libvirt, no mocks:
 #   - three private libvirtd instances (h2, h3, h4), each in its own mount, PID and network namespace, with bind
 #     mounts over /run, /etc/libvirt, /var/lib/libvirt, /var/log/libvirt and /var/cache/libvirt, so the machine's
 #     own libvirt is never touched; they run real QEMU TCG guests (64 MiB, raw disks under a temp dir) and are
@@ -58,4 +58,4 @@ kvmha_evac_hosts:
 EOF
 
 cd "$copy"
-ansible-test integration --local --python 3.11 --color no vm_evacuate
+ansible-test integration --local --python 3.11 --color no vm_evacuate ha_vm

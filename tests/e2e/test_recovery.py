@@ -167,7 +167,7 @@ def test_controller_killed_mid_recovery_loses_nothing(cluster, point):
     verified_at = time.time()
     started_once(cluster, before, guests_of(cluster, "h1"))
     records = [r for run in runs for r in run.incidents.values() if r.get("interrupted")]
-    if left is not None:
+    if left is not None and _recovery.is_open(left):  # the kill may land after the run closed the document
         assert records and records[0]["host"] == "h1", [run.explain() for run in runs]
         assert records[0]["interrupted"]["owner"] == left["worked_by"]
     assert all(vm["state"] == "verified" for vm in owed_document("h1", history=True)["vms"]), owed_document("h1", True)

@@ -58,7 +58,7 @@ def test_fence_ipmilan_reads_the_power_state(lab, host):
 
 
 def test_pyghmi_client_reads_the_power_state(lab):
-    # What the collection's ipmi_power uses; without the BMC's open-session fix it fails (DESIGN §7).
+    # What the collection's ipmi_power uses; without the BMC's open-session fix it fails (lab/bmc.py, quirks).
     ipmi = Command(bmc=config.bmc_ip('h2'), userid=config.BMC_USER, password=password('h2'))
     assert ipmi.get_power()['powerstate'] == 'on'
 

@@ -3,7 +3,11 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Unit test settings shared by every test module."""
 
+import importlib
 import os
+import pathlib
+import shutil
+import sys
 
 import pytest
 from hypothesis import settings
@@ -33,3 +37,27 @@ def pytest_make_collect_report(collector):  # pylint: disable=unused-argument
     report = yield
     fail_skip_in_ci(report)
     return report
+
+
+# The heartbeat writer as the role installs it: a package ``kvmha`` holding the collection's ``_errors.py``,
+# ``_deadline.py``, ``_heartbeat.py``, ``_storefile.py`` and ``_marks.py`` next to the role's ``writer.py`` and
+# ``boot_guard.py``. Its own tests use it, and so do tests that want a store written by the real writer.
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+SHIPPED_MODULE_UTILS = ("_errors.py", "_deadline.py", "_heartbeat.py", "_storefile.py", "_marks.py")
+WRITER_SOURCES = [ROOT / "plugins" / "module_utils" / name for name in SHIPPED_MODULE_UTILS]
+WRITER_SOURCES += [ROOT / "roles" / "heartbeat_writer" / "files" / name for name in ("writer.py", "boot_guard.py")]
+
+
+@pytest.fixture(scope="session")
+def writer(tmp_path_factory):
+    base = tmp_path_factory.mktemp("writer_pkg")
+    package = base / "kvmha"
+    package.mkdir()
+    for source in WRITER_SOURCES:
+        shutil.copy(source, package / source.name)
+    (package / "__init__.py").write_text("")
+    sys.path.insert(0, str(base))
+    try:
+        yield importlib.import_module("kvmha.writer")
+    finally:
+        sys.path.remove(str(base))

@@ -24,7 +24,7 @@ def read(*parts):
 
 def written_metrics():
     """Metric names from the TYPE lines the journal and fence_readiness.yml write."""
-    journal = set(re.findall(r"# TYPE (kvmha_[a-z_]+) ", read("plugins", "callback", "journal.py")))
+    journal = set(re.findall(r"# TYPE (kvmha_[a-z_]+) ", read("plugins", "plugin_utils", "_journal.py")))
     readiness = set(re.findall(r"# TYPE (kvmha_[a-z_]+) ", read("playbooks", "fence_readiness.yml")))
     assert journal and readiness
     return journal | readiness

@@ -81,6 +81,22 @@ def test_seq_keeps_increasing_across_restarts_even_without_saved_state(env):
     assert env.record()["seq"] > crashed["seq"]
 
 
+def test_capacity_is_reported_after_the_allocation_ratios_and_the_reserve(env):
+    """Without the operator's figures: vCPUs = usable CPUs x cpu_allocation_ratio, memory = the smaller of (MemTotal -
+    reserve) x ram_allocation_ratio and MemAvailable - reserve, each minus what the running domains (256 MiB, 4 vCPUs)
+    are given."""
+    meminfo = env.base / "meminfo"
+    meminfo.write_text("MemTotal:  %d kB\nMemFree:  1 kB\nMemAvailable:  %d kB\n" % (2048 * 1024, 1900 * 1024))
+    capacity = {"mem_mib": None, "vcpus": None, "cpu_allocation_ratio": 3.0, "reserved_mem_mib": 100}
+    proc = env.start(env.config(capacity=capacity, meminfo_path=str(meminfo), libvirt={"virsh": str(env.virsh)}))
+    record = wait_for(lambda: (r := env.record()) and r["manifest"]["age_s"] is not None and r, 5, what="a record with the manifest")
+    assert record["capacity"] == {"mem_free_mib": min(2048 - 100 - 256, 1900 - 100), "vcpus_free": max(0, len(os.sched_getaffinity(0)) * 3 - 4)}
+    meminfo.write_text("MemTotal:  %d kB\nMemFree:  1 kB\nMemAvailable:  %d kB\n" % (2048 * 1024, 600 * 1024))
+    later = wait_for(lambda: (r := env.record()) and r["capacity"]["mem_free_mib"] == 500 and r, 5, what="MemAvailable to bind")
+    assert later["capacity"]["vcpus_free"] == record["capacity"]["vcpus_free"]
+    assert env.stop(proc) == 0
+
+
 def test_libvirt_down_or_hung_keeps_the_last_known_manifest(env):
     """virsh fallback; libvirtd first down (error), then hung (timeout), then back."""
     proc = env.start(env.config(libvirt={"method": "virsh", "virsh": str(env.virsh), "timeout": 0.5, "refresh_interval": 0.2}))

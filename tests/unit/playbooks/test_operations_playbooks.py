@@ -218,6 +218,11 @@ def test_unfence_reconciles_clears_and_is_ok_a_second_time(tmp_path, bmcs):
     assert hosts_site.marks("fenced")["active"] == {}
     lease = _marks.documents(str(hosts_site.store), _marks.LEASE).read("lab")
     assert lease.released and lease.owner.startswith("unfence/")
+    # The journal read the return by the phase unfence.yml tags it with (reconcile): the removed copy, the lease, the mark.
+    with open(tmp_path / "journal" / "events.jsonl", encoding="utf-8") as stream:
+        seen = [json.loads(line) for line in stream]
+    assert {(e["host"], tuple(e["removed"])) for e in seen if e["event"] == "reconciled"} == {("h1", (TEST_DOMAIN,))}, seen
+    assert {"lease_acquired", "lease_released", "mark"} <= {e["event"] for e in seen}, seen
     again = hosts_site.run("unfence", kvmha_unfence_hosts="h1", kvmha_unfence_verify_ssh=False)
     assert again.returncode == 0 and "h1 is not marked fenced: it was returned already" in again.output, again.output
     assert re.search(r"h1\s*: ok=\d+\s+changed=0 .*failed=0", again.output), again.output

@@ -65,6 +65,11 @@ def metrics(tmp_path) -> str:
     return (tmp_path / "journal" / "kvmha.prom").read_text()
 
 
+def journal_events(tmp_path) -> list:
+    with open(tmp_path / "journal" / "events.jsonl", encoding="utf-8") as stream:
+        return [json.loads(line) for line in stream]
+
+
 def test_one_cluster_is_watched_by_default(tmp_path):
     done = watchdog(tmp_path, site(tmp_path, {"a": CLUSTERS["a"]}, CLUSTERS["a"]))
     assert done.returncode == 0, done.output[-4000:]
@@ -81,6 +86,14 @@ def test_a_member_without_a_record_is_a_suspect(tmp_path):
     """The checks above can fail: hv5's missing record makes it a suspect (nothing answers here: no action)."""
     done = watchdog(tmp_path, site(tmp_path, CLUSTERS, ["hv3", "hv4"]), kvmha_watch_cluster="b")
     assert done.returncode != 0 and 'kvmha_suspects{cluster="b"} 1' in metrics(tmp_path), done.output[-4000:]
+    # The journal read each result by the phase the playbook tagged it with (issue 18): the observation, the probes
+    # that could not reach anything (unknown evidence, not failures of the run), the decision.
+    seen = [(e["event"], e.get("host"), e.get("module")) for e in journal_events(tmp_path)]
+    assert seen[:2] == [("run_start", None, None), ("suspect", "hv5", None)] and seen[-1] == ("run_end", None, None), seen
+    assert seen.index(("decision", "hv5", None)) > 1, seen
+    assert {("probe_unreachable", "hv3", "neighbor_ping"), ("probe_unreachable", "hv4", "neighbor_ping"),
+            ("probe_unreachable", "hv5", "ping")} <= set(seen), seen
+    assert not [event for event in seen if event[0].startswith("task_")], seen
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -155,3 +168,11 @@ def test_a_maintenance_about_to_end_is_warned_of_every_run(tmp_path):
     assert "maintenance of hv1 by alice (BIOS) ends in" in done.output and "maintenance of hv2" not in done.output
     quiet = watchdog(tmp_path, inventory, kvmha_policy={"maintenance_warn_s": 60})
     assert quiet.returncode == 0 and "ends in" not in quiet.output, quiet.output[-3000:]
+
+
+def test_an_inventory_without_hypervisors_is_a_failed_run_never_a_green_one(tmp_path):
+    """A broken inventory (empty, unparsable, an AWX sync that failed) would otherwise watch nothing, successfully."""
+    inventory = tmp_path / "inventory.json"
+    inventory.write_text(json.dumps({"all": {"children": {"other": {"hosts": {"x": {}}}}}}))
+    done = watchdog(tmp_path, inventory)
+    assert done.returncode != 0 and "no host in group kvm_hosts" in done.output, done.output[-3000:]

@@ -7,34 +7,7 @@ from __future__ import annotations
 
 import json
 
-
-class FakeHost:
-    def __init__(self, name):
-        self.name = name
-
-    def get_name(self):
-        return self.name
-
-
-class FakeTask:
-    def __init__(self, action):
-        self.action = action
-        self.vars = {}
-
-
-class FakeResult:
-    def __init__(self, action, host, result):
-        self.task = FakeTask(action)
-        self.host = FakeHost(host)
-        self.result = result
-
-
-class FakeStats:
-    processed = {}
-
-    @staticmethod
-    def summarize(host):
-        return {"failures": 0}
+from journal_fakes import FakeResult, FakeStats
 
 
 def heartbeat_result(**overrides):

@@ -15,6 +15,7 @@ import time
 import pytest
 import yaml
 from ansible import constants as C
+from journal_fakes import FakeResult, FakeStats
 
 from ansible_collections.kvmha.cluster.plugins.callback import journal
 from ansible_collections.kvmha.cluster.plugins.module_utils._decision import decide
@@ -23,40 +24,6 @@ from ansible_collections.kvmha.cluster.plugins.module_utils._policy import effec
 NAME = "kvmha.cluster.journal"
 SECRET = "s3cr3t-Sentinel-9f4e"  # must appear in no file of the journal
 T0 = 1_764_756_900.0
-
-
-class FakeHost:
-    def __init__(self, name):
-        self.name = name
-
-    def get_name(self):
-        return self.name
-
-
-class FakeTask:
-    def __init__(self, action, task_vars=None, check_mode=False):
-        self.action = action
-        self.vars = task_vars or {}
-        self.check_mode = check_mode
-
-
-class FakeResult:
-    """What ansible hands a callback: the task, the host and the result dict."""
-
-    def __init__(self, module, host, result, task_vars=None, check_mode=False):
-        action = module if "." in module else "kvmha.cluster." + module
-        self.task = FakeTask(action, task_vars, check_mode)
-        self.host = FakeHost(host)
-        self.result = result
-
-
-class FakeStats:
-    def __init__(self, failures=None):
-        self.failures = failures or {}
-        self.processed = dict.fromkeys(self.failures or {"h2": 0})
-
-    def summarize(self, host):
-        return {"failures": self.failures.get(host, 0)}
 
 
 def new_callback(journal_dir, **options):
@@ -183,12 +150,18 @@ def test_scrub_drops_invocations_and_secret_keys_at_any_depth():
     assert dirty["bmc_password"] == SECRET, "scrub returns a copy and leaves the result alone"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="scrub() matches a secret word only whole or after '_': ansible's own "
-                   "ansible_ssh_pass/ansible_become_pass (which _ansible_delegated_vars carries for a task delegated "
-                   "over SSH) and camelCase keys get through")
-@pytest.mark.parametrize("key", ["ansible_ssh_pass", "ansible_become_pass", "bmcPassword"])
+@pytest.mark.parametrize("key", ["ansible_ssh_pass", "ansible_become_pass", "become_pass", "ansible_password",
+                                 "ansible_become_password", "bmcPassword", "apiToken", "X-Auth-Token", "BMC_PASSWORD", "Passphrase"])
 def test_scrub_knows_every_spelling_of_a_password(key):
+    """ansible's own ansible_ssh_pass/ansible_become_pass (which _ansible_delegated_vars carries for a task delegated
+    over SSH) and camelCase keys: a key whose last word is a secret word, however it is spelt."""
     assert SECRET not in json.dumps(journal.scrub({"_ansible_delegated_vars": {key: SECRET}}))
+
+
+@pytest.mark.parametrize("key", ["tokens_total", "password_file", "ansible_ssh_private_key_file", "passes", "kgs", "bypass",
+                                 "compass_heading", "secretary"])
+def test_scrub_keeps_keys_that_only_contain_a_secret_word(key):
+    assert journal.scrub({key: "kept"}) == {key: "kept"}
 
 
 def test_no_secret_reaches_any_file_of_the_journal(journal_dir):

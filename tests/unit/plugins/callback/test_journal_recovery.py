@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 
-from test_journal import FakeResult, FakeStats, events, heartbeat_result
+from journal_fakes import FakeResult, FakeStats
+from test_journal import events, heartbeat_result
 
 STATES = {"owed": 0, "claimed": 0, "started": 0, "verified": 0, "unplaced": 0, "failed": 0, "abandoned": 0, "moved": 0}
 
@@ -93,6 +94,6 @@ def test_abandon_is_an_audit_event_with_the_operator(callback, tmp_path):
     result = {"changed": True, "owner": "abandon/jdoe", "closed": ["hv1"], "unreadable": [], "owed": {},
               "transitions": [{"host": "hv1", "vm": "g1", "uuid": "u-g1", "from": "unplaced", "to": "abandoned", "target": None,
                                "reason": "abandoned by jdoe: restored", "attempts": 3, "operator": "jdoe"}]}
-    callback.v2_runner_on_ok(FakeResult("kvmha.cluster.vm_evacuate", "localhost", result))
+    callback.v2_runner_on_ok(FakeResult("kvmha.cluster.vm_evacuate", "localhost", result, {"kvmha_journal": "abandon"}))
     [event] = [e for e in events(tmp_path) if e["event"] == "vm_abandoned"]
     assert event["operator"] == "jdoe" and event["vm"] == "g1" and event["previous"] == "unplaced"

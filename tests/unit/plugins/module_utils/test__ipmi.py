@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.kvmha.cluster.plugins.module_utils import _ipmi
+from ansible_collections.kvmha.cluster.plugins.module_utils import _ipmi, _power
 from ansible_collections.kvmha.cluster.plugins.module_utils._deadline import Deadline
 from ansible_collections.kvmha.cluster.plugins.module_utils._errors import (
     BmcAuthError,
@@ -53,7 +53,7 @@ def client_for(session, **kwargs):
 def operation(session, state, **kwargs):
     kwargs.setdefault("poll_interval", 0.01)
     kwargs.setdefault("timeout", 5)
-    return _ipmi.PowerOperation(client_for(session), state, **kwargs)
+    return _power.PowerOperation(client_for(session), state, **kwargs)
 
 
 # ------------------------------------------------------------------------------------------- classification
@@ -353,7 +353,7 @@ def test_login_failure_keeps_the_result_shape():
 
     client = _ipmi.IpmiClient("192.0.2.10", "admin", "wrong", login=refuse)
     with pytest.raises(BmcAuthError) as info:
-        _ipmi.PowerOperation(client, "off").run()
+        _power.PowerOperation(client, "off").run()
     result = info.value.result
     assert result["powerstate"] == {"before": "unknown", "after": "unknown"}
     assert result["changed"] is False and result["fenced"] is False and result["action"] == "none"
@@ -424,7 +424,7 @@ def test_timeout_covers_a_hanging_command():
 )
 def test_operation_rejects_bad_settings(state, kwargs, fragment):
     with pytest.raises(InvalidInput, match=fragment):
-        _ipmi.PowerOperation(client_for(FakeSession()), state, **kwargs)
+        _power.PowerOperation(client_for(FakeSession()), state, **kwargs)
 
 
 @settings(max_examples=150)
@@ -438,7 +438,7 @@ def test_fenced_only_after_confirm_consecutive_off_reads(initial, reads, confirm
     """Property: fenced implies the last `confirm` reads made all said off; nothing else sets it."""
     _ipmi._SESSIONS.clear()
     session = FakeSession(state=initial, stuck=True, reads=[initial] + reads)
-    op = _ipmi.PowerOperation(client_for(session), state, confirm=confirm, poll_interval=0.01, timeout=0.1)
+    op = _power.PowerOperation(client_for(session), state, confirm=confirm, poll_interval=0.01, timeout=0.1)
     seen = []
     real = session.raw_command
 

@@ -76,9 +76,18 @@ def test_the_default_strategy_is_the_policys():
 def test_unplaced_reasons():
     assert place([vm("a")], [])["unplaced"][0]["reason"] == "no target host is available"
     reason = place([vm("big", mem=5000, cpus=2)], [host("h2", mem=1000, cpus=8)])["unplaced"][0]["reason"]
-    assert reason == "no host has 5000 MiB and 2 vCPUs free (most memory free: h2 with 1000 MiB and 8 vCPUs)"
+    assert reason == "no host has 5000 MiB and 2 vCPUs free: short of memory on 1 host (the most: h2 with 1000 MiB free)"
     reason = place([vm("c", cpus=9)], [host("h2", cpus=8)])["unplaced"][0]["reason"]
     assert "9 vCPUs" in reason
+
+
+def test_unplaced_reason_names_each_limit_with_numbers():
+    hosts = [host("h1", mem=3000, cpus=2), host("h2", mem=1000, cpus=16), host("h3", mem=500, cpus=1)]
+    reason = place([vm("c", mem=2000, cpus=9)], hosts)["unplaced"][0]["reason"]
+    assert reason == ("no host has 2000 MiB and 9 vCPUs free: short of memory on 2 hosts (the most: h2 with 1000 MiB free)"
+                      " and of vCPUs on 2 hosts (the most: h1 with 2 vCPUs free)")
+    reason = place([vm("d", mem=64, cpus=2)], [host("h1", cpus=1), host("h2", cpus=0)])["unplaced"][0]["reason"]
+    assert reason == "no host has 64 MiB and 2 vCPUs free: short of vCPUs on 2 hosts (the most: h1 with 1 vCPU free)"
 
 
 def test_never_over_commits_vcpus_either():

@@ -21,17 +21,23 @@ import time
 import pytest
 import yaml
 
-from ansible_collections.kvmha.cluster.plugins.module_utils import _errors, _ipmi, _storefile
+from ansible_collections.kvmha.cluster.plugins.module_utils import _errors, _ipmi, _power, _storefile
 from ansible_collections.kvmha.cluster.plugins.module_utils._errors import KIND_OF, MEANINGS, ErrorKind
 from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import record_path, store_dir
 from ansible_collections.kvmha.cluster.plugins.modules import (
+    cluster_info,
     cluster_lease,
+    fence_agent_power,
+    ha_vm,
+    ha_vm_info,
+    host_fence,
     host_investigate,
     host_mark,
     host_mark_info,
     ipmi_power,
     kvm_heartbeat,
     neighbor_ping,
+    redfish_power,
     vm_disk_activity,
     vm_evacuate,
     vm_reconcile,
@@ -234,9 +240,78 @@ def missing(module, attribute, args):
 
 
 RULES = {"rules": [{"id": "r", "when": "tags", "action": "alert"}]}
+REDFISH = {"address": "127.0.0.1", "username": "admin", "password": "s3cr3t-pw"}
+AGENT = {"agent": "fence_ipmilan", "options": {"ip": "127.0.0.1"}}
+
+
+def power_raises(module, args, error):
+    """A power module whose PowerOperation (the one state machine of every power backend) fails with ``error``."""
+    def run(run_module, _tmp_path, monkeypatch):
+        def fail(self):
+            raise error
+
+        monkeypatch.setattr(_power.PowerOperation, "run", fail)
+        return run_module(module, args)
+    return run
+
+
+def libvirt_raises(module, args, error):
+    def run(run_module, _tmp_path, monkeypatch):
+        def fail(*_args, **_kwargs):
+            raise error
+
+        monkeypatch.setattr(module.LibvirtClient, "open", fail)
+        return run_module(module, args)
+    return run
+
+
+def closed_port() -> int:
+    import socket  # pylint: disable=import-outside-toplevel
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # nothing listens there once the socket is closed
+
+
+HA_VM = {"uri": "test:///default", "name": "nosuch"}
+NO_SOCKET = "qemu+unix:///system?socket=/nonexistent/kvmha-test-sock"
 
 # (module, kind) -> how to get it: run(run_module, tmp_path, monkeypatch) -> result
 PRODUCE = {
+    (cluster_info, "invalid_input"): lambda r, t, m: r(cluster_info, {"store_path": str(t), "deadline_s": 0}),
+    (cluster_info, "timeout"): lambda r, t, m: (m.setattr(cluster_info, "read_snapshot", hang),
+                                                r(cluster_info, {"store_path": str(t), "deadline_s": 0.2}))[1],
+    (cluster_info, "store"): lambda r, t, m: r(cluster_info, {"store_path": a_file(t)}),
+    (fence_agent_power, "invalid_input"): lambda r, t, m: r(fence_agent_power, dict(AGENT, agent_timeout_s=0)),
+    (fence_agent_power, "unreachable"): power_raises(fence_agent_power, AGENT, _errors.BmcUnreachable("x")),
+    (fence_agent_power, "auth"): power_raises(fence_agent_power, AGENT, _errors.BmcAuthError("x")),
+    (fence_agent_power, "timeout"): power_raises(fence_agent_power, AGENT, _errors.BmcTimeout("x")),
+    (fence_agent_power, "bmc_error"): power_raises(fence_agent_power, AGENT, _errors.BmcError("x")),
+    (fence_agent_power, "confirm_timeout"): power_raises(fence_agent_power, AGENT, _errors.PowerStateMismatch("x")),
+    (ha_vm, "invalid_input"): lambda r, t, m: r(ha_vm, dict(HA_VM, uri="qemu+ext:///x")),
+    (ha_vm, "missing_library"): missing(ha_vm, "LIBVIRT_IMPORT_ERROR", HA_VM),
+    (ha_vm, "unreachable"): lambda r, t, m: r(ha_vm, dict(HA_VM, uri=NO_SOCKET, connect_timeout_s=2)),
+    (ha_vm, "timeout"): libvirt_raises(ha_vm, HA_VM, _errors.LibvirtTimeout("x")),
+    (ha_vm, "connection"): libvirt_raises(ha_vm, HA_VM, _errors.LibvirtConnectionLost("x")),
+    (ha_vm, "libvirt"): libvirt_raises(ha_vm, HA_VM, _errors.LibvirtError("x")),
+    (ha_vm, "no_domain"): libvirt_raises(ha_vm, HA_VM, _errors.DomainNotFound("x")),
+    (ha_vm_info, "invalid_input"): lambda r, t, m: r(ha_vm_info, {"uri": "qemu+ext:///x"}),
+    (ha_vm_info, "missing_library"): missing(ha_vm_info, "LIBVIRT_IMPORT_ERROR", {"uri": "test:///default"}),
+    (ha_vm_info, "unreachable"): lambda r, t, m: r(ha_vm_info, {"uri": NO_SOCKET, "connect_timeout_s": 2}),
+    (ha_vm_info, "timeout"): libvirt_raises(ha_vm_info, {"uri": "test:///default"}, _errors.LibvirtTimeout("x")),
+    (ha_vm_info, "connection"): libvirt_raises(ha_vm_info, {"uri": "test:///default"}, _errors.LibvirtConnectionLost("x")),
+    (ha_vm_info, "libvirt"): libvirt_raises(ha_vm_info, {"uri": "test:///default"}, _errors.LibvirtError("x")),
+    (host_fence, "invalid_input"): lambda r, t, m: r(host_fence, {"levels": [["a"]], "devices": [{"name": "a", "protocol": "redfish"}]}),
+    (host_fence, "missing_library"): missing(host_fence, "PYGHMI_IMPORT_ERROR", {
+        "levels": [["a"]], "devices": [{"name": "a", "protocol": "ipmi", "address": "127.0.0.1", "username": "u"}]}),
+    (host_fence, "not_fenced"): lambda r, t, m: r(host_fence, {"levels": [["a"]], "deadline_s": 5, "devices": [dict(
+        REDFISH, name="a", protocol="redfish", port=closed_port(), deadline_s=2, request_timeout_s=1)]}),
+    (redfish_power, "invalid_input"): lambda r, t, m: r(redfish_power, dict(REDFISH, port=70000)),
+    (redfish_power, "unreachable"): lambda r, t, m: r(redfish_power, dict(REDFISH, port=closed_port(), deadline_s=5)),
+    (redfish_power, "auth"): power_raises(redfish_power, REDFISH, _errors.BmcAuthError("x")),
+    (redfish_power, "tls"): power_raises(redfish_power, REDFISH, _errors.BmcTlsError("x")),
+    (redfish_power, "timeout"): power_raises(redfish_power, REDFISH, _errors.BmcTimeout("x")),
+    (redfish_power, "bmc_error"): power_raises(redfish_power, REDFISH, _errors.BmcError("x")),
+    (redfish_power, "confirm_timeout"): power_raises(redfish_power, REDFISH, _errors.PowerStateMismatch("x")),
     (cluster_lease, "invalid_input"): lambda r, t, m: r(cluster_lease, lease_args(t, cluster="a/b")),
     (cluster_lease, "timeout"): lambda r, t, m: (m.setattr(_storefile.DocumentStore, "read", hang),
                                                  r(cluster_lease, lease_args(t, deadline_s=0.2)))[1],

@@ -190,12 +190,12 @@ def test_manifest_sorts_by_priority_counts_all_domains_and_keeps_inactive_xml(wr
 
 
 def test_capacity_override_subtracts_running_domains(writer):
-    cap = {"mem_mib": 4096, "vcpus": 8, "reserved_mem_mib": 512, "reserved_vcpus": 1}
+    cap = {"mem_mib": 4096, "vcpus": 8, "reserved_mem_mib": 512, "reserved_vcpus": 1, "cpu_allocation_ratio": 4.0, "ram_allocation_ratio": 1.0}
     assert writer.compute_capacity(cap, 20000, 2, {"mem_mib": 192, "vcpus": 3}) == {"mem_free_mib": 3904, "vcpus_free": 5}
 
 
 def test_capacity_from_the_kernel_minus_reservations(writer):
-    cap = {"mem_mib": None, "vcpus": None, "reserved_mem_mib": 512, "reserved_vcpus": 1}
+    cap = {"mem_mib": None, "vcpus": None, "reserved_mem_mib": 512, "reserved_vcpus": 1, "cpu_allocation_ratio": 1.0, "ram_allocation_ratio": 1.0}
     assert writer.compute_capacity(cap, 2048, 4, {"mem_mib": 64, "vcpus": 1}) == {"mem_free_mib": 1536, "vcpus_free": 2}
     assert writer.compute_capacity(cap, None, 1, {"mem_mib": 64, "vcpus": 4}) == {"mem_free_mib": 0, "vcpus_free": 0}
 
@@ -203,8 +203,8 @@ def test_capacity_from_the_kernel_minus_reservations(writer):
 def test_mem_available_is_read_from_meminfo(writer, tmp_path):
     meminfo = tmp_path / "meminfo"
     meminfo.write_text("MemTotal:  8000000 kB\nMemFree:  100 kB\nMemAvailable:  2097152 kB\n")
-    assert writer.read_mem_available_mib(str(meminfo)) == 2048
-    assert writer.read_mem_available_mib(str(tmp_path / "none")) is None
+    assert writer.read_meminfo_mib(str(meminfo)) == {"MemTotal": 7812, "MemAvailable": 2048}
+    assert writer.read_meminfo_mib(str(tmp_path / "none")) == {"MemTotal": None, "MemAvailable": None}
 
 
 @given(saved=st.integers(min_value=0, max_value=2**40), boot=st.floats(min_value=0, max_value=1e8))

@@ -48,6 +48,7 @@ def renamed(spec: dict, *old_names: str) -> dict:
     return dict(spec, aliases=list(old_names),
                 deprecated_aliases=[{"name": name, "version": REMOVED_IN, "collection_name": COLLECTION} for name in old_names])
 
+
 # plugins/doc_fragments/_redfish.py (inventory contract: kvmha_redfish_address, kvmha_redfish_port, ...). The same
 # names as IPMI_CONNECTION_SPEC where the meaning is the same, so a host's BMC can move from one to the other.
 REDFISH_CONNECTION_SPEC = {

@@ -204,10 +204,10 @@ def extend_mark(store: str, kind: str, host: str, owner: str, ttl: float, dry_ru
         raise InvalidInput("%s is not in %s: nothing to extend (enter it instead)" % (host, kind))
     data = dict(current.data, extended_by=owner)
     if dry_run:
-        return {"changed": True, "mark": dict(current.as_dict(), ttl=ttl, data=data)}
+        return {"changed": True, "mark": dict(current.as_dict(), ttl=ttl, data=data), "previous": current.as_dict()}
     mark = docs.replace(host, current, current.owner, data, ttl)
     docs.prune(host)
-    return {"changed": True, "mark": mark.as_dict()}
+    return {"changed": True, "mark": mark.as_dict(), "previous": current.as_dict()}
 
 
 def clear_mark(store: str, kind: str, host: str, owner: str, dry_run: bool = False) -> dict:

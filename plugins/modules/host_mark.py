@@ -43,9 +43,13 @@ options:
     type: str
     required: true
   state:
-    description: V(present) sets the mark, V(absent) clears it.
+    description:
+      - V(present) sets the mark, V(absent) clears it.
+      - V(extended) gives an active maintenance mark a new expiry, O(duration) seconds from now, without it ever
+        ending in between; owner and reason stay, O(owner) is recorded as who extended it. A host that is not in
+        maintenance is an error (an extension never enters maintenance).
     type: str
-    choices: [present, absent]
+    choices: [present, absent, extended]
     default: present
   owner:
     description: Who sets or clears the mark (a person for maintenance, the watchdog run for fenced marks).
@@ -111,14 +115,14 @@ from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import STOR
 from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule, run_module
 from ansible_collections.kvmha.cluster.plugins.module_utils._deadline import call_with_deadline
 from ansible_collections.kvmha.cluster.plugins.module_utils._errors import InvalidInput, check_range
-from ansible_collections.kvmha.cluster.plugins.module_utils._marks import MAINTENANCE, clear_mark, set_mark
+from ansible_collections.kvmha.cluster.plugins.module_utils._marks import MAINTENANCE, clear_mark, extend_mark, set_mark
 
 ARGUMENT_SPEC = merge_specs(
     STORE_SPEC,
     {
         "kind": {"type": "str", "choices": ["maintenance", "fenced"], "required": True},
         "host": {"type": "str", "required": True},
-        "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
+        "state": {"type": "str", "choices": ["present", "absent", "extended"], "default": "present"},
         "owner": {"type": "str", "required": True},
         "reason": {"type": "str", "default": ""},
         "duration": {"type": "float", "default": 3600},
@@ -135,6 +139,12 @@ def run(module: KvmhaModule) -> dict:
     if params["state"] == "absent":
         result = call_with_deadline(clear_mark, deadline, "clearing the %s mark of %s" % (kind, host),
                                     store, kind, host, owner, dry_run=check_mode)
+    elif params["state"] == "extended":
+        if kind != MAINTENANCE:
+            raise InvalidInput("only a maintenance mark has an expiry to extend")
+        ttl = check_range("duration", params["duration"], 0, exclusive_minimum=True)
+        result = call_with_deadline(extend_mark, deadline, "extending the maintenance of %s" % host,
+                                    store, kind, host, owner, ttl, dry_run=check_mode)
     else:
         ttl = None
         if kind == MAINTENANCE:
@@ -144,7 +154,10 @@ def run(module: KvmhaModule) -> dict:
         data = dict(params["data"], reason=params["reason"])
         result = call_with_deadline(set_mark, deadline, "setting the %s mark of %s" % (kind, host),
                                     store, kind, host, owner, data, ttl, dry_run=check_mode)
-    if module.diff_mode:
+    if module.diff_mode and params["state"] == "extended":
+        result["diff"] = {"before": {"expires_at": result["previous"]["expires_at"]},
+                          "after": {"expires_at": result["mark"].get("expires_at"), "ttl": result["mark"]["ttl"]}}
+    elif module.diff_mode:
         marked_after = params["state"] == "present"
         marked_before = marked_after != result["changed"]
         result["diff"] = {"before": {kind: marked_before}, "after": {kind: marked_after}}

@@ -157,6 +157,22 @@ def test_maintenance_enter_show_keep_and_check_mode(site):
     assert "h2: in maintenance until" in shown.output and "h1: not in maintenance." in shown.output, shown.output
 
 
+def test_maintenance_is_extended_without_ending_and_an_extension_never_enters_one(site):
+    """Issue 16: a new expiry for a host already in maintenance, in place; a host not in maintenance is refused."""
+    refused = site.run("maintenance", kvmha_maintenance_hosts="h1", kvmha_maintenance_owner="bob",
+                       kvmha_maintenance_state="extended", kvmha_maintenance_duration="2h")
+    assert refused.returncode != 0 and "not in maintenance" in refused.output and site.marks("maintenance")["active"] == {}
+    site.run("maintenance", kvmha_maintenance_hosts="h2", kvmha_maintenance_owner="alice",
+             kvmha_maintenance_reason="BIOS update", kvmha_maintenance_duration="10m")
+    before = site.marks("maintenance")["active"]["h2"]
+    extended = site.run("maintenance", kvmha_maintenance_hosts="h2", kvmha_maintenance_owner="bob",
+                        kvmha_maintenance_state="extended", kvmha_maintenance_duration="2h")
+    assert extended.returncode == 0 and "h2: extended maintenance until" in extended.output, extended.output
+    after = site.marks("maintenance")["active"]["h2"]
+    assert after["ttl"] == 7200 and after["owner"] == "alice" and after["data"]["extended_by"] == "bob"
+    assert after["generation"] == before["generation"] + 1  # replaced in place: never released in between
+
+
 def test_maintenance_needs_named_hosts_and_never_takes_the_whole_cluster(site):
     unnamed = site.run("maintenance", kvmha_maintenance_owner="alice", kvmha_maintenance_reason="x")
     assert unnamed.returncode != 0 and "set kvmha_maintenance_hosts" in unnamed.output

@@ -67,6 +67,26 @@ def test_maintenance_enter_and_leave_are_idempotent_with_diff(run_module, tmp_pa
     assert mark(run_module, store, state="absent")["changed"] is False
 
 
+def test_a_maintenance_is_extended_in_place_with_diff_and_never_entered_by_an_extension(run_module, tmp_path):
+    store = str(tmp_path)
+    refused = mark(run_module, store, state="extended", duration=7200)
+    assert refused["failed"] and refused["error_kind"] == "invalid_input" and "not in maintenance" in refused["msg"]
+    mark(run_module, store, duration=600)
+    checked = mark(run_module, store, state="extended", duration=7200, check=True)
+    assert checked["changed"] and _marks_now(store)["h2"]["ttl"] == 600  # check mode wrote nothing
+    extended = mark(run_module, store, owner="bob", state="extended", duration=7200, diff=True)
+    assert extended["changed"] and extended["mark"]["ttl"] == 7200 and extended["mark"]["owner"] == "alice"
+    assert extended["mark"]["data"] == {"reason": "bios", "extended_by": "bob"}
+    assert extended["diff"]["after"]["expires_at"] > extended["diff"]["before"]["expires_at"]
+    fenced = run_module(host_mark, {"store_path": store, "kind": "fenced", "host": "h2", "owner": "x", "state": "extended"})
+    assert fenced["failed"] and "only a maintenance mark" in fenced["msg"]
+
+
+def _marks_now(store):
+    from ansible_collections.kvmha.cluster.plugins.module_utils import _marks  # noqa: PLC0415
+    return _marks.read_marks(store, "maintenance")["active"]
+
+
 def test_maintenance_in_check_mode_writes_nothing(run_module, tmp_path):
     assert mark(run_module, str(tmp_path), check=True)["changed"] is True
     assert not os.path.exists(tmp_path / "kvmha")

@@ -83,6 +83,23 @@ def test_a_returning_host_never_loses_a_copy_that_is_not_verified_elsewhere(stat
     assert len(remove) + len(keep) == (len(states) if host == "h1" else 0)
 
 
+def test_a_returning_host_removes_exactly_the_copies_verified_elsewhere_and_says_why_it_keeps_the_others():
+    """Pins stale_copies (mutation testing found it loosely tested): host names are built at run time, so that an
+    identity check in place of equality, or an ordering in place of inequality, is caught."""
+    host = "".join(["h", "3"])
+    data = owed.new_document("h1", "c", "h1/b", "SUSPECT", "R8", [vm_record("g%d" % i) for i in range(5)], NOW, "w")
+    placed = [("verified", "h2"), ("verified", "h4"), ("verified", "".join(["h", "3"])), ("abandoned", None), ("claimed", "h4")]
+    for i, (state, target) in enumerate(placed):
+        data["vms"][i] = owed.add_copy(owed.transition(data["vms"][i], state, NOW, target=target), host)
+    remove, keep = owed.stale_copies(host, {"h1": data})
+    assert remove == [data["vms"][0]["uuid"], data["vms"][1]["uuid"]]  # verified on h2 and on h4: stale here
+    assert {k["name"]: k["reason"] for k in keep} == {
+        "g2": "it was verified running on h3 itself",
+        "g3": "it was abandoned by an operator and runs nowhere else: this may be its only copy",
+        "g4": "it is still owed by h1 (claimed) and has no verified copy elsewhere: this may be its only copy",
+    }
+
+
 def test_the_latest_entry_decides_across_documents():
     old = document("verified")  # g0 verified on h2 in h1's recovery ...
     newer = owed.new_document("h2", "c", "h2/b", "SUSPECT", "R8", [vm_record("g0")], NOW + 50, "w")  # ... then h2 died

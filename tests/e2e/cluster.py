@@ -241,6 +241,7 @@ class Cluster:
         self.wait_all_alive()
         self.clear_store_state()
         self.restore_layout()
+        self.rewrite_markers_the_writers_miss()
         wait_for(self.manifests_match_layout, 30, interval=0.5, what="the writers' manifests to show the layout")
         self.store_snapshot = self.snapshot_store()
         # What the lab itself counted at the healthy start, for the invariants (never the product's journal).
@@ -277,6 +278,17 @@ class Cluster:
                           self.hosts))
         copies = self.qemu_copies()
         assert all(copies.get(g) == [h] for g, h in homes.items()), copies
+
+    def rewrite_markers_the_writers_miss(self):
+        """A scenario may change a guest's HA marker behind the lab's record (ha_vm unmarks it): a guest running at
+        home that its host's record does not list gets the lab record's marker written back (live and persistent)."""
+        reader = RecordReader(config.STORE)
+        copies = self.qemu_copies()
+        for host in self.hosts:
+            reading = reader.read(host)
+            listed = {vm["name"] for vm in reading.record["vms"]} if reading.status == "ok" else set()
+            for guest in sorted(g for g, hosts in copies.items() if host in hosts and g not in listed):
+                self.lab.guest_set(guest)
 
     def snapshot_store(self) -> dict:
         files = {}

@@ -63,5 +63,4 @@ def test_a_fence_restarts_only_the_guests_still_marked_ha(cluster, tmp_path):
         cluster.assert_invariants([run], verdicts={"h1": ("SUSPECT", "R8")}, fenced={"h1"}, starts_before=starts,
                                   down_hosts=("h1",))
     finally:
-        cluster.reset()  # h1 on again, every guest at home: then its marker can be written back
-        cluster.lab.guest_set(unmarked, priority=50, group="", ha=True)
+        cluster.reset()  # h1 on again, every guest at home, and the unmarked guest's marker written back

@@ -27,6 +27,11 @@ def published(cluster, host, guest):
     return None if entry is None else (entry["ha"], entry["priority"], entry["group"])
 
 
+def unmarked_in_record(cluster, host, guest):
+    """The host's record no longer lists ``guest`` as HA (the writer lists only HA VMs: an unmarked one drops out)."""
+    return (published(cluster, host, guest) or (False,))[0] is False
+
+
 def test_ha_vm_marks_unmarks_and_lists_and_the_writer_publishes_it(cluster, tmp_path):
     guest = sorted(g for g, home in cluster.guest_homes.items() if home == "h2")[0]
     try:
@@ -41,7 +46,7 @@ def test_ha_vm_marks_unmarks_and_lists_and_the_writer_publishes_it(cluster, tmp_
         listing = ha_vm(cluster, tmp_path)
         assert "h2: %s priority 90, group solo, running" % guest in listing.output, listing.output[-4000:]
         ha_vm(cluster, tmp_path, kvmha_ha_vm_hosts="h2", kvmha_ha_vm_names=guest, kvmha_ha_vm_state="absent")
-        wait_for(lambda: (published(cluster, "h2", guest) or (None,))[0] is False, 30, what="the writer to publish the unmarked VM")
+        wait_for(lambda: unmarked_in_record(cluster, "h2", guest), 30, what="the writer to publish the unmarked VM")
         assert "h2: %s priority" % guest not in ha_vm(cluster, tmp_path, kvmha_ha_vm_hosts="h2").output
     finally:
         cluster.lab.guest_set(guest, priority=50, group="", ha=True)  # the lab's own record still says so: rewrite it
@@ -53,7 +58,7 @@ def test_a_fence_restarts_only_the_guests_still_marked_ha(cluster, tmp_path):
     unmarked, marked = guests[0], set(guests[1:])
     try:
         ha_vm(cluster, tmp_path, kvmha_ha_vm_hosts="h1", kvmha_ha_vm_names=unmarked, kvmha_ha_vm_state="absent")
-        wait_for(lambda: (published(cluster, "h1", unmarked) or (None,))[0] is False, 30, what="the writer to publish it")
+        wait_for(lambda: unmarked_in_record(cluster, "h1", unmarked), 30, what="the writer to publish it")
         starts = cluster.qemu_starts()
         run = cluster.during_watch(lambda: cluster.lab.power("h1", "crash"))
         assert run.rc == 0, run.explain()

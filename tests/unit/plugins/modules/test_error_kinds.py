@@ -377,7 +377,8 @@ PRODUCE = {
     (ipmi_power, "timeout"): lambda r, t, m: ipmi(r, m, HangingSession(), deadline_s=0.3),
     (ipmi_power, "bmc_error"): lambda r, t, m: ipmi(r, m, FakeSession(control_response={"code": 0xC1, "error": "invalid"}),
                                                     state="off"),
-    (ipmi_power, "confirm_timeout"): lambda r, t, m: ipmi(r, m, FakeSession(stuck=True), state="off", deadline_s=0.2),
+    # 2 s: room for the first read and the command on a loaded machine, so that the confirmation is what runs out.
+    (ipmi_power, "confirm_timeout"): lambda r, t, m: ipmi(r, m, FakeSession(stuck=True), state="off", deadline_s=2.0),
     (kvm_heartbeat, "invalid_input"): lambda r, t, m: r(kvm_heartbeat, {"store_path": str(t), "poll": 0}),
     (kvm_heartbeat, "timeout"): lambda r, t, m: (m.setattr(kvm_heartbeat.RecordReader, "read", hang),
                                                  r(kvm_heartbeat, {"store_path": str(t), "state": "stopped", "host": "h1",

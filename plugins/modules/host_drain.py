@@ -89,6 +89,15 @@ options:
     description: Seconds the whole drain may take; VMs whose turn comes later stay on the source.
     type: float
     default: 1800
+  unsafe:
+    description:
+      - Skip libvirt's check that the VMs' disks are on storage it recognises as shared (NFS, GFS2, OCFS2, CephFS,
+        ...); C(virsh migrate --unsafe).
+      - Only for disks that really are shared but that libvirt cannot recognise as such (a cluster file system it does
+        not know, one directory bind-mounted into every host). On storage that is not shared, a migration copies no
+        disk and the VM goes on writing to a disk the target does not have.
+    type: bool
+    default: false
 requirements:
   - libvirt-python
 notes:
@@ -185,6 +194,7 @@ ARGUMENT_SPEC = merge_specs(STORE_SPEC, LIBVIRT_CONNECTION_SPEC, {
     "strategy": {"type": "str", "choices": list(STRATEGIES), "default": "spread"},
     "vm_timeout_s": {"type": "float", "default": 300.0},
     "deadline_s": {"type": "float", "default": 1800.0},
+    "unsafe": {"type": "bool", "default": False},
 })
 
 
@@ -261,7 +271,7 @@ class Drain:
             return
         started, failure = time.monotonic(), ""
         try:
-            self.source.migrate_live(vm["uuid"], target, migration_uri(self.targets[host]), timeout)
+            self.source.migrate_live(vm["uuid"], target, migration_uri(self.targets[host]), timeout, self.params["unsafe"])
         except LibvirtError as err:
             failure = "the migration to %s failed: %s" % (host, err)
         outcome, why = _drain.settle(self.source.domain_state(vm["uuid"]), target.domain_state(vm["uuid"]))

@@ -10,30 +10,30 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ansible_collections.kvmha.cluster.plugins.module_utils import _ha_marker as marker
+from ansible_collections.kvmha.cluster.plugins.module_utils import _domainxml as marker
 from ansible_collections.kvmha.cluster.plugins.module_utils._errors import InvalidInput
 
 PRIORITIES = st.integers(0, 100)
 # Any printable text, markup and quotes included: the group is an attribute value and must survive escaping.
 GROUPS = st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), max_size=marker.MAX_GROUP).filter(str.isprintable)
-MARKERS = st.one_of(st.none(), st.builds(marker.render, PRIORITIES, GROUPS),
+MARKERS = st.one_of(st.none(), st.builds(marker.render_marker, PRIORITIES, GROUPS),
                     st.sampled_from(['<ha priority="high"/>', "<ha/>", '<other priority="5"/>', "<ha priority='101' group=''/>",
                                      "not xml", '<!DOCTYPE x [<!ENTITY a "b">]><ha priority="1"/>']))
 
 
 @given(PRIORITIES, GROUPS)
 def test_what_is_written_reads_back_unchanged(priority, group):
-    assert marker.read(marker.render(priority, group)) == {"ha": True, "priority": priority, "group": group, "problems": []}
+    assert marker.read_marker(marker.render_marker(priority, group)) == {"ha": True, "priority": priority, "group": group, "problems": []}
 
 
-@given(st.dictionaries(st.sampled_from(marker.SCOPES), MARKERS), st.sampled_from(["present", "absent"]), PRIORITIES, GROUPS)
+@given(st.dictionaries(st.sampled_from(marker.MARKER_SCOPES), MARKERS), st.sampled_from(["present", "absent"]), PRIORITIES, GROUPS)
 def test_one_write_makes_every_scope_what_was_asked(current, state, priority, group):
     """Writing the scopes that differ leaves none that differs: a second run of the same tagging changes nothing."""
-    target = marker.wanted(state, priority, group)
-    before = {scope: marker.read(text) for scope, text in current.items()}
+    target = marker.wanted_marker(state, priority, group)
+    before = {scope: marker.read_marker(text) for scope, text in current.items()}
     written = marker.scopes_to_write(before, target)
-    element = marker.render(priority, group) if target["ha"] else None
-    after = dict(before, **{scope: marker.read(element) for scope in written})
+    element = marker.render_marker(priority, group) if target["ha"] else None
+    after = dict(before, **{scope: marker.read_marker(element) for scope in written})
     assert marker.scopes_to_write(after, target) == []
     assert set(written) <= set(current)
 
@@ -46,9 +46,9 @@ def test_one_write_makes_every_scope_what_was_asked(current, state, priority, gr
     ('<ha group="db"/>', 50, "no priority attribute"),
 ])
 def test_an_unreadable_priority_counts_as_the_default_like_the_writer_reads_it(text, priority, problem):
-    read = marker.read(text)
+    read = marker.read_marker(text)
     assert read["ha"] is True and read["priority"] == priority and read["problems"][0].startswith(problem)
-    assert marker.scopes_to_write({"live": read}, marker.wanted("present", 50, read["group"])) == ["live"]
+    assert marker.scopes_to_write({"live": read}, marker.wanted_marker("present", 50, read["group"])) == ["live"]
 
 
 @pytest.mark.parametrize("text, problem", [
@@ -58,13 +58,13 @@ def test_an_unreadable_priority_counts_as_the_default_like_the_writer_reads_it(t
     ("<ha priority='1' group='%s'/>" % ("x" * 70000), "the element of the HA namespace is oversized"),
 ])
 def test_anything_else_in_the_namespace_is_not_ha_and_is_removed_by_absent(text, problem):
-    read = marker.read(text)
+    read = marker.read_marker(text)
     assert read["ha"] is False and read["problems"][0].startswith(problem)
-    assert marker.scopes_to_write({"config": read}, marker.wanted("absent", 50, "")) == ["config"]
+    assert marker.scopes_to_write({"config": read}, marker.wanted_marker("absent", 50, "")) == ["config"]
 
 
 def test_a_group_longer_than_the_writer_keeps_is_cut_and_flagged():
-    read = marker.read('<ha priority="10" group="%s"/>' % ("g" * 300))
+    read = marker.read_marker('<ha priority="10" group="%s"/>' % ("g" * 300))
     assert read["group"] == "g" * 255 and read["problems"] == ["group is longer than 255 characters: it is cut"]
 
 
@@ -72,8 +72,8 @@ def test_a_group_longer_than_the_writer_keeps_is_cut_and_flagged():
                                              (50, "tab\there"), (50, None)])
 def test_refused_taggings(priority, group):
     with pytest.raises(InvalidInput):
-        marker.wanted("present", priority, group)
+        marker.wanted_marker("present", priority, group)
 
 
 def test_absent_needs_no_valid_priority_or_group():
-    assert marker.wanted("absent", 999, "\x00") == marker.absent()
+    assert marker.wanted_marker("absent", 999, "\x00") == marker.no_marker()

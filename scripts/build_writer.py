@@ -8,8 +8,9 @@
 The parts are ordinary modules of the installed package ``kvmha`` that import each other by name; in the assembled
 file they share one namespace, so those imports are dropped and the others (standard library, the collection's
 shipped module_utils) are merged at the top. The collection's module_utils named in MODULE_UTILS of writer/__init__.py
-(domain XML) are inlined the same way, ahead of the parts, so that the role ships one file, not one more. Refused: two parts defining the same name, an import below a part's
-code, a name imported from a part that does not define it, or imported under another name.
+(domain XML) are inlined the same way, ahead of the parts, so that the role ships one file, not one more. Refused:
+two parts defining the same name, an import below a part's code, a name imported from a part that does not define
+it, or imported under another name.
 
     python scripts/build_writer.py          # write files/writer.py
     python scripts/build_writer.py --check  # exit 1 when files/writer.py is not the assembly of the parts

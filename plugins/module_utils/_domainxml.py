@@ -21,7 +21,7 @@ import uuid as uuidlib
 from xml.etree import ElementTree
 from xml.sax.saxutils import quoteattr
 
-from ._errors import InvalidInput
+from ._errors import DomainXMLError, InvalidInput
 
 HA_NAMESPACE = "http://kvmha.invalid/xmlns/ha/1"
 HA_PREFIX = "kvmha"
@@ -37,10 +37,6 @@ MARKER_SCOPES = ("live", "config")
 MEMORY_UNITS = dict({"b": 1, "byte": 1, "bytes": 1}, **{letter + suffix: (1000 if suffix == "b" else 1024) ** power
                                                         for power, letter in enumerate("kmgtpe", 1) for suffix in ("", "ib", "b")})
 DEFAULT_MEMORY_UNIT = "KiB"
-
-
-class DomainXMLError(InvalidInput, ValueError):
-    """Domain XML, or a part of it, that is refused: ``invalid_input`` to the modules, a ValueError to the writer."""
 
 
 # --------------------------------------------------------------------------------------------------- parsing

@@ -38,7 +38,7 @@ from xml.sax.saxutils import quoteattr
 
 from . import _heartbeat as hb
 from ._deadline import call_with_deadline
-from ._errors import DeadlineExceeded, ErrorKind, InvalidInput, KvmhaError, StoreError
+from ._errors import DeadlineExceeded, DomainXMLError, ErrorKind, InvalidInput, KvmhaError, StoreError
 
 
 # --------------------------------------------------------------------------------------------------- domainxml (plugins/module_utils/_domainxml.py)
@@ -58,10 +58,6 @@ MARKER_SCOPES = ("live", "config")
 MEMORY_UNITS = dict({"b": 1, "byte": 1, "bytes": 1}, **{letter + suffix: (1000 if suffix == "b" else 1024) ** power
                                                         for power, letter in enumerate("kmgtpe", 1) for suffix in ("", "ib", "b")})
 DEFAULT_MEMORY_UNIT = "KiB"
-
-
-class DomainXMLError(InvalidInput, ValueError):
-    """Domain XML, or a part of it, that is refused: ``invalid_input`` to the modules, a ValueError to the writer."""
 
 
 # --------------------------------------------------------------------------------------------------- parsing

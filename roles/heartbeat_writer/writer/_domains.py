@@ -5,8 +5,8 @@
 
 from __future__ import annotations
 
-from ._domainxml import (
-    DEFAULT_PRIORITY, MAX_DEFINITION_BYTES, MAX_GROUP, DomainXMLError, ha_marker, marker_priority, memory_mib, parse_xml, uuid_or_none, vcpu_count)
+from ._domainxml import DEFAULT_PRIORITY, MAX_DEFINITION_BYTES, MAX_GROUP, ha_marker, marker_priority, memory_mib, parse_xml, uuid_or_none, vcpu_count
+from ._errors import DomainXMLError
 
 
 def listed_entry(ha_domains, name: str, uuid: str):

@@ -49,8 +49,8 @@ two evacuators of the same death always agree on the id.
 from __future__ import annotations
 
 import time
-import uuid as uuidlib
 
+from ._domainxml import normalise_uuid
 from ._errors import InvalidInput, StoreError
 from ._heartbeat import store_dir
 from ._storefile import DocumentStore, InvalidDocument
@@ -63,13 +63,6 @@ DEFAULT_SKEW = 5.0
 
 def claims_dir(store: str) -> str:
     return store_dir(store, "claims")
-
-
-def normalise_uuid(value) -> str:
-    try:
-        return str(uuidlib.UUID(str(value)))
-    except ValueError:
-        raise InvalidInput("%r is not a UUID" % str(value)[:80]) from None
 
 
 class Decision:

@@ -133,6 +133,12 @@ class PolicyError(InvalidInput):
     kind = ErrorKind.POLICY
 
 
+class DomainXMLError(InvalidInput, ValueError):
+    """Domain XML, or a part of it, is refused (``_domainxml``): a ValueError too, as the writer reads it."""
+
+    kind = ErrorKind.INVALID_INPUT
+
+
 class MissingLibrary(KvmhaError):
     """A Python library the task needs (jmespath, pyghmi, libvirt-python) is not installed."""
 

@@ -12,10 +12,8 @@ definition when it has one. Both are read and compared; only the scopes whose ma
 
 from __future__ import annotations
 
-import uuid as uuidlib
-
-from ._errors import InvalidInput, LibvirtError
-from ._ha_marker import HA_NAMESPACE, HA_PREFIX, read, render, scopes_to_write, summary
+from ._domainxml import HA_NAMESPACE, HA_PREFIX, marker_summary, normalise_uuid, read_marker, render_marker, scopes_to_write
+from ._errors import LibvirtError
 
 
 def _scopes(facts: dict) -> list:
@@ -23,21 +21,18 @@ def _scopes(facts: dict) -> list:
 
 
 def _markers(client, dom, scopes) -> dict:
-    return {scope: read(client.read_metadata(dom, HA_NAMESPACE, scope)) for scope in scopes}
+    return {scope: read_marker(client.read_metadata(dom, HA_NAMESPACE, scope)) for scope in scopes}
 
 
 def selector(name: str | None, vm_uuid: str | None) -> dict:
     """The lookup arguments of ``LibvirtClient.find_domain``: by UUID (normalised) or by exact name."""
     if vm_uuid is None:
         return {"name": name}
-    try:
-        return {"vm_uuid": str(uuidlib.UUID(vm_uuid))}
-    except ValueError:
-        raise InvalidInput("uuid %r is not a UUID" % vm_uuid[:60]) from None
+    return {"vm_uuid": normalise_uuid(vm_uuid, "uuid")}
 
 
 def tag(client, lookup: dict, target: dict, check_mode: bool) -> dict:
-    """Make the domain's marker ``target`` (``_ha_marker.wanted``) in every scope it has; report before and after."""
+    """Make the domain's marker ``target`` (``_domainxml.wanted_marker``) in every scope it has; report before and after."""
     dom = client.find_domain(**lookup)
     facts = client.describe(dom)
     scopes = _scopes(facts)
@@ -45,13 +40,13 @@ def tag(client, lookup: dict, target: dict, check_mode: bool) -> dict:
     write = scopes_to_write(before, target)
     after = dict(before, **{scope: target for scope in write})
     if write and not check_mode:
-        client.write_metadata(dom, HA_NAMESPACE, HA_PREFIX, render(target["priority"], target["group"]) if target["ha"] else None, write)
+        client.write_metadata(dom, HA_NAMESPACE, HA_PREFIX, render_marker(target["priority"], target["group"]) if target["ha"] else None, write)
         after = _markers(client, dom, scopes)
         if scopes_to_write(after, target):
             raise LibvirtError("libvirt accepted the HA marker of %r but reads back %r" % (facts["name"], after))
     return {"changed": bool(write), "domain": facts, "scopes": scopes, "written": write,
-            "before": {scope: summary(m) for scope, m in before.items()},
-            "after": {scope: summary(m) for scope, m in after.items()}}
+            "before": {scope: marker_summary(m) for scope, m in before.items()},
+            "after": {scope: marker_summary(m) for scope, m in after.items()}}
 
 
 def ha_domains(client) -> list:

@@ -16,22 +16,20 @@ the kind of the collection's ``ErrorKind`` - that says what happened:
 - ``DomainNotFound`` (``no_domain``): the domain does not exist;
 - ``LibvirtError`` (``libvirt``): any other error reported by libvirt (the call itself was refused).
 
-Domain XML read from the shared store is input from outside: ``parse_domain_xml`` caps its size, refuses
-DTDs and entity declarations (no entity expansion at all), and checks that it describes the expected UUID.
+Domain XML read from the shared store is input from outside: ``read_domain_xml`` caps its size and checks it with
+``_domainxml.parse_domain_xml`` (no DTD or entity declarations, so no entity expansion; the expected UUID).
 """
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import stat
 import time
-import uuid as uuidlib
 from urllib.parse import parse_qsl, urlsplit
-from xml.etree import ElementTree
 
 from ._deadline import call_with_deadline
+from ._domainxml import MAX_DOMAIN_BYTES, parse_domain_xml
 from ._errors import (
     DeadlineExceeded,
     DomainNotFound,
@@ -57,7 +55,6 @@ else:
     libvirt.registerErrorHandler(_quiet, None)
 
 MAX_URI = 2048
-MAX_XML_BYTES = 1024 * 1024
 # Transports that only open a connection. "ext" runs an arbitrary local command: refused.
 TRANSPORTS = ("", "unix", "ssh", "libssh", "libssh2", "tls", "tcp")
 # URI parameters that name commands to run locally or on the remote host: refused.
@@ -67,12 +64,6 @@ _DRIVER = re.compile(r"^[a-z][a-z0-9]*$")
 DOMAIN_STATES = {0: "nostate", 1: "running", 2: "blocked", 3: "paused", 4: "shutdown", 5: "shutoff", 6: "crashed",
                  7: "pmsuspended"}
 RUNNING_STATES = ("running", "blocked")
-
-_UNITS = {
-    "b": 1, "bytes": 1, "kb": 1000, "k": 1024, "kib": 1024, "mb": 1000 ** 2, "m": 1024 ** 2, "mib": 1024 ** 2,
-    "gb": 1000 ** 3, "g": 1024 ** 3, "gib": 1024 ** 3, "tb": 1000 ** 4, "t": 1024 ** 4, "tib": 1024 ** 4,
-}
-
 
 # --------------------------------------------------------------------------------------------------- URIs
 
@@ -108,70 +99,7 @@ def validate_uri(uri) -> str:
 # --------------------------------------------------------------------------------------------------- domain XML
 
 
-def _memory_mib(element) -> int | None:
-    if element is None or element.text is None:
-        return None
-    try:
-        amount = int(element.text.strip())
-    except ValueError:
-        raise InvalidInput("<memory> is not an integer: %r" % element.text.strip()[:40]) from None
-    unit = (element.get("unit") or "KiB").lower()
-    if unit not in _UNITS or amount < 0:
-        raise InvalidInput("<memory> has an unknown unit %r or a negative amount" % element.get("unit"))
-    return int(math.ceil(amount * _UNITS[unit] / float(1024 ** 2)))
-
-
-def parse_domain_xml(text, expected_uuid: str | None = None, max_bytes: int = MAX_XML_BYTES) -> dict:
-    """Validate domain XML from outside and return ``{"uuid", "name", "type", "memory_mib", "vcpus"}``.
-
-    Refuses oversized documents, any DTD or entity declaration (so nothing can be expanded), XML that is not a
-    ``<domain>``, and a UUID that differs from ``expected_uuid``. Raises ``InvalidInput`` with the reason.
-    """
-    if isinstance(text, bytes):
-        if len(text) > max_bytes:
-            raise InvalidInput("domain XML is %d bytes, more than the %d-byte limit" % (len(text), max_bytes))
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError:
-            raise InvalidInput("domain XML is not UTF-8") from None
-    if not isinstance(text, str):
-        raise InvalidInput("domain XML must be text")
-    if len(text.encode("utf-8")) > max_bytes:
-        raise InvalidInput("domain XML is more than the %d-byte limit" % max_bytes)
-    if "<!DOCTYPE" in text or "<!ENTITY" in text:
-        raise InvalidInput("domain XML contains a DTD or an entity declaration; refused")
-    try:
-        root = ElementTree.fromstring(text)
-    except ElementTree.ParseError as err:
-        raise InvalidInput("domain XML is malformed: %s" % err) from None
-    if root.tag != "domain":
-        raise InvalidInput("domain XML has root element <%s>, expected <domain>" % str(root.tag)[:40])
-    dom_type = root.get("type")
-    if not dom_type:
-        raise InvalidInput("domain XML has no type attribute")
-    name = (root.findtext("name") or "").strip()
-    if not name:
-        raise InvalidInput("domain XML has no <name>")
-    raw_uuid = (root.findtext("uuid") or "").strip()
-    if not raw_uuid:
-        raise InvalidInput("domain XML has no <uuid>")
-    try:
-        found = str(uuidlib.UUID(raw_uuid))
-    except ValueError:
-        raise InvalidInput("domain XML has an invalid <uuid> %r" % raw_uuid[:40]) from None
-    if expected_uuid is not None and found != str(uuidlib.UUID(expected_uuid)):
-        raise InvalidInput("domain XML describes UUID %s, expected %s" % (found, expected_uuid))
-    vcpus = None
-    vcpu = root.find("vcpu")
-    if vcpu is not None and vcpu.text is not None:
-        try:
-            vcpus = int(vcpu.text.strip())
-        except ValueError:
-            raise InvalidInput("<vcpu> is not an integer: %r" % vcpu.text.strip()[:40]) from None
-    return {"uuid": found, "name": name, "type": dom_type, "memory_mib": _memory_mib(root.find("memory")), "vcpus": vcpus}
-
-
-def read_domain_xml(path: str, expected_uuid: str, max_bytes: int = MAX_XML_BYTES) -> tuple:
+def read_domain_xml(path: str, expected_uuid: str, max_bytes: int = MAX_DOMAIN_BYTES) -> tuple:
     """Read and validate a domain XML file from the store: returns ``(text, parse_domain_xml(...))``.
 
     The file must be a regular file (not a symbolic link) of at most ``max_bytes``. Raises ``InvalidInput``.

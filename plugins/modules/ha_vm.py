@@ -126,7 +126,7 @@ error_kind:
 
 from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import LIBVIRT_CONNECTION_SPEC, merge_specs
 from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule, run_module
-from ansible_collections.kvmha.cluster.plugins.module_utils._ha_marker import wanted
+from ansible_collections.kvmha.cluster.plugins.module_utils._domainxml import wanted_marker
 from ansible_collections.kvmha.cluster.plugins.module_utils._ha_vm import selector, tag
 from ansible_collections.kvmha.cluster.plugins.module_utils._libvirt import LIBVIRT_IMPORT_ERROR, LibvirtClient
 
@@ -142,7 +142,7 @@ ARGUMENT_SPEC = merge_specs(LIBVIRT_CONNECTION_SPEC, {
 
 def run(module: KvmhaModule) -> dict:
     params, check_mode, diff_mode = module.params, module.check_mode, module.diff_mode
-    target = wanted(params["state"], params["priority"], params["group"])
+    target = wanted_marker(params["state"], params["priority"], params["group"])
     lookup = selector(params["name"], params["uuid"])
     client = LibvirtClient(params["uri"], params["connect_timeout_s"], params["call_timeout_s"], read_only=check_mode).open()
     try:

@@ -176,10 +176,11 @@ from urllib.parse import urlsplit
 from ansible_collections.kvmha.cluster.plugins.module_utils import _drain
 from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import LIBVIRT_CONNECTION_SPEC, STORE_SPEC, merge_specs
 from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule, run_module
+from ansible_collections.kvmha.cluster.plugins.module_utils._domainxml import parse_domain_xml
 from ansible_collections.kvmha.cluster.plugins.module_utils._errors import InvalidInput, LibvirtError, MigrationUnknown, check_range
 from ansible_collections.kvmha.cluster.plugins.module_utils._ha_vm import ha_domains
 from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import RecordReader, validate_host_name
-from ansible_collections.kvmha.cluster.plugins.module_utils._libvirt import LIBVIRT_IMPORT_ERROR, LibvirtClient, parse_domain_xml
+from ansible_collections.kvmha.cluster.plugins.module_utils._libvirt import LIBVIRT_IMPORT_ERROR, LibvirtClient
 from ansible_collections.kvmha.cluster.plugins.module_utils._placement import STRATEGIES
 
 ARGUMENT_SPEC = merge_specs(STORE_SPEC, LIBVIRT_CONNECTION_SPEC, {

@@ -153,9 +153,10 @@ error_kind:
 import time
 
 from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import LIBVIRT_CONNECTION_SPEC, STORE_SPEC, merge_specs, renamed
-from ansible_collections.kvmha.cluster.plugins.module_utils._claims import ClaimBook, normalise_uuid
+from ansible_collections.kvmha.cluster.plugins.module_utils._claims import ClaimBook
 from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule, run_module
 from ansible_collections.kvmha.cluster.plugins.module_utils._deadline import call_with_deadline
+from ansible_collections.kvmha.cluster.plugins.module_utils._domainxml import normalise_uuid
 from ansible_collections.kvmha.cluster.plugins.module_utils._errors import StoreError
 from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import validate_host_name
 from ansible_collections.kvmha.cluster.plugins.module_utils._libvirt import LIBVIRT_IMPORT_ERROR, RUNNING_STATES, LibvirtClient

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import settings
 
 from ansible_collections.kvmha.cluster.tests._require import fail_skip_in_ci
+from ansible_collections.kvmha.cluster.tests._shipped import GUARD_MODULE_UTILS, sources
 
 # No test asserts how fast an example runs: hypothesis's per-example deadline would be such an assertion, and the
 # units run beside other stages on two shared cores.
@@ -39,12 +40,11 @@ def pytest_make_collect_report(collector):  # pylint: disable=unused-argument
     return report
 
 
-# The heartbeat writer as the role installs it: a package ``kvmha`` holding the collection's ``_errors.py``,
-# ``_deadline.py``, ``_heartbeat.py``, ``_storefile.py`` and ``_marks.py`` next to the role's ``writer.py`` and
-# ``boot_guard.py``. Its own tests use it, and so do tests that want a store written by the real writer.
+# The heartbeat writer as the role installs it: a package ``kvmha`` holding the collection's module_utils that the
+# role installs (tests/_shipped.py) next to the role's ``writer.py`` and ``boot_guard.py``. Its own tests use it, and
+# so do tests that want a store written by the real writer.
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-SHIPPED_MODULE_UTILS = ("_errors.py", "_deadline.py", "_heartbeat.py", "_storefile.py", "_marks.py")
-WRITER_SOURCES = [ROOT / "plugins" / "module_utils" / name for name in SHIPPED_MODULE_UTILS]
+WRITER_SOURCES = sources(GUARD_MODULE_UTILS)
 WRITER_SOURCES += [ROOT / "roles" / "heartbeat_writer" / "files" / name for name in ("writer.py", "boot_guard.py")]
 
 

@@ -18,10 +18,11 @@ import time
 import pytest
 
 from ansible_collections.kvmha.cluster.tests._require import fail_skip_in_ci
+from ansible_collections.kvmha.cluster.tests._shipped import WRITER_MODULE_UTILS, sources
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else shutil.which("python3")
-SOURCES = [ROOT / "plugins" / "module_utils" / name for name in ("_errors.py", "_deadline.py", "_heartbeat.py")]
+SOURCES = sources(WRITER_MODULE_UTILS)
 SOURCES.append(ROOT / "roles" / "heartbeat_writer" / "files" / "writer.py")
 LAUNCHER = ROOT / "roles" / "heartbeat_writer" / "files" / "launcher.py"
 

@@ -22,8 +22,8 @@ import pytest
 from conftest import PYTHON, ROOT  # pylint: disable=import-error
 
 from ansible_collections.kvmha.cluster.tests._require import require
+from ansible_collections.kvmha.cluster.tests._shipped import GUARD_MODULE_UTILS, sources
 
-MODULE_UTILS = ("_errors.py", "_deadline.py", "_heartbeat.py", "_storefile.py", "_marks.py")
 FILES = ROOT / "roles" / "heartbeat_writer" / "files"
 FIXTURE = ROOT / "tests" / "integration" / "targets" / "vm_evacuate" / "files" / "libvirtd_fixture.py"
 HA = '<metadata><kvmha:ha xmlns:kvmha="http://kvmha.invalid/xmlns/ha/1" priority="50" group=""/></metadata>'
@@ -47,8 +47,8 @@ def install(base):
     """The role's layout: the package kvmha (module_utils unchanged + writer + guard) and the launcher."""
     package = base / "kvmha"
     package.mkdir(parents=True)
-    for name in MODULE_UTILS:
-        shutil.copy(ROOT / "plugins" / "module_utils" / name, package / name)
+    for source in sources(GUARD_MODULE_UTILS):
+        shutil.copy(source, package / source.name)
     shutil.copy(FILES / "writer.py", package / "writer.py")
     shutil.copy(FILES / "boot_guard.py", package / "boot_guard.py")
     shutil.copy(FILES / "package_init.py", package / "__init__.py")

@@ -17,6 +17,7 @@ import pytest
 from conftest import PYTHON, ROOT  # pylint: disable=import-error
 
 from ansible_collections.kvmha.cluster.tests._require import optional, require
+from ansible_collections.kvmha.cluster.tests._shipped import WRITER_MODULE_UTILS, sources
 
 INVENTORY = {
     "all": {"children": {"kvm_hosts": {
@@ -62,8 +63,8 @@ def launcher_layout(tmp_path_factory):
     """launcher.py imports kvmha.writer from its own directory: lay it out like the role does."""
     base = tmp_path_factory.mktemp("install")
     (base / "kvmha").mkdir()
-    for name in ("_errors.py", "_deadline.py", "_heartbeat.py"):
-        shutil.copy(ROOT / "plugins" / "module_utils" / name, base / "kvmha" / name)
+    for source in sources(WRITER_MODULE_UTILS):
+        shutil.copy(source, base / "kvmha" / source.name)
     shutil.copy(ROOT / "roles" / "heartbeat_writer" / "files" / "writer.py", base / "kvmha" / "writer.py")
     shutil.copy(ROOT / "roles" / "heartbeat_writer" / "files" / "package_init.py", base / "kvmha" / "__init__.py")
     shutil.copy(ROOT / "roles" / "heartbeat_writer" / "files" / "launcher.py", base / "kvmha-heartbeat.py")

@@ -28,8 +28,6 @@ import os
 import stat
 import sys
 import time
-import uuid as uuidlib
-import xml.etree.ElementTree as ET
 
 from . import _heartbeat as hb
 from . import _marks
@@ -45,7 +43,6 @@ UNKNOWN = "unknown"
 DEFAULT_STORE_TIMEOUT = 30.0
 MAX_STORE_TIMEOUT = 600.0
 MOUNT_POLL_S = 0.25
-MAX_DEFINITION_BYTES = 4 * 2**20
 MAX_GUESTS_LIST_BYTES = 2**20
 LIBVIRT_CONFIG_DIR = "/etc/libvirt/qemu"
 GUESTS_LIST = "/var/lib/libvirt/libvirt-guests"
@@ -95,16 +92,6 @@ class Definition:
 # --------------------------------------------------------------------------------------------------- pure parts
 
 
-def normalize_uuid(value):
-    """The canonical form (lower case, dashes) of a UUID string, or None if it is not one."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    try:
-        return str(uuidlib.UUID(value.strip()))
-    except ValueError:
-        return None
-
-
 def printable(value, limit: int = 200) -> str:
     """``value`` as one log-safe line: control characters replaced, at most ``limit`` characters."""
     return "".join(c if c.isprintable() else "?" for c in str(value)[:limit])
@@ -127,7 +114,7 @@ def verdict_from_mark(mark) -> Verdict:
     if not isinstance(vms, list):
         return Verdict(UNKNOWN, "active %s does not list the moved VMs (data.vms is %s)" % (described, type(vms).__name__),
                        mark=mark.as_dict())
-    uuids = [normalize_uuid(vm) for vm in vms]
+    uuids = [writer.uuid_or_none(vm) for vm in vms]
     bad = [vm for vm, canonical in zip(vms, uuids) if canonical is None]
     if bad:
         return Verdict(UNKNOWN, "active %s lists entries that are not UUIDs: %s" % (described, json.dumps(bad[:5])[:200]),
@@ -138,23 +125,14 @@ def verdict_from_mark(mark) -> Verdict:
 def parse_definition(raw: bytes, ha_domains=()) -> tuple:
     """``(name, uuid, ha)`` of a persistent domain definition as libvirt saves it; raises ``ValueError``.
 
-    Defensive: a size limit, no DTD or entity declarations (libvirt never writes them; refusing them rules out
-    entity expansion), the root must be ``<domain>`` with a valid ``<uuid>``. HA means what it means to the writer:
-    the HA metadata marker, or the name or UUID listed in ``ha_domains``.
+    Defensive, the writer's ``domain_root`` (module_utils/_domainxml.py): a size limit, no DTD or entity declarations,
+    the root must be ``<domain>``; then a valid ``<uuid>``. HA means what it means to the writer: the HA metadata
+    marker, or the name or UUID listed in ``ha_domains``.
     """
-    if len(raw) > MAX_DEFINITION_BYTES:
-        raise ValueError("%d bytes, more than the %d-byte limit" % (len(raw), MAX_DEFINITION_BYTES))
-    if b"<!DOCTYPE" in raw or b"<!ENTITY" in raw:
-        raise ValueError("a DTD or entity declaration (libvirt never writes one)")
-    try:
-        root = ET.fromstring(raw)
-    except ET.ParseError as err:
-        raise ValueError("not well-formed XML: %s" % err) from None
-    if root.tag != "domain":
-        raise ValueError("the root element is <%s>, not <domain>" % str(root.tag)[:80])
+    root = writer.domain_root(raw, writer.MAX_DEFINITION_BYTES)  # its DomainXMLError is a ValueError
     name = (root.findtext("name") or "").strip()
     raw_uuid = (root.findtext("uuid") or "").strip()
-    uuid = normalize_uuid(raw_uuid)
+    uuid = writer.uuid_or_none(raw_uuid)
     if not name or uuid is None:
         raise ValueError("no domain name or no valid <uuid>")
     listed = writer.listed_entry(ha_domains, name, raw_uuid) or writer.listed_entry(ha_domains, name, uuid)
@@ -208,8 +186,8 @@ def filter_guests_list(text: str, drop) -> tuple:
         if len(fields) < 2:
             lines.append(line)
             continue
-        kept = [guest for guest in fields[1:] if normalize_uuid(guest) not in drop]
-        dropped.extend(guest for guest in fields[1:] if normalize_uuid(guest) in drop)
+        kept = [guest for guest in fields[1:] if writer.uuid_or_none(guest) not in drop]
+        dropped.extend(guest for guest in fields[1:] if writer.uuid_or_none(guest) in drop)
         if len(kept) == len(fields) - 1:
             lines.append(line)
         elif kept:
@@ -278,7 +256,7 @@ def read_definitions(config_dir: str, ha_domains=()) -> list:
             continue
         path = os.path.join(config_dir, entry)
         try:
-            raw = _read_file(path, MAX_DEFINITION_BYTES)
+            raw = _read_file(path, writer.MAX_DEFINITION_BYTES)
         except IsADirectoryError:
             continue
         except OSError as err:

@@ -17,4 +17,7 @@ failure is logged and retried at the next beat. See docs/WRITER.md for the behav
 # The sources of the writer, one file per concern. The role ships them as ONE file, files/writer.py, which
 # scripts/build_writer.py assembles from these parts in this order (a part may use only what earlier parts define
 # at import time); a unit test keeps files/writer.py equal to a fresh assembly.
+# The collection's module_utils that the file holds too, ahead of the parts (they import from it as from a part):
+# domain XML is read one way by the modules and the writer.
+MODULE_UTILS = ("_domainxml",)
 PARTS = ("_workers", "_config", "_domains", "_capacity", "_sources", "_store", "_fencing", "_runtime", "_daemon", "_main")

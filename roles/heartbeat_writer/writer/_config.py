@@ -12,9 +12,9 @@ import math
 import os
 
 from . import _heartbeat as hb
+from ._domainxml import DEFAULT_PRIORITY, MAX_GROUP
 from ._errors import InvalidInput
 
-DEFAULT_PRIORITY = 50
 ACTIONS = ("poweroff", "watchdog", "command")
 PROBES = ("icmp", "tcp")
 LIBVIRT_METHODS = ("auto", "binding", "virsh", "none")
@@ -222,7 +222,7 @@ SETTINGS = (
 DOMAIN_ENTRY = (
     Setting("name", "word", None, "domain name or UUID; required"),
     Setting("priority", "int", DEFAULT_PRIORITY, "restart priority, higher first", 0, 100),
-    Setting("group", "string", "", "anti-affinity group (empty for none)", high=255),
+    Setting("group", "string", "", "anti-affinity group (empty for none)", high=MAX_GROUP),
 )
 
 

@@ -5,38 +5,8 @@
 
 from __future__ import annotations
 
-import math
-import uuid as uuidlib
-import xml.etree.ElementTree as ET
-
-from ._config import DEFAULT_PRIORITY
-
-HA_NAMESPACE = "http://kvmha.invalid/xmlns/ha/1"
-HA_TAG = "{%s}ha" % HA_NAMESPACE
-
-
-# libvirt memory units (docs: formatdomain.html#memory-allocation), as bytes.
-_UNITS = {
-    "b": 1, "bytes": 1, "kb": 10**3, "k": 2**10, "kib": 2**10, "mb": 10**6, "m": 2**20, "mib": 2**20,
-    "gb": 10**9, "g": 2**30, "gib": 2**30, "tb": 10**12, "t": 2**40, "tib": 2**40,
-    "pb": 10**15, "p": 2**50, "pib": 2**50, "eb": 10**18, "e": 2**60, "eib": 2**60,
-}
-
-
-def memory_mib(element) -> int:
-    """A libvirt memory element (value + unit, KiB by default) in MiB, rounded up."""
-    if element is None or not (element.text or "").strip():
-        return 0
-    unit = (element.get("unit") or "KiB").lower()
-    if unit not in _UNITS:
-        raise ValueError("unknown memory unit %r" % unit)
-    return int(math.ceil(int(element.text.strip()) * _UNITS[unit] / float(2**20)))
-
-
-def ha_marker(root):
-    """The HA marker element of a parsed domain (``<metadata><kvmha:ha .../></metadata>``), or None."""
-    metadata = root.find("metadata")
-    return None if metadata is None else metadata.find(HA_TAG)
+from ._domainxml import DEFAULT_PRIORITY, MAX_DEFINITION_BYTES, MAX_GROUP, ha_marker, marker_priority, memory_mib, parse_xml, uuid_or_none, vcpu_count
+from ._errors import DomainXMLError
 
 
 def listed_entry(ha_domains, name: str, uuid: str):
@@ -49,14 +19,11 @@ def parse_domain(xml_text: str, ha_domains=()) -> dict:
 
     Returns ``{uuid, name, ha, priority, memory_mib, vcpus, disks, group, warnings}``.
     """
-    root = ET.fromstring(xml_text)
+    root = parse_xml(xml_text, MAX_DEFINITION_BYTES)
     name = (root.findtext("name") or "").strip()
     uuid = (root.findtext("uuid") or "").strip()
     warnings = []
-    vcpu = root.find("vcpu")
-    vcpus = 0
-    if vcpu is not None:
-        vcpus = int(vcpu.get("current") or (vcpu.text or "0").strip() or 0)
+    vcpus = vcpu_count(root.find("vcpu"), current=True) or 0
     disks = []
     for disk in root.findall("./devices/disk"):
         if disk.get("device", "disk") not in ("disk", "lun"):
@@ -77,19 +44,15 @@ def parse_domain(xml_text: str, ha_domains=()) -> dict:
         priority, group = listed["priority"], listed["group"]
     if marker is not None:
         raw = marker.get("priority")
-        if raw is not None:
-            try:
-                value = int(raw)
-                if not 0 <= value <= 100:
-                    raise ValueError
-                priority = value
-            except ValueError:
-                warnings.append("domain %s: HA marker priority %r is not an integer 0-100; using %d" % (name, raw, priority))
+        if raw is not None and marker_priority(raw) is None:
+            warnings.append("domain %s: HA marker priority %r is not an integer 0-100; using %d" % (name, raw, priority))
+        elif raw is not None:
+            priority = marker_priority(raw)
         if marker.get("group") is not None:
-            group = marker.get("group")[:255]
+            group = marker.get("group")[:MAX_GROUP]
     return {
         "uuid": uuid, "name": name, "ha": marker is not None or listed is not None, "priority": priority,
-        "memory_mib": memory_mib(root.find("memory")), "vcpus": vcpus, "disks": disks, "group": group,
+        "memory_mib": memory_mib(root.find("memory")) or 0, "vcpus": vcpus, "disks": disks, "group": group,
         "warnings": warnings,
     }
 
@@ -100,7 +63,7 @@ def _manifest_from(xmls, ha_domains, inactive_xml) -> dict:
     for uuid, live in xmls:
         try:
             info = parse_domain(live, ha_domains)
-        except (ET.ParseError, ValueError) as err:
+        except DomainXMLError as err:
             warnings.append("domain %s: unreadable XML (%s); not counted" % (uuid, err))
             continue
         allocated["mem_mib"] += info["memory_mib"]
@@ -108,11 +71,10 @@ def _manifest_from(xmls, ha_domains, inactive_xml) -> dict:
         warnings.extend(info.pop("warnings"))
         if not info["ha"]:
             continue
-        try:
-            info["uuid"] = str(uuidlib.UUID(info["uuid"]))
-        except ValueError:
+        if uuid_or_none(info["uuid"]) is None:
             warnings.append("domain %s: uuid %r is not a UUID; left out" % (info["name"], info["uuid"]))
             continue
+        info["uuid"] = uuid_or_none(info["uuid"])
         vms.append(info)
         keep[info["uuid"]] = inactive_xml(info["uuid"], live)
     vms.sort(key=lambda vm: (-vm["priority"], vm["name"]))

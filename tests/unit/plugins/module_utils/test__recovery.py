@@ -403,12 +403,17 @@ def test_interrupted_run_is_reported_with_what_it_left(store):
 # ------------------------------------------------------------------------------------------------ the lease as a fencing token
 
 
-def lease_params(sim, owner, generation):
+def engine_params(sim, owner="run", **extra):
+    """vm_evacuate's options for one run against ``sim``: h1 failed, h2-h4 the targets, no wait for the hand-over."""
     params = dict((k, v.get("default")) for k, v in ARGUMENT_SPEC.items())
     params.update(store_path=sim.store, owner=owner, failed_hosts=["h1"], beat_timeout_s=0.0, cluster="c",
-                  targets=[{"host": h, "uri": "test:///%s" % h} for h in ("h2", "h3", "h4")],
-                  lease={"cluster": "c", "generation": generation, "ttl": 30.0})
-    return params
+                  targets=[{"host": h, "uri": "test:///%s" % h} for h in ("h2", "h3", "h4")])
+    return dict(params, **extra)
+
+
+def held(lease):
+    """The ``lease`` option of a run that holds ``lease`` (a cluster_lease result's lease)."""
+    return {"cluster": "c", "generation": lease["generation"], "ttl": 30.0}
 
 
 def test_a_run_whose_lease_moved_on_does_nothing(store):
@@ -418,7 +423,7 @@ def test_a_run_whose_lease_moved_on_does_nothing(store):
     docs.release(docs.read("c"))  # it expired while the run was frozen, and another run took it and released it
     _marks.acquire_lease(store, "c", "other-run", 30.0)
     with pytest.raises(_marks.LeaseLost) as err:
-        Evacuation(lease_params(sim, "frozen-run", mine["generation"]), client_factory=lambda *a: Client(sim.world, *a)).run()
+        Evacuation(engine_params(sim, "frozen-run", lease=held(mine)), client_factory=lambda *a: Client(sim.world, *a)).run()
     assert err.value.kind == "lease_lost" and "other-run" in str(err.value)
     assert owed.OwedBook(store, "x").read("h1") is None and sim.world.ticks == 0, "nothing opened, nothing started"
 
@@ -428,7 +433,7 @@ def test_a_lease_taken_over_mid_run_stops_every_further_start(store):
     mine = _marks.acquire_lease(store, "c", "slow-run", 30.0)["lease"]
     # One start at a time, so "the step after the take-over" is well defined: with parallel starts, those already
     # past their lease check when it happens finish (their claims keep the other run off those VMs).
-    engine = Evacuation(dict(lease_params(sim, "slow-run", mine["generation"]), parallel=1),
+    engine = Evacuation(engine_params(sim, "slow-run", lease=held(mine), parallel=1),
                         client_factory=lambda *a: Client(sim.world, *a))
     engine.keeper.clock = iter(range(0, 10 ** 6, 100)).__next__  # renew before every step: the take-over is seen at once
 
@@ -512,10 +517,7 @@ def test_a_host_put_into_maintenance_after_its_decision_is_not_recovered(store):
 
 
 def evacuate_once(sim, **extra):
-    params = dict((k, v.get("default")) for k, v in ARGUMENT_SPEC.items())
-    params.update(store_path=sim.store, owner="run", failed_hosts=["h1"], beat_timeout=0.0, cluster="c",
-                  targets=[{"host": h, "uri": "test:///%s" % h} for h in ("h2", "h3", "h4")], **extra)
-    return Evacuation(params, client_factory=lambda *a: Client(sim.world, *a), clock=lambda: sim.clock).run()
+    return Evacuation(engine_params(sim, **extra), client_factory=lambda *a: Client(sim.world, *a), clock=lambda: sim.clock).run()
 
 
 def test_a_host_switched_back_on_after_its_fence_is_not_recovered(store):

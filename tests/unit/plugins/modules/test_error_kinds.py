@@ -23,7 +23,7 @@ import yaml
 
 from ansible_collections.kvmha.cluster.plugins.module_utils import _errors, _ipmi, _power, _storefile
 from ansible_collections.kvmha.cluster.plugins.module_utils._errors import KIND_OF, MEANINGS, ErrorKind
-from ansible_collections.kvmha.cluster.plugins.module_utils._ha_marker import HA_NAMESPACE
+from ansible_collections.kvmha.cluster.plugins.module_utils._domainxml import HA_NAMESPACE
 from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import (
     build_record,
     encode_record,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.kvmha.cluster.plugins.module_utils._ha_marker import HA_NAMESPACE
+from ansible_collections.kvmha.cluster.plugins.module_utils._domainxml import HA_NAMESPACE
 from ansible_collections.kvmha.cluster.plugins.modules import ha_vm, ha_vm_info
 from ansible_collections.kvmha.cluster.tests._require import require_module
 

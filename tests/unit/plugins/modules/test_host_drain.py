@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from ansible_collections.kvmha.cluster.plugins.module_utils import _drain
 from ansible_collections.kvmha.cluster.plugins.module_utils._errors import InvalidInput
-from ansible_collections.kvmha.cluster.plugins.module_utils._ha_marker import HA_NAMESPACE
+from ansible_collections.kvmha.cluster.plugins.module_utils._domainxml import HA_NAMESPACE
 from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import build_record, encode_record, write_atomic
 from ansible_collections.kvmha.cluster.plugins.modules import host_drain
 from ansible_collections.kvmha.cluster.tests._require import require_module

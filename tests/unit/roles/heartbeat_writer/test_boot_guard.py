@@ -17,8 +17,9 @@ import pytest
 import yaml
 from hypothesis import given, settings, strategies as st
 
+from ansible_collections.kvmha.cluster.tests._shipped import GUARD_MODULE_UTILS
+
 ROOT = pathlib.Path(__file__).resolve().parents[4]
-SHIPPED_MODULE_UTILS = ("_errors.py", "_deadline.py", "_heartbeat.py", "_storefile.py", "_marks.py")
 
 U1 = "11111111-1111-4111-8111-111111111111"
 U2 = "22222222-2222-4222-8222-222222222222"
@@ -54,10 +55,11 @@ def conf(store, **extra):
 
 
 def test_uuids_are_normalized(boot_guard):
-    assert boot_guard.normalize_uuid(U1.upper()) == U1
-    assert boot_guard.normalize_uuid(U1.replace("-", "")) == U1
+    """The boot guard reads UUIDs with the writer's uuid_or_none (module_utils/_domainxml.py, inlined)."""
+    assert boot_guard.writer.uuid_or_none(U1.upper()) == U1
+    assert boot_guard.writer.uuid_or_none(U1.replace("-", "")) == U1
     for bad in ("", "  ", "g1", None, 17, ["x"], U1 + "0"):
-        assert boot_guard.normalize_uuid(bad) is None
+        assert boot_guard.writer.uuid_or_none(bad) is None
 
 
 def test_no_mark_and_a_released_mark_are_clear(boot_guard, store):
@@ -400,15 +402,19 @@ def test_the_installed_package_is_standard_library_only_and_complete():
     """Every file the role installs imports only the standard library (the writer's libvirt binding is optional)
     and modules the role installs too: the mark and record formats are the collection's own files, unchanged."""
     tasks = yaml.safe_load((ROOT / "roles" / "heartbeat_writer" / "tasks" / "main.yml").read_text())
+    lists = yaml.safe_load((ROOT / "roles" / "heartbeat_writer" / "vars" / "main.yml").read_text())
     shipped = set()
     for task in tasks:
         copy = task.get("ansible.builtin.copy") or {}
-        for item in task.get("loop") or []:
+        loop = task.get("loop") or []
+        if isinstance(loop, str):  # "{{ <a list of vars/main.yml> }}"
+            loop = lists[loop.strip("{} ")]
+        for item in loop:
             if "module_utils" in str(copy.get("src", "")):
                 shipped.add(item)
             elif isinstance(item, dict) and str(item.get("dest", "")).startswith("kvmha/"):
                 shipped.add(item["src"])
-    assert set(SHIPPED_MODULE_UTILS) <= shipped and {"writer.py", "boot_guard.py"} <= shipped
+    assert set(GUARD_MODULE_UTILS) <= shipped and {"writer.py", "boot_guard.py"} <= shipped
     modules = {name[:-3] for name in shipped}
     for name in shipped:
         directory = ROOT / "plugins" / "module_utils" if name.startswith("_") else ROOT / "roles" / "heartbeat_writer" / "files"

@@ -165,13 +165,13 @@ def test_marker_attributes_win_over_the_list_and_bad_priority_warns(writer):
     ("65536", None, 64), ("65536", "KiB", 64), ("1", "G", 1024), ("1", "GiB", 1024), ("1048576", "KB", 1000),
     ("1", "b", 1), ("0", "KiB", 0), ("2", "MiB", 2), ("1", "TiB", 1048576)])
 def test_memory_units(writer, value, unit, mib):
-    element = writer.ET.fromstring("<memory%s>%s</memory>" % ("" if unit is None else " unit='%s'" % unit, value))
+    element = writer.ElementTree.fromstring("<memory%s>%s</memory>" % ("" if unit is None else " unit='%s'" % unit, value))
     assert writer.memory_mib(element) == mib
 
 
 def test_unknown_memory_unit_is_an_error(writer):
     with pytest.raises(ValueError):
-        writer.memory_mib(writer.ET.fromstring("<memory unit='furlongs'>1</memory>"))
+        writer.memory_mib(writer.ElementTree.fromstring("<memory unit='furlongs'>1</memory>"))
 
 
 def test_manifest_sorts_by_priority_counts_all_domains_and_keeps_inactive_xml(writer):

@@ -32,6 +32,13 @@ def test_every_part_is_assembled(build):
     assert parts and all("(writer/%s.py)" % part in text for part in parts)
 
 
+def test_domain_xml_is_inlined_not_shipped_beside(build):
+    """The writer reads domain XML with the collection's own _domainxml.py, inlined: still one file, no import of it."""
+    text = build.assemble()
+    assert "(plugins/module_utils/_domainxml.py)" in text and "_domainxml" not in text.replace("(plugins/module_utils/_domainxml.py)", "")
+    assert "ansible_collections" not in text
+
+
 @pytest.mark.parametrize("part, change, message", [
     ("_capacity", "\ndef store_write():\n    pass\n", "defined in both"),
     ("_capacity", "\nimport os\n", "at the top of a part"),

@@ -11,7 +11,7 @@ from xml.sax.saxutils import quoteattr
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ansible_collections.kvmha.cluster.plugins.module_utils import _ha_marker as marker
+from ansible_collections.kvmha.cluster.plugins.module_utils import _domainxml as marker
 
 DOMAIN = "<domain type='test'><name>g</name><uuid>6695eb01-f6a4-8304-79aa-97f2502e193f</uuid><metadata>%s</metadata></domain>"
 
@@ -27,13 +27,13 @@ def test_one_namespace(writer):
 
 @given(st.integers(0, 100), st.text(max_size=marker.MAX_GROUP).filter(str.isprintable))
 def test_the_writer_reads_what_ha_vm_writes(writer, priority, group):
-    vm = writer.parse_domain(in_domain(marker.render(priority, group)))
+    vm = writer.parse_domain(in_domain(marker.render_marker(priority, group)))
     assert (vm["ha"], vm["priority"], vm["group"]) == (True, priority, group)
 
 
 @given(st.one_of(st.text(max_size=8).filter(str.isprintable), st.integers(-5, 105).map(str), st.sampled_from([" 7", "+7", "07", "1e2", "٣"])))
 def test_a_priority_is_read_as_the_writer_reads_it(writer, raw):
     element = '<ha priority=%s group="g"/>' % quoteattr(raw)
-    vm, read = writer.parse_domain(in_domain(element)), marker.read(element)
+    vm, read = writer.parse_domain(in_domain(element)), marker.read_marker(element)
     assert (vm["ha"], vm["priority"], vm["group"]) == (read["ha"], read["priority"], read["group"])
     assert bool(vm["warnings"]) == bool(read["problems"])

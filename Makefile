@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 
-.PHONY: setup demo test sanity lint units mutation mutation-quick lab-up lab-down lab-status clean bench build
+.PHONY: setup demo test sanity lint units mutation mutation-quick lab-up lab-down lab-status clean bench build changelog
 
 setup:
 	@scripts/setup.sh
@@ -39,6 +39,12 @@ bench: setup
 
 build: setup
 	@.venv/bin/ansible-galaxy collection build --force --output-path dist
+
+# Fold the fragments in changelogs/fragments/ into the release of galaxy.yml's version (a new one, or the existing
+# one again), with every plugin read afresh (a new module joins "New Modules"), and regenerate CHANGELOG.rst; the
+# fragments are removed. The lint stage checks the result.
+changelog: setup
+	@source scripts/env.sh && antsibull-changelog lint && antsibull-changelog release --update-existing --reload-plugins
 
 clean:
 	rm -rf .cache tests/output dist .pytest_cache .hypothesis

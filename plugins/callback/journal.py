@@ -74,6 +74,7 @@ from ansible_collections.kvmha.cluster.plugins.plugin_utils._journal import (
     HANDLERS,
     PHASE_VAR,
     Incident,
+    failure_message,
     handler_for,
     iso,
     load_counters,
@@ -295,7 +296,7 @@ class CallbackModule(CallbackBase):
             return  # not a kvmha.cluster module, nor a task whose phase records its failure
         host = result.host.get_name()
         details = scrub(result.result)
-        message = details.get("msg", how)
+        message = failure_message(details, how)
         if handler == "fence" and details.get("state", "off") in ("off", "shutdown"):  # a fence that failed before it ran too
             self._action(host, "fence", False, message, details)
         elif handler == "recovery" and "vms" in details:

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: fence_agent_power
 short_description: Read, and fence with confirmation, a host's power through any installed ClusterLabs fence agent
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Drives a fence agent of the ClusterLabs C(fence-agents) package (C(fence_ipmilan), C(fence_redfish), C(fence_idrac),
     C(fence_ilo*), C(fence_apc_snmp), C(fence_raritan), C(fence_ifmib), ...) through its standard stdin protocol - one

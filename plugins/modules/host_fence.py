@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: host_fence
 short_description: Fence a host through ordered fence levels (IPMI, Redfish, fence agents), as Pacemaker's topology does
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Powers a host off through its fence O(levels), tried in order. A level is a list of devices; it fences the host
     only when every device of it confirms off (a host fed by two PDUs keeps running while one outlet still feeds it).

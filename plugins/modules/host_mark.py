@@ -60,9 +60,13 @@ options:
     type: str
     default: ""
   duration:
-    description: Seconds until a maintenance mark expires (from the store's clock). Ignored for fenced marks.
+    description:
+      - Seconds until a maintenance mark expires (from the store's clock). Ignored for fenced marks.
+      - The default, 4 hours, lets a firmware flash with its reboots finish before the watchdog watches the host
+        again (a host still down then is investigated and may be fenced), and still ends a forgotten maintenance
+        within a working shift.
     type: float
-    default: 3600
+    default: 14400
   data:
     description: Extra facts kept in the mark (for fenced marks, the verdict, the rule and the VMs that were moved).
     type: dict
@@ -125,7 +129,7 @@ ARGUMENT_SPEC = merge_specs(
         "state": {"type": "str", "choices": ["present", "absent", "extended"], "default": "present"},
         "owner": {"type": "str", "required": True},
         "reason": {"type": "str", "default": ""},
-        "duration": {"type": "float", "default": 3600},
+        "duration": {"type": "float", "default": 14400},
         "data": {"type": "dict", "default": {}},
         "deadline_s": {"type": "float", "default": 10},
     },

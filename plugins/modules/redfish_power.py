@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: redfish_power
 short_description: Read, and fence with confirmation, the power of a host through its BMC's DMTF Redfish service
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - The Redfish twin of M(kvmha.cluster.ipmi_power), with the same run options, the same results and the same
     contract. It reads C(PowerState) of the host's ComputerSystem, or brings it to O(state=on), O(state=off) (the

@@ -9,6 +9,7 @@
   variable ``kvmha_journal``, set on a play, a block or an import), and ``handler_for`` picks the handler from the
   phase and the module - so a heartbeat read while remediating is not taken for the run's observation;
 - ``scrub``: what of a result may be written at all;
+- ``failure_message``: what a failed task says, with the causes of its failed loop items;
 - ``Incident``: everything one run learnt and did about one suspect host, and its record;
 - ``prometheus``: the metrics textfile.
 """
@@ -56,6 +57,8 @@ FAILURES = {
 PHASES = ("observe", "converge", "reconcile", "probe", "decide", "fence", "recover", "remediate", "abandon")
 SECRET_WORDS = ("password", "passwd", "pass", "passphrase", "secret", "kg", "token")
 ATTEMPTS = "vm_recovery_attempt"
+MAX_ITEM_CAUSES = 3  # of a failed loop, in the one line of the summary
+MAX_CAUSE_CHARS = 300
 _KEY_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 
 
@@ -91,6 +94,30 @@ def scrub(value):
     if isinstance(value, list):
         return [scrub(v) for v in value]
     return value
+
+
+def failure_message(result: dict, default: str) -> str:
+    """What a failed task says, followed by the causes its failed loop items give.
+
+    A loop's own message is ansible's "One or more items failed"; the cause ("No space left on device") is only in
+    the items, and the run summary is where the operator reads it. At most ``MAX_ITEM_CAUSES`` distinct causes."""
+    message = " ".join(str(result.get("msg") or default).split())
+    causes = []
+    for item in result.get("results") or []:
+        if isinstance(item, dict) and item.get("failed") and "ansible_loop_var" in item:
+            cause = "%s: %s" % (_item_label(item), " ".join(str(item.get("msg") or "failed").split())[:MAX_CAUSE_CHARS])
+            if cause not in causes:
+                causes.append(cause)
+    if not causes:
+        return message
+    more = len(causes) - MAX_ITEM_CAUSES
+    return "%s: %s%s" % (message, "; ".join(causes[:MAX_ITEM_CAUSES]), "; and %d more" % more if more > 0 else "")
+
+
+def _item_label(item: dict) -> str:
+    """The item as ansible labels it on the terminal (loop_control.label), else the item itself."""
+    label = item.get("_ansible_item_label", item.get(item["ansible_loop_var"]))
+    return label if isinstance(label, str) else json.dumps(label, sort_keys=True, default=str)
 
 
 def iso(timestamp) -> str | None:

@@ -36,13 +36,14 @@ members = [m.rstrip("/") for m in open(sys.argv[1]).read().split()]
 # Never in the collection: the lab and what needs it, development tooling, caches, build output.
 FORBIDDEN_DIRS = ("lab", "tests/e2e", "tests/lab", "tests/output", "benchmarks", "extensions", "scripts", ".venv",
                   ".cache", ".collections", ".ci", ".git", ".hypothesis", ".pytest_cache", ".ansible", "dist")
-FORBIDDEN_FILES = ("Makefile", "pytest.ini", "ansible.cfg", "requirements.txt", "constraints.txt", ".gitignore")
+FORBIDDEN_FILES = ("Makefile", "pytest.ini", "ansible.cfg", "requirements.txt", "constraints.txt", ".gitignore",
+                   "changelogs/.plugin-cache.yaml")
 bad = [m for m in members
        if any(m == d or m.startswith(d + "/") for d in FORBIDDEN_DIRS) or m in FORBIDDEN_FILES
        or "/__pycache__" in "/" + m or m.endswith((".pyc", ".tar.gz", ".tmp"))]
 if bad:
     sys.exit("packaging: the tarball holds what is not collection content:\n  " + "\n  ".join(sorted(bad)[:40]))
-REQUIRED = ["MANIFEST.json", "FILES.json", "README.md", "bindep.txt", "meta/runtime.yml",
+REQUIRED = ["MANIFEST.json", "FILES.json", "README.md", "CHANGELOG.rst", "bindep.txt", "meta/runtime.yml",
             "meta/execution-environment.yml", "meta/ee-requirements.txt", "plugins/callback/journal.py",
             "changelogs/changelog.yaml", "docs/OPERATIONS.md", "docs/AWX.md", "docs/SAFETY.md",
             "examples/execution-environment.yml", "examples/awx/watchdog.yml", "examples/prometheus/kvmha-alerts.yml"]

@@ -157,6 +157,16 @@ def test_maintenance_enter_show_keep_and_check_mode(site):
     assert "h2: in maintenance until" in shown.output and "h1: not in maintenance." in shown.output, shown.output
 
 
+def test_maintenance_lasts_as_long_as_host_marks_default_unless_told(site):
+    """Issue 16: the playbook's default expiry is the module's (4 h, a firmware flash fits), never a second number."""
+    from ansible_collections.kvmha.cluster.plugins.modules import host_mark  # noqa: PLC0415
+
+    entered = site.run("maintenance", kvmha_maintenance_hosts="h2", kvmha_maintenance_owner="alice",
+                       kvmha_maintenance_reason="firmware")
+    assert entered.returncode == 0, entered.output
+    assert site.marks("maintenance")["active"]["h2"]["ttl"] == host_mark.ARGUMENT_SPEC["duration"]["default"] == 4 * 3600
+
+
 def test_maintenance_is_extended_without_ending_and_an_extension_never_enters_one(site):
     """Issue 16: a new expiry for a host already in maintenance, in place; a host not in maintenance is refused."""
     refused = site.run("maintenance", kvmha_maintenance_hosts="h1", kvmha_maintenance_owner="bob",

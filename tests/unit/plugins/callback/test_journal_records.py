@@ -296,6 +296,35 @@ def test_a_failed_task_of_another_module_makes_the_run_fail_without_an_action(jo
     assert not (journal_dir / "incidents").exists()
 
 
+# A failed loop as ansible-core 2.19 hands it to a callback (recorded: host_mark in a loop over two hosts, the first
+# written, the second refused by its store), with the cause the issue saw - _storefile's write error, errno 28.
+FULL_STORE = "cannot write /srv/kvmha/kvmha/maintenance/h2/1: No space left on device"
+LOOP_RESULT = {
+    "results": [
+        {"changed": True, "mark": {"name": "h1", "generation": 1, "owner": "alice", "ttl": 14400.0, "released": False,
+                                   "data": {"reason": "firmware"}},
+         "invocation": {"module_args": {"host": "h1", "kind": "maintenance", "owner": "alice", "store_path": "/srv/kvmha"}},
+         "failed": False, "_ansible_no_log": False, "item": {"host": "h1", "store": "/srv/kvmha"},
+         "ansible_loop_var": "item", "_ansible_item_label": "h1"},
+        {"error_kind": "store", "changed": False, "failed": True, "msg": FULL_STORE,
+         "invocation": {"module_args": {"host": "h2", "kind": "maintenance", "owner": "alice", "store_path": "/srv/kvmha"}},
+         "exception": "(traceback unavailable)", "_ansible_no_log": False, "item": {"host": "h2", "store": "/srv/kvmha"},
+         "ansible_loop_var": "item", "_ansible_item_label": "h2"},
+    ],
+    "changed": True,
+    "msg": "One or more items failed",
+}
+
+
+def test_a_failed_loop_names_the_cause_of_its_failed_items_in_the_summary_and_the_event(journal_dir):
+    """Issue 16: a full store showed only "host_mark failed: One or more items failed" in the run summary."""
+    callback = new_callback(journal_dir)
+    run(callback, ("ok", "kvm_heartbeat", "localhost", heartbeat(suspects=())), ("failed", "host_mark", "localhost", LOOP_RESULT))
+    assert callback.failures == ["localhost: host_mark failed: One or more items failed: h2: " + FULL_STORE]
+    failed = [e for e in events(journal_dir) if e["event"] == "task_failed"]
+    assert [e["msg"] for e in failed] == ["One or more items failed: h2: " + FULL_STORE]
+
+
 def test_a_check_mode_evacuation_plans_and_records_no_recovery(journal_dir):
     planned = evacuate(opened=[], transitions=[], owed={}, attempts=0, closed=[])
     planned["vms"][0].update(status="planned", timestamps={})

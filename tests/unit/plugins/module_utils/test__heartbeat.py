@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from ansible_collections.kvmha.cluster.plugins.module_utils._errors import InvalidInput
 from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import (
+    FORMAT_VERSION,
     InvalidRecord,
     Reading,
     RecordReader,
@@ -112,6 +113,40 @@ def test_parse_round_trip():
 def test_parse_keeps_optional_reason_and_ignores_unknown_fields():
     record = parse_record(raw(make_record(reason="maintenance", future_field={"x": 1})))
     assert record["reason"] == "maintenance" and "future_field" not in record
+
+
+# ------------------------------------------------------------------------------------------ upgrades (docs/OPERATIONS.md)
+# Format 1 is the only record version so far. A writer not yet upgraded keeps writing what its collection wrote; the
+# controller is upgraded first. What the first format-1 writer wrote (commit 430899d): no manifest, no reason.
+FIRST_V1_RECORD = (b'{"version": 1, "host": "h1", "boot_id": "3f1c", "seq": 42, "ts": 1764063000.5, "interval": 2, '
+                   b'"state": "running", "self_fence": {"armed": false, "deadline_s": 60}, '
+                   b'"capacity": {"mem_free_mib": 3900, "vcpus_free": 6}, '
+                   b'"vms": [{"uuid": "6695eb01-f6a4-8304-79aa-97f2502e193f", "name": "g1", "ha": true, "priority": 50, '
+                   b'"memory_mib": 64, "vcpus": 1, "disks": ["/store/images/g1.img"], "group": ""}]}')
+
+
+def test_a_record_of_the_first_format_1_writer_is_read_by_this_release():
+    record = parse_record(FIRST_V1_RECORD, expected_host="h1")
+    assert record["version"] == FORMAT_VERSION == 1 and record["seq"] == 42 and record["interval"] == 2.0
+    assert record["vms"][0]["name"] == "g1" and record["capacity"] == {"mem_free_mib": 3900, "vcpus_free": 6}
+    assert "manifest" not in record and "reason" not in record  # optional: added after the first writer
+
+
+def test_a_newer_writers_additions_anywhere_in_a_format_1_record_are_ignored_not_refused():
+    """What an older controller needs from a newer format-1 writer: fields it does not know never make the record
+    invalid (a new field is optional, a change of meaning is a new version)."""
+    doc = json.loads(FIRST_V1_RECORD)
+    doc.update(future={"x": 1})
+    doc["self_fence"]["future"] = 1
+    doc["capacity"]["future_mib"] = 5
+    doc["vms"][0]["future"] = [1]
+    assert parse_record(raw(doc), expected_host="h1") == parse_record(FIRST_V1_RECORD, expected_host="h1")
+
+
+def test_a_record_of_another_format_version_is_invalid_and_says_which():
+    for version in (0, 2):
+        with pytest.raises(InvalidRecord, match="unsupported version '%d' [(]expected 1[)]" % version):
+            parse_record(raw(dict(json.loads(FIRST_V1_RECORD), version=version)), expected_host="h1")
 
 
 def _drop(key):

@@ -82,6 +82,15 @@ def test_a_maintenance_is_extended_in_place_with_diff_and_never_entered_by_an_ex
     assert fenced["failed"] and "only a maintenance mark" in fenced["msg"]
 
 
+def test_a_maintenance_lasts_four_hours_unless_told(run_module, tmp_path):
+    """Issue 16: a firmware flash and its reboots fit in the default expiry (it was one hour)."""
+    entered = mark(run_module, str(tmp_path))
+    assert entered["mark"]["ttl"] == 4 * 3600
+    assert entered["mark"]["expires_at"] - entered["mark"]["created"] >= 4 * 3600 - 1
+    mark(run_module, str(tmp_path), owner="bob", state="extended")
+    assert _marks_now(str(tmp_path))["h2"]["ttl"] == 4 * 3600
+
+
 def _marks_now(store):
     from ansible_collections.kvmha.cluster.plugins.module_utils import _marks  # noqa: PLC0415
     return _marks.read_marks(store, "maintenance")["active"]

@@ -14,7 +14,9 @@ from ansible_collections.kvmha.cluster.plugins.plugin_utils._journal import (
     FAILURES,
     HANDLERS,
     PHASES,
+    MAX_ITEM_CAUSES,
     SECRET_WORDS,
+    failure_message,
     handler_for,
     is_secret_key,
     scrub,
@@ -77,3 +79,44 @@ def test_every_handler_exists_and_every_phase_is_known():
 ])
 def test_handler_for(phase, module, handler):
     assert handler_for(HANDLERS, phase, module) == handler
+
+
+# ----------------------------------------------------------------------------------------- failure_message
+
+MESSAGES = st.text(st.characters(min_codepoint=ord("a"), max_codepoint=ord("z")), min_size=1, max_size=20)
+
+
+def loop_item(label, failed, msg):
+    return {"failed": failed, "msg": msg, "item": {"host": label}, "ansible_loop_var": "item", "_ansible_item_label": label}
+
+
+@given(st.lists(st.tuples(st.booleans(), MESSAGES), max_size=8))
+def test_a_failed_loop_names_its_failed_items_causes_and_only_theirs(items):
+    result = {"msg": "One or more items failed", "results": [loop_item("h%d" % i, f, m) for i, (f, m) in enumerate(items)]}
+    message = failure_message(result, "failed")
+    causes = ["h%d: %s" % (i, m) for i, (f, m) in enumerate(items) if f]
+    assert message.startswith("One or more items failed")
+    for cause in causes[:MAX_ITEM_CAUSES]:
+        assert cause in message
+    for i, (failed, msg) in enumerate(items):
+        if not failed:
+            assert "h%d: %s" % (i, msg) not in message
+    assert ("and %d more" % (len(causes) - MAX_ITEM_CAUSES) in message) == (len(causes) > MAX_ITEM_CAUSES)
+
+
+@pytest.mark.parametrize("result, message", [
+    ({"msg": "the store is read-only"}, "the store is read-only"),
+    ({}, "failed"),
+    ({"msg": "two\n  lines"}, "two lines"),
+    # a module's own "results" key (not a loop) is not taken for loop items
+    ({"msg": "bad", "results": [{"failed": True, "msg": "inner"}]}, "bad"),
+    # an item without a label is named by the item itself
+    ({"msg": "One or more items failed", "results": [{"failed": True, "msg": "no space", "ansible_loop_var": "host", "host": "h2"}]},
+     "One or more items failed: h2: no space"),
+    ({"msg": "One or more items failed", "results": [{"failed": True, "ansible_loop_var": "item", "item": {"a": 1}}]},
+     'One or more items failed: {"a": 1}: failed'),
+    # the same cause of the same item once (an until loop's retries are one item)
+    ({"msg": "x", "results": [loop_item("h1", True, "full"), loop_item("h1", True, "full")]}, "x: h1: full"),
+])
+def test_failure_message(result, message):
+    assert failure_message(result, "failed") == message

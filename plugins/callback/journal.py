@@ -259,7 +259,9 @@ class CallbackModule(CallbackBase):
     def _on_mark(self, host, result):
         mark = result.get("mark") or {}
         if result.get("changed"):
-            self.event("mark", host=mark.get("name"), owner=mark.get("owner"), released=mark.get("released"))
+            data = mark.get("data") or {}
+            self.event("mark", host=mark.get("name"), mark=result.get("kind"), owner=mark.get("owner"),
+                       released=mark.get("released"), reason=(data.get("reason") or None) if isinstance(data, dict) else None)
 
     def _on_remediation(self, host, result):
         if result.get("changed"):  # the restart; the read of the writer's state before it changes nothing

@@ -248,6 +248,14 @@ def test_a_run_that_is_not_a_watchdog_run_streams_events_only(journal_dir):
     assert [e["event"] for e in events(journal_dir)] == ["mark"]
 
 
+def test_an_operators_confirm_off_is_journalled_with_its_kind_operator_and_reason(journal_dir):
+    callback = new_callback(journal_dir)
+    mark = {"name": "h1", "owner": "alice", "released": False, "data": {"reason": "cords pulled", "seq": 4}}
+    run(callback, ("ok", "host_mark", "h1", {"changed": True, "kind": "confirmed_off", "mark": mark}))
+    event = events(journal_dir)[0]
+    assert (event["event"], event["mark"], event["owner"], event["reason"]) == ("mark", "confirmed_off", "alice", "cords pulled")
+
+
 # ----------------------------------------------------------------------------------------- incident records
 
 

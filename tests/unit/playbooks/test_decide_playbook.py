@@ -173,3 +173,55 @@ def test_observe_mode_says_what_it_would_do_and_groups_nothing_for_action(tmp_pa
 def test_armed_mode_groups_the_hosts_for_action(tmp_path):
     result = decide(tmp_path, STATUS_OK_ON, [])
     assert result["groups"]["kvmha_fence"] == ["hv1"] and "observe mode" not in result["output"]
+
+
+# ---------------------------------------------------------------------- issue 15: an operator's confirm-off
+
+BMC_UNREACHABLE = {"changed": False, "state": "status", "failed": True, "error_kind": "unreachable", "msg": "no answer",
+                   "powerstate": {"before": "unknown", "after": "unknown"}, "fenced": False}
+
+
+def confirm(seq=5, boot_id="b", ttl=3600.0):
+    """confirm_off.yml's mark, given against the heartbeat the watch sees (seq 5 of boot "b") unless told otherwise."""
+    def write(store):
+        _marks.confirm_off(store, "hv1", "alice", {"reason": "cords pulled", "seq": seq, "boot_id": boot_id}, ttl=ttl)
+    return write
+
+
+def test_a_confirm_off_recovers_a_host_whose_bmc_cannot_be_asked(tmp_path):
+    result = decide(tmp_path, BMC_UNREACHABLE, [], before=confirm())
+    assert result["evidence"][0]["confirmed_off"] == {"owner": "alice", "reason": "cords pulled", "seq": 5, "boot_id": "b",
+                                                      "generation": 1}
+    decision = result["decision"]["decisions"]["hv1"]
+    assert (decision["rule"], decision["verdict"], decision["action"]) == ("R9a", "DOWN_CONFIRMED", "recover")
+    assert result["groups"]["kvmha_recover"] == ["hv1"]
+
+
+@pytest.mark.parametrize("write, why", [
+    (None, "no confirmation"),
+    (confirm(seq=4), "the host wrote a heartbeat after it"),
+    (confirm(boot_id="a"), "given in another boot"),
+])
+def test_without_a_confirm_off_that_holds_the_host_stays_unknown(tmp_path, write, why):
+    result = decide(tmp_path, BMC_UNREACHABLE, [], before=write)
+    decision = result["decision"]["decisions"]["hv1"]
+    assert (decision["verdict"], decision["action"]) == ("UNKNOWN", "alert"), why
+    assert "kvmha_recover" not in result["groups"]
+
+
+def test_an_expired_confirm_off_is_not_evidence(tmp_path):
+    def expired(store):
+        confirm(ttl=60.0)(store)
+        directory = os.path.join(store, "kvmha", "confirmed_off", "hv1")
+        then = os.stat(directory).st_mtime - 120  # the store wrote it two minutes ago: past its ttl and the 5 s skew
+        for name in os.listdir(directory):
+            os.utime(os.path.join(directory, name), (then, then))
+    result = decide(tmp_path, BMC_UNREACHABLE, [], before=expired)
+    assert result["evidence"][0]["confirmed_off"] is None
+    assert result["decision"]["decisions"]["hv1"]["verdict"] == "UNKNOWN"
+
+
+def test_a_bmc_that_says_on_outweighs_a_confirm_off(tmp_path):
+    result = decide(tmp_path, STATUS_OK_ON, [], before=confirm())
+    decision = result["decision"]["decisions"]["hv1"]
+    assert (decision["rule"], decision["action"]) == ("R8", "fence")  # fenced first; recovered only once confirmed off

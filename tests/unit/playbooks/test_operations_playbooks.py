@@ -316,3 +316,79 @@ def test_unfence_with_start_owed_starts_the_only_copy_on_the_returning_host(tmp_
     assert hosts_site.marks("fenced")["active"] == {}
     entry = _recovery.OwedBook(str(hosts_site.store), "r").read("h1").data["vms"][0]
     assert entry["state"] == _recovery.STARTED and entry["target"] == "h1"
+
+
+# ---------------------------------------------------------------------------------------------------- confirm off
+
+UNREACHABLE_SSH = {"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": 1, "ansible_user": "nobody"}
+
+
+def last_record(store, host, seq=7, boot="boot-b"):
+    """The last record a host wrote before it went dark: stale from now on."""
+    directory = pathlib.Path(store) / "kvmha" / "hosts"
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / (host + ".json")).write_text(json.dumps({
+        "version": 1, "host": host, "boot_id": boot, "seq": seq, "ts": time.time() - 300, "interval": 0.5,
+        "state": "running", "self_fence": {"armed": False, "deadline_s": 60}, "capacity": {}, "vms": []}))
+
+
+def confirm_off(site, host="h1", *args, **extra):
+    given = dict(kvmha_confirm_host=host, kvmha_confirm_host_is_off=host, kvmha_confirm_operator="alice",
+                 kvmha_confirm_reason="both PSU cords pulled", kvmha_confirm_heartbeat_wait_s=1)
+    given.update(extra)
+    return site.run("confirm_off", *args, **{k: v for k, v in given.items() if v is not None})
+
+
+@pytest.mark.parametrize("extra", [
+    {"kvmha_confirm_host_is_off": None},
+    {"kvmha_confirm_host_is_off": "h2"},
+    {"kvmha_confirm_host_is_off": "H1"},
+    {"kvmha_confirm_host": "h1:h2", "kvmha_confirm_host_is_off": "h1:h2"},
+    {"kvmha_confirm_host": "kvm_hosts", "kvmha_confirm_host_is_off": "kvm_hosts"},
+    {"kvmha_confirm_host": "all", "kvmha_confirm_host_is_off": "all"},
+    {"kvmha_confirm_operator": " "},
+    {"kvmha_confirm_reason": None},
+    {"kvmha_confirm_valid_s": 0},
+])
+def test_confirm_off_needs_one_host_named_twice_an_operator_and_a_reason(tmp_path, extra):
+    site = Site(tmp_path, {"h1": UNREACHABLE_SSH, "h2": UNREACHABLE_SSH})
+    last_record(site.store, "h1")
+    done = confirm_off(site, **extra)
+    assert done.returncode != 0 and "confirm_off: set kvmha_confirm_host" in done.output, done.output
+    assert site.marks("confirmed_off")["active"] == {}
+
+
+def test_confirm_off_is_refused_while_anything_shows_life(tmp_path, bmcs):
+    site = Site(tmp_path, {"h1": UNREACHABLE_SSH, "h2": {}, "h3": dict(bmc(bmcs["on1"]), **UNREACHABLE_SSH)})
+    for host in ("h1", "h2", "h3"):
+        last_record(site.store, host)
+    with heartbeat(site.store, "h1", interval=0.2):
+        beating = confirm_off(site, "h1")
+    assert beating.returncode != 0 and "h1 is not off: its heartbeat advances on the store" in beating.output, beating.output
+    answering = confirm_off(site, "h2")  # the local connection: management answers
+    assert answering.returncode != 0 and "it answers on its management address (SSH)" in answering.output, answering.output
+    powered = confirm_off(site, "h3")
+    assert powered.returncode != 0 and "its BMC says the power is on" in powered.output, powered.output
+    assert "Nothing was recorded" in powered.output and site.marks("confirmed_off")["active"] == {}
+
+
+def test_confirm_off_records_the_word_bound_to_the_last_heartbeat(tmp_path, bmcs):
+    site = Site(tmp_path, {"h1": UNREACHABLE_SSH, "h3": dict(bmc(bmcs["off1"]), **UNREACHABLE_SSH)})
+    last_record(site.store, "h1", seq=41, boot="boot-x")
+    would = confirm_off(site, "h1", "--check")
+    assert would.returncode == 0 and "h1: would be confirmed off by alice" in would.output, would.output
+    assert site.marks("confirmed_off")["active"] == {}
+    done = confirm_off(site, "h1", kvmha_confirm_valid_s=900)
+    assert done.returncode == 0 and "confirmed off by alice (both PSU cords pulled)" in done.output, done.output
+    mark = site.marks("confirmed_off")["active"]["h1"]
+    assert (mark["owner"], mark["ttl"]) == ("alice", 900)
+    assert mark["data"] == {"reason": "both PSU cords pulled", "seq": 41, "boot_id": "boot-x", "bmc": "unknown"}
+    with open(tmp_path / "journal" / "events.jsonl", encoding="utf-8") as stream:
+        seen = [json.loads(line) for line in stream]
+    # (the --check run streamed one too, as every mark's check run does)
+    assert [(e["host"], e["mark"], e["owner"], e["reason"]) for e in seen if e["event"] == "mark"][-1] == (
+        "h1", "confirmed_off", "alice", "both PSU cords pulled"), seen
+    # A host without a heartbeat record and with a BMC that says off: accepted, with the note that R5 needs no word.
+    off = confirm_off(site, "h3")
+    assert off.returncode == 0 and "Its BMC already says off" in off.output, off.output
+    assert site.marks("confirmed_off")["active"]["h3"]["data"]["seq"] is None

@@ -63,6 +63,7 @@ EXPECTED = {
     ("fence.yml", "ipmi_power"): ("fence", "fence"),
     ("recover.yml", "vm_evacuate"): ("recovery", "recovery"),
     ("recover.yml", "ipmi_power"): ("", "probe"),  # the power read again before the first start
+    ("recover.yml", "host_mark"): ("mark", ""),  # an operator's confirm-off used up
     ("remediate.yml", "kvm_heartbeat"): ("remediation_check", "remediation"),
     ("finish.yml", "cluster_lease"): ("lease", ""),
     ("abandon.yml", "vm_evacuate"): ("abandon", ""),

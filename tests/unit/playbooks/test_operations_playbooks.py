@@ -379,7 +379,7 @@ def test_confirm_off_records_the_word_bound_to_the_last_heartbeat(tmp_path, bmcs
     assert would.returncode == 0 and "h1: would be confirmed off by alice" in would.output, would.output
     assert site.marks("confirmed_off")["active"] == {}
     done = confirm_off(site, "h1", kvmha_confirm_valid_s=900)
-    assert done.returncode == 0 and "confirmed off by alice (both PSU cords pulled)" in done.output, done.output
+    assert done.returncode == 0 and "h1: confirmed off by alice (both PSU cords pulled)" in done.output, done.output
     mark = site.marks("confirmed_off")["active"]["h1"]
     assert (mark["owner"], mark["ttl"]) == ("alice", 900)
     assert mark["data"] == {"reason": "both PSU cords pulled", "seq": 41, "boot_id": "boot-x", "bmc": "unknown"}

@@ -28,7 +28,7 @@ STATUS_FAILED_OFF = {"changed": False, "state": "status", "action": "none", "pow
 STATUS_OK_OFF = dict(STATUS_OK_ON, powerstate={"before": "off", "after": "off"}, fenced=True, confirmations=2)
 
 
-def decide(tmp_path, bmc: dict, fenced: list, suspects=("hv1",), before=None, expect_rc=0, mode="armed") -> dict:
+def decide(tmp_path, bmc: dict, fenced: list, suspects=("hv1",), before=None, expect_rc=0, mode="armed", levels=None) -> dict:
     """Run decide.yml as the watchdog does after the probes, with `bmc` as every suspect's status probe result.
 
     The run holds the cluster lease of its store, as the watchdog does; ``before(store)`` changes the store first.
@@ -42,6 +42,9 @@ def decide(tmp_path, bmc: dict, fenced: list, suspects=("hv1",), before=None, ex
     for host in suspects:
         hosts[host].update(kvmha_bmc=bmc, kvmha_mgmt={"unreachable": True, "msg": "no route"},
                            kvmha_activity={"hosts": {host: {"activity": "idle"}}})
+        if levels is not None:  # a host with fence levels: probe.yml read them (host_fence, check mode), not the BMC
+            hosts[host].update(kvmha_fence_levels=[["bmc"], ["pdu_a", "pdu_b"]], kvmha_levels_probe=levels,
+                               kvmha_bmc={"skipped": True, "changed": False})
     inventory = tmp_path / "inventory.json"
     inventory.write_text(json.dumps({"all": {"children": {"kvm_hosts": {"hosts": hosts}},
                                              "hosts": {"localhost": {"ansible_connection": "local",
@@ -225,3 +228,40 @@ def test_a_bmc_that_says_on_outweighs_a_confirm_off(tmp_path):
     result = decide(tmp_path, STATUS_OK_ON, [], before=confirm())
     decision = result["decision"]["decisions"]["hv1"]
     assert (decision["rule"], decision["action"]) == ("R8", "fence")  # fenced first; recovered only once confirmed off
+
+
+# ---------------------------------------------------------------------- issue 15: a host with fence levels
+
+LEVEL_1_DEAD = {"level": 1, "devices": ["bmc"], "outcome": "failed",
+                "attempts": [{"device": "bmc", "fenced": False, "error_kind": "unreachable", "msg": "no answer"}]}
+
+
+@pytest.mark.parametrize("levels, power, error, verdict", [
+    # The BMC died with the host, the PDUs still feed it: fence (R8), through the levels - level 2 can do it.
+    ({"failed": True, "error_kind": "not_fenced", "fenced": False, "power": "on", "levels": [
+        LEVEL_1_DEAD, {"level": 2, "devices": ["pdu_a", "pdu_b"], "outcome": "failed", "attempts": [
+            {"device": "pdu_a", "fenced": False, "changed": True, "powerstate": {"before": "on", "after": "off"}}]}]},
+     "on", None, "SUSPECT"),
+    # Both outlets confirmed off already: DOWN (R5).
+    ({"changed": False, "fenced": True, "level": 2, "power": "off",
+      "levels": [LEVEL_1_DEAD, {"level": 2, "devices": ["pdu_a", "pdu_b"], "outcome": "fenced", "attempts": []}]},
+     "off", None, "DOWN"),
+    # No device answers: UNKNOWN (R10), as a dead BMC today.
+    ({"failed": True, "error_kind": "not_fenced", "fenced": False, "power": "unknown", "levels": [LEVEL_1_DEAD]},
+     "unknown", "not_fenced", "UNKNOWN"),
+    # The read did not run (or failed before it asked anything).
+    ({"skipped": True, "changed": False}, "unknown", "not_run", "UNKNOWN"),
+    ({"failed": True, "error_kind": "invalid_input", "msg": "fence level 2 names unknown devices: pdu_c"},
+     "unknown", "invalid_input", "UNKNOWN"),
+])
+def test_a_host_with_fence_levels_is_judged_on_what_its_levels_read(tmp_path, levels, power, error, verdict):
+    result = decide(tmp_path, {}, [], levels=levels)
+    bmc = result["evidence"][0]["bmc"]
+    assert (bmc["power"], bmc["error"], bmc["probe"]) == (power, error, "levels")
+    assert bmc["levels"] == [record["outcome"] for record in levels.get("levels", [])]
+    assert result["decision"]["decisions"]["hv1"]["verdict"] == verdict
+
+
+def test_a_host_without_fence_levels_keeps_the_bmc_evidence_as_it_was(tmp_path):
+    result = decide(tmp_path, STATUS_OK_ON, [])
+    assert result["evidence"][0]["bmc"] == {"power": "on", "error": None, "probe": "ok", "read": "on"}

@@ -392,3 +392,76 @@ def test_confirm_off_records_the_word_bound_to_the_last_heartbeat(tmp_path, bmcs
     off = confirm_off(site, "h3")
     assert off.returncode == 0 and "Its BMC already says off" in off.output, off.output
     assert site.marks("confirmed_off")["active"]["h3"]["data"]["seq"] is None
+
+
+# ---------------------------------------------------------------------------------------------------- fence levels
+
+
+@contextlib.contextmanager
+def simulator(work: pathlib.Path, state: str):
+    """One BMC simulator of its own (lab/bmc.py) on a loopback port, reporting ``state``; yields (port, state file)."""
+    (work / "password").write_text(PASSWORD + "\n")
+    state_file = work / "state"
+    state_file.write_text(state)
+    port = free_udp_port()
+    proc = subprocess.Popen(  # pylint: disable=consider-using-with
+        [sys.executable, "-m", "lab.bmc", "--address", "127.0.0.1", "--port", str(port), "--user", "admin",
+         "--password-file", str(work / "password"), "--state-file", str(state_file)],
+        cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout.readline().startswith("READY")
+        yield port, state_file
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        proc.stdout.close()
+
+
+def test_the_watchdog_fences_a_host_with_fence_levels_through_the_level_that_answers(tmp_path):
+    """fence.yml run for real on a host whose first level (its BMC) is dead: host_fence tries it, then powers the host
+    off through level 2 (another BMC here; a PDU in life), and the host is grouped for recovery on that level's
+    confirmed off. The re-read of recover.yml goes through the levels too and sees it off."""
+    (tmp_path / "sim").mkdir()
+    with simulator(tmp_path / "sim", "on") as (port, state_file):
+        devices = [{"name": "bmc", "protocol": "ipmi", "address": "127.0.0.1", "port": free_udp_port(),
+                    "username": "admin", "password": PASSWORD},
+                   {"name": "outlet", "protocol": "ipmi", "address": "127.0.0.1", "port": port,
+                    "username": "admin", "password": PASSWORD}]
+        site = Site(tmp_path, {"h1": {"kvmha_fence_levels": [["bmc"], ["outlet"]], "kvmha_fence_devices": devices}})
+        lease = _marks.acquire_lease(str(site.store), "lab", "watchdog/test", 60.0)["lease"]
+        out = tmp_path / "out.json"
+        playbook = tmp_path / "fence.yml"
+        policy = {"fence_confirm": 2, "fence_timeout_s": 20, "fence_concurrency": 1, "probe_timeout_s": 2}
+        playbook.write_text(json.dumps([{
+            "name": "Fence as the watchdog does", "hosts": "h1", "gather_facts": False,
+            "vars": {"kvmha_store": str(site.store), "kvmha_cluster_name": "lab", "kvmha_owner": "watchdog/test",
+                     "kvmha_lease_renewed": {"lease": lease}, "kvmha_policy_effective": policy},
+            "tasks": [
+                {"name": "Fence", "ansible.builtin.import_tasks": str(ROOT / "playbooks" / "tasks" / "fence.yml"),
+                 "vars": {"kvmha_journal": "fence"}},  # as watchdog.yml tags it, for the journal
+                {"name": "Read again as recover.yml does", "kvmha.cluster.host_fence": {
+                    "levels": "{{ kvmha_fence_levels }}",
+                    "devices": "{{ kvmha_fence_devices | map('combine', {'deadline_s': kvmha_policy_effective.probe_timeout_s}) | list }}",
+                    "confirm": 1, "deadline_s": "{{ kvmha_policy_effective.probe_timeout_s * (kvmha_fence_devices | length) }}"},
+                 "check_mode": True, "delegate_to": "localhost", "register": "recheck", "ignore_errors": True},
+                {"name": "Keep the result", "ansible.builtin.copy": {"dest": str(out), "mode": "0644", "content":
+                    "{{ {'fence': kvmha_fence_levels_result, 'ipmi': kvmha_fence_result, 'recheck': recheck,"
+                    " 'groups': groups} | to_json }}"}, "delegate_to": "localhost"},
+            ]}]))
+        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"), ANSIBLE_NOCOLOR="1",
+                   ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), KVMHA_JOURNAL_DIR=str(tmp_path / "journal"))
+        done = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(site.inventory), str(playbook)], capture_output=True,
+                              text=True, env=env, cwd=str(tmp_path), check=False, timeout=300)
+        assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+        assert state_file.read_text().strip() == "off", "level 2's device was powered off"
+    result = json.loads(out.read_text())
+    assert result["ipmi"].get("skipped") is True, "a host with levels is never fenced through ipmi_power"
+    fence = result["fence"]
+    assert (fence["fenced"], fence["level"], fence["devices"], fence["power"]) == (True, 2, ["outlet"], "off")
+    assert [r["outcome"] for r in fence["levels"]] == ["failed", "fenced"]
+    assert result["groups"]["kvmha_recover"] == ["h1"]
+    assert result["recheck"]["fenced"] is True and result["recheck"]["level"] == 2
+    with open(tmp_path / "journal" / "events.jsonl", encoding="utf-8") as stream:
+        seen = [json.loads(line) for line in stream]
+    assert [(e["host"], e["ok"], e["detail"]) for e in seen if e["event"] == "fence"] == [
+        ("h1", True, "power off confirmed (level 2: outlet)")], seen

@@ -192,8 +192,8 @@ devices:
   sample: [pdu_a, pdu_b]
 power:
   description:
-    - What the levels say of the host's power - V(off) when a level fenced, V(on) when a device's run read it on
-      without an error, else V(unknown). In check mode (nothing is switched) it is the watchdog's status read of a
+    - What the levels say of the host's power - V(on) when a device's run read it on without an error (this wins),
+      else V(off) when a level fenced, else V(unknown). In check mode (nothing is switched) it is the watchdog's status read of a
       host with fence levels.
   returned: always
   type: str

@@ -460,7 +460,7 @@ def test_the_watchdog_fences_a_host_with_fence_levels_through_the_level_that_ans
     assert (fence["fenced"], fence["level"], fence["devices"], fence["power"]) == (True, 2, ["outlet"], "off")
     assert [r["outcome"] for r in fence["levels"]] == ["failed", "fenced"]
     assert result["groups"]["kvmha_recover"] == ["h1"]
-    assert result["recheck"]["fenced"] is True and result["recheck"]["level"] == 2
+    assert (result["recheck"]["power"], result["recheck"]["level"]) == ("off", 2)
     with open(tmp_path / "journal" / "events.jsonl", encoding="utf-8") as stream:
         seen = [json.loads(line) for line in stream]
     assert [(e["host"], e["ok"], e["detail"]) for e in seen if e["event"] == "fence"] == [

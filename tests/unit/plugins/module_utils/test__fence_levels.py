@@ -182,6 +182,9 @@ def test_the_power_read_is_off_only_when_a_level_fenced_and_on_only_from_a_run_w
     ({"fenced": False, "levels": [{"attempts": [{"powerstate": {"before": "off", "after": "on"}, "fenced": False}]}]},
      "unknown"),
     ({"fenced": "yes", "levels": []}, "unknown"),
+    # A real fence: the device read on, was powered off and confirmed off - its first read is history.
+    ({"fenced": True, "levels": [{"attempts": [{"powerstate": {"before": "on", "after": "off"}, "fenced": True}]}]}, "off"),
+    ({"fenced": False, "levels": [{"attempts": [{"powerstate": {"before": "on"}, "fenced": "yes"}]}]}, "on"),
     ({"fenced": True, "levels": [{"attempts": [{"powerstate": {"before": "on", "after": "off"}, "fenced": False}]},
                                  {"outcome": "fenced", "attempts": [{"powerstate": {"before": "off"}, "fenced": True}]}]},
      "on"),

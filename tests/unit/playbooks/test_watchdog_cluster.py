@@ -222,6 +222,7 @@ def test_the_next_run_after_a_confirm_off_recovers_the_host_and_uses_the_word_up
     inventory, store, bindir = dark_host_site(tmp_path)
     _marks.confirm_off(store, "hv3", "alice", {"reason": "cords pulled", "seq": 7, "boot_id": "boot-hv3"}, ttl=3600)
     second = watchdog(tmp_path, inventory, env_path=bindir + os.pathsep + os.environ["PATH"])
+    assert second.returncode == 0, second.output[-4000:]
     decisions = [e for e in journal_events(tmp_path) if e["event"] == "decision" and e["host"] == "hv3"]
     assert (decisions[-1]["verdict"], decisions[-1]["rule"], decisions[-1]["action"]) == ("DOWN_CONFIRMED", "R9a", "recover"), \
         second.output[-4000:]

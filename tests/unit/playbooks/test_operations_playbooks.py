@@ -444,9 +444,10 @@ def test_the_watchdog_fences_a_host_with_fence_levels_through_the_level_that_ans
                     "devices": "{{ kvmha_fence_devices | map('combine', {'deadline_s': kvmha_policy_effective.probe_timeout_s}) | list }}",
                     "confirm": 1, "deadline_s": "{{ kvmha_policy_effective.probe_timeout_s * (kvmha_fence_devices | length) }}"},
                  "check_mode": True, "delegate_to": "localhost", "register": "recheck", "ignore_errors": True},
-                {"name": "Keep the result", "ansible.builtin.copy": {"dest": str(out), "mode": "0644", "content":
-                    "{{ {'fence': kvmha_fence_levels_result, 'ipmi': kvmha_fence_result, 'recheck': recheck,"
-                    " 'groups': groups} | to_json }}"}, "delegate_to": "localhost"},
+                {"name": "Keep the result", "delegate_to": "localhost", "ansible.builtin.copy": {
+                    "dest": str(out), "mode": "0644",
+                    "content": "{{ {'fence': kvmha_fence_levels_result, 'ipmi': kvmha_fence_result, 'recheck': recheck,"
+                               " 'groups': groups} | to_json }}"}},
             ]}]))
         env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"), ANSIBLE_NOCOLOR="1",
                    ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), KVMHA_JOURNAL_DIR=str(tmp_path / "journal"))

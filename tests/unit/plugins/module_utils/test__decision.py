@@ -326,8 +326,8 @@ def _facts(doc):
         "age": heartbeat.get("age"),
         "maintenance": doc["maintenance"] is not None and doc["maintenance"]["expires"] > NOW,
         # SAFETY.md, operator confirm-off: it holds only against the heartbeat it was given on (seq and boot).
-        "confirmed": doc["confirmed_off"] is not None and (doc["confirmed_off"]["seq"], doc["confirmed_off"]["boot_id"])
-                     == (heartbeat.get("seq"), heartbeat.get("boot_id")),
+        "confirmed": doc["confirmed_off"] is not None and (
+            (doc["confirmed_off"]["seq"], doc["confirmed_off"]["boot_id"]) == (heartbeat.get("seq"), heartbeat.get("boot_id"))),
     }
 
 

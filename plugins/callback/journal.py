@@ -200,12 +200,15 @@ class CallbackModule(CallbackBase):
                        action=decision.get("action"), reasons=decision.get("reasons"))
 
     def _on_fence(self, host, result):
-        if result.get("state") not in ("off", "shutdown"):
+        if result.get("state", "off") not in ("off", "shutdown"):  # host_fence has no state: it only powers off
             return  # a status read is evidence, recorded with the decision
         ok = bool(result.get("fenced"))
         if ok:
             self.incident(host).mark("fenced")
-        self._action(host, "fence", ok, "power off confirmed" if ok else result.get("msg", "not confirmed"), result)
+        confirmed = "power off confirmed"
+        if ok and result.get("level"):  # host_fence: which level fenced, through which devices
+            confirmed += " (level %s: %s)" % (result["level"], ", ".join(result.get("devices") or []))
+        self._action(host, "fence", ok, confirmed if ok else result.get("msg", "not confirmed"), result)
 
     def _on_recovery(self, host, result):
         for entry in result.get("unreadable") or []:
@@ -260,7 +263,9 @@ class CallbackModule(CallbackBase):
     def _on_mark(self, host, result):
         mark = result.get("mark") or {}
         if result.get("changed"):
-            self.event("mark", host=mark.get("name"), owner=mark.get("owner"), released=mark.get("released"))
+            data = mark.get("data") or {}
+            self.event("mark", host=mark.get("name"), mark=result.get("kind"), owner=mark.get("owner"),
+                       released=mark.get("released"), reason=(data.get("reason") or None) if isinstance(data, dict) else None)
 
     def _on_remediation(self, host, result):
         if result.get("changed"):  # the restart; the read of the writer's state before it changes nothing
@@ -280,7 +285,8 @@ class CallbackModule(CallbackBase):
     def _action(self, host, action, ok, detail, result=None):
         entry = {"action": action, "ok": ok, "detail": detail, "at": iso(time.time())}
         if result:
-            entry["result"] = {k: result[k] for k in ("powerstate", "fenced", "confirmations", "elapsed", "error_kind", "msg") if k in result}
+            entry["result"] = {k: result[k] for k in ("powerstate", "fenced", "confirmations", "elapsed", "error_kind", "msg",
+                                                      "level", "devices", "levels") if k in result}
         self.incident(host).actions.append(entry)
         if not ok:
             self.failures.append("%s: %s failed (%s)" % (host, action, detail))

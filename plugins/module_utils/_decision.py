@@ -62,6 +62,16 @@ class Facts:
         if self.bmc_error is not None and self.bmc_power != "unknown":
             self.bmc_discarded, self.bmc_power = self.bmc_power, "unknown"
         self.activity = _choice(evidence, "disk_activity", DISK_ACTIVITY, "unknown")
+        self.operator_off = self._operator_off(heartbeat)
+
+    def _operator_off(self, heartbeat: dict) -> bool:
+        """An operator's confirm-off (playbooks/confirm_off.yml) holds only for the heartbeat it was given against:
+        a record written since (another seq or boot) shows the host ran after the word was given, so it is void."""
+        confirmation = _section(self.evidence, "confirmed_off")
+        if not confirmation:
+            return False
+        given = (_typed(confirmation, "seq", int, None), _typed(confirmation, "boot_id", str, None))
+        return given == (_typed(heartbeat, "seq", int, None), _typed(heartbeat, "boot_id", str, None))
 
     def _maintenance(self, now: float) -> bool:
         maintenance = self.evidence.get("maintenance")
@@ -182,6 +192,8 @@ RULES = (
          lambda f, p: f.bmc_power == "off" and (f.ping_up or f.activity == "active"), _const("alert")),
     Rule("R5", "DOWN", "the BMC confirms the power is off",
          lambda f, p: f.bmc_power == "off", _const("recover")),
+    Rule("R5b", "CONFLICT", "an operator confirmed the power off, yet the host answers ping or its VM disks are being written",
+         lambda f, p: f.operator_off and (f.ping_up or f.activity == "active"), _const("alert")),
     Rule("R6", "UNRESPONSIVE", "neighbours still ping the host but nothing else answers; within the grace period",
          lambda f, p: f.ping_up and not _hung(f, p), _const("alert")),
     Rule("R6a", "HUNG", "neighbours ping the host but nothing else has answered for the whole grace period and its VM disks are idle",
@@ -192,6 +204,8 @@ RULES = (
          lambda f, p: f.bmc_power == "on" and not f.ping_up, _const("fence")),
     Rule("R9", "DOWN_SELF_FENCED", "the BMC cannot be asked, but the host's armed self-fence deadline has passed",
          lambda f, p: p["trust_self_fence"] and f.bmc_power == "unknown" and f.self_fence_proven(p), _const("recover")),
+    Rule("R9a", "DOWN_CONFIRMED", "the BMC cannot be asked, but an operator confirmed the power is off (confirm_off.yml)",
+         lambda f, p: f.operator_off and f.bmc_power == "unknown", _const("recover")),
     Rule("R10", "UNKNOWN", "the evidence proves neither life nor death (the BMC cannot be asked)",
          lambda f, p: True, _const("alert")),
 )
@@ -266,7 +280,8 @@ def interlock_violations(facts: Facts, action: str, policy: dict) -> list:
     if facts.mgmt_reachable is True:
         why.append("management answers")
     if action == "recover":
-        power_off = facts.bmc_power == "off"
+        # An operator's confirm-off stands in for the BMC only while the BMC cannot be asked: a BMC saying on wins.
+        power_off = facts.bmc_power == "off" or (facts.operator_off is True and facts.bmc_power == "unknown")
         if not power_off and not (policy["trust_self_fence"] and facts.self_fence_proven(policy)):
             why.append("power-off is not confirmed")
         if facts.ping_up:
@@ -319,6 +334,8 @@ def decide_host(facts: Facts, policy: dict) -> dict:
     if facts.bmc_discarded:
         builtin["reasons"].append("the BMC's status probe failed (%s): its read %r is not used, the power state is unknown"
                                   % (facts.bmc_error, facts.bmc_discarded))
+    if facts.evidence.get("confirmed_off") and not facts.operator_off:
+        builtin["reasons"].append("the operator's confirm-off is void: the host wrote a heartbeat after it was given")
     decision = apply_custom_rules(facts, builtin, policy["rules"])
     decision = apply_interlocks(facts, decision, policy)
     decision.update(host=facts.host, cluster=facts.cluster, storm_guard=False, evidence=facts.evidence,

@@ -80,3 +80,18 @@ def _run_level(level: list, fence_device, remaining) -> list:
         if not evidence["fenced"]:
             break
     return attempts
+
+
+def power_read(outcome: dict) -> str:
+    """What a run of the levels says of the host's power, for the watchdog's evidence: ``on`` when a device was not
+    powered off but its run ended without an error and its first read said on (``powerstate.before``: in check mode
+    ``after`` is what a real run would reach) - this wins over a level that reads off, since a device on the wrong
+    outlet must never let a running host be recovered; else ``off`` when a level fenced (every device of it
+    confirmed off); else ``unknown`` - no level could be asked. A failed run's reads are never believed, as for a
+    BMC's status probe; the first read of a device that was then powered off is history."""
+    for record in outcome.get("levels") or []:
+        for attempt in record.get("attempts") or []:
+            unfenced = attempt.get("fenced") is not True and attempt.get("error_kind") is None
+            if unfenced and (attempt.get("powerstate") or {}).get("before") == "on":
+                return "on"
+    return "off" if outcome.get("fenced") is True else "unknown"

@@ -10,7 +10,10 @@
 - fenced marks ``<store>/kvmha/fenced/<host>``: the host was found powered off (or fenced) and its VMs moved; it must
   be reconciled (its stale domains removed) before it counts as live again. They never expire;
 - maintenance marks ``<store>/kvmha/maintenance/<host>``: with owner, reason and an expiry after which the
-  maintenance ends by itself.
+  maintenance ends by itself;
+- confirmed-off marks ``<store>/kvmha/confirmed_off/<host>``: an operator's word that the host is powered off
+  (playbooks/confirm_off.yml), bound to the host's last heartbeat record; used up by the recovery it allows, and
+  expired (store clock) if no run used it.
 A mark is removed by publishing a released generation, so its history stays on the store.
 """
 
@@ -26,7 +29,8 @@ from ._storefile import DocumentStore
 LEASE = "lease"
 FENCED = "fenced"
 MAINTENANCE = "maintenance"
-MARK_KINDS = (FENCED, MAINTENANCE)
+CONFIRMED_OFF = "confirmed_off"
+MARK_KINDS = (FENCED, MAINTENANCE)  # the kinds every watch reads; a confirm-off is read at decide time only
 DEFAULT_SKEW = 5.0
 
 
@@ -187,6 +191,24 @@ def set_mark(store: str, kind: str, host: str, owner: str, data: dict, ttl: floa
     if dry_run:
         return {"changed": True, "mark": planned}
     mark = docs.create(host, owner, data, ttl) if current is None else docs.replace(host, current, owner, data, ttl)
+    docs.prune(host)
+    return {"changed": True, "mark": mark.as_dict()}
+
+
+def confirm_off(store: str, host: str, operator: str, data: dict, ttl: float, dry_run: bool = False) -> dict:
+    """Publish an operator's confirm-off of ``host``, valid ``ttl`` seconds on the store's clock.
+
+    Unlike ``set_mark`` an active confirmation is replaced: the newest word is the one given against the host's
+    newest heartbeat record (``data`` holds its ``seq`` and ``boot_id``), so it is the one that can still hold.
+    """
+    validate_host_name(host)
+    if not str(data.get("reason") or "").strip():
+        raise InvalidInput("confirming %s off needs a reason" % host)
+    docs = documents(store, CONFIRMED_OFF)
+    current = docs.read(host)
+    if dry_run:
+        return {"changed": True, "mark": {"name": host, "owner": operator, "ttl": ttl, "released": False, "data": data}}
+    mark = docs.create(host, operator, data, ttl) if current is None else docs.replace(host, current, operator, data, ttl)
     docs.prune(host)
     return {"changed": True, "mark": mark.as_dict()}
 

@@ -190,6 +190,15 @@ devices:
   type: list
   elements: str
   sample: [pdu_a, pdu_b]
+power:
+  description:
+    - What the levels say of the host's power - V(on) when a device's run read it on without an error (this wins),
+      else V(off) when a level fenced, else V(unknown). In check mode (nothing is switched) it is the watchdog's status read of a
+      host with fence levels.
+  returned: always
+  type: str
+  choices: ["on", "off", unknown]
+  sample: "off"
 levels:
   description: One record per level, in order - the evidence of every level tried.
   returned: always
@@ -237,7 +246,7 @@ from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import rena
 from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule, run_module
 from ansible_collections.kvmha.cluster.plugins.module_utils._errors import FenceLevelsFailed, InvalidInput, KvmhaError
 from ansible_collections.kvmha.cluster.plugins.module_utils._fence_agent import FenceAgentClient
-from ansible_collections.kvmha.cluster.plugins.module_utils._fence_levels import run_levels, validate_levels
+from ansible_collections.kvmha.cluster.plugins.module_utils._fence_levels import power_read, run_levels, validate_levels
 from ansible_collections.kvmha.cluster.plugins.module_utils._ipmi import PYGHMI_IMPORT_ERROR, IpmiClient
 from ansible_collections.kvmha.cluster.plugins.module_utils._power import PowerOperation
 from ansible_collections.kvmha.cluster.plugins.module_utils._redfish import RedfishClient
@@ -322,6 +331,7 @@ class LevelsManager:
         outcome = run_levels(self.levels, self.fence_device, lambda: max(0.0, deadline - time.monotonic()))
         outcome["changed"] = any(a.get("changed") for r in outcome["levels"] for a in r["attempts"])
         outcome["elapsed"] = round(time.monotonic() - started, 3)
+        outcome["power"] = power_read(outcome)
         if not outcome["fenced"]:
             raise FenceLevelsFailed("no fence level confirmed the host off: %s" % summary(outcome["levels"]),
                                     result=outcome)

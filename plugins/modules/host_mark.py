@@ -7,7 +7,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: host_mark
-short_description: Put a hypervisor in or out of maintenance, or mark it fenced, on the shared store
+short_description: Put a hypervisor in or out of maintenance, mark it fenced or confirmed off, on the shared store
 version_added: 0.1.0
 description:
   - V(maintenance) marks carry an owner, a reason and an expiry. While a host's mark is active, the watchdog never
@@ -15,6 +15,10 @@ description:
   - V(fenced) marks are written by the watchdog when a host's VMs are moved away after its power-off was confirmed.
     They never expire. While a host is marked fenced it is never an evacuation target; when it comes back, its stale
     copies of the moved VMs are removed before the mark is cleared (the returning-host guard, C(unfence.yml)).
+  - V(confirmed_off) marks record an operator's word that a host is powered off (C(playbooks/confirm_off.yml), which
+    checks first that nothing shows life). They carry the operator, a reason, the host's last heartbeat (C(seq),
+    C(boot_id) in O(data)) and an expiry (O(duration)). The next watchdog run may recover the host's VMs on it when
+    the BMC cannot be asked (rule R9a), and uses it up. A new confirmation replaces an active one.
   - Marks are never deleted. Clearing one publishes a released generation, so the history stays on the store.
 author:
   - kvmha.cluster developers (@kvmha)
@@ -31,12 +35,15 @@ attributes:
     details: Shows whether the host is marked before and after.
   idempotent:
     support: full
-    details: Setting a mark that is active changes nothing (leave maintenance first to change its reason or expiry).
+    details:
+      - Setting a maintenance or fenced mark that is active changes nothing (leave maintenance first to change its reason
+        or expiry).
+      - A V(confirmed_off) mark is always written anew (a new generation), since it is bound to the newest heartbeat.
 options:
   kind:
     description: Which mark.
     type: str
-    choices: [maintenance, fenced]
+    choices: [maintenance, fenced, confirmed_off]
     required: true
   host:
     description: The host (inventory name).
@@ -52,16 +59,16 @@ options:
     choices: [present, absent, extended]
     default: present
   owner:
-    description: Who sets or clears the mark (a person for maintenance, the watchdog run for fenced marks).
+    description: Who sets or clears the mark (a person for maintenance and confirmed-off, the watchdog run for fenced marks).
     type: str
     required: true
   reason:
-    description: Why. Required to enter maintenance.
+    description: Why. Required to enter maintenance and to confirm a host off.
     type: str
     default: ""
   duration:
     description:
-      - Seconds until a maintenance mark expires (from the store's clock). Ignored for fenced marks.
+      - Seconds until a maintenance or confirmed-off mark expires (from the store's clock). Ignored for fenced marks.
       - The default, 4 hours, lets a firmware flash with its reboots finish before the watchdog watches the host
         again (a host still down then is investigated and may be fenced), and still ends a forgotten maintenance
         within a working shift.
@@ -106,6 +113,11 @@ mark:
   type: dict
   sample: {name: h2, owner: alice, generation: 1, ttl: 7200.0, expires_at: 1764070200.0, released: false,
            data: {reason: BIOS update}}
+kind:
+  description: The kind of mark (O(kind)), for the journal's event.
+  returned: success
+  type: str
+  sample: maintenance
 error_kind:
   description:
     - Why the task failed, one of the collection's error kinds (C(docs/OPERATIONS.md) says what each means).
@@ -119,12 +131,19 @@ from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import STOR
 from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule, run_module
 from ansible_collections.kvmha.cluster.plugins.module_utils._deadline import call_with_deadline
 from ansible_collections.kvmha.cluster.plugins.module_utils._errors import InvalidInput, check_range
-from ansible_collections.kvmha.cluster.plugins.module_utils._marks import MAINTENANCE, clear_mark, extend_mark, set_mark
+from ansible_collections.kvmha.cluster.plugins.module_utils._marks import (
+    CONFIRMED_OFF,
+    MAINTENANCE,
+    clear_mark,
+    confirm_off,
+    extend_mark,
+    set_mark,
+)
 
 ARGUMENT_SPEC = merge_specs(
     STORE_SPEC,
     {
-        "kind": {"type": "str", "choices": ["maintenance", "fenced"], "required": True},
+        "kind": {"type": "str", "choices": ["maintenance", "fenced", "confirmed_off"], "required": True},
         "host": {"type": "str", "required": True},
         "state": {"type": "str", "choices": ["present", "absent", "extended"], "default": "present"},
         "owner": {"type": "str", "required": True},
@@ -149,6 +168,11 @@ def run(module: KvmhaModule) -> dict:
         ttl = check_range("duration", params["duration"], 0, exclusive_minimum=True)
         result = call_with_deadline(extend_mark, deadline, "extending the maintenance of %s" % host,
                                     store, kind, host, owner, ttl, dry_run=check_mode)
+    elif kind == CONFIRMED_OFF:
+        ttl = check_range("duration", params["duration"], 0, exclusive_minimum=True)
+        data = dict(params["data"], reason=params["reason"])
+        result = call_with_deadline(confirm_off, deadline, "confirming %s off" % host,
+                                    store, host, owner, data, ttl, dry_run=check_mode)
     else:
         ttl = None
         if kind == MAINTENANCE:
@@ -158,6 +182,7 @@ def run(module: KvmhaModule) -> dict:
         data = dict(params["data"], reason=params["reason"])
         result = call_with_deadline(set_mark, deadline, "setting the %s mark of %s" % (kind, host),
                                     store, kind, host, owner, data, ttl, dry_run=check_mode)
+    result["kind"] = kind
     if module.diff_mode and params["state"] == "extended":
         result["diff"] = {"before": {"expires_at": result["previous"]["expires_at"]},
                           "after": {"expires_at": result["mark"].get("expires_at"), "ttl": result["mark"]["ttl"]}}

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: host_mark_info
-short_description: Read the maintenance and fenced marks of hypervisors from the shared store
+short_description: Read the maintenance, fenced and confirmed-off marks of hypervisors from the shared store
 version_added: 0.1.0
 description:
   - Reads the marks that M(kvmha.cluster.host_mark) and the watchdog keep on the store, and changes nothing.
   - A maintenance mark is RV(maintenance.active) until its expiry (the modification time of the mark plus its ttl
     and O(skew), judged on the store's clock - never the controller's own), then RV(maintenance.expired) - the maintenance has ended by itself - until someone
-    clears it. Fenced marks never expire.
-  - A mark that cannot be parsed is reported under C(invalid) with the reason; the watchdog treats such a mark as
-    active, the cautious reading for both kinds.
+    clears it. Fenced marks never expire. A confirmed-off mark expires as a maintenance mark does.
+  - A mark that cannot be parsed is reported under C(invalid) with the reason; the watchdog treats a maintenance or
+    fenced mark as active then, and a confirmed-off mark as absent - the cautious reading of each kind.
   - The operations playbooks use it (C(maintenance.yml), C(unfence.yml)) to read a mark without writing one.
 author:
   - kvmha.cluster developers (@kvmha)
@@ -33,7 +33,7 @@ options:
     description: Which kinds of marks to read.
     type: list
     elements: str
-    choices: [maintenance, fenced]
+    choices: [maintenance, fenced, confirmed_off]
     default: [fenced, maintenance]
   skew:
     description: Seconds added to a maintenance mark's expiry before it counts as expired (as the watchdog reads it).
@@ -109,6 +109,27 @@ fenced:
       type: dict
       sample: {}
   sample: {active: {}, expired: {}, invalid: {}}
+confirmed_off:
+  description:
+    - Operators' confirm-offs (C(playbooks/confirm_off.yml)), by state and host, as for RV(maintenance). C(data) holds
+      C(reason), C(seq) and C(boot_id) (the heartbeat record it was given against). An expired one is no longer used.
+  returned: when O(kinds) contains V(confirmed_off)
+  type: dict
+  contains:
+    active:
+      description: Confirmations in force, by host.
+      type: dict
+      sample: {h1: {name: h1, owner: alice, generation: 1, ttl: 3600.0, expires_at: 1764066600.0, released: false,
+                    data: {reason: both PSU cords pulled, seq: 4242, boot_id: 5f0c7a1e-4f1c-4b6e-9a59-0f3c2b0d9d11}}}
+    expired:
+      description: Confirmations whose expiry passed before a run used them, by host.
+      type: dict
+      sample: {}
+    invalid:
+      description: Marks that cannot be parsed, by host, with the reason (never used as a confirmation).
+      type: dict
+      sample: {}
+  sample: {active: {}, expired: {}, invalid: {}}
 now:
   description:
     - The store's clock (Unix time) the expiries were judged against - the modification time the store gave a probe
@@ -130,13 +151,13 @@ from ansible_collections.kvmha.cluster.plugins.module_utils._common import Kvmha
 from ansible_collections.kvmha.cluster.plugins.module_utils._deadline import call_with_deadline
 from ansible_collections.kvmha.cluster.plugins.module_utils._errors import check_range
 from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import validate_host_name
-from ansible_collections.kvmha.cluster.plugins.module_utils._marks import MARK_KINDS, read_marks, store_now
+from ansible_collections.kvmha.cluster.plugins.module_utils._marks import CONFIRMED_OFF, MARK_KINDS, read_marks, store_now
 
 ARGUMENT_SPEC = merge_specs(
     STORE_SPEC,
     {
         "hosts": {"type": "list", "elements": "str"},
-        "kinds": {"type": "list", "elements": "str", "choices": list(MARK_KINDS), "default": list(MARK_KINDS)},
+        "kinds": {"type": "list", "elements": "str", "choices": list(MARK_KINDS) + [CONFIRMED_OFF], "default": list(MARK_KINDS)},
         "skew": {"type": "float", "default": 5},
         "deadline_s": renamed({"type": "float", "default": 10}, "read_timeout"),
     },

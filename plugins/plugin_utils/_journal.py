@@ -34,6 +34,7 @@ HANDLERS = {
     ("observe", "kvm_heartbeat"): "observation",
     ("decide", "host_investigate"): "decision",
     ("fence", "ipmi_power"): "fence",
+    ("fence", "host_fence"): "fence",
     ("recover", "vm_evacuate"): "recovery",
     ("converge", "vm_evacuate"): "recovery",
     ("abandon", "vm_evacuate"): "abandon",
@@ -47,11 +48,13 @@ HANDLERS = {
 # proves nothing), or - for any other kvmha.cluster module or tagged task - as a failure of the run.
 FAILURES = {
     ("fence", "ipmi_power"): "fence",
+    ("fence", "host_fence"): "fence",
     ("recover", "vm_evacuate"): "recovery",
     ("converge", "vm_evacuate"): "recovery",
     ("remediate", ANY): "remediation",
     ("probe", ANY): "probe",
     ("recover", "ipmi_power"): "probe",  # the power read again before the first start: a host not seen off is not recovered
+    ("recover", "host_fence"): "probe",  # the same read through a host's fence levels
     ("decide", "vm_evacuate"): "plan",  # observe mode's restart plan (check mode): reported, never a failure of the run
 }
 PHASES = ("observe", "converge", "reconcile", "probe", "decide", "fence", "recover", "remediate", "abandon")

@@ -47,7 +47,7 @@ REQUIRED = ["MANIFEST.json", "FILES.json", "README.md", "CHANGELOG.rst", "bindep
             "meta/execution-environment.yml", "meta/ee-requirements.txt", "plugins/callback/journal.py",
             "changelogs/changelog.yaml", "docs/OPERATIONS.md", "docs/AWX.md", "docs/SAFETY.md",
             "examples/execution-environment.yml", "examples/awx/watchdog.yml", "examples/prometheus/kvmha-alerts.yml"]
-REQUIRED += ["playbooks/%s.yml" % p for p in ("watchdog", "deploy", "maintenance", "unfence", "fence_readiness")]
+REQUIRED += ["playbooks/%s.yml" % p for p in ("watchdog", "deploy", "maintenance", "unfence", "fence_readiness", "confirm_off")]
 for role in ("heartbeat_writer", "watchdog_service"):
     REQUIRED += ["roles/%s/meta/argument_specs.yml" % role, "roles/%s/tasks/main.yml" % role]
 REQUIRED += ["plugins/modules/" + name for name in sorted(os.listdir("plugins/modules")) if name.endswith(".py")]

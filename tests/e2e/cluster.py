@@ -249,7 +249,7 @@ class Cluster:
         self.power_offs_at_reset = self.bmc_power_offs()
 
     def clear_store_state(self):
-        for kind in (_marks.FENCED, _marks.MAINTENANCE):
+        for kind in (_marks.FENCED, _marks.MAINTENANCE, _marks.CONFIRMED_OFF):
             for host in _marks.documents(config.STORE, kind).names():
                 _marks.clear_mark(config.STORE, kind, host, "e2e-reset")
         book = _recovery.OwedBook(config.STORE, "e2e-reset")
@@ -369,7 +369,7 @@ class Cluster:
         for run in runs:
             for vm, failed_host in run.started_vms().items():
                 verdict = run.incidents[failed_host]["verdict"]
-                assert failed_host in fenced_now or verdict in ("DOWN", "DOWN_SELF_FENCED"), \
+                assert failed_host in fenced_now or verdict in ("DOWN", "DOWN_SELF_FENCED", "DOWN_CONFIRMED"), \
                     "%s of %s was started although %s was neither fenced nor down" % (vm, failed_host, failed_host)
                 started[vm] = started.get(vm, 0) + 1
         if starts_before is not None:  # every scenario: the qemu logs of every host count the starts

@@ -28,7 +28,7 @@ STATUS_FAILED_OFF = {"changed": False, "state": "status", "action": "none", "pow
 STATUS_OK_OFF = dict(STATUS_OK_ON, powerstate={"before": "off", "after": "off"}, fenced=True, confirmations=2)
 
 
-def decide(tmp_path, bmc: dict, fenced: list, suspects=("hv1",), before=None, expect_rc=0, mode="armed") -> dict:
+def decide(tmp_path, bmc: dict, fenced: list, suspects=("hv1",), before=None, expect_rc=0, mode="armed", levels=None) -> dict:
     """Run decide.yml as the watchdog does after the probes, with `bmc` as every suspect's status probe result.
 
     The run holds the cluster lease of its store, as the watchdog does; ``before(store)`` changes the store first.
@@ -42,6 +42,9 @@ def decide(tmp_path, bmc: dict, fenced: list, suspects=("hv1",), before=None, ex
     for host in suspects:
         hosts[host].update(kvmha_bmc=bmc, kvmha_mgmt={"unreachable": True, "msg": "no route"},
                            kvmha_activity={"hosts": {host: {"activity": "idle"}}})
+        if levels is not None:  # a host with fence levels: probe.yml read them (host_fence, check mode), not the BMC
+            hosts[host].update(kvmha_fence_levels=[["bmc"], ["pdu_a", "pdu_b"]], kvmha_levels_probe=levels,
+                               kvmha_bmc={"skipped": True, "changed": False})
     inventory = tmp_path / "inventory.json"
     inventory.write_text(json.dumps({"all": {"children": {"kvm_hosts": {"hosts": hosts}},
                                              "hosts": {"localhost": {"ansible_connection": "local",
@@ -173,3 +176,92 @@ def test_observe_mode_says_what_it_would_do_and_groups_nothing_for_action(tmp_pa
 def test_armed_mode_groups_the_hosts_for_action(tmp_path):
     result = decide(tmp_path, STATUS_OK_ON, [])
     assert result["groups"]["kvmha_fence"] == ["hv1"] and "observe mode" not in result["output"]
+
+
+# ---------------------------------------------------------------------- issue 15: an operator's confirm-off
+
+BMC_UNREACHABLE = {"changed": False, "state": "status", "failed": True, "error_kind": "unreachable", "msg": "no answer",
+                   "powerstate": {"before": "unknown", "after": "unknown"}, "fenced": False}
+
+
+def confirm(seq=5, boot_id="b", ttl=3600.0):
+    """confirm_off.yml's mark, given against the heartbeat the watch sees (seq 5 of boot "b") unless told otherwise."""
+    def write(store):
+        _marks.confirm_off(store, "hv1", "alice", {"reason": "cords pulled", "seq": seq, "boot_id": boot_id}, ttl=ttl)
+    return write
+
+
+def test_a_confirm_off_recovers_a_host_whose_bmc_cannot_be_asked(tmp_path):
+    result = decide(tmp_path, BMC_UNREACHABLE, [], before=confirm())
+    assert result["evidence"][0]["confirmed_off"] == {"owner": "alice", "reason": "cords pulled", "seq": 5, "boot_id": "b",
+                                                      "generation": 1}
+    decision = result["decision"]["decisions"]["hv1"]
+    assert (decision["rule"], decision["verdict"], decision["action"]) == ("R9a", "DOWN_CONFIRMED", "recover")
+    assert result["groups"]["kvmha_recover"] == ["hv1"]
+
+
+@pytest.mark.parametrize("write, why", [
+    (None, "no confirmation"),
+    (confirm(seq=4), "the host wrote a heartbeat after it"),
+    (confirm(boot_id="a"), "given in another boot"),
+])
+def test_without_a_confirm_off_that_holds_the_host_stays_unknown(tmp_path, write, why):
+    result = decide(tmp_path, BMC_UNREACHABLE, [], before=write)
+    decision = result["decision"]["decisions"]["hv1"]
+    assert (decision["verdict"], decision["action"]) == ("UNKNOWN", "alert"), why
+    assert "kvmha_recover" not in result["groups"]
+
+
+def test_an_expired_confirm_off_is_not_evidence(tmp_path):
+    def expired(store):
+        confirm(ttl=60.0)(store)
+        directory = os.path.join(store, "kvmha", "confirmed_off", "hv1")
+        then = os.stat(directory).st_mtime - 120  # the store wrote it two minutes ago: past its ttl and the 5 s skew
+        for name in os.listdir(directory):
+            os.utime(os.path.join(directory, name), (then, then))
+    result = decide(tmp_path, BMC_UNREACHABLE, [], before=expired)
+    assert result["evidence"][0]["confirmed_off"] is None
+    assert result["decision"]["decisions"]["hv1"]["verdict"] == "UNKNOWN"
+
+
+def test_a_bmc_that_says_on_outweighs_a_confirm_off(tmp_path):
+    result = decide(tmp_path, STATUS_OK_ON, [], before=confirm())
+    decision = result["decision"]["decisions"]["hv1"]
+    assert (decision["rule"], decision["action"]) == ("R8", "fence")  # fenced first; recovered only once confirmed off
+
+
+# ---------------------------------------------------------------------- issue 15: a host with fence levels
+
+LEVEL_1_DEAD = {"level": 1, "devices": ["bmc"], "outcome": "failed",
+                "attempts": [{"device": "bmc", "fenced": False, "error_kind": "unreachable", "msg": "no answer"}]}
+
+
+@pytest.mark.parametrize("levels, power, error, verdict", [
+    # The BMC died with the host, the PDUs still feed it: fence (R8), through the levels - level 2 can do it.
+    ({"failed": True, "error_kind": "not_fenced", "fenced": False, "power": "on", "levels": [
+        LEVEL_1_DEAD, {"level": 2, "devices": ["pdu_a", "pdu_b"], "outcome": "failed", "attempts": [
+            {"device": "pdu_a", "fenced": False, "changed": True, "powerstate": {"before": "on", "after": "off"}}]}]},
+     "on", None, "SUSPECT"),
+    # Both outlets confirmed off already: DOWN (R5).
+    ({"changed": False, "fenced": True, "level": 2, "power": "off",
+      "levels": [LEVEL_1_DEAD, {"level": 2, "devices": ["pdu_a", "pdu_b"], "outcome": "fenced", "attempts": []}]},
+     "off", None, "DOWN"),
+    # No device answers: UNKNOWN (R10), as a dead BMC today.
+    ({"failed": True, "error_kind": "not_fenced", "fenced": False, "power": "unknown", "levels": [LEVEL_1_DEAD]},
+     "unknown", "not_fenced", "UNKNOWN"),
+    # The read did not run (or failed before it asked anything).
+    ({"skipped": True, "changed": False}, "unknown", "not_run", "UNKNOWN"),
+    ({"failed": True, "error_kind": "invalid_input", "msg": "fence level 2 names unknown devices: pdu_c"},
+     "unknown", "invalid_input", "UNKNOWN"),
+])
+def test_a_host_with_fence_levels_is_judged_on_what_its_levels_read(tmp_path, levels, power, error, verdict):
+    result = decide(tmp_path, {}, [], levels=levels)
+    bmc = result["evidence"][0]["bmc"]
+    assert (bmc["power"], bmc["error"], bmc["probe"]) == (power, error, "levels")
+    assert bmc["levels"] == [record["outcome"] for record in levels.get("levels", [])]
+    assert result["decision"]["decisions"]["hv1"]["verdict"] == verdict
+
+
+def test_a_host_without_fence_levels_keeps_the_bmc_evidence_as_it_was(tmp_path):
+    result = decide(tmp_path, STATUS_OK_ON, [])
+    assert result["evidence"][0]["bmc"] == {"power": "on", "error": None, "probe": "ok", "read": "on"}

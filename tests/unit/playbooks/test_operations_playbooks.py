@@ -326,3 +326,153 @@ def test_unfence_with_start_owed_starts_the_only_copy_on_the_returning_host(tmp_
     assert hosts_site.marks("fenced")["active"] == {}
     entry = _recovery.OwedBook(str(hosts_site.store), "r").read("h1").data["vms"][0]
     assert entry["state"] == _recovery.STARTED and entry["target"] == "h1"
+
+
+# ---------------------------------------------------------------------------------------------------- confirm off
+
+UNREACHABLE_SSH = {"ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": 1, "ansible_user": "nobody"}
+
+
+def last_record(store, host, seq=7, boot="boot-b"):
+    """The last record a host wrote before it went dark: stale from now on."""
+    directory = pathlib.Path(store) / "kvmha" / "hosts"
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / (host + ".json")).write_text(json.dumps({
+        "version": 1, "host": host, "boot_id": boot, "seq": seq, "ts": time.time() - 300, "interval": 0.5,
+        "state": "running", "self_fence": {"armed": False, "deadline_s": 60}, "capacity": {}, "vms": []}))
+
+
+def confirm_off(site, host="h1", *args, **extra):
+    given = dict(kvmha_confirm_host=host, kvmha_confirm_host_is_off=host, kvmha_confirm_operator="alice",
+                 kvmha_confirm_reason="both PSU cords pulled", kvmha_confirm_heartbeat_wait_s=1)
+    given.update(extra)
+    return site.run("confirm_off", *args, **{k: v for k, v in given.items() if v is not None})
+
+
+@pytest.mark.parametrize("extra", [
+    {"kvmha_confirm_host_is_off": None},
+    {"kvmha_confirm_host_is_off": "h2"},
+    {"kvmha_confirm_host_is_off": "H1"},
+    {"kvmha_confirm_host": "h1:h2", "kvmha_confirm_host_is_off": "h1:h2"},
+    {"kvmha_confirm_host": "kvm_hosts", "kvmha_confirm_host_is_off": "kvm_hosts"},
+    {"kvmha_confirm_host": "all", "kvmha_confirm_host_is_off": "all"},
+    {"kvmha_confirm_operator": " "},
+    {"kvmha_confirm_reason": None},
+    {"kvmha_confirm_valid_s": 0},
+])
+def test_confirm_off_needs_one_host_named_twice_an_operator_and_a_reason(tmp_path, extra):
+    site = Site(tmp_path, {"h1": UNREACHABLE_SSH, "h2": UNREACHABLE_SSH})
+    last_record(site.store, "h1")
+    done = confirm_off(site, **extra)
+    assert done.returncode != 0 and "confirm_off: set kvmha_confirm_host" in done.output, done.output
+    assert site.marks("confirmed_off")["active"] == {}
+
+
+def test_confirm_off_is_refused_while_anything_shows_life(tmp_path, bmcs):
+    site = Site(tmp_path, {"h1": UNREACHABLE_SSH, "h2": {}, "h3": dict(bmc(bmcs["on1"]), **UNREACHABLE_SSH)})
+    for host in ("h1", "h2", "h3"):
+        last_record(site.store, host)
+    with heartbeat(site.store, "h1", interval=0.2):
+        beating = confirm_off(site, "h1")
+    assert beating.returncode != 0 and "h1 is not off: its heartbeat advances on the store" in beating.output, beating.output
+    answering = confirm_off(site, "h2")  # the local connection: management answers
+    assert answering.returncode != 0 and "it answers on its management address (SSH)" in answering.output, answering.output
+    powered = confirm_off(site, "h3")
+    assert powered.returncode != 0 and "its BMC says the power is on" in powered.output, powered.output
+    assert "Nothing was recorded" in powered.output and site.marks("confirmed_off")["active"] == {}
+
+
+def test_confirm_off_records_the_word_bound_to_the_last_heartbeat(tmp_path, bmcs):
+    site = Site(tmp_path, {"h1": UNREACHABLE_SSH, "h3": dict(bmc(bmcs["off1"]), **UNREACHABLE_SSH)})
+    last_record(site.store, "h1", seq=41, boot="boot-x")
+    would = confirm_off(site, "h1", "--check")
+    assert would.returncode == 0 and "h1: would be confirmed off by alice" in would.output, would.output
+    assert site.marks("confirmed_off")["active"] == {}
+    done = confirm_off(site, "h1", kvmha_confirm_valid_s=900)
+    assert done.returncode == 0 and "h1: confirmed off by alice (both PSU cords pulled)" in done.output, done.output
+    mark = site.marks("confirmed_off")["active"]["h1"]
+    assert (mark["owner"], mark["ttl"]) == ("alice", 900)
+    assert mark["data"] == {"reason": "both PSU cords pulled", "seq": 41, "boot_id": "boot-x", "bmc": "unknown"}
+    with open(tmp_path / "journal" / "events.jsonl", encoding="utf-8") as stream:
+        seen = [json.loads(line) for line in stream]
+    # (the --check run streamed one too, as every mark's check run does)
+    assert [(e["host"], e["mark"], e["owner"], e["reason"]) for e in seen if e["event"] == "mark"][-1] == (
+        "h1", "confirmed_off", "alice", "both PSU cords pulled"), seen
+    # A host without a heartbeat record and with a BMC that says off: accepted, with the note that R5 needs no word.
+    off = confirm_off(site, "h3")
+    assert off.returncode == 0 and "Its BMC already says off" in off.output, off.output
+    assert site.marks("confirmed_off")["active"]["h3"]["data"]["seq"] is None
+
+
+# ---------------------------------------------------------------------------------------------------- fence levels
+
+
+@contextlib.contextmanager
+def simulator(work: pathlib.Path, state: str):
+    """One BMC simulator of its own (lab/bmc.py) on a loopback port, reporting ``state``; yields (port, state file)."""
+    (work / "password").write_text(PASSWORD + "\n")
+    state_file = work / "state"
+    state_file.write_text(state)
+    port = free_udp_port()
+    proc = subprocess.Popen(  # pylint: disable=consider-using-with
+        [sys.executable, "-m", "lab.bmc", "--address", "127.0.0.1", "--port", str(port), "--user", "admin",
+         "--password-file", str(work / "password"), "--state-file", str(state_file)],
+        cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout.readline().startswith("READY")
+        yield port, state_file
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        proc.stdout.close()
+
+
+def test_the_watchdog_fences_a_host_with_fence_levels_through_the_level_that_answers(tmp_path):
+    """fence.yml run for real on a host whose first level (its BMC) is dead: host_fence tries it, then powers the host
+    off through level 2 (another BMC here; a PDU in life), and the host is grouped for recovery on that level's
+    confirmed off. The re-read of recover.yml goes through the levels too and sees it off."""
+    (tmp_path / "sim").mkdir()
+    with simulator(tmp_path / "sim", "on") as (port, state_file):
+        devices = [{"name": "bmc", "protocol": "ipmi", "address": "127.0.0.1", "port": free_udp_port(),
+                    "username": "admin", "password": PASSWORD},
+                   {"name": "outlet", "protocol": "ipmi", "address": "127.0.0.1", "port": port,
+                    "username": "admin", "password": PASSWORD}]
+        site = Site(tmp_path, {"h1": {"kvmha_fence_levels": [["bmc"], ["outlet"]], "kvmha_fence_devices": devices}})
+        lease = _marks.acquire_lease(str(site.store), "lab", "watchdog/test", 60.0)["lease"]
+        out = tmp_path / "out.json"
+        playbook = tmp_path / "fence.yml"
+        policy = {"fence_confirm": 2, "fence_timeout_s": 20, "fence_concurrency": 1, "probe_timeout_s": 2}
+        playbook.write_text(json.dumps([{
+            "name": "Fence as the watchdog does", "hosts": "h1", "gather_facts": False,
+            "vars": {"kvmha_store": str(site.store), "kvmha_cluster_name": "lab", "kvmha_owner": "watchdog/test",
+                     "kvmha_lease_renewed": {"lease": lease}, "kvmha_policy_effective": policy},
+            "tasks": [
+                {"name": "Fence", "ansible.builtin.import_tasks": str(ROOT / "playbooks" / "tasks" / "fence.yml"),
+                 "vars": {"kvmha_journal": "fence"}},  # as watchdog.yml tags it, for the journal
+                {"name": "Read again as recover.yml does", "kvmha.cluster.host_fence": {
+                    "levels": "{{ kvmha_fence_levels }}",
+                    "devices": "{{ kvmha_fence_devices | map('combine', {'deadline_s': kvmha_policy_effective.probe_timeout_s}) | list }}",
+                    "confirm": 1, "deadline_s": "{{ kvmha_policy_effective.probe_timeout_s * (kvmha_fence_devices | length) }}"},
+                 "check_mode": True, "delegate_to": "localhost", "register": "recheck", "ignore_errors": True},
+                {"name": "Keep the result", "delegate_to": "localhost", "ansible.builtin.copy": {
+                    "dest": str(out), "mode": "0644",
+                    "content": "{{ {'fence': kvmha_fence_levels_result, 'ipmi': kvmha_fence_result, 'recheck': recheck,"
+                               " 'groups': groups} | to_json }}"}},
+            ]}]))
+        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"), ANSIBLE_NOCOLOR="1",
+                   ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), KVMHA_JOURNAL_DIR=str(tmp_path / "journal"))
+        done = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(site.inventory), str(playbook)], capture_output=True,
+                              text=True, env=env, cwd=str(tmp_path), check=False, timeout=300)
+        assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+        assert state_file.read_text().strip() == "off", "level 2's device was powered off"
+    result = json.loads(out.read_text())
+    assert result["ipmi"].get("skipped") is True, "a host with levels is never fenced through ipmi_power"
+    fence = result["fence"]
+    assert (fence["fenced"], fence["level"], fence["devices"], fence["power"]) == (True, 2, ["outlet"], "off")
+    assert [r["outcome"] for r in fence["levels"]] == ["failed", "fenced"]
+    assert result["groups"]["kvmha_recover"] == ["h1"]
+    assert (result["recheck"]["power"], result["recheck"]["level"]) == ("off", 2)
+    with open(tmp_path / "journal" / "events.jsonl", encoding="utf-8") as stream:
+        seen = [json.loads(line) for line in stream]
+    assert [(e["host"], e["ok"], e["detail"]) for e in seen if e["event"] == "fence"] == [
+        ("h1", True, "power off confirmed (level 2: outlet)")], seen

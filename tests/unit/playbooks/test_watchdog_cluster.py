@@ -50,9 +50,11 @@ def site(tmp_path, clusters, beating):
     return inventory
 
 
-def watchdog(tmp_path, inventory, **extra):
+def watchdog(tmp_path, inventory, env_path=None, **extra):
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), KVMHA_JOURNAL_DIR=str(tmp_path / "journal"),
                ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"), ANSIBLE_NOCOLOR="1")
+    if env_path is not None:
+        env["PATH"] = env_path
     env.pop("KVMHA_METRICS_FILE", None)
     done = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(inventory), str(ROOT / "playbooks" / "watchdog.yml"),
                            "-e", json.dumps(dict({"kvmha_watch_s": 0}, **extra))],
@@ -176,3 +178,55 @@ def test_an_inventory_without_hypervisors_is_a_failed_run_never_a_green_one(tmp_
     inventory.write_text(json.dumps({"all": {"children": {"other": {"hosts": {"x": {}}}}}}))
     done = watchdog(tmp_path, inventory)
     assert done.returncode != 0 and "no host in group kvm_hosts" in done.output, done.output[-3000:]
+
+
+# ------------------------------------------------------------------------- issue 15: an operator's confirm-off
+
+SILENT_PING = """#!/bin/sh
+# A stand-in for iputils ping whose every echo is lost: the suspect's private address (loopback here) "does not answer".
+case "$1" in -V) echo "ping from iputils 20240117"; exit 0;; esac
+echo "--- stand-in ping statistics ---"
+echo "2 packets transmitted, 0 received, 100% packet loss, time 200ms"
+exit 1
+"""
+
+
+def dark_host_site(tmp_path):
+    """hv1 and hv2 alive and reachable (the local connection, libvirt's test driver), hv3 dark: its last record stale
+    (seq 7 of boot-hv3), SSH to a closed port, a BMC that nothing answers, and neighbours whose pings are all lost."""
+    inventory = site(tmp_path, {"a": ["hv1", "hv2", "hv3"]}, ["hv1", "hv2"])
+    doc = json.loads(inventory.read_text())
+    hosts = doc["all"]["children"]["kvm_hosts"]["hosts"]
+    for live in ("hv1", "hv2"):
+        hosts[live]["ansible_connection"] = "local"
+    hosts["hv3"]["kvmha_bmc_port"] = 9  # nothing listens: the BMC died with the host
+    doc["all"]["vars"]["kvmha_policy"] = {"probe_timeout_s": 1.0, "remediate_writer": False}
+    inventory.write_text(json.dumps(doc))
+    store = doc["all"]["vars"]["kvmha_store_path"]
+    then = time.time() - 600
+    record = build_record("hv3", "boot-hv3", 7, then, 2.0, {"armed": False, "deadline_s": 60}, {"mem_free_mib": 4096, "vcpus_free": 8}, [])
+    write_atomic(record_path(store, "hv3"), encode_record(record))
+    os.utime(record_path(store, "hv3"), (then, then))
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "ping").write_text(SILENT_PING)
+    (bindir / "ping").chmod(0o755)
+    return inventory, store, str(bindir)
+
+
+def test_the_next_run_after_a_confirm_off_recovers_the_host_and_uses_the_word_up(tmp_path):
+    from ansible_collections.kvmha.cluster.plugins.module_utils import _marks, _recovery  # noqa: PLC0415
+
+    """Without the word hv3 is UNKNOWN every run (test_decide_playbook.py shows it on the same evidence); with it, the
+    next run recovers hv3 - its owed document opened, its fenced mark written - and releases the confirmation."""
+    inventory, store, bindir = dark_host_site(tmp_path)
+    _marks.confirm_off(store, "hv3", "alice", {"reason": "cords pulled", "seq": 7, "boot_id": "boot-hv3"}, ttl=3600)
+    second = watchdog(tmp_path, inventory, env_path=bindir + os.pathsep + os.environ["PATH"])
+    assert second.returncode == 0, second.output[-4000:]
+    decisions = [e for e in journal_events(tmp_path) if e["event"] == "decision" and e["host"] == "hv3"]
+    assert (decisions[-1]["verdict"], decisions[-1]["rule"], decisions[-1]["action"]) == ("DOWN_CONFIRMED", "R9a", "recover"), \
+        second.output[-4000:]
+    assert "hv3" in _marks.read_marks(store, _marks.FENCED)["active"] and _recovery.OwedBook(store, "t").read("hv3")
+    assert _marks.read_marks(store, _marks.CONFIRMED_OFF)["active"] == {}, "one use: the recovery used it up"
+    used = [e for e in journal_events(tmp_path) if e["event"] == "mark" and e.get("mark") == "confirmed_off"]
+    assert [(e["host"], e["released"]) for e in used] == [("hv3", True)], second.output[-4000:]

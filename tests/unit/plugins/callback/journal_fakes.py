@@ -10,7 +10,7 @@ from __future__ import annotations
 # of these modules carries it unless the test says otherwise. test_journal_phases.py checks it against the playbook.
 WATCHDOG_PHASES = {
     "kvm_heartbeat": "observe", "host_investigate": "decide", "ipmi_power": "fence", "vm_evacuate": "recover",
-    "vm_reconcile": "reconcile", "neighbor_ping": "probe", "vm_disk_activity": "probe",
+    "vm_reconcile": "reconcile", "neighbor_ping": "probe", "vm_disk_activity": "probe", "host_fence": "fence",
 }
 
 

@@ -61,8 +61,12 @@ EXPECTED = {
     ("observe_only.yml", "vm_evacuate"): ("", "plan"),  # observe mode's plan, in check mode: no recovery, no failure
     ("fence.yml", "host_mark_info"): ("", ""),
     ("fence.yml", "ipmi_power"): ("fence", "fence"),
+    ("fence.yml", "host_fence"): ("fence", "fence"),  # a host with fence levels
+    ("probe.yml", "host_fence"): ("", "probe"),  # its status read through the levels (check mode)
+    ("recover.yml", "host_fence"): ("", "probe"),
     ("recover.yml", "vm_evacuate"): ("recovery", "recovery"),
     ("recover.yml", "ipmi_power"): ("", "probe"),  # the power read again before the first start
+    ("recover.yml", "host_mark"): ("mark", ""),  # an operator's confirm-off used up
     ("remediate.yml", "kvm_heartbeat"): ("remediation_check", "remediation"),
     ("finish.yml", "cluster_lease"): ("lease", ""),
     ("abandon.yml", "vm_evacuate"): ("abandon", ""),

@@ -248,6 +248,14 @@ def test_a_run_that_is_not_a_watchdog_run_streams_events_only(journal_dir):
     assert [e["event"] for e in events(journal_dir)] == ["mark"]
 
 
+def test_an_operators_confirm_off_is_journalled_with_its_kind_operator_and_reason(journal_dir):
+    callback = new_callback(journal_dir)
+    mark = {"name": "h1", "owner": "alice", "released": False, "data": {"reason": "cords pulled", "seq": 4}}
+    run(callback, ("ok", "host_mark", "h1", {"changed": True, "kind": "confirmed_off", "mark": mark}))
+    event = events(journal_dir)[0]
+    assert (event["event"], event["mark"], event["owner"], event["reason"]) == ("mark", "confirmed_off", "alice", "cords pulled")
+
+
 # ----------------------------------------------------------------------------------------- incident records
 
 
@@ -285,6 +293,25 @@ def test_the_record_of_a_failed_fence(journal_dir):
     assert callback.failures == ["h1: fence failed (power off was sent but the chassis still reads on)"]
     end = events(journal_dir)[-1]
     assert end["event"] == "run_end" and end["ok"] is False and end["incidents"] == ["h1"]
+
+
+def test_a_fence_through_fence_levels_names_the_level_and_its_devices(journal_dir):
+    levels = [{"level": 1, "devices": ["bmc"], "outcome": "failed",
+               "attempts": [{"device": "bmc", "fenced": False, "error_kind": "unreachable"}]},
+              {"level": 2, "devices": ["pdu_a", "pdu_b"], "outcome": "fenced", "attempts": []}]
+    callback = new_callback(journal_dir)
+    run(callback, ("ok", "kvm_heartbeat", "h2", heartbeat()), ("ok", "host_investigate", "h2", investigate()),
+        ("ok", "host_fence", "h1", {"changed": True, "fenced": True, "level": 2, "devices": ["pdu_a", "pdu_b"],
+                                    "levels": levels, "power": "off", "elapsed": 3.2}))
+    record = incident(journal_dir, "h1")
+    assert [(a["action"], a["ok"], a["detail"]) for a in record["actions"]] == [
+        ("fence", True, "power off confirmed (level 2: pdu_a, pdu_b)")]
+    assert record["actions"][0]["result"]["levels"] == levels and "fenced" in record["timestamps"]
+    failed = new_callback(journal_dir / "failed")
+    run(failed, ("ok", "kvm_heartbeat", "h2", heartbeat()), ("ok", "host_investigate", "h2", investigate()),
+        ("failed", "host_fence", "h1", {"fenced": False, "level": None, "devices": [], "levels": levels[:1],
+                                        "error_kind": "not_fenced", "msg": "no fence level confirmed the host off"}))
+    assert failed.failures == ["h1: fence failed (no fence level confirmed the host off)"]
 
 
 def test_a_failed_task_of_another_module_makes_the_run_fail_without_an_action(journal_dir):

@@ -28,7 +28,7 @@ def evidence(host="h1", **overrides):
         "observer": {"ok": True},
         "maintenance": None,
         "mgmt": {"reachable": False},
-        "heartbeat": {"status": "stale", "age": 60.0, "self_fence": {"armed": False, "deadline_s": 60.0}},
+        "heartbeat": {"status": "stale", "age": 60.0, "seq": 5, "boot_id": "b", "self_fence": {"armed": False, "deadline_s": 60.0}},
         "neighbors": {"reachable": 0, "unreachable": 2, "errors": 0},
         "bmc": {"power": "on", "error": None},
         "disk_activity": "idle",
@@ -39,6 +39,9 @@ def evidence(host="h1", **overrides):
         else:
             doc[key] = value
     return doc
+
+
+CONFIRMED = {"owner": "alice", "reason": "pulled both power cords", "seq": 5, "boot_id": "b"}
 
 
 def decide_one(policy=None, size=5, fenced=0, **overrides):
@@ -64,6 +67,11 @@ TABLE = [
     ("R5a", "CONFLICT", "alert", {"bmc": {"power": "off"}, "disk_activity": "active"}, {}),
     ("R5", "DOWN", "recover", {"bmc": {"power": "off"}}, {}),
     ("R5", "DOWN", "recover", {"bmc": {"power": "off"}, "heartbeat": {"status": "missing", "age": None}}, {}),
+    # An operator's confirm-off (confirm_off.yml), given against the host's last heartbeat (seq 5 of boot "b").
+    ("R5b", "CONFLICT", "alert", {"bmc": {"power": "unknown"}, "confirmed_off": CONFIRMED, "neighbors": {"reachable": 1}}, {}),
+    ("R5b", "CONFLICT", "alert", {"bmc": {"power": "unknown"}, "confirmed_off": CONFIRMED, "disk_activity": "active"}, {}),
+    ("R5b", "CONFLICT", "alert", {"confirmed_off": CONFIRMED, "neighbors": {"reachable": 1}, "heartbeat": {"age": 30.0}}, {}),
+    ("R5", "DOWN", "recover", {"bmc": {"power": "off"}, "confirmed_off": CONFIRMED}, {}),
     ("R6", "UNRESPONSIVE", "alert", {"neighbors": {"reachable": 2, "unreachable": 0}, "heartbeat": {"age": 10.0}}, {}),
     ("R6", "UNRESPONSIVE", "alert", {"neighbors": {"reachable": 1}, "heartbeat": {"status": "missing", "age": None}}, {}),
     ("R6a", "HUNG", "fence", {"neighbors": {"reachable": 2}, "heartbeat": {"age": 30.0}}, {}),
@@ -79,6 +87,14 @@ TABLE = [
     ("R9", "DOWN_SELF_FENCED", "recover",
      {"bmc": {"power": "unknown", "error": "unreachable"}, "heartbeat": {"age": 70.0, "self_fence": {"armed": True, "deadline_s": 60.0}}},
      {"trust_self_fence": True}),
+    ("R9a", "DOWN_CONFIRMED", "recover", {"bmc": {"power": "unknown", "error": "unreachable"}, "confirmed_off": CONFIRMED}, {}),
+    ("R9a", "DOWN_CONFIRMED", "recover", {"bmc": None, "confirmed_off": CONFIRMED, "disk_activity": "unknown"}, {}),
+    # A BMC that says on is believed over the operator: fenced (and recovered only once its power-off is confirmed).
+    ("R8", "SUSPECT", "fence", {"confirmed_off": CONFIRMED}, {}),
+    # The host wrote a heartbeat after the confirmation (another seq, another boot): the word is void.
+    ("R10", "UNKNOWN", "alert", {"bmc": {"power": "unknown"}, "confirmed_off": dict(CONFIRMED, seq=4)}, {}),
+    ("R10", "UNKNOWN", "alert", {"bmc": {"power": "unknown"}, "confirmed_off": dict(CONFIRMED, boot_id="a")}, {}),
+    ("R10", "UNKNOWN", "alert", {"bmc": {"power": "unknown"}, "confirmed_off": {}}, {}),
     ("R10", "UNKNOWN", "alert",
      {"bmc": {"power": "unknown", "error": "unreachable"}, "heartbeat": {"age": 70.0, "self_fence": {"armed": True, "deadline_s": 60.0}}},
      {}),
@@ -100,6 +116,13 @@ def test_rule_table(rule, verdict, action, overrides, policy):
 
 def test_every_rule_has_a_table_test():
     assert {row[0] for row in TABLE} == set(RULE_IDS)
+
+
+def test_a_void_confirmation_says_why_it_is_not_used():
+    decision = decide_one(bmc={"power": "unknown"}, confirmed_off=dict(CONFIRMED, seq=6))
+    assert decision["verdict"] == "UNKNOWN"
+    assert "the operator's confirm-off is void: the host wrote a heartbeat after it was given" in decision["reasons"]
+    assert not any("void" in r for r in decide_one(bmc={"power": "unknown"}, confirmed_off=CONFIRMED)["reasons"])
 
 
 def test_expired_maintenance_no_longer_protects():
@@ -207,6 +230,10 @@ def test_duplicate_rule_ids():
     ({"neighbors": "many"}, "'neighbors' must be a dict"),
     ({"disk_activity": "busy"}, "'disk_activity' must be one of"),
     ({"maintenance": "yes"}, "maintenance must be a dict"),
+    ({"confirmed_off": "yes"}, "'confirmed_off' must be a dict"),
+    ({"confirmed_off": {"seq": "5"}}, "'seq' must be int"),
+    ({"confirmed_off": {"seq": 5, "boot_id": 7}}, "'boot_id' must be str"),
+    ({"confirmed_off": CONFIRMED, "heartbeat": {"seq": True}}, "'seq' must be int"),
 ])
 def test_bad_evidence_is_a_clear_error(overrides, words):
     with pytest.raises(InvalidInput) as err:
@@ -247,7 +274,11 @@ evidence_space = st.fixed_dictionaries({
         "status": st.sampled_from(["fresh", "stale", "stopped", "missing", "invalid", "clock_skew", "unknown"]),
         "age": maybe(st.floats(0, 500)),
         "self_fence": maybe(st.fixed_dictionaries({"armed": st.booleans(), "deadline_s": st.floats(1, 300)})),
+        "seq": maybe(st.sampled_from([4, 5])),
+        "boot_id": maybe(st.sampled_from(["a", "b"])),
     })),
+    "confirmed_off": maybe(st.fixed_dictionaries({"owner": st.just("alice"), "seq": maybe(st.sampled_from([4, 5])),
+                                                  "boot_id": maybe(st.sampled_from(["a", "b"]))})),
     "neighbors": maybe(st.fixed_dictionaries({
         "reachable": st.integers(0, 3), "unreachable": st.integers(0, 3), "errors": st.integers(0, 3)})),
     "bmc": maybe(st.fixed_dictionaries({
@@ -294,6 +325,9 @@ def _facts(doc):
         "deadline": self_fence.get("deadline_s"),
         "age": heartbeat.get("age"),
         "maintenance": doc["maintenance"] is not None and doc["maintenance"]["expires"] > NOW,
+        # SAFETY.md, operator confirm-off: it holds only against the heartbeat it was given on (seq and boot).
+        "confirmed": doc["confirmed_off"] is not None and (
+            (doc["confirmed_off"]["seq"], doc["confirmed_off"]["boot_id"]) == (heartbeat.get("seq"), heartbeat.get("boot_id"))),
     }
 
 
@@ -310,7 +344,8 @@ def _check_interlocks(doc, decision, policy):
     if action == "recover":
         self_fenced = (policy["trust_self_fence"] and f["armed"] and f["deadline"] is not None and f["age"] is not None
                        and f["age"] >= f["deadline"] + policy["self_fence_margin_s"])
-        assert f["power"] == "off" or (self_fenced and f["power"] == "unknown"), "recovered without proof of power-off"
+        confirmed = f["confirmed"] and f["power"] == "unknown"
+        assert f["power"] == "off" or ((self_fenced or confirmed) and f["power"] == "unknown"), "recovered without proof of power-off"
         assert not (f["ping_up"] or f["active"] or f["hb_live"] or f["mgmt_up"])
     if decision["verdict"] == "UNKNOWN":
         assert action not in ("recover", "fence")
@@ -330,11 +365,27 @@ def test_no_rule_and_no_custom_rule_breaks_an_interlock(doc, policy, rules):
 @settings(max_examples=1000)
 @given(doc=evidence_space, policy=policy_space)
 def test_missing_evidence_never_proves_death(doc, policy):
-    """Without an explicit BMC 'off', only a trusted, armed, expired self-fence can lead to recovery."""
-    doc = dict(doc, bmc=None)
+    """Without an explicit BMC 'off', only a trusted, armed, expired self-fence or an operator's confirm-off can lead to
+    recovery."""
+    doc = dict(doc, bmc=None, confirmed_off=None)
     effective = effective_policy(dict(policy, trust_self_fence=False))
     decision = decide([doc], {"c1": {"size": 10}}, effective, NOW)["decisions"]["h1"]
     assert decision["action"] != "recover"
+
+
+@settings(max_examples=1000)
+@given(doc=evidence_space, policy=policy_space)
+def test_a_confirmed_host_that_answers_ping_or_writes_is_never_recovered(doc, policy):
+    """An operator's word never outweighs a sign of life: R5a/R5b CONFLICT, and the interlocks besides."""
+    doc = dict(doc, bmc={"power": "unknown", "error": None},
+               confirmed_off={"seq": 5, "boot_id": "b"}, heartbeat=dict(doc["heartbeat"] or {"status": "stale"}, seq=5, boot_id="b"))
+    effective = effective_policy(dict(policy, trust_self_fence=False))
+    decision = decide([doc], {"c1": {"size": 10}}, effective, NOW)["decisions"]["h1"]
+    f = _facts(doc)
+    if f["ping_up"] or f["active"] or f["hb_live"] or f["mgmt_up"] or f["maintenance"] or not doc["observer"]["ok"]:
+        assert decision["action"] != "recover"
+    else:
+        assert (decision["rule"], decision["action"]) == ("R9a", "recover")
 
 
 @settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])

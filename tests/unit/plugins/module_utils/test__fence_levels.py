@@ -133,3 +133,62 @@ def test_invalid_levels(levels):
 
 def test_valid_levels():
     assert _fence_levels.validate_levels([["a"], ["a", "b"]], {"a", "b"}) == [["a"], ["a", "b"]]
+
+
+# ------------------------------------------------------------------------------------- the power the levels read
+
+READS = st.sampled_from(["on", "off", "unknown"])
+
+
+@st.composite
+def read_topologies(draw):
+    """Levels whose devices each answer (a read, in check mode: off confirmed, or on) or fail (with a last read)."""
+    levels = draw(st.lists(st.lists(st.sampled_from(NAMES), min_size=1, max_size=3, unique=True), min_size=1, max_size=4))
+    answers = {name: (draw(READS), draw(st.booleans())) for name in NAMES}  # (read, ended in an error)
+    return levels, answers
+
+
+def reading(answers):
+    def fence_device(name, seconds):  # noqa: ARG001 - the run_levels callback's signature
+        read, error = answers[name]
+        # A check-mode run (the watchdog's read): "after" is what a real run would reach, "before" what was read.
+        evidence = {"fenced": read == "off" and not error, "powerstate": {"before": read, "after": "off"}}
+        if error or read != "off":
+            evidence.update({"error_kind": "unreachable"} if error else {})
+        return evidence
+    return fence_device
+
+
+@given(read_topologies())
+def test_the_power_read_is_off_only_when_a_level_fenced_and_on_only_from_a_run_without_an_error(topology):
+    levels, answers = topology
+    outcome = _fence_levels.run_levels(levels, reading(answers), lambda: 60.0)
+    power = _fence_levels.power_read(outcome)
+    tried = [a for record in outcome["levels"] for a in record["attempts"]]
+    if any(answers[a["device"]] == ("on", False) for a in tried):
+        assert power == "on"  # a device that reads on wins: a host that may run is never "off"
+    elif outcome["fenced"]:
+        assert power == "off"
+    else:
+        assert power == "unknown"
+
+
+@pytest.mark.parametrize("outcome, power", [
+    ({"fenced": True, "levels": [{"attempts": [{"powerstate": {"before": "off"}, "fenced": True}]}]}, "off"),
+    ({"fenced": False, "levels": [{"attempts": [{"error_kind": "unreachable"}]},
+                                  {"attempts": [{"powerstate": {"before": "on", "after": "off"}, "fenced": False}]}]}, "on"),
+    ({"fenced": False, "levels": [{"attempts": [{"powerstate": {"before": "on"}, "error_kind": "confirm_timeout"}]}]},
+     "unknown"),
+    ({"fenced": False, "levels": [{"attempts": [{"powerstate": {"before": "off", "after": "on"}, "fenced": False}]}]},
+     "unknown"),
+    ({"fenced": "yes", "levels": []}, "unknown"),
+    # A real fence: the device read on, was powered off and confirmed off - its first read is history.
+    ({"fenced": True, "levels": [{"attempts": [{"powerstate": {"before": "on", "after": "off"}, "fenced": True}]}]}, "off"),
+    ({"fenced": False, "levels": [{"attempts": [{"powerstate": {"before": "on"}, "fenced": "yes"}]}]}, "on"),
+    ({"fenced": True, "levels": [{"attempts": [{"powerstate": {"before": "on", "after": "off"}, "fenced": False}]},
+                                 {"outcome": "fenced", "attempts": [{"powerstate": {"before": "off"}, "fenced": True}]}]},
+     "on"),
+    ({"fenced": False, "levels": [{"outcome": "deadline", "attempts": []}]}, "unknown"),
+])
+def test_power_read_examples(outcome, power):
+    assert _fence_levels.power_read(outcome) == power

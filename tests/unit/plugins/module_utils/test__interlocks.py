@@ -58,7 +58,11 @@ evidence_space = st.fixed_dictionaries({
         "age": maybe(st.sampled_from([0.0, 29.0, 30.0, 59.0, 60.0, 61.0, 90.0, 500.0])),
         "self_fence": maybe(st.fixed_dictionaries({"armed": maybe(st.booleans()),
                                                    "deadline_s": maybe(st.sampled_from([30.0, 60.0]))})),
+        "seq": maybe(st.sampled_from([4, 5])),
+        "boot_id": maybe(st.sampled_from(["a", "b"])),
     })),
+    "confirmed_off": maybe(st.fixed_dictionaries({"seq": maybe(st.sampled_from([4, 5])),
+                                                  "boot_id": maybe(st.sampled_from(["a", "b"]))})),
     "neighbors": maybe(st.fixed_dictionaries({"reachable": st.integers(0, 2), "unreachable": st.integers(0, 2)})),
     "bmc": maybe(st.fixed_dictionaries({"power": maybe(st.sampled_from(["on", "off", "unknown"]))})),
     "disk_activity": maybe(st.sampled_from(["active", "idle", "none", "unknown"])),
@@ -83,6 +87,11 @@ class Evidence:
         self.hb_live = heartbeat.get("status") in ("fresh", "clock_skew")
         self.ping_up = ((doc.get("neighbors") or {}).get("reachable") or 0) > 0
         self.power_off = (doc.get("bmc") or {}).get("power") == "off"
+        self.power_unknown = (doc.get("bmc") or {}).get("power") in (None, "unknown")
+        confirmation = doc.get("confirmed_off")
+        # An operator's confirm-off, given against the heartbeat with this seq and boot id (void after another record).
+        self.confirmed = bool(confirmation) and (confirmation.get("seq"), confirmation.get("boot_id")) == (
+            heartbeat.get("seq"), heartbeat.get("boot_id"))
         self.active = doc.get("disk_activity") == "active"
         self.armed = self_fence.get("armed") is True
         self.deadline = self_fence.get("deadline_s")
@@ -106,7 +115,8 @@ def expected_refusals(ev: Evidence, action: str, policy: dict) -> set:
     else:
         checks = dict(common, **{HB_ALIVE: ev.hb_live, MGMT_UP: ev.mgmt_up})
     if action == "recover":
-        checks.update({NOT_OFF: not (ev.power_off or ev.self_fenced(policy)), PING_UP: ev.ping_up, DISKS: ev.active})
+        proven = ev.power_off or ev.self_fenced(policy) or (ev.confirmed and ev.power_unknown)
+        checks.update({NOT_OFF: not proven, PING_UP: ev.ping_up, DISKS: ev.active})
     return {why for why, refused in checks.items() if refused}
 
 
@@ -164,6 +174,19 @@ def dead(**overrides):
     ("recover", {"bmc": {"power": "unknown"}}, {"trust_self_fence": True, "self_fence_margin_s": 31.0}, {NOT_OFF}),
     ("recover", {"bmc": {"power": "unknown"}}, {"trust_self_fence": True, "self_fence_margin_s": 30.0}, set()),
     ("recover", {"neighbors": {"reachable": 1}}, {}, {PING_UP}),
+    # An operator's confirm-off: proof while the BMC cannot be asked and no record came after it; never against ping.
+    ("recover", {"bmc": {"power": "unknown"}, "confirmed_off": {"seq": 9, "boot_id": "b"},
+                 "heartbeat": {"seq": 9, "boot_id": "b"}}, {}, set()),
+    ("recover", {"bmc": None, "confirmed_off": {"seq": None}, "heartbeat": {}}, {}, set()),  # no record then, none since
+    ("recover", {"bmc": None, "confirmed_off": {}, "heartbeat": {}}, {}, {NOT_OFF}),  # an empty one is none
+    ("recover", {"bmc": {"power": "on"}, "confirmed_off": {"seq": 9, "boot_id": "b"},
+                 "heartbeat": {"seq": 9, "boot_id": "b"}}, {}, {NOT_OFF}),
+    ("recover", {"bmc": {"power": "unknown"}, "confirmed_off": {"seq": 9, "boot_id": "b"},
+                 "heartbeat": {"seq": 10, "boot_id": "b"}}, {}, {NOT_OFF}),
+    ("recover", {"bmc": {"power": "unknown"}, "confirmed_off": {"seq": 9, "boot_id": "b"},
+                 "heartbeat": {"seq": 9, "boot_id": "c"}}, {}, {NOT_OFF}),
+    ("recover", {"bmc": {"power": "unknown"}, "confirmed_off": {"seq": 9, "boot_id": "b"}, "neighbors": {"reachable": 1},
+                 "heartbeat": {"seq": 9, "boot_id": "b"}}, {}, {PING_UP}),
     ("recover", {"disk_activity": "active"}, {}, {DISKS}),
     ("recover", {"disk_activity": "unknown"}, {}, set()),
     ("recover", {"disk_activity": "".join(["act", "ive"])}, {}, {DISKS}),  # decoded: an equal string, another object
@@ -203,8 +226,19 @@ def test_reasons_come_in_a_stable_order():
 def test_only_the_exact_word_off_proves_power_off(power):
     """The interlock is the last line: it must not lean on the parser having limited bmc.power to on/off/unknown."""
     facts = SimpleNamespace(observer_ok=True, maintenance=False, hb_live=False, mgmt_reachable=False, ping_up=False,
-                            activity="idle", bmc_power=power, self_fence_proven=lambda policy: False)
+                            activity="idle", bmc_power=power, self_fence_proven=lambda policy: False, operator_off=False)
     assert interlock_violations(facts, "recover", effective_policy({})) == [NOT_OFF]
+
+
+@pytest.mark.parametrize("power", ["", "on", "On", "unknown ", "Unknown", "off?"])
+@pytest.mark.parametrize("confirmed", [1, "yes", True])
+def test_an_operator_confirmation_counts_only_while_the_bmc_says_exactly_unknown(power, confirmed):
+    """Only an exact True confirmation, and only with the BMC exactly unknown: never over a BMC that says on."""
+    facts = SimpleNamespace(observer_ok=True, maintenance=False, hb_live=False, mgmt_reachable=False, ping_up=False,
+                            activity="idle", bmc_power=power, self_fence_proven=lambda policy: False, operator_off=confirmed)
+    assert interlock_violations(facts, "recover", effective_policy({})) == [NOT_OFF]
+    allowed = SimpleNamespace(**dict(vars(facts), bmc_power="".join(["unk", "nown"])))
+    assert interlock_violations(allowed, "recover", effective_policy({})) == ([] if confirmed is True else [NOT_OFF])
 
 
 @pytest.mark.parametrize("reachable", [1, "yes", None, False])

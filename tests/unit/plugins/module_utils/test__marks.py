@@ -195,3 +195,40 @@ def test_a_maintenance_is_extended_in_place_and_never_ends_in_between(tmp_path):
         _marks.extend_mark(store, "maintenance", "h1", "bob", ttl=60)
     with pytest.raises(InvalidInput):
         _marks.extend_mark(store, "maintenance", "h2", "bob", ttl=60)
+
+
+# ----------------------------------------------------------------------------------- an operator's confirm-off
+
+
+def test_a_confirm_off_needs_a_reason_and_is_replaced_by_a_newer_one(tmp_path):
+    store = str(tmp_path)
+    with pytest.raises(InvalidInput, match="needs a reason"):
+        _marks.confirm_off(store, "h1", "alice", {"reason": "  ", "seq": 4, "boot_id": "b"}, ttl=3600)
+    with pytest.raises(InvalidInput):
+        _marks.confirm_off(store, "../h1", "alice", {"reason": "cords pulled"}, ttl=3600)
+    assert not os.path.exists(tmp_path / "kvmha")
+    first = _marks.confirm_off(store, "h1", "alice", {"reason": "cords pulled", "seq": 4, "boot_id": "b"}, ttl=3600)
+    assert first["changed"] and first["mark"]["owner"] == "alice" and first["mark"]["ttl"] == 3600
+    # The newest word is bound to the newest heartbeat record: an active confirmation is replaced, never kept.
+    second = _marks.confirm_off(store, "h1", "bob", {"reason": "PDU outlet off", "seq": 5, "boot_id": "b"}, ttl=600)
+    assert second["mark"]["generation"] == first["mark"]["generation"] + 1
+    active = _marks.read_marks(store, _marks.CONFIRMED_OFF)["active"]["h1"]
+    assert (active["owner"], active["data"]["seq"], active["ttl"]) == ("bob", 5, 600)
+
+
+def test_a_confirm_off_expires_on_the_store_clock_and_is_used_up_once(tmp_path):
+    store = str(tmp_path)
+    _marks.confirm_off(store, "h1", "alice", {"reason": "cords pulled"}, ttl=60)
+    age(store, _marks.CONFIRMED_OFF, "h1", 120)  # past its ttl and the 5 s skew allowance
+    marks = _marks.read_marks(store, _marks.CONFIRMED_OFF)
+    assert list(marks["expired"]) == ["h1"] and marks["active"] == {}
+    _marks.confirm_off(store, "h2", "alice", {"reason": "cords pulled"}, ttl=3600)
+    assert _marks.clear_mark(store, _marks.CONFIRMED_OFF, "h2", "watchdog/1")["changed"] is True
+    assert "h2" not in _marks.read_marks(store, _marks.CONFIRMED_OFF)["active"]
+    assert _marks.clear_mark(store, _marks.CONFIRMED_OFF, "h2", "watchdog/2")["changed"] is False
+
+
+def test_a_confirm_off_in_dry_run_writes_nothing(tmp_path):
+    planned = _marks.confirm_off(str(tmp_path), "h1", "alice", {"reason": "x"}, ttl=60, dry_run=True)
+    assert planned["changed"] and planned["mark"]["owner"] == "alice"
+    assert not os.path.exists(tmp_path / "kvmha" / "confirmed_off")

@@ -110,3 +110,22 @@ def test_maintenance_needs_a_reason_and_a_positive_duration(run_module, tmp_path
 def test_fenced_marks_never_expire(run_module, tmp_path):
     result = mark(run_module, str(tmp_path), kind="fenced", owner="watchdog", data={"vms": ["g1"]})
     assert result["changed"] and result["mark"]["ttl"] is None and result["mark"]["data"]["vms"] == ["g1"]
+
+
+def test_a_confirm_off_needs_a_reason_expires_and_is_replaced(run_module, tmp_path):
+    store = str(tmp_path)
+    refused = mark(run_module, store, kind="confirmed_off", host="h1", reason="")
+    assert refused["failed"] and refused["error_kind"] == "invalid_input" and "needs a reason" in refused["msg"]
+    assert "duration must be positive" in mark(run_module, store, kind="confirmed_off", host="h1", duration=0)["msg"]
+    assert mark(run_module, store, kind="confirmed_off", host="h1", check=True)["changed"] is True
+    assert not os.path.exists(tmp_path / "kvmha")
+    first = mark(run_module, store, kind="confirmed_off", host="h1", reason="cords pulled", duration=3600,
+                 data={"seq": 7, "boot_id": "b"})
+    assert first["changed"] and first["mark"]["ttl"] == 3600
+    assert first["mark"]["data"] == {"seq": 7, "boot_id": "b", "reason": "cords pulled"}
+    again = mark(run_module, store, kind="confirmed_off", host="h1", reason="cords pulled", data={"seq": 8})
+    assert again["changed"] and again["mark"]["generation"] == 2
+    extended = mark(run_module, store, kind="confirmed_off", host="h1", state="extended")
+    assert extended["failed"] and "only a maintenance mark" in extended["msg"]
+    used = mark(run_module, store, kind="confirmed_off", host="h1", owner="watchdog", state="absent")
+    assert used["changed"] and used["mark"]["released"] is True

@@ -163,6 +163,7 @@ def test_only_a_retrying_entry_waits_and_never_longer_than_the_longest_backoff()
     assert owed.due(dict(entry, next_try=NOW + 300.5), NOW)
     assert not owed.due(dict(entry, next_try=NOW + 60), NOW, longest=60) and owed.due(dict(entry, next_try=NOW + 61), NOW, longest=60)
     assert owed.due(dict(entry, next_try=None), NOW)
+    assert owed.due(dict(entry, next_try=2 * NOW + 10), NOW)  # decades ahead: a clock that was set wildly wrong
     # An entry that is not retrying is worked whatever next_try it carries (a hand-edited or older document).
     for state in (owed.OWED, owed.CLAIMED, owed.STARTED):
         assert owed.due(dict(entry, state=state, target="h2", next_try=NOW + 100), NOW), state

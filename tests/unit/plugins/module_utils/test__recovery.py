@@ -114,6 +114,19 @@ def test_a_returning_host_judges_every_vm_of_its_own_recovery_even_with_no_copy_
     }
 
 
+def test_a_returning_host_answers_only_for_its_own_vms_and_the_copies_made_on_it():
+    """Other hosts' recoveries, of VMs never copied onto the returning host, neither hold it back (a kept VM keeps it
+    fenced) nor name anything for it to remove - whichever way their names sort against it."""
+    documents = {"h1": document("owed")}
+    for other in ("h0", "h2"):
+        data = owed.new_document(other, "c", other + "/b", "SUSPECT", "R8", [vm_record(other + "a"), vm_record(other + "b")],
+                                 NOW, "w")
+        data["vms"][0] = owed.transition(data["vms"][0], owed.VERIFIED, NOW, target="h3")
+        documents[other] = data
+    remove, keep = owed.stale_copies("h1", documents)
+    assert remove == [] and [k["name"] for k in keep] == ["g0"]
+
+
 def test_the_latest_entry_decides_across_documents():
     old = document("verified")  # g0 verified on h2 in h1's recovery ...
     newer = owed.new_document("h2", "c", "h2/b", "SUSPECT", "R8", [vm_record("g0")], NOW + 50, "w")  # ... then h2 died

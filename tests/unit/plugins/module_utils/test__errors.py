@@ -59,6 +59,11 @@ def test_bounds_are_said_in_words(minimum, maximum, exclusive, words):
     assert bounds_in_words(minimum, maximum, exclusive) == words
 
 
+def test_a_minimum_is_inclusive_unless_told_otherwise():
+    assert in_range(1, 1) and in_range(0.0, 0.0, 10) and not in_range(0.5, 1)
+    assert bounds_in_words(1) == "at least 1" and bounds_in_words(0, 5) == "between 0 and 5"
+
+
 def test_a_refused_value_is_named_with_its_bounds_unit_and_value():
     assert check_range("misses", 1, 1) == 1 and check_range("count", 100, 1, 100) == 100
     assert check_range("poll", 0.5, 0, exclusive_minimum=True) == 0.5

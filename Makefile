@@ -18,7 +18,7 @@ sanity lint units:
 	@scripts/test.sh $@
 
 # Mutation testing of the safety core (docs/TESTING.md): not a test stage, it takes about an hour on two cores.
-# mutation-quick mutates only the interlocks and the storm guard. Report: .cache/mutation/report.md.
+# mutation-quick mutates only the strict functions (interlocks, storm guard, stale_copies). Report: .cache/mutation/report.md.
 mutation: setup
 	@scripts/mutation.sh --jobs 2
 

@@ -125,6 +125,8 @@ class CallbackModule(CallbackBase):
 
     def v2_runner_on_ok(self, result):
         handler = handler_for(HANDLERS, self._phase(result.task), module_name(result.task.action))
+        if handler == "fence" and getattr(result.task, "check_mode", False) is True:
+            handler = "planned_fence"  # check mode sent nothing: fenced=false is the plan, not a fence that failed
         if handler:
             getattr(self, "_on_" + handler)(result.host.get_name(), scrub(result.result))
 
@@ -209,6 +211,10 @@ class CallbackModule(CallbackBase):
         if ok and result.get("level"):  # host_fence: which level fenced, through which devices
             confirmed += " (level %s: %s)" % (result["level"], ", ".join(result.get("devices") or []))
         self._action(host, "fence", ok, confirmed if ok else result.get("msg", "not confirmed"), result)
+
+    def _on_planned_fence(self, host, result):
+        if result.get("state") in ("off", "shutdown"):
+            self.event("fence_planned", host=host, command=result.get("action"), powerstate=result.get("powerstate"))
 
     def _on_recovery(self, host, result):
         for entry in result.get("unreadable") or []:

@@ -36,7 +36,7 @@ Per VM state::
 
 from __future__ import annotations
 
-from ._errors import InvalidDocument, InvalidOwed, StoreError  # noqa: F401 (InvalidOwed: re-exported)
+from ._errors import InvalidDocument, InvalidInput, InvalidOwed, StoreError  # noqa: F401 (InvalidOwed: re-exported)
 from ._heartbeat import store_dir, validate_host_name
 from ._storefile import DocumentStore
 
@@ -252,7 +252,10 @@ def validate(data, host: str) -> dict:
         if vm["state"] in (CLAIMED, STARTED, VERIFIED, MOVED) and not vm["target"]:
             raise ValueError("%s: state %s without a target" % (where, vm["state"]))
         for copy in vm["copies"]:
-            validate_host_name(copy)
+            try:
+                validate_host_name(copy)
+            except InvalidInput as err:  # not a ValueError: read() would let it end every host's recovery
+                raise ValueError("%s: copies: %s" % (where, err)) from None
         if vm["attempts"] < 0:
             raise ValueError("%s: negative attempts" % where)
     return data

@@ -365,9 +365,6 @@ def test_a_check_mode_evacuation_plans_and_records_no_recovery(journal_dir):
     assert json.loads((journal_dir / "metrics-state.json").read_text()) == {}
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="in check mode ipmi_power reports fenced=false (nothing was sent), and the "
-                   "journal counts that as a FAILED fence: the dry run turns the run red and adds to "
-                   "kvmha_actions_total{result=failed} (the callback does not look at the task's check mode)")
 def test_a_check_mode_fence_is_not_a_failed_fence(journal_dir):
     callback = new_callback(journal_dir)
     callback.v2_runner_on_ok(FakeResult("kvm_heartbeat", "h2", heartbeat(), check_mode=True))
@@ -377,6 +374,18 @@ def test_a_check_mode_fence_is_not_a_failed_fence(journal_dir):
     callback.v2_playbook_on_stats(FakeStats())
     assert callback.failures == [] and callback.run["ok"] is True
     assert "fence|prod-a|failed" not in json.loads((journal_dir / "metrics-state.json").read_text())
+    assert incident(journal_dir, "h1")["actions"] == []  # nothing was sent: no fence, failed or done
+    planned = [e for e in events(journal_dir) if e["event"] == "fence_planned"]
+    assert [(e["host"], e["command"], e["powerstate"]["after"]) for e in planned] == [("h1", "off", "off")]
+
+
+def test_a_fence_outside_check_mode_that_is_not_confirmed_still_fails_the_run(journal_dir):
+    callback = new_callback(journal_dir)
+    callback.v2_runner_on_ok(FakeResult("kvm_heartbeat", "h2", heartbeat()))
+    callback.v2_runner_on_ok(FakeResult("host_investigate", "h2", investigate()))
+    callback.v2_runner_on_ok(FakeResult("ipmi_power", "h1", fence(fenced=False, powerstate={"before": "on", "after": "on"})))
+    callback.v2_playbook_on_stats(FakeStats())
+    assert callback.run["ok"] is False and [e["event"] for e in events(journal_dir)].count("fence_planned") == 0
 
 
 def test_a_run_that_finished_an_interrupted_run(journal_dir):

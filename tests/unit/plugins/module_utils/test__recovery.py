@@ -13,6 +13,7 @@ tests/unit/plugins/modules/test_vm_evacuate.py and against real libvirtd and QEM
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -91,7 +92,7 @@ def test_a_returning_host_removes_exactly_the_copies_verified_elsewhere_and_says
     placed = [("verified", "h2"), ("verified", "h4"), ("verified", "".join(["h", "3"])), ("abandoned", None), ("claimed", "h4")]
     for i, (state, target) in enumerate(placed):
         data["vms"][i] = owed.add_copy(owed.transition(data["vms"][i], state, NOW, target=target), host)
-    remove, keep = owed.stale_copies(host, {"h1": data})
+    remove, keep = owed.stale_copies(host, json.loads(json.dumps({"h1": data})))  # as read: every string a new object
     assert remove == [data["vms"][0]["uuid"], data["vms"][1]["uuid"]]  # verified on h2 and on h4: stale here
     assert {k["name"]: k["reason"] for k in keep} == {
         "g2": "it was verified running on h3 itself",
@@ -100,12 +101,146 @@ def test_a_returning_host_removes_exactly_the_copies_verified_elsewhere_and_says
     }
 
 
+def test_a_returning_host_judges_every_vm_of_its_own_recovery_even_with_no_copy_noted_on_it():
+    """The host's own document as read from the store (JSON: equal strings, never identical ones)."""
+    data = owed.new_document("h1", "c", "h1/b", "SUSPECT", "R8", [vm_record("g%d" % i) for i in range(3)], NOW, "w")
+    for i, (state, target) in enumerate([("verified", "h2"), ("verified", "h1"), ("started", "h3")]):
+        data["vms"][i] = owed.transition(data["vms"][i], state, NOW, target=target)
+    remove, keep = owed.stale_copies("".join(["h", "1"]), json.loads(json.dumps({"h1": data})))
+    assert remove == [data["vms"][0]["uuid"]]
+    assert {k["name"]: k["reason"] for k in keep} == {
+        "g1": "it was verified running on h1 itself",
+        "g2": "it is still owed by h1 (started) and has no verified copy elsewhere: this may be its only copy",
+    }
+
+
+def test_a_returning_host_answers_only_for_its_own_vms_and_the_copies_made_on_it():
+    """Other hosts' recoveries, of VMs never copied onto the returning host, neither hold it back (a kept VM keeps it
+    fenced) nor name anything for it to remove - whichever way their names sort against it."""
+    documents = {"h1": document("owed")}
+    for other in ("h0", "h2"):
+        data = owed.new_document(other, "c", other + "/b", "SUSPECT", "R8", [vm_record(other + "a"), vm_record(other + "b")],
+                                 NOW, "w")
+        data["vms"][0] = owed.transition(data["vms"][0], owed.VERIFIED, NOW, target="h3")
+        documents[other] = data
+    remove, keep = owed.stale_copies("h1", documents)
+    assert remove == [] and [k["name"] for k in keep] == ["g0"]
+
+
 def test_the_latest_entry_decides_across_documents():
     old = document("verified")  # g0 verified on h2 in h1's recovery ...
     newer = owed.new_document("h2", "c", "h2/b", "SUSPECT", "R8", [vm_record("g0")], NOW + 50, "w")  # ... then h2 died
     newer["vms"][0] = dict(newer["vms"][0], copies=["h3"])
     remove, keep = owed.stale_copies("h3", {"h1": old, "h2": newer})
     assert remove == [] and keep[0]["name"] == "g0" and "still owed by h2" in keep[0]["reason"]
+
+
+# ------------------------------------------------------------------------------------------------ what the rules record
+# Mutation testing (docs/TESTING.md) found these loosely pinned: the exact fields, waits and messages that a run and an
+# operator read back from an owed document.
+
+
+def test_an_owed_entry_records_the_vm_as_its_host_last_reported_it():
+    vm = dict(vm_record("g1"), group="web")
+    assert owed.new_entry(vm, NOW) == {
+        "uuid": vm["uuid"], "name": "g1", "priority": 50, "group": "web", "memory_mib": 64, "vcpus": 1,
+        "xml_source": "kvmha/vms/%s.xml" % vm["uuid"], "state": "owed", "target": None, "copies": [], "attempts": 0,
+        "last_error": "", "next_try": None, "since": NOW, "updated": NOW}
+    no_group = dict(vm)
+    del no_group["group"]
+    assert owed.new_entry(dict(vm, group=None), NOW)["group"] == "" == owed.new_entry(no_group, NOW)["group"]
+
+
+def test_a_new_recovery_owes_exactly_the_ha_vms_and_names_the_run_that_opened_it():
+    vms = [vm_record("g1"), dict(vm_record("g2"), ha=False), vm_record("g3")]
+    data = owed.new_document("h1", "c", "h1/b", "SUSPECT", "R8", vms, NOW, "w")
+    assert [vm["name"] for vm in data["vms"]] == ["g1", "g3"]
+    assert dict(data, vms=None) == {
+        "schema": 1, "host": "h1", "cluster": "c", "incident": "h1/b", "verdict": "SUSPECT", "rule": "R8",
+        "opened_at": NOW, "opened_by": "w", "closed_at": None, "worked_by": "w", "work_started": NOW,
+        "work_finished": None, "vms": None}
+    assert owed.is_open(data)
+
+
+def test_backoff_waits_base_then_doubles_up_to_the_cap():
+    assert [owed.backoff(n, 30.0, 300.0) for n in range(-1, 7)] == [0.0, 0.0, 30.0, 60.0, 120.0, 240.0, 300.0, 300.0]
+    # The exponent stops at 32: an entry retried for years never overflows the float.
+    assert owed.backoff(10 ** 6, 1.0, float("inf")) == 2.0 ** 32
+
+
+def test_only_a_retrying_entry_waits_and_never_longer_than_the_longest_backoff():
+    entry = owed.transition(document("owed")["vms"][0], owed.FAILED, NOW, error="x", attempted=True, retry=(30, 300))
+    assert not owed.due(entry, NOW + 29.5) and owed.due(entry, NOW + 30.5)
+    # A next try up to the longest wait ahead is believed (default 300 s); beyond it the clock jumped back.
+    assert not owed.due(dict(entry, next_try=NOW + 299.5), NOW) and not owed.due(dict(entry, next_try=NOW + 300.0), NOW)
+    assert owed.due(dict(entry, next_try=NOW + 300.5), NOW)
+    assert not owed.due(dict(entry, next_try=NOW + 60), NOW, longest=60) and owed.due(dict(entry, next_try=NOW + 61), NOW, longest=60)
+    assert owed.due(dict(entry, next_try=None), NOW)
+    assert owed.due(dict(entry, next_try=2 * NOW + 10), NOW)  # decades ahead: a clock that was set wildly wrong
+    # An entry that is not retrying is worked whatever next_try it carries (a hand-edited or older document).
+    for state in (owed.OWED, owed.CLAIMED, owed.STARTED):
+        assert owed.due(dict(entry, state=state, target="h2", next_try=NOW + 100), NOW), state
+    for state in owed.TERMINAL:
+        assert not owed.due(dict(entry, state=state, target="h2", next_try=None), NOW), state
+
+
+def test_a_transition_changes_only_what_it_is_told_and_leaves_the_old_entry_alone():
+    entry = owed.transition(document("owed")["vms"][0], owed.CLAIMED, NOW, target="h2")
+    assert (entry["target"], entry["since"], entry["attempts"], entry["next_try"]) == ("h2", NOW, 0, None)
+    started = owed.transition(entry, owed.STARTED, NOW + 5, attempted=True)
+    assert (started["target"], started["since"], started["attempts"], started["updated"]) == ("h2", NOW + 5, 1, NOW + 5)
+    again = owed.transition(started, owed.STARTED, NOW + 9)  # same state: since stays, updated moves
+    assert (again["since"], again["updated"], again["attempts"]) == (NOW + 5, NOW + 9, 1)
+    unplaced = owed.transition(again, owed.UNPLACED, NOW + 10, target="h3", error="e" * 600, attempted=True, retry=(30, 300))
+    assert (unplaced["target"], unplaced["last_error"], unplaced["attempts"]) == (None, "e" * 512, 2)
+    assert unplaced["next_try"] == NOW + 10 + 60
+    assert owed.transition(unplaced, owed.OWED, NOW + 11)["last_error"] == ""  # a new state clears the old error
+    for attempts, wait in ((0, 30.0), (4, 300.0)):  # the default retry: 30 s doubling to 300 s
+        assert owed.transition(dict(entry, attempts=attempts), owed.FAILED, NOW, attempted=True)["next_try"] == NOW + wait
+    copy = owed.transition(entry, owed.STARTED, NOW)
+    copy["copies"].append("h9")
+    assert entry["copies"] == [] and entry["state"] == owed.CLAIMED
+    with pytest.raises(ValueError) as err:
+        owed.transition(entry, "running", NOW)
+    assert str(err.value) == "unknown owed state 'running'"
+
+
+def test_a_copy_is_noted_once():
+    entry = document("owed")["vms"][0]
+    once = owed.add_copy(entry, "h2")
+    assert once["copies"] == ["h2"] and entry["copies"] == []
+    assert owed.add_copy(once, "h2") is once and owed.add_copy(once, "h3")["copies"] == ["h2", "h3"]
+
+
+def test_a_closed_document_keeps_the_time_it_closed():
+    closed = owed.close_if_done(document("verified", "moved"), NOW)
+    assert owed.close_if_done(closed, NOW + 99)["closed_at"] == NOW
+    assert owed.close_if_done(document(), NOW)["closed_at"] == NOW  # nothing was owed: closed at once
+
+
+def test_counts_give_every_state_and_how_many_vms_are_in_it():
+    assert owed.counts(document("owed", "verified", "verified", "failed")) == {
+        "owed": 1, "claimed": 0, "started": 0, "verified": 2, "unplaced": 0, "failed": 1, "abandoned": 0, "moved": 0}
+
+
+def test_only_another_runs_unfinished_work_is_reported_as_interrupted():
+    """Owners are built at run time (equal, not identical) and compared either way round."""
+    for left, other in (("run-1", "run-2"), ("run-2", "run-1")):
+        data = dict(document("owed", "started"), worked_by=left, work_started=NOW, work_finished=None)
+        assert owed.interrupted_run(data, "".join(other)) == {
+            "owner": left, "started": NOW, "vms": {"g0": "owed", "g1": "started"}}
+        assert owed.interrupted_run(data, "".join([left[:3], left[3:]])) is None  # its own run
+        assert owed.interrupted_run(dict(data, work_finished=NOW + 5), other) is None  # finished
+
+
+def test_the_most_recent_entry_of_a_vm_wins_and_a_tie_keeps_the_first_document_read():
+    """Documents are read in host-name order, so a tie (same clock reading) is decided the same way every run."""
+    first = document("verified")
+    second = owed.new_document("h2", "c", "h2/b", "SUSPECT", "R8", [vm_record("g0")], NOW, "w")
+    uuid = first["vms"][0]["uuid"]
+    assert owed.latest_entries({"h1": first, "h2": second})[uuid][0] == "h1"
+    second["vms"][0]["updated"] = NOW + 1
+    assert owed.latest_entries({"h1": first, "h2": second})[uuid] == ("h2", second["vms"][0])
 
 
 JUNK = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
@@ -130,6 +265,67 @@ def test_validation_refuses_a_field_of_the_wrong_kind(field, junk):
     assert isinstance(junk, kinds) and not isinstance(junk, bool), (field, junk)
 
 
+def invalid(data, host="h1") -> str:
+    with pytest.raises(ValueError) as err:
+        owed.validate(data, host)
+    return str(err.value)
+
+
+def test_validation_names_the_fault_an_operator_has_to_fix():
+    """The reason reaches the operator in the watchdog's output (the owed document of h1 ... is invalid: <reason>)."""
+    good = document("owed", "verified")
+    assert owed.validate(good, "h1") is good
+    assert invalid([]) == "the document is not an object"
+    assert invalid(dict(good, color="red", size=1)) == "the document has unknown field(s) color, size"
+    lacking = dict(good)
+    del lacking["rule"]
+    assert invalid(lacking) == "the document lacks 'rule'"
+    assert invalid(dict(good, schema=True)) == "the document: 'schema' has the wrong type"
+    assert invalid(dict(good, opened_at="now")) == "the document: 'opened_at' has the wrong type"
+    assert invalid(dict(good, schema=2)) == "schema 2 is not 1"
+    assert invalid(good, "h2") == "it names host 'h1'"
+    vm = good["vms"][1]
+
+    def with_vm(**change):
+        return dict(good, vms=[dict(vm, **change)])
+
+    assert owed.validate(with_vm(abandoned_by="op", abandon_reason="why", attempts=0, name="n" * 512), "h1")
+    assert invalid(with_vm(abandoned_by=5)) == "vms[0]: 'abandoned_by' has the wrong type"
+    assert invalid(with_vm(name="n" * 513)) == "vms[0]: 'name' is longer than 512 characters"
+    assert invalid(with_vm(state="running")) == "vms[0]: unknown state 'running'"
+    assert invalid(dict(good, vms=[vm, vm])) == "vms[1]: VM %s is listed twice" % vm["uuid"]
+    assert invalid(with_vm(state="claimed", target=None)) == "vms[0]: state claimed without a target"
+    assert invalid(with_vm(attempts=-1)) == "vms[0]: negative attempts"
+    assert invalid(with_vm(copies=["h2", "../x"])) == "vms[0]: copies: host name '../x' contains a '/'"
+    assert invalid(with_vm(copies=[7])) == "vms[0]: copies: host name must be a string, got int"
+
+
+def test_validation_messages_stay_bounded():
+    good = document("owed")
+    fields = dict(("field%03d" % i, i) for i in range(60))
+    message = invalid(dict(good, **fields))
+    assert message.startswith("the document has unknown field(s) field000, field001, ")
+    assert len(message) == len("the document has unknown field(s) ") + 200
+    assert invalid(dict(good, host="x" * 100)) == "it names host '%s'" % ("x" * 80)
+    assert invalid(dict(good, vms=[dict(good["vms"][0], state="s" * 100)])) == "vms[0]: unknown state '%s'" % ("s" * 40)
+
+
+def test_a_document_lists_at_most_a_thousand_vms():
+    many = owed.new_document("h1", "c", "h1/b", "SUSPECT", "R8", [vm_record("g%d" % i) for i in range(1001)], NOW, "w")
+    assert invalid(many) == "more than 1000 VMs"
+    assert owed.validate(dict(many, vms=many["vms"][:1000]), "h1")
+
+
+def test_a_document_that_would_not_validate_is_never_written():
+    with pytest.raises(owed.InvalidOwed) as err:
+        owed._writable(dict(document("owed"), schema=2), "h1")
+    assert str(err.value) == "refusing to write an owed document of h1 that would not validate: schema 2 is not 1"
+    mixed = dict(document("owed"))
+    mixed.update({1: "a key JSON cannot carry", "extra": 0})  # sorting the unknown keys fails: still refused
+    with pytest.raises(owed.InvalidOwed):
+        owed._writable(mixed, "h1")
+
+
 def test_a_corrupt_document_is_that_hosts_error_never_nothing_owed(tmp_path):
     store = str(tmp_path)
     book = owed.OwedBook(store, "w")
@@ -145,6 +341,13 @@ def test_a_corrupt_document_is_that_hosts_error_never_nothing_owed(tmp_path):
         f.write("[" * 100000)  # nested past any recursion limit, and truncated
     found, invalid = book.read_all()
     assert set(found) == {"h2"} and "h1" in invalid
+    stray = document("owed")
+    stray["vms"][0]["copies"] = ["../x"]  # a copy's host name that validate_host_name refuses (not a ValueError)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"version": 1, "kind": "owed", "name": "h1", "generation": 2, "owner": "x", "created": 1,
+                   "ttl": None, "released": False, "data": stray}, f)
+    found, invalid = book.read_all()
+    assert set(found) == {"h2"} and invalid["h1"].endswith("vms[0]: copies: host name '../x' contains a '/'")
 
 
 def test_documents_are_private_to_the_store_owner(tmp_path):

@@ -128,7 +128,7 @@ from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import LIBV
 from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule, run_module
 from ansible_collections.kvmha.cluster.plugins.module_utils._ha_marker import wanted
 from ansible_collections.kvmha.cluster.plugins.module_utils._ha_vm import selector, tag
-from ansible_collections.kvmha.cluster.plugins.module_utils._libvirt import LIBVIRT_IMPORT_ERROR, LibvirtClient
+from ansible_collections.kvmha.cluster.plugins.module_utils._libvirt import LIBVIRT_IMPORT_ERROR, LibvirtClient, uri_warnings
 
 ARGUMENT_SPEC = merge_specs(LIBVIRT_CONNECTION_SPEC, {
     "uri": {"type": "str", "required": True},
@@ -144,6 +144,8 @@ def run(module: KvmhaModule) -> dict:
     params, check_mode, diff_mode = module.params, module.check_mode, module.diff_mode
     target = wanted(params["state"], params["priority"], params["group"])
     lookup = selector(params["name"], params["uuid"])
+    for warning in uri_warnings(params["uri"]):
+        module.warn(warning)
     client = LibvirtClient(params["uri"], params["connect_timeout_s"], params["call_timeout_s"], read_only=check_mode).open()
     try:
         result = tag(client, lookup, target, check_mode)

@@ -170,7 +170,7 @@ from ansible_collections.kvmha.cluster.plugins.module_utils._common import Kvmha
 from ansible_collections.kvmha.cluster.plugins.module_utils._errors import InvalidInput, LibvirtError, MigrationUnknown, check_range
 from ansible_collections.kvmha.cluster.plugins.module_utils._ha_vm import ha_domains
 from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import RecordReader, validate_host_name
-from ansible_collections.kvmha.cluster.plugins.module_utils._libvirt import LIBVIRT_IMPORT_ERROR, LibvirtClient, parse_domain_xml
+from ansible_collections.kvmha.cluster.plugins.module_utils._libvirt import LIBVIRT_IMPORT_ERROR, LibvirtClient, parse_domain_xml, uri_warnings
 from ansible_collections.kvmha.cluster.plugins.module_utils._placement import STRATEGIES
 
 ARGUMENT_SPEC = merge_specs(STORE_SPEC, LIBVIRT_CONNECTION_SPEC, {
@@ -291,6 +291,9 @@ def run(module: KvmhaModule) -> dict:
     source_host = validate_host_name(params["host"])
     targets = dict((t["host"], t) for t in params["targets"])
     records, excluded = target_records(params["store_path"], params["targets"], source_host)
+    for uri in [params["uri"]] + [t["uri"] for t in params["targets"]]:
+        for warning in uri_warnings(uri):
+            module.warn(warning)
     source = LibvirtClient(params["uri"], params["connect_timeout_s"], params["call_timeout_s"], label=source_host).open()
     drain = Drain(params, source, targets)
     try:

@@ -471,7 +471,7 @@ diff:
 from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import LIBVIRT_CONNECTION_SPEC, STORE_SPEC, merge_specs, renamed
 from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule, run_module
 from ansible_collections.kvmha.cluster.plugins.module_utils._evacuation import Evacuation
-from ansible_collections.kvmha.cluster.plugins.module_utils._libvirt import LIBVIRT_IMPORT_ERROR
+from ansible_collections.kvmha.cluster.plugins.module_utils._libvirt import LIBVIRT_IMPORT_ERROR, uri_warnings
 from ansible_collections.kvmha.cluster.plugins.module_utils._placement import DEFAULT_STRATEGY
 
 TARGET_SPEC = {"host": {"type": "str", "required": True}, "uri": {"type": "str", "required": True}}
@@ -510,6 +510,9 @@ REQUIRED_TOGETHER = [("abandon", "operator", "reason")]
 
 
 def run(module: KvmhaModule) -> dict:
+    for target in module.params["targets"]:
+        for warning in uri_warnings(target["uri"]):
+            module.warn(warning)
     evacuation = Evacuation(module.params, module.check_mode, module.diff_mode)
     try:
         if module.params["abandon"]:

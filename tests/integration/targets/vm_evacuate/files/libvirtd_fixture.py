@@ -5,7 +5,7 @@
 
     python libvirtd_fixture.py start    ROOT NAME   # prints {"name", "uri", "pid"} as JSON
     python libvirtd_fixture.py start    ROOT NAME --tls         # also listens for TLS: adds {"tls": {...}}
-    python libvirtd_fixture.py start    ROOT NAME --group GID   # rw socket for group GID (0770), not root only
+    python libvirtd_fixture.py start    ROOT NAME --group +GID  # rw socket for group GID (0770), ro for all
     python libvirtd_fixture.py stop     ROOT NAME   # libvirtd and its guests die with their PID namespace
     python libvirtd_fixture.py freeze   ROOT NAME   # SIGSTOP libvirtd: a hung daemon (connections hang)
     python libvirtd_fixture.py thaw     ROOT NAME
@@ -26,8 +26,9 @@ that enters it, ``nsenter --net=NETNS``, can connect), with a CA, server and cli
 instance under ``ROOT/NAME/pki`` and ``tls_no_verify_certificate = 0``: ``pki`` is a client ``pkipath``
 (``qemu+tls://localhost/system?pkipath=...``), ``rogue_pki`` one whose client certificate comes from another CA
 (the server must refuse it), ``stranger_pki`` one that trusts only that other CA (it must refuse the server).
-With ``--group`` the read-write socket belongs to that group (mode 0770, no authentication): a non-root
-process in the group may manage the daemon, one outside may not. Only processes started here are ever signalled, by
+With ``--group`` the read-write socket belongs to that group (mode 0770, no authentication) and the read-only one
+(``libvirt-sock-ro``) is open to all: a non-root process in the group may manage the daemon, one outside may
+only read (ROOT and the instance's directory become traversable, mode 0711). Only processes started here are ever signalled, by
 the PIDs recorded at start, after checking that they still are ours.
 """
 
@@ -208,6 +209,9 @@ def prepare(d: str, tls: bool = False, group: str | None = None) -> None:
     if group is not None:
         conf = conf.replace('unix_sock_group = "root"', 'unix_sock_group = "%s"' % group)
         conf = conf.replace('unix_sock_rw_perms = "0700"', 'unix_sock_rw_perms = "0770"')
+        conf = conf.replace('unix_sock_ro_perms = "0700"', 'unix_sock_ro_perms = "0777"')
+        for path in (os.path.dirname(d), d):  # a non-root client must reach the socket directory
+            os.chmod(path, 0o711)
         os.chmod(os.path.join(d, "sock"), 0o755)
     if tls:
         make_pki(d)

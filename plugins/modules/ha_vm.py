@@ -78,7 +78,7 @@ EXAMPLES = r"""
 
 - name: Unmark a VM by its UUID
   kvmha.cluster.ha_vm:
-    uri: qemu+ssh://root@h2/system
+    uri: qemu+ssh://kvmha@h2/system
     uuid: 0b5f6c1e-0d5a-4f7e-8d0c-5d1a2b3c4d5e
     state: absent
   delegate_to: localhost

@@ -104,10 +104,10 @@ EXAMPLES = r"""
   kvmha.cluster.host_drain:
     store_path: /srv/kvmha
     host: hv2
-    uri: qemu+ssh://root@hv2/system
+    uri: qemu+ssh://kvmha@hv2/system
     targets:
-      - {host: hv1, uri: "qemu+ssh://root@hv1/system"}
-      - {host: hv3, uri: "qemu+ssh://root@hv3/system", address: 10.0.5.3}
+      - {host: hv1, uri: "qemu+ssh://kvmha@hv1/system"}
+      - {host: hv3, uri: "qemu+ssh://kvmha@hv3/system", address: 10.0.5.3}
   delegate_to: localhost
   register: drained
 
@@ -115,8 +115,8 @@ EXAMPLES = r"""
   kvmha.cluster.host_drain:
     store_path: /srv/kvmha
     host: hv2
-    uri: qemu+ssh://root@hv2/system
-    targets: [{host: hv1, uri: "qemu+ssh://root@hv1/system"}]
+    uri: qemu+ssh://kvmha@hv2/system
+    targets: [{host: hv1, uri: "qemu+ssh://kvmha@hv1/system"}]
   check_mode: true
   delegate_to: localhost
   register: plan

@@ -28,8 +28,9 @@ instance under ``ROOT/NAME/pki`` and ``tls_no_verify_certificate = 0``: ``pki`` 
 (the server must refuse it), ``stranger_pki`` one that trusts only that other CA (it must refuse the server).
 With ``--group`` the read-write socket belongs to that group (mode 0770, no authentication) and the read-only one
 (``libvirt-sock-ro``) is open to all: a non-root process in the group may manage the daemon, one outside may
-only read (ROOT and the instance's directory become traversable, mode 0711). Only processes started here are ever signalled, by
-the PIDs recorded at start, after checking that they still are ours.
+only read (ROOT and the instance's directory become traversable, mode 0711).
+Only processes started here are ever signalled, by the PIDs recorded at start, after checking that they still
+are ours.
 """
 
 from __future__ import annotations
@@ -160,8 +161,7 @@ def make_ca(path: str, cn: str) -> None:
 
 
 def make_leaf(ca: str, path: str, role: str, cn: str, ext: str) -> None:
-    """``path``/{role}cert.pem and {role}key.pem signed by the CA at ``ca``, with ``path``/cacert.pem as the
-    CA the holder trusts (always the instance's own CA: only the leaf's issuer differs)."""
+    """``path``/{role}cert.pem and {role}key.pem, signed by the CA at ``ca``, valid for one day."""
     os.makedirs(path, exist_ok=True)
     key, csr, cert = (os.path.join(path, role + suffix) for suffix in ("key.pem", ".csr", "cert.pem"))
     extfile = os.path.join(path, role + ".ext")

@@ -82,7 +82,7 @@ def test_bad_uris(uri, words):
 
 @pytest.mark.parametrize("uri, unchecked", [
     ("qemu+tls://h2/system?pkipath=/etc/pki&no_verify=1", "no_verify=1"),
-    ("qemu+ssh://root@h2/system?No_Verify=yes", "No_Verify=yes"),
+    ("qemu+ssh://root@h2/system?No_Verify=1", "No_Verify=1"),
     ("qemu+libssh://u@h2/system?known_hosts_verify=IGNORE", "known_hosts_verify=IGNORE"),
     ("qemu+tls://h2/system?no_verify=0", None), ("qemu+tls://h2/system?no_verify=", None),
     ("qemu+libssh://u@h2/system?known_hosts_verify=auto", None), ("qemu+tls://h2/system", None),

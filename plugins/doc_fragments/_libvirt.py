@@ -17,8 +17,10 @@ options:
       - libvirt's own limits are far longer (a dead TCP peer ~14.5 s, over SSH ~134 s, both measured), so a host
         whose libvirtd does not answer within this time is treated as unreachable.
       - Connection URIs come from the inventory variable C(kvmha_libvirt_uri), for example
-        C(qemu+ssh://root@h2/system). The C(ext) transport and the C(command)/C(netcat) URI parameters are refused,
-        as they name commands to run.
+        C(qemu+tls://h2.example.org/system?pkipath=/etc/kvmha/pki) or C(qemu+ssh://kvmha@h2/system). The C(ext)
+        transport and the C(command)/C(netcat) URI parameters are refused, as they name commands to run; C(socket)
+        and C(pkipath) must be absolute paths. C(no_verify=1) (and C(known_hosts_verify=ignore)) is accepted with a
+        warning, as the host's identity is then not checked.
       - The old name O(connect_timeout) is deprecated and will be removed in 1.0.0.
     type: float
     default: 10.0

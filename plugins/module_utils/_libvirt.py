@@ -91,9 +91,49 @@ def validate_uri(uri) -> str:
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         if key.lower() in FORBIDDEN_PARAMS:
             raise InvalidInput("libvirt URI %s sets %r, which names a command to run; refused" % (shown, key))
-        if key.lower() == "socket" and not value.startswith("/"):
-            raise InvalidInput("libvirt URI %s: the socket parameter must be an absolute path" % shown)
+        if key.lower() in ("socket", "pkipath") and not value.startswith("/"):
+            raise InvalidInput("libvirt URI %s: the %s parameter must be an absolute path" % (shown, key.lower()))
     return uri
+
+
+# URI parameters that turn off the check of who answers: (parameter, the value(s) that do, what is then unchecked).
+_UNCHECKED = (("no_verify", None, "the host's identity (the TLS certificate with qemu+tls, the SSH host key with qemu+ssh)"),
+              ("known_hosts_verify", ("ignore",), "the SSH host key"))
+
+
+def uri_warnings(uri: str) -> list:
+    """Warnings for a valid URI that does not check the host it reaches (cf. redfish_power's validate_certs)."""
+    warnings = []
+    try:
+        query = parse_qsl(urlsplit(uri).query, keep_blank_values=True)
+    except (ValueError, TypeError, AttributeError):
+        return warnings  # not a URI: validate_uri says why when it is used
+    for key, value in query:
+        for name, values, what in _UNCHECKED:
+            if key.lower() == name and (value.strip().lower() in values if values else value.strip() not in ("", "0")):
+                warnings.append("libvirt URI %s sets %s=%s: %s is not checked, so anyone on the path can answer for the "
+                                "hypervisor (and be told to start VMs); use qemu+tls with verification or known SSH "
+                                "host keys" % (uri[:120], key, value, what))
+    return warnings
+
+
+# What a failed TLS connection's libvirt message means (libvirt's own words are vague: "Input/output error").
+_TLS_HINTS = (
+    ("TLS confirmation", "TLS: the server refused this client's certificate (not signed by a CA the server trusts, or "
+                         "its name is not in the server's tls_allowed_dn_list; the server's libvirtd log says which)"),
+    ("verify peer's certificate", "TLS: the server's certificate does not verify against cacert.pem of the pkipath "
+                                  "(another CA, expired, or it does not name the host of the URI)"),
+    ("failed validation", "TLS: this client's own certificate does not verify against cacert.pem of the pkipath"),
+    ("Cannot read", "TLS: the pkipath directory must hold cacert.pem, clientcert.pem and clientkey.pem, readable by "
+                    "the user that runs the module"),
+)
+
+
+def connect_hint(uri: str, message: str):
+    """A plain explanation of a failed ``qemu+tls`` connection's message, or None if there is none."""
+    if urlsplit(uri).scheme.partition("+")[2] != "tls":
+        return None
+    return next((hint for words, hint in _TLS_HINTS if words in message), None)
 
 
 # --------------------------------------------------------------------------------------------------- domain XML
@@ -188,7 +228,13 @@ class LibvirtClient:
         def connect():
             return libvirt.openAuth(self.uri, auth, flags)
 
-        self._conn = self._call("connect", connect, timeout=self.connect_timeout, error_class=LibvirtUnreachable)
+        try:
+            self._conn = self._call("connect", connect, timeout=self.connect_timeout, error_class=LibvirtUnreachable)
+        except LibvirtUnreachable as err:
+            hint = connect_hint(self.uri, str(err))
+            if hint is None:
+                raise
+            raise LibvirtUnreachable("%s - %s" % (err, hint)) from err.__cause__
         return self
 
     def close(self) -> None:

@@ -78,7 +78,7 @@ EXAMPLES = r"""
 
 - name: Unmark a VM by its UUID
   kvmha.cluster.ha_vm:
-    uri: qemu+ssh://root@h2/system
+    uri: qemu+ssh://kvmha@h2/system
     uuid: 0b5f6c1e-0d5a-4f7e-8d0c-5d1a2b3c4d5e
     state: absent
   delegate_to: localhost
@@ -128,7 +128,7 @@ from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import LIBV
 from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule, run_module
 from ansible_collections.kvmha.cluster.plugins.module_utils._domainxml import wanted_marker
 from ansible_collections.kvmha.cluster.plugins.module_utils._ha_vm import selector, tag
-from ansible_collections.kvmha.cluster.plugins.module_utils._libvirt import LIBVIRT_IMPORT_ERROR, LibvirtClient
+from ansible_collections.kvmha.cluster.plugins.module_utils._libvirt import LIBVIRT_IMPORT_ERROR, LibvirtClient, uri_warnings
 
 ARGUMENT_SPEC = merge_specs(LIBVIRT_CONNECTION_SPEC, {
     "uri": {"type": "str", "required": True},
@@ -144,6 +144,8 @@ def run(module: KvmhaModule) -> dict:
     params, check_mode, diff_mode = module.params, module.check_mode, module.diff_mode
     target = wanted_marker(params["state"], params["priority"], params["group"])
     lookup = selector(params["name"], params["uuid"])
+    for warning in uri_warnings(params["uri"]):
+        module.warn(warning)
     client = LibvirtClient(params["uri"], params["connect_timeout_s"], params["call_timeout_s"], read_only=check_mode).open()
     try:
         result = tag(client, lookup, target, check_mode)

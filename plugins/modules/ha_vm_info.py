@@ -93,7 +93,7 @@ error_kind:
 from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import LIBVIRT_CONNECTION_SPEC, merge_specs
 from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule, run_module
 from ansible_collections.kvmha.cluster.plugins.module_utils._ha_vm import ha_domains
-from ansible_collections.kvmha.cluster.plugins.module_utils._libvirt import LIBVIRT_IMPORT_ERROR, LibvirtClient
+from ansible_collections.kvmha.cluster.plugins.module_utils._libvirt import LIBVIRT_IMPORT_ERROR, LibvirtClient, uri_warnings
 
 ARGUMENT_SPEC = merge_specs(LIBVIRT_CONNECTION_SPEC, {
     "uri": {"type": "str", "required": True},
@@ -102,6 +102,8 @@ ARGUMENT_SPEC = merge_specs(LIBVIRT_CONNECTION_SPEC, {
 
 def run(module: KvmhaModule) -> dict:
     params = module.params
+    for warning in uri_warnings(params["uri"]):
+        module.warn(warning)
     client = LibvirtClient(params["uri"], params["connect_timeout_s"], params["call_timeout_s"], read_only=True).open()
     try:
         return {"changed": False, "vms": ha_domains(client)}

@@ -113,10 +113,10 @@ EXAMPLES = r"""
   kvmha.cluster.host_drain:
     store_path: /srv/kvmha
     host: hv2
-    uri: qemu+ssh://root@hv2/system
+    uri: qemu+ssh://kvmha@hv2/system
     targets:
-      - {host: hv1, uri: "qemu+ssh://root@hv1/system"}
-      - {host: hv3, uri: "qemu+ssh://root@hv3/system", address: 10.0.5.3}
+      - {host: hv1, uri: "qemu+ssh://kvmha@hv1/system"}
+      - {host: hv3, uri: "qemu+ssh://kvmha@hv3/system", address: 10.0.5.3}
   delegate_to: localhost
   register: drained
 
@@ -124,8 +124,8 @@ EXAMPLES = r"""
   kvmha.cluster.host_drain:
     store_path: /srv/kvmha
     host: hv2
-    uri: qemu+ssh://root@hv2/system
-    targets: [{host: hv1, uri: "qemu+ssh://root@hv1/system"}]
+    uri: qemu+ssh://kvmha@hv2/system
+    targets: [{host: hv1, uri: "qemu+ssh://kvmha@hv1/system"}]
   check_mode: true
   delegate_to: localhost
   register: plan
@@ -180,7 +180,7 @@ from ansible_collections.kvmha.cluster.plugins.module_utils._domainxml import pa
 from ansible_collections.kvmha.cluster.plugins.module_utils._errors import InvalidInput, LibvirtError, MigrationUnknown, check_range
 from ansible_collections.kvmha.cluster.plugins.module_utils._ha_vm import ha_domains
 from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import RecordReader, validate_host_name
-from ansible_collections.kvmha.cluster.plugins.module_utils._libvirt import LIBVIRT_IMPORT_ERROR, LibvirtClient
+from ansible_collections.kvmha.cluster.plugins.module_utils._libvirt import LIBVIRT_IMPORT_ERROR, LibvirtClient, uri_warnings
 from ansible_collections.kvmha.cluster.plugins.module_utils._placement import STRATEGIES
 
 ARGUMENT_SPEC = merge_specs(STORE_SPEC, LIBVIRT_CONNECTION_SPEC, {
@@ -302,6 +302,9 @@ def run(module: KvmhaModule) -> dict:
     source_host = validate_host_name(params["host"])
     targets = dict((t["host"], t) for t in params["targets"])
     records, excluded = target_records(params["store_path"], params["targets"], source_host)
+    for uri in [params["uri"]] + [t["uri"] for t in params["targets"]]:
+        for warning in uri_warnings(uri):
+            module.warn(warning)
     source = LibvirtClient(params["uri"], params["connect_timeout_s"], params["call_timeout_s"], label=source_host).open()
     drain = Drain(params, source, targets)
     try:

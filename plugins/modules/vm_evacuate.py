@@ -114,7 +114,7 @@ options:
         type: str
         required: true
       uri:
-        description: libvirt connection URI of the target, e.g. C(qemu+ssh://root@h2/system).
+        description: libvirt connection URI of the target, e.g. C(qemu+ssh://kvmha@h2/system).
         type: str
         required: true
   spare_hosts:
@@ -240,8 +240,8 @@ EXAMPLES = r"""
     cluster: prod-a
     store_path: /srv/kvmha
     targets:
-      - {host: h2, uri: "qemu+ssh://root@h2/system"}
-      - {host: h3, uri: "qemu+ssh://root@h3/system"}
+      - {host: h2, uri: "qemu+ssh://kvmha@h2/system"}
+      - {host: h3, uri: "qemu+ssh://kvmha@h3/system"}
     owner: "watchdog@{{ inventory_hostname }}"
   register: evacuation
 
@@ -250,8 +250,8 @@ EXAMPLES = r"""
     cluster: prod-a
     store_path: /srv/kvmha
     targets:
-      - {host: h2, uri: "qemu+ssh://root@h2/system"}
-      - {host: h3, uri: "qemu+ssh://root@h3/system"}
+      - {host: h2, uri: "qemu+ssh://kvmha@h2/system"}
+      - {host: h3, uri: "qemu+ssh://kvmha@h3/system"}
 
 - name: Dry run - which VM would start where, touching nothing
   kvmha.cluster.vm_evacuate:
@@ -429,7 +429,7 @@ targets:
   returned: success and incomplete recoveries
   type: list
   elements: dict
-  sample: [{host: h2, uri: "qemu+ssh://root@h2/system", status: used, reason: "", mem_free_mib: 3900, vcpus_free: 6,
+  sample: [{host: h2, uri: "qemu+ssh://kvmha@h2/system", status: used, reason: "", mem_free_mib: 3900, vcpus_free: 6,
             spare: false, broken: false}]
 replanned:
   description: VMs whose target broke before they were started there, and where they went instead.
@@ -471,7 +471,7 @@ diff:
 from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import LIBVIRT_CONNECTION_SPEC, STORE_SPEC, merge_specs, renamed
 from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule, run_module
 from ansible_collections.kvmha.cluster.plugins.module_utils._evacuation import Evacuation
-from ansible_collections.kvmha.cluster.plugins.module_utils._libvirt import LIBVIRT_IMPORT_ERROR
+from ansible_collections.kvmha.cluster.plugins.module_utils._libvirt import LIBVIRT_IMPORT_ERROR, uri_warnings
 from ansible_collections.kvmha.cluster.plugins.module_utils._placement import DEFAULT_STRATEGY
 
 TARGET_SPEC = {"host": {"type": "str", "required": True}, "uri": {"type": "str", "required": True}}
@@ -510,6 +510,9 @@ REQUIRED_TOGETHER = [("abandon", "operator", "reason")]
 
 
 def run(module: KvmhaModule) -> dict:
+    for target in module.params["targets"]:
+        for warning in uri_warnings(target["uri"]):
+            module.warn(warning)
     evacuation = Evacuation(module.params, module.check_mode, module.diff_mode)
     try:
         if module.params["abandon"]:

@@ -159,7 +159,7 @@ from ansible_collections.kvmha.cluster.plugins.module_utils._deadline import cal
 from ansible_collections.kvmha.cluster.plugins.module_utils._domainxml import normalise_uuid
 from ansible_collections.kvmha.cluster.plugins.module_utils._errors import StoreError
 from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import validate_host_name
-from ansible_collections.kvmha.cluster.plugins.module_utils._libvirt import LIBVIRT_IMPORT_ERROR, RUNNING_STATES, LibvirtClient
+from ansible_collections.kvmha.cluster.plugins.module_utils._libvirt import LIBVIRT_IMPORT_ERROR, RUNNING_STATES, LibvirtClient, uri_warnings
 from ansible_collections.kvmha.cluster.plugins.module_utils._marks import FENCED, read_marks
 from ansible_collections.kvmha.cluster.plugins.module_utils._recovery import (
     FAILED, OWED, STARTED, TERMINAL, UNPLACED, VERIFIED, OwedBook, add_copy, is_open, latest_entries, stale_copies, transition)
@@ -249,6 +249,8 @@ def run(module: KvmhaModule) -> dict:
             continue
         keep.append({"uuid": extra, "name": extra, "reason": "no owed document says it is verified running elsewhere: "
                      "this may be its only copy"})
+    for warning in uri_warnings(params["uri"]):
+        module.warn(warning)
     client = LibvirtClient(params["uri"], params["connect_timeout_s"], params["call_timeout_s"], read_only=check_mode).open()
     try:
         removed, kept = [], []

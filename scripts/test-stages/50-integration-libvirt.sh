@@ -4,7 +4,10 @@
 #     mounts over /run, /etc/libvirt, /var/lib/libvirt, /var/log/libvirt and /var/cache/libvirt, so the machine's
 #     own libvirt is never touched; they run real QEMU TCG guests (64 MiB, raw disks under a temp dir) and are
 #     reached over unix sockets only (tests/integration/targets/vm_evacuate/files/libvirtd_fixture.py);
-#   - libvirt's built-in test driver (test:///default and test:///<file>).
+#   - libvirt's built-in test driver (test:///default and test:///<file>);
+#   - one more instance, tr1, for the libvirt_transports target: it also listens for TLS (certificates made for
+#     this run, verification on) on 127.0.0.1 of its own network namespace, and its read-write socket belongs to
+#     group 4242 (mode 0770) for a non-root user (uid 65534, through setpriv).
 # The instances, their guests (they die with their PID namespace), the stores and the collection copy are
 # removed on exit.
 set -euo pipefail
@@ -12,7 +15,7 @@ source "$(dirname "$0")/../env.sh"
 cd "$KVMHA_ROOT"
 
 [ "$(id -u)" = 0 ] || { echo "integration-libvirt: needs root (namespaces, bind mounts)" >&2; exit 1; }
-for tool in unshare libvirtd virsh qemu-system-x86_64 ip truncate; do
+for tool in unshare libvirtd virsh qemu-system-x86_64 ip truncate openssl nsenter setpriv; do
     command -v "$tool" > /dev/null || { echo "integration-libvirt: $tool not found (make setup)" >&2; exit 1; }
 done
 
@@ -39,11 +42,15 @@ cleanup() {
 trap cleanup EXIT
 
 mkdir -p "$INSTANCES" "$STORES"
+chmod 711 "$WORK"  # uid 65534 reaches tr1's sockets (only traversal: the names under it are not listed)
 declare -A uris
 for host in h2 h3 h4; do
     uris[$host]=$(python "$FIXTURE" start "$INSTANCES" "$host" | python -c 'import json, sys; print(json.load(sys.stdin)["uri"])')
     echo "integration-libvirt: $host ready at ${uris[$host]}"
 done
+
+transports=$(python "$FIXTURE" start "$INSTANCES" tr1 --tls --group +4242 | python -c 'import json, sys; d = json.load(sys.stdin); d["gid"] = 4242; print(json.dumps(d))')
+echo "integration-libvirt: tr1 ready (TLS and group socket)"
 
 copy=$(scripts/collection-copy.sh)
 cat > "$copy/tests/integration/integration_config.yml" << EOF
@@ -55,7 +62,8 @@ kvmha_evac_hosts:
   h2: "${uris[h2]}"
   h3: "${uris[h3]}"
   h4: "${uris[h4]}"
+kvmha_transports: $transports
 EOF
 
 cd "$copy"
-ansible-test integration --local --python 3.11 --color no vm_evacuate ha_vm
+ansible-test integration --local --python 3.11 --color no vm_evacuate ha_vm libvirt_transports

@@ -11,12 +11,16 @@ import time
 import uuid
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ansible_collections.kvmha.cluster.plugins.module_utils._errors import InvalidInput, LibvirtError
 from ansible_collections.kvmha.cluster.plugins.module_utils._libvirt import (
     LibvirtClient,
+    connect_hint,
     parse_domain_xml,
     read_domain_xml,
+    uri_warnings,
     validate_uri,
 )
 from ansible_collections.kvmha.cluster.tests._require import require_module
@@ -48,6 +52,7 @@ def node_uri(tmp_path):
     "qemu:///system", "qemu+ssh://root@h2/system", "qemu+unix:///system?socket=/tmp/x/libvirt-sock",
     "test:///default", "qemu+tls://h2.example.org/system", "qemu+libssh2://u@h2/system?known_hosts=/root/.ssh/kh",
     "qemu+ssh://root@h2:2222/system?keyfile=/root/.ssh/id&no_verify=1",
+    "qemu+tls://h2.example.org/system?pkipath=/etc/kvmha/pki", "qemu+tls://h2/system?pkipath=/etc/pki&no_verify=1",
 ])
 def test_good_uris(uri):
     assert validate_uri(uri) == uri
@@ -64,6 +69,7 @@ def test_good_uris(uri):
     ("/etc/passwd", "no driver"),
     ("q_emu+ssh://h2/system", "no driver"),
     ("qemu+unix:///system?socket=relative/sock", "absolute"),
+    ("qemu+tls://h2/system?pkipath=pki", "the pkipath parameter must be an absolute path"),
     ("qemu+ssh://h2/system\n", "control"),
     ("qemu:///" + "x" * 3000, "longer"),
     ("qemu+foo://h2/system", "transport 'foo'"),
@@ -72,6 +78,49 @@ def test_bad_uris(uri, words):
     with pytest.raises(InvalidInput) as err:
         validate_uri(uri)
     assert words in str(err.value)
+
+
+@pytest.mark.parametrize("uri, unchecked", [
+    ("qemu+tls://h2/system?pkipath=/etc/pki&no_verify=1", "no_verify=1"),
+    ("qemu+ssh://root@h2/system?No_Verify=1", "No_Verify=1"),
+    ("qemu+libssh://u@h2/system?known_hosts_verify=IGNORE", "known_hosts_verify=IGNORE"),
+    ("qemu+tls://h2/system?no_verify=0", None), ("qemu+tls://h2/system?no_verify=", None),
+    ("qemu+libssh://u@h2/system?known_hosts_verify=auto", None), ("qemu+tls://h2/system", None),
+    ("qemu+ssh://h2/system?keyfile=/k", None),
+])
+def test_uri_warnings(uri, unchecked):
+    warnings = uri_warnings(uri)
+    assert len(warnings) == (0 if unchecked is None else 1)
+    if unchecked:
+        assert "sets %s" % unchecked in warnings[0] and "is not checked" in warnings[0]
+
+
+@given(st.text(max_size=60))
+def test_uri_warnings_never_raise_and_need_a_parameter(text):
+    """Whatever it is given, it answers a list, and without a no_verify/known_hosts_verify parameter nothing."""
+    warnings = uri_warnings(text)
+    assert isinstance(warnings, list)
+    if "verify" not in text.lower():
+        assert warnings == []
+
+
+@pytest.mark.parametrize("uri, message, words", [
+    ("qemu+tls://h2/system", "connect failed: Unable to read TLS confirmation: Input/output error",
+     "the server refused this client's certificate"),
+    ("qemu+tls://h2/system", "authentication failed: Failed to verify peer's certificate",
+     "the server's certificate does not verify"),
+    ("qemu+tls://h2/system", "Our own certificate /p/clientcert.pem failed validation against /p/cacert.pem",
+     "this client's own certificate"),
+    ("qemu+tls://h2/system", "Cannot read CA certificate '/p/cacert.pem': No such file", "cacert.pem, clientcert.pem"),
+    ("qemu+tls://h2/system", "unable to connect to server at 'h2:16514': Connection refused", None),
+    ("qemu+ssh://h2/system", "Unable to read TLS confirmation", None),
+])
+def test_connect_hint(uri, message, words):
+    hint = connect_hint(uri, message)
+    if words is None:
+        assert hint is None
+    else:
+        assert hint.startswith("TLS: ") and words in hint
 
 
 # ----------------------------------------------------------------------------------------- domain XML
@@ -234,6 +283,15 @@ def test_read_only_client_cannot_define(node_uri):
             client.define(domain_xml(str(uuid.uuid4())))
     finally:
         client.close()
+
+
+def test_tls_failure_says_tls(tmp_path):
+    """A TLS client without its certificates fails before any packet is sent; the error says what TLS needs."""
+    client = LibvirtClient("qemu+tls://localhost/system?pkipath=%s" % tmp_path, connect_timeout=5)
+    with pytest.raises(LibvirtError) as err:
+        client.open()
+    assert err.value.kind == "unreachable"
+    assert "cacert.pem" in str(err.value) and "TLS: the pkipath directory must hold" in str(err.value)
 
 
 def test_invalid_uri_refused_before_any_connection():

@@ -4,6 +4,8 @@
 """Private, isolated libvirtd instances for vm_evacuate's integration tests (a real libvirtd + QEMU, no lab).
 
     python libvirtd_fixture.py start    ROOT NAME   # prints {"name", "uri", "pid"} as JSON
+    python libvirtd_fixture.py start    ROOT NAME --tls         # also listens for TLS: adds {"tls": {...}}
+    python libvirtd_fixture.py start    ROOT NAME --group +GID  # rw socket for group GID (0770), ro for all
     python libvirtd_fixture.py stop     ROOT NAME   # libvirtd and its guests die with their PID namespace
     python libvirtd_fixture.py freeze   ROOT NAME   # SIGSTOP libvirtd: a hung daemon (connections hang)
     python libvirtd_fixture.py thaw     ROOT NAME
@@ -18,8 +20,17 @@ Each instance runs as PID 1's child of its own PID, mount and network namespaces
 - PID: killing the namespace's first process (``unshare --kill-child`` passes SIGKILL on) kills libvirtd and
   every QEMU guest in it; nothing outlives ``stop``.
 The libvirtd socket is exposed at ``ROOT/NAME/sock/libvirt-sock``; connect with
-``qemu+unix:///system?socket=ROOT/NAME/sock/libvirt-sock``. Only processes started here are ever signalled, by
-the PIDs recorded at start, after checking that they still are ours.
+``qemu+unix:///system?socket=ROOT/NAME/sock/libvirt-sock``.
+With ``--tls`` the instance also listens for TLS on 127.0.0.1:16514 of its own network namespace (only a process
+that enters it, ``nsenter --net=NETNS``, can connect), with a CA, server and client certificates made for this
+instance under ``ROOT/NAME/pki`` and ``tls_no_verify_certificate = 0``: ``pki`` is a client ``pkipath``
+(``qemu+tls://localhost/system?pkipath=...``), ``rogue_pki`` one whose client certificate comes from another CA
+(the server must refuse it), ``stranger_pki`` one that trusts only that other CA (it must refuse the server).
+With ``--group`` the read-write socket belongs to that group (mode 0770, no authentication) and the read-only one
+(``libvirt-sock-ro``) is open to all: a non-root process in the group may manage the daemon, one outside may
+only read (ROOT and the instance's directory become traversable, mode 0711).
+Only processes started here are ever signalled, by the PIDs recorded at start, after checking that they still
+are ours.
 """
 
 from __future__ import annotations
@@ -43,6 +54,24 @@ auth_unix_rw = "none"
 log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
 """
 
+# Appended with --tls: certificates are verified (the default, written out because it is what is tested).
+LIBVIRTD_TLS_CONF = """listen_tls = 1
+listen_tcp = 0
+listen_addr = "127.0.0.1"
+auth_tls = "none"
+tls_no_verify_certificate = 0
+ca_file = "{pki}/server/cacert.pem"
+cert_file = "{pki}/server/servercert.pem"
+key_file = "{pki}/server/serverkey.pem"
+"""
+
+TLS_PORT = 16514
+# What libvirt's certificate sanity checks ask of a CA, a server and a client certificate.
+CA_EXT = ["basicConstraints=critical,CA:TRUE", "keyUsage=critical,keyCertSign,cRLSign"]
+LEAF_EXT = "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+SERVER_EXT = LEAF_EXT + "extendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n"
+CLIENT_EXT = LEAF_EXT + "extendedKeyUsage=clientAuth\n"
+
 QEMU_CONF = """# Private libvirtd for vm_evacuate's integration tests: no cgroups, no security driver, guests as root.
 user = "root"
 group = "root"
@@ -63,7 +92,7 @@ mount --bind "{d}/cache" /var/cache/libvirt
 mount --bind "{d}/etc" /etc/libvirt
 mount -t sysfs sysfs /sys
 ip link set lo up
-libvirtd -f /etc/libvirt/libvirtd.conf > "{d}/log/libvirtd.out" 2>&1 &
+libvirtd {listen}-f /etc/libvirt/libvirtd.conf > "{d}/log/libvirtd.out" 2>&1 &
 wait
 """
 
@@ -119,7 +148,53 @@ def ours(pid, d: str) -> bool:
     return pid is not None and alive(pid) and os.path.join(d, "init.sh") in cmdline(pid)
 
 
-def prepare(d: str) -> None:
+def openssl(*args: str) -> None:
+    subprocess.run(["openssl"] + list(args), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def make_ca(path: str, cn: str) -> None:
+    """A self-signed CA (P-256 key: fast to make) at ``path``/cacert.pem and cakey.pem, valid for one day."""
+    os.makedirs(path)
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+            "-subj", "/CN=" + cn, "-keyout", os.path.join(path, "cakey.pem"), "-out", os.path.join(path, "cacert.pem"),
+            *[arg for ext in CA_EXT for arg in ("-addext", ext)])
+
+
+def make_leaf(ca: str, path: str, role: str, cn: str, ext: str) -> None:
+    """``path``/{role}cert.pem and {role}key.pem, signed by the CA at ``ca``, valid for one day."""
+    os.makedirs(path, exist_ok=True)
+    key, csr, cert = (os.path.join(path, role + suffix) for suffix in ("key.pem", ".csr", "cert.pem"))
+    extfile = os.path.join(path, role + ".ext")
+    with open(extfile, "w") as handle:
+        handle.write(ext)
+    openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj",
+            "/O=kvmha test/CN=" + cn, "-keyout", key, "-out", csr)
+    openssl("x509", "-req", "-in", csr, "-CA", os.path.join(ca, "cacert.pem"), "-CAkey", os.path.join(ca, "cakey.pem"),
+            "-CAcreateserial", "-days", "1", "-extfile", extfile, "-out", cert)
+    os.remove(csr)
+
+
+def make_pki(d: str) -> None:
+    """CA, server and client certificates for this run only, and two clients of another CA."""
+    pki = os.path.join(d, "pki")
+    make_ca(os.path.join(pki, "ca"), "kvmha test CA")
+    make_ca(os.path.join(pki, "rogue-ca"), "kvmha rogue CA")
+    make_leaf(os.path.join(pki, "ca"), os.path.join(pki, "server"), "server", "localhost", SERVER_EXT)
+    make_leaf(os.path.join(pki, "ca"), os.path.join(pki, "client"), "client", "controller", CLIENT_EXT)
+    make_leaf(os.path.join(pki, "rogue-ca"), os.path.join(pki, "rogue"), "client", "intruder", CLIENT_EXT)
+    shutil.copytree(os.path.join(pki, "rogue"), os.path.join(pki, "stranger"))
+    for holder in ("server", "client"):
+        shutil.copy(os.path.join(pki, "ca", "cacert.pem"), os.path.join(pki, holder, "cacert.pem"))
+    # rogue trusts both CAs (libvirt's client refuses to present a certificate it cannot verify itself), so only
+    # the server can refuse it; stranger trusts only the other CA, so it must refuse the server.
+    with open(os.path.join(pki, "rogue", "cacert.pem"), "w") as handle:
+        for ca in ("ca", "rogue-ca"):
+            with open(os.path.join(pki, ca, "cacert.pem")) as source:
+                handle.write(source.read())
+    shutil.copy(os.path.join(pki, "rogue-ca", "cacert.pem"), os.path.join(pki, "stranger", "cacert.pem"))
+
+
+def prepare(d: str, tls: bool = False, group: str | None = None) -> None:
     if os.path.exists(d):
         shutil.rmtree(d)
     for sub in ("run", "lib", "log", "cache", "sock"):
@@ -130,12 +205,23 @@ def prepare(d: str) -> None:
         if os.path.isdir(path):
             shutil.rmtree(path)
     os.makedirs(os.path.join(d, "etc", "qemu", "networks", "autostart"))
+    conf = LIBVIRTD_CONF.format(sock=os.path.join(d, "sock"))
+    if group is not None:
+        conf = conf.replace('unix_sock_group = "root"', 'unix_sock_group = "%s"' % group)
+        conf = conf.replace('unix_sock_rw_perms = "0700"', 'unix_sock_rw_perms = "0770"')
+        conf = conf.replace('unix_sock_ro_perms = "0700"', 'unix_sock_ro_perms = "0777"')
+        for path in (os.path.dirname(d), d):  # a non-root client must reach the socket directory
+            os.chmod(path, 0o711)
+        os.chmod(os.path.join(d, "sock"), 0o755)
+    if tls:
+        make_pki(d)
+        conf += LIBVIRTD_TLS_CONF.format(pki=os.path.join(d, "pki"))
     with open(os.path.join(d, "etc", "libvirtd.conf"), "w") as handle:
-        handle.write(LIBVIRTD_CONF.format(sock=os.path.join(d, "sock")))
+        handle.write(conf)
     with open(os.path.join(d, "etc", "qemu.conf"), "w") as handle:
         handle.write(QEMU_CONF)
     with open(os.path.join(d, "init.sh"), "w") as handle:
-        handle.write(INIT.format(d=d))
+        handle.write(INIT.format(d=d, listen="--listen " if tls else ""))
 
 
 def answers(d: str) -> bool:
@@ -146,7 +232,17 @@ def answers(d: str) -> bool:
         return False
 
 
-def start(root: str, name: str, keep: bool = False) -> dict:
+def describe(d: str, name: str, pid: int, init: int) -> dict:
+    out = {"name": name, "uri": uri(d), "pid": pid}
+    pki = os.path.join(d, "pki")
+    if os.path.isdir(pki):
+        out["tls"] = {"uri": "qemu+tls://localhost/system", "port": TLS_PORT, "netns": "/proc/%d/ns/net" % init,
+                      "pki": os.path.join(pki, "client"), "rogue_pki": os.path.join(pki, "rogue"),
+                      "stranger_pki": os.path.join(pki, "stranger")}
+    return out
+
+
+def start(root: str, name: str, keep: bool = False, tls: bool = False, group: str | None = None) -> dict:
     d = instance_dir(root, name)
     if ours(read_pid(os.path.join(d, "unshare.pid")), d):
         raise SystemExit("instance %s is already running" % name)
@@ -155,7 +251,7 @@ def start(root: str, name: str, keep: bool = False) -> dict:
             shutil.rmtree(os.path.join(d, sub), ignore_errors=True)
             os.makedirs(os.path.join(d, sub))
     else:
-        prepare(d)
+        prepare(d, tls, group)
     with open(os.path.join(d, "unshare.log"), "ab") as log:
         proc = subprocess.Popen(  # pylint: disable=consider-using-with  # it outlives this helper on purpose
             ["unshare", "--mount", "--net", "--pid", "--fork", "--kill-child", "--mount-proc", "--propagation", "private",
@@ -171,7 +267,7 @@ def start(root: str, name: str, keep: bool = False) -> dict:
         if init and os.path.exists(socket_path(d)) and answers(d):
             with open(os.path.join(d, "init.pid"), "w") as handle:
                 handle.write("%d\n" % init[0])
-            return {"name": name, "uri": uri(d), "pid": proc.pid}
+            return describe(d, name, proc.pid, init[0])
         time.sleep(0.1)
     stop(root, name)
     raise SystemExit("instance %s did not answer within 30 s; see %s" % (name, d))
@@ -229,13 +325,15 @@ def main(argv=None) -> int:
     parser.add_argument("action", choices=["start", "restart", "stop", "freeze", "thaw", "stop-all"])
     parser.add_argument("root")
     parser.add_argument("name", nargs="?")
+    parser.add_argument("--tls", action="store_true", help="start: also listen for TLS (certificates made here)")
+    parser.add_argument("--group", help="start: the group (name or +GID) that may use the read-write socket")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         raise SystemExit("needs root (namespaces, bind mounts)")
     if args.action != "stop-all" and not args.name:
         parser.error("%s needs a NAME" % args.action)
     if args.action == "start":
-        out = start(args.root, args.name)
+        out = start(args.root, args.name, tls=args.tls, group=args.group)
     elif args.action == "restart":
         stop(args.root, args.name)
         out = start(args.root, args.name, keep=True)

@@ -28,7 +28,10 @@ STATUS_FAILED_OFF = {"changed": False, "state": "status", "action": "none", "pow
 STATUS_OK_OFF = dict(STATUS_OK_ON, powerstate={"before": "off", "after": "off"}, fenced=True, confirmations=2)
 
 
-def decide(tmp_path, bmc: dict, fenced: list, suspects=("hv1",), before=None, expect_rc=0, mode="armed") -> dict:
+NO_ROUTE = {"kvmha_mgmt": {"unreachable": True, "msg": "no route"}}
+
+
+def decide(tmp_path, bmc: dict, fenced: list, suspects=("hv1",), before=None, expect_rc=0, mode="armed", mgmt=None) -> dict:
     """Run decide.yml as the watchdog does after the probes, with `bmc` as every suspect's status probe result.
 
     The run holds the cluster lease of its store, as the watchdog does; ``before(store)`` changes the store first.
@@ -40,8 +43,7 @@ def decide(tmp_path, bmc: dict, fenced: list, suspects=("hv1",), before=None, ex
     hosts = {host: {"ansible_host": "127.0.0.1", "kvmha_private_ip": "127.0.0.%d" % (i + 2), "kvmha_cluster": "a"}
              for i, host in enumerate(MEMBERS)}
     for host in suspects:
-        hosts[host].update(kvmha_bmc=bmc, kvmha_mgmt={"unreachable": True, "msg": "no route"},
-                           kvmha_activity={"hosts": {host: {"activity": "idle"}}})
+        hosts[host].update(kvmha_bmc=bmc, kvmha_activity={"hosts": {host: {"activity": "idle"}}}, **(mgmt or NO_ROUTE))
     inventory = tmp_path / "inventory.json"
     inventory.write_text(json.dumps({"all": {"children": {"kvm_hosts": {"hosts": hosts}},
                                              "hosts": {"localhost": {"ansible_connection": "local",
@@ -173,3 +175,29 @@ def test_observe_mode_says_what_it_would_do_and_groups_nothing_for_action(tmp_pa
 def test_armed_mode_groups_the_hosts_for_action(tmp_path):
     result = decide(tmp_path, STATUS_OK_ON, [])
     assert result["groups"]["kvmha_fence"] == ["hv1"] and "observe mode" not in result["output"]
+
+
+# ------------------------------------------------------------------------- issue 17: the management probe
+
+
+def _banner(answer):
+    probes = [{"target": "127.0.0.1", "port": 22, "reachable": answer == "banner", "answer": answer}]
+    return {"changed": False, "probes": probes, "any_reachable": answer == "banner"}
+
+
+@pytest.mark.parametrize("mgmt, reachable", [
+    ({"kvmha_mgmt_banner": _banner("timeout"), "kvmha_mgmt": {"skipped": True, "changed": False}}, False),
+    ({"kvmha_mgmt_banner": _banner("refused"), "kvmha_mgmt": {"skipped": True, "changed": False}}, False),
+    ({"kvmha_mgmt_banner": _banner("banner"), "kvmha_mgmt": {"ping": "pong", "changed": False}}, True),
+    # the banner came but the login timed out: unknown, as a login that timed out always was
+    ({"kvmha_mgmt_banner": _banner("banner"), "kvmha_mgmt": {"failed": True, "msg": "timed out"}}, None),
+    # the banner probe could not run (or is switched off): the login decides, as before it existed
+    ({"kvmha_mgmt_banner": {"failed": True, "msg": "bad"}, "kvmha_mgmt": {"ping": "pong"}}, True),
+    ({"kvmha_mgmt_banner": {"skipped": True}, "kvmha_mgmt": {"unreachable": True, "msg": "no route"}}, False),
+    (NO_ROUTE, False),
+])
+def test_only_a_login_proves_management_and_an_unanswered_banner_is_false(tmp_path, mgmt, reachable):
+    result = decide(tmp_path, STATUS_OK_ON, [], mgmt=mgmt)
+    assert result["evidence"][0]["mgmt"] == {"reachable": reachable}
+    verdict = result["decision"]["decisions"]["hv1"]["verdict"]
+    assert verdict == ("ALIVE_WRITER_FAULT" if reachable else "SUSPECT")

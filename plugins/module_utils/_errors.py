@@ -96,7 +96,7 @@ MEANINGS = {
     ErrorKind.CLAIM: "the VM's claim on the store forbids starting it",
     ErrorKind.DUPLICATE: "the VM is active on more than one host",
     ErrorKind.NOT_RUNNING: "the VM was started but is not seen running",
-    ErrorKind.UNKNOWN: "the outcome of a start is unknown",
+    ErrorKind.UNKNOWN: "the outcome of a start or of a live migration is unknown",
     ErrorKind.BOOT_GUARD: "the boot guard could not do its local work (list the libvirt definitions, remove a link)",
     ErrorKind.ERROR: "an error without a more specific kind (a bug)",
 }
@@ -285,6 +285,12 @@ class LibvirtMissing(LibvirtError, MissingLibrary):
     """The libvirt Python bindings are not installed (a ``LibvirtError`` too, so libvirt callers handle it)."""
 
     kind = ErrorKind.MISSING_LIBRARY
+
+
+class MigrationUnknown(LibvirtError):
+    """After a live migration a VM is active on both hosts or on neither (host_drain): a human must look."""
+
+    kind = ErrorKind.UNKNOWN
 
 
 # --------------------------------------------------------------------------------------------------- peers

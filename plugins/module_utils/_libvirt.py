@@ -412,6 +412,33 @@ class LibvirtClient:
         outcome["undefined"] = True
         return outcome
 
+    def domain_xml(self, vm_uuid: str) -> str:
+        """The live XML of a domain."""
+        return self._call("XML of %s" % vm_uuid, lambda: self.conn.lookupByUUIDString(vm_uuid).XMLDesc(0))
+
+    def migrate_live(self, vm_uuid: str, dest: "LibvirtClient", migrate_uri: str, timeout: float, unsafe: bool = False) -> None:
+        """Live-migrate a running domain to ``dest``, its data sent to ``migrate_uri`` (``tcp://address``).
+
+        The destination gets a persistent definition and the source's is removed - by libvirt, and only once the
+        domain runs there; a failed or aborted migration leaves it running here. Past ``timeout`` the job is aborted
+        (the caller then checks where the domain runs: an abort that comes too late does not undo a migration).
+        ``unsafe`` skips libvirt's check that the disks are on storage it knows to be shared (virsh's --unsafe).
+        """
+        conn = self.conn
+        flags = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
+        if unsafe:
+            flags |= libvirt.VIR_MIGRATE_UNSAFE
+        dom = self._call("look up %s" % vm_uuid, conn.lookupByUUIDString, vm_uuid)
+        try:
+            self._call("migrate %s to %s" % (vm_uuid, dest.label), dom.migrate3, dest.conn,
+                       {libvirt.VIR_MIGRATE_PARAM_URI: migrate_uri}, flags, timeout=timeout)
+        except LibvirtTimeout:
+            try:
+                self._call("abort the migration of %s" % vm_uuid, dom.abortJob, timeout=min(self.call_timeout, 5.0))
+            except LibvirtError:
+                pass  # the job may have ended meanwhile
+            raise
+
     def wait_running(self, vm_uuid: str, timeout: float, poll: float = 0.05) -> str:
         """Poll until the domain runs or ``timeout`` passes; return the last state seen."""
         deadline = time.monotonic() + timeout

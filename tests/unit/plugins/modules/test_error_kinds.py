@@ -23,13 +23,21 @@ import yaml
 
 from ansible_collections.kvmha.cluster.plugins.module_utils import _errors, _ipmi, _power, _storefile
 from ansible_collections.kvmha.cluster.plugins.module_utils._errors import KIND_OF, MEANINGS, ErrorKind
-from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import record_path, store_dir
+from ansible_collections.kvmha.cluster.plugins.module_utils._ha_marker import HA_NAMESPACE
+from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import (
+    build_record,
+    encode_record,
+    record_path,
+    store_dir,
+    write_atomic,
+)
 from ansible_collections.kvmha.cluster.plugins.modules import (
     cluster_info,
     cluster_lease,
     fence_agent_power,
     ha_vm,
     ha_vm_info,
+    host_drain,
     host_fence,
     host_investigate,
     host_mark,
@@ -45,12 +53,14 @@ from ansible_collections.kvmha.cluster.plugins.modules import (
 )
 from ansible_collections.kvmha.cluster.tests.unit.plugins.modules.every_module import MODULES, name
 from ansible_collections.kvmha.cluster.tests.unit.plugins.module_utils.ipmi_fake import FakeSession
+from ansible_collections.kvmha.cluster.tests._require import require_module
 from pyghmi import exceptions as pyghmi_exceptions
 
+libvirt = require_module("libvirt", "the venv's libvirt binding (libvirt-python, built by scripts/setup.sh)")
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", ".."))
 # Kinds that never reach a module's error_kind: one VM's outcome in vm_evacuate's vms[], the boot guard's own,
 # lease_held (cluster_lease answers acquired=false instead of failing), and the base class's (a bug).
-NOT_A_MODULE_KIND = {ErrorKind.CLAIM, ErrorKind.DUPLICATE, ErrorKind.NOT_RUNNING, ErrorKind.UNKNOWN,
+NOT_A_MODULE_KIND = {ErrorKind.CLAIM, ErrorKind.DUPLICATE, ErrorKind.NOT_RUNNING,
                      ErrorKind.BOOT_GUARD, ErrorKind.LEASE_HELD, ErrorKind.ERROR}
 FIRST_LINE = "Why the task failed, one of the collection's error kinds (C(docs/OPERATIONS.md) says what each means)."
 
@@ -266,6 +276,26 @@ def libvirt_raises(module, args, error):
     return run
 
 
+DRAIN = {"store_path": "/nonexistent", "host": "h1", "uri": "test:///default", "targets": []}
+
+
+def drain_to_itself(run_module, tmp_path):
+    """A drain whose target is the source's own test host: after the (refused) migration the VM is active on both."""
+    conn = libvirt.open("test:///default")
+    dom = conn.createXML("<domain type='test'><name>drained</name><memory>1024</memory><os><type>hvm</type></os>"
+                         "<metadata><kvmha:ha xmlns:kvmha='%s'/></metadata></domain>" % HA_NAMESPACE, 0)
+    try:
+        os.makedirs(tmp_path / "kvmha" / "hosts")
+        record = build_record("h2", "b", 1, time.time(), 2.0, {"armed": False, "deadline_s": 60},
+                              {"mem_free_mib": 4096, "vcpus_free": 8}, [])
+        write_atomic(str(tmp_path / "kvmha" / "hosts" / "h2.json"), encode_record(record))
+        return run_module(host_drain, dict(DRAIN, store_path=str(tmp_path),
+                                           targets=[{"host": "h2", "uri": "test:///default", "address": "x"}]))
+    finally:
+        dom.destroy()
+        conn.close()
+
+
 def closed_port() -> int:
     import socket  # pylint: disable=import-outside-toplevel
     with socket.socket() as sock:
@@ -295,6 +325,13 @@ PRODUCE = {
     (ha_vm, "connection"): libvirt_raises(ha_vm, HA_VM, _errors.LibvirtConnectionLost("x")),
     (ha_vm, "libvirt"): libvirt_raises(ha_vm, HA_VM, _errors.LibvirtError("x")),
     (ha_vm, "no_domain"): libvirt_raises(ha_vm, HA_VM, _errors.DomainNotFound("x")),
+    (host_drain, "invalid_input"): lambda r, t, m: r(host_drain, dict(DRAIN, uri="qemu+ext:///x")),
+    (host_drain, "missing_library"): missing(host_drain, "LIBVIRT_IMPORT_ERROR", DRAIN),
+    (host_drain, "unreachable"): lambda r, t, m: r(host_drain, dict(DRAIN, uri=NO_SOCKET, connect_timeout_s=2)),
+    (host_drain, "timeout"): libvirt_raises(host_drain, DRAIN, _errors.LibvirtTimeout("x")),
+    (host_drain, "connection"): libvirt_raises(host_drain, DRAIN, _errors.LibvirtConnectionLost("x")),
+    (host_drain, "libvirt"): libvirt_raises(host_drain, DRAIN, _errors.LibvirtError("x")),
+    (host_drain, "unknown"): lambda r, t, m: drain_to_itself(r, t),
     (ha_vm_info, "invalid_input"): lambda r, t, m: r(ha_vm_info, {"uri": "qemu+ext:///x"}),
     (ha_vm_info, "missing_library"): missing(ha_vm_info, "LIBVIRT_IMPORT_ERROR", {"uri": "test:///default"}),
     (ha_vm_info, "unreachable"): lambda r, t, m: r(ha_vm_info, {"uri": NO_SOCKET, "connect_timeout_s": 2}),
@@ -341,7 +378,8 @@ PRODUCE = {
     (ipmi_power, "timeout"): lambda r, t, m: ipmi(r, m, HangingSession(), deadline_s=0.3),
     (ipmi_power, "bmc_error"): lambda r, t, m: ipmi(r, m, FakeSession(control_response={"code": 0xC1, "error": "invalid"}),
                                                     state="off"),
-    (ipmi_power, "confirm_timeout"): lambda r, t, m: ipmi(r, m, FakeSession(stuck=True), state="off", deadline_s=0.2),
+    # 2 s: room for the first read and the command on a loaded machine, so that the confirmation is what runs out.
+    (ipmi_power, "confirm_timeout"): lambda r, t, m: ipmi(r, m, FakeSession(stuck=True), state="off", deadline_s=2.0),
     (kvm_heartbeat, "invalid_input"): lambda r, t, m: r(kvm_heartbeat, {"store_path": str(t), "poll": 0}),
     (kvm_heartbeat, "timeout"): lambda r, t, m: (m.setattr(kvm_heartbeat.RecordReader, "read", hang),
                                                  r(kvm_heartbeat, {"store_path": str(t), "state": "stopped", "host": "h1",

@@ -29,6 +29,7 @@ from ansible_collections.kvmha.cluster.plugins.modules import (
     fence_agent_power,
     ha_vm,
     ha_vm_info,
+    host_drain,
     host_mark,
     host_mark_info,
     ipmi_power,
@@ -112,6 +113,7 @@ FAIL_FAST = {
     fence_agent_power: lambda tmp: {"agent": "fence_ipmilan", "agent_timeout_s": 0},
     ha_vm: lambda tmp: {"uri": "qemu+ext:///x", "name": "x"},
     ha_vm_info: lambda tmp: {"uri": "qemu+ext:///x"},
+    host_drain: lambda tmp: {"store_path": tmp, "host": "h1", "uri": "qemu+ext:///x", "targets": []},
 }
 OLD_NAMES = [(module, option, alias["name"]) for module in MODULES for option, entry in spec(module).items()
              for alias in entry.get("deprecated_aliases", [])]

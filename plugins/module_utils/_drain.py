@@ -1,0 +1,61 @@
+# Copyright: kvmha.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# This module_utils is PRIVATE: only the kvmha.cluster collection may use it, and it may change at any time.
+# Plain standard-library Python, and PURE: no I/O, no clock. The live migrations are in modules/host_drain.py.
+"""Draining a host before maintenance: where its running HA VMs go, and what a migration left where.
+
+The plan is the watchdog's own placement (``_placement.place``) over the live targets' heartbeat records - their free
+capacity after the allocation ratios, and the anti-affinity groups they already run - so a drained VM lands where a
+recovery would have put it. After each migration, whatever the migration call said, the VM's state on both hosts
+decides the outcome (``settle``): an abort that came too late does not undo a migration, and a failed one leaves the
+VM running on the source.
+"""
+
+from __future__ import annotations
+
+from ._errors import InvalidInput
+from ._placement import place
+
+# Domain states in which a domain holds its disks (libvirt's names, _libvirt.DOMAIN_STATES).
+ACTIVE_STATES = ("running", "blocked", "paused", "shutdown", "pmsuspended", "nostate")
+
+
+def target_hosts(records: dict) -> list:
+    """Placement input from ``{host: heartbeat record}``: free capacity and the groups of the VMs each one runs."""
+    hosts = []
+    for host, record in sorted(records.items()):
+        try:
+            capacity = record["capacity"]
+            groups = sorted(set(str(vm.get("group") or "") for vm in record["vms"]) - {""})
+            hosts.append({"host": host, "mem_free_mib": capacity["mem_free_mib"], "vcpus_free": capacity["vcpus_free"],
+                          "groups": groups})
+        except (KeyError, TypeError, AttributeError) as err:
+            raise InvalidInput("drain: the heartbeat record of %s has no usable capacity: %s" % (host, err)) from None
+    return hosts
+
+
+def plan(vms: list, records: dict, spare_hosts=(), strategy: str = "spread") -> dict:
+    """Where each of ``vms`` (the source's running HA VMs) goes: ``place``'s placements and unplaced VMs."""
+    return place(vms, target_hosts(records), spare_hosts, strategy)
+
+
+def settle(source_state, target_state) -> tuple:
+    """``(outcome, reason)`` from the VM's state on the source and on the target after its migration.
+
+    outcome: ``moved`` (active on the target only), ``kept`` (active on the source only) or ``unknown`` (active on
+    both, or on neither: a human must look before the host is switched off).
+    """
+    on_source = source_state in ACTIVE_STATES
+    on_target = target_state in ACTIVE_STATES
+    if on_target and not on_source:
+        return "moved", ""
+    if on_source and not on_target:
+        if source_state == "paused":
+            return "kept", "it is paused on the source after the failed migration: resume it (virsh resume)"
+        return "kept", ""
+    if on_source:
+        return "unknown", "it is active on the source (%s) and on the target (%s)" % (source_state, target_state)
+    return "unknown", "it is active on neither the source (%s) nor the target (%s)" % (source_state or "not defined",
+                                                                                       target_state or "not defined")

@@ -28,7 +28,11 @@ STATUS_FAILED_OFF = {"changed": False, "state": "status", "action": "none", "pow
 STATUS_OK_OFF = dict(STATUS_OK_ON, powerstate={"before": "off", "after": "off"}, fenced=True, confirmations=2)
 
 
-def decide(tmp_path, bmc: dict, fenced: list, suspects=("hv1",), before=None, expect_rc=0, mode="armed", levels=None) -> dict:
+NO_ROUTE = {"kvmha_mgmt": {"unreachable": True, "msg": "no route"}}
+
+
+def decide(tmp_path, bmc: dict, fenced: list, suspects=("hv1",), before=None, expect_rc=0, mode="armed", levels=None,
+           mgmt=None) -> dict:
     """Run decide.yml as the watchdog does after the probes, with `bmc` as every suspect's status probe result.
 
     The run holds the cluster lease of its store, as the watchdog does; ``before(store)`` changes the store first.
@@ -40,8 +44,7 @@ def decide(tmp_path, bmc: dict, fenced: list, suspects=("hv1",), before=None, ex
     hosts = {host: {"ansible_host": "127.0.0.1", "kvmha_private_ip": "127.0.0.%d" % (i + 2), "kvmha_cluster": "a"}
              for i, host in enumerate(MEMBERS)}
     for host in suspects:
-        hosts[host].update(kvmha_bmc=bmc, kvmha_mgmt={"unreachable": True, "msg": "no route"},
-                           kvmha_activity={"hosts": {host: {"activity": "idle"}}})
+        hosts[host].update(kvmha_bmc=bmc, kvmha_activity={"hosts": {host: {"activity": "idle"}}}, **(mgmt or NO_ROUTE))
         if levels is not None:  # a host with fence levels: probe.yml read them (host_fence, check mode), not the BMC
             hosts[host].update(kvmha_fence_levels=[["bmc"], ["pdu_a", "pdu_b"]], kvmha_levels_probe=levels,
                                kvmha_bmc={"skipped": True, "changed": False})
@@ -265,3 +268,29 @@ def test_a_host_with_fence_levels_is_judged_on_what_its_levels_read(tmp_path, le
 def test_a_host_without_fence_levels_keeps_the_bmc_evidence_as_it_was(tmp_path):
     result = decide(tmp_path, STATUS_OK_ON, [])
     assert result["evidence"][0]["bmc"] == {"power": "on", "error": None, "probe": "ok", "read": "on"}
+
+
+# ------------------------------------------------------------------------- issue 17: the management probe
+
+
+def _banner(answer):
+    probes = [{"target": "127.0.0.1", "port": 22, "reachable": answer == "banner", "answer": answer}]
+    return {"changed": False, "probes": probes, "any_reachable": answer == "banner"}
+
+
+@pytest.mark.parametrize("mgmt, reachable", [
+    ({"kvmha_mgmt_banner": _banner("timeout"), "kvmha_mgmt": {"skipped": True, "changed": False}}, False),
+    ({"kvmha_mgmt_banner": _banner("refused"), "kvmha_mgmt": {"skipped": True, "changed": False}}, False),
+    ({"kvmha_mgmt_banner": _banner("banner"), "kvmha_mgmt": {"ping": "pong", "changed": False}}, True),
+    # the banner came but the login timed out: unknown, as a login that timed out always was
+    ({"kvmha_mgmt_banner": _banner("banner"), "kvmha_mgmt": {"failed": True, "msg": "timed out"}}, None),
+    # the banner probe could not run (or is switched off): the login decides, as before it existed
+    ({"kvmha_mgmt_banner": {"failed": True, "msg": "bad"}, "kvmha_mgmt": {"ping": "pong"}}, True),
+    ({"kvmha_mgmt_banner": {"skipped": True}, "kvmha_mgmt": {"unreachable": True, "msg": "no route"}}, False),
+    (NO_ROUTE, False),
+])
+def test_only_a_login_proves_management_and_an_unanswered_banner_is_false(tmp_path, mgmt, reachable):
+    result = decide(tmp_path, STATUS_OK_ON, [], mgmt=mgmt)
+    assert result["evidence"][0]["mgmt"] == {"reachable": reachable}
+    verdict = result["decision"]["decisions"]["hv1"]["verdict"]
+    assert verdict == ("ALIVE_WRITER_FAULT" if reachable else "SUSPECT")

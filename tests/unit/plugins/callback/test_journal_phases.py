@@ -56,6 +56,7 @@ EXPECTED = {
     ("suspects.yml", "cluster_lease"): ("lease", ""),
     ("probe.yml", "ipmi_power"): ("", "probe"),  # a status read: evidence, recorded with the decision
     ("probe.yml", "vm_disk_activity"): ("", "probe"),
+    ("probe.yml", "mgmt_probe"): ("", "probe"),  # the SSH banner: unanswered is an ok result; a failure is unknown evidence
     ("probe.yml", "neighbor_ping"): ("", "probe"),
     ("decide.yml", "host_investigate"): ("decision", ""),
     ("observe_only.yml", "vm_evacuate"): ("", "plan"),  # observe mode's plan, in check mode: no recovery, no failure

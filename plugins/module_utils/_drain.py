@@ -16,29 +16,21 @@ VM running on the source.
 from __future__ import annotations
 
 from ._errors import InvalidInput
-from ._placement import place
 
 # Domain states in which a domain holds its disks (libvirt's names, _libvirt.DOMAIN_STATES).
 ACTIVE_STATES = ("running", "blocked", "paused", "shutdown", "pmsuspended", "nostate")
 
 
-def target_hosts(records: dict) -> list:
-    """Placement input from ``{host: heartbeat record}``: free capacity and the groups of the VMs each one runs."""
-    hosts = []
-    for host, record in sorted(records.items()):
-        try:
-            capacity = record["capacity"]
-            groups = sorted(set(str(vm.get("group") or "") for vm in record["vms"]) - {""})
-            hosts.append({"host": host, "mem_free_mib": capacity["mem_free_mib"], "vcpus_free": capacity["vcpus_free"],
-                          "groups": groups})
-        except (KeyError, TypeError, AttributeError) as err:
-            raise InvalidInput("drain: the heartbeat record of %s has no usable capacity: %s" % (host, err)) from None
-    return hosts
-
-
-def plan(vms: list, records: dict, spare_hosts=(), strategy: str = "spread") -> dict:
-    """Where each of ``vms`` (the source's running HA VMs) goes: ``place``'s placements and unplaced VMs."""
-    return place(vms, target_hosts(records), spare_hosts, strategy)
+def target_host(host: str, record: dict) -> dict:
+    """Placement input (``_placement.place``) from a target's heartbeat record: its free capacity and the groups of
+    the VMs it runs. A record without them is that target's clear error."""
+    try:
+        capacity = record["capacity"]
+        groups = sorted(set(str(vm.get("group") or "") for vm in record["vms"]) - {""})
+        return {"host": host, "mem_free_mib": capacity["mem_free_mib"], "vcpus_free": capacity["vcpus_free"],
+                "groups": groups}
+    except (KeyError, TypeError, AttributeError) as err:
+        raise InvalidInput("drain: the heartbeat record of %s has no usable capacity: %s" % (host, err)) from None
 
 
 def settle(source_state, target_state) -> tuple:

@@ -181,7 +181,7 @@ from ansible_collections.kvmha.cluster.plugins.module_utils._errors import Inval
 from ansible_collections.kvmha.cluster.plugins.module_utils._ha_vm import ha_domains
 from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import RecordReader, validate_host_name
 from ansible_collections.kvmha.cluster.plugins.module_utils._libvirt import LIBVIRT_IMPORT_ERROR, LibvirtClient, uri_warnings
-from ansible_collections.kvmha.cluster.plugins.module_utils._placement import STRATEGIES
+from ansible_collections.kvmha.cluster.plugins.module_utils._placement import STRATEGIES, place
 
 ARGUMENT_SPEC = merge_specs(STORE_SPEC, LIBVIRT_CONNECTION_SPEC, {
     "host": {"type": "str", "required": True},
@@ -219,9 +219,9 @@ def running_ha_vms(source: LibvirtClient) -> list:
     return vms
 
 
-def target_records(store_path: str, targets: list, source: str) -> tuple:
-    """``({host: record}, {host: why it is left out})`` of the targets."""
-    reader, records, excluded = RecordReader(store_path), {}, {}
+def target_hosts(store_path: str, targets: list, source: str) -> tuple:
+    """``([placement input of each usable target], {host: why it is left out})``, from the targets' records."""
+    reader, hosts, excluded = RecordReader(store_path), [], {}
     for target in targets:
         host = validate_host_name(target["host"])
         if host == source:
@@ -232,12 +232,10 @@ def target_records(store_path: str, targets: list, source: str) -> tuple:
             excluded[host] = reading.reason or reading.status
             continue
         try:
-            _drain.target_hosts({host: reading.record})
+            hosts.append(_drain.target_host(host, reading.record))
         except InvalidInput as err:
             excluded[host] = str(err)
-            continue
-        records[host] = reading.record
-    return records, excluded
+    return hosts, excluded
 
 
 class Drain:
@@ -301,14 +299,14 @@ def run(module: KvmhaModule) -> dict:
     check_range("deadline_s", params["deadline_s"], 0, exclusive_minimum=True, unit="s")
     source_host = validate_host_name(params["host"])
     targets = dict((t["host"], t) for t in params["targets"])
-    records, excluded = target_records(params["store_path"], params["targets"], source_host)
+    hosts, excluded = target_hosts(params["store_path"], params["targets"], source_host)
     for uri in [params["uri"]] + [t["uri"] for t in params["targets"]]:
         for warning in uri_warnings(uri):
             module.warn(warning)
     source = LibvirtClient(params["uri"], params["connect_timeout_s"], params["call_timeout_s"], label=source_host).open()
     drain = Drain(params, source, targets)
     try:
-        plan = _drain.plan(running_ha_vms(source), records, params["spare_hosts"], params["strategy"])
+        plan = place(running_ha_vms(source), hosts, params["spare_hosts"], params["strategy"])
         result = {"changed": False, "plan": plan["placements"], "excluded": excluded, "moved": [], "unknown": [],
                   "kept": [{"name": vm["name"], "uuid": vm["uuid"], "reason": vm["reason"]} for vm in plan["unplaced"]]}
         if module.check_mode:

@@ -15,6 +15,7 @@ import sys
 import pytest
 
 from ansible_collections.kvmha.cluster.plugins.module_utils import _marks
+from ansible_collections.kvmha.cluster.plugins.module_utils._policy import effective_policy
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 ANSIBLE_PLAYBOOK = pathlib.Path(sys.executable).with_name("ansible-playbook")
@@ -64,8 +65,8 @@ def decide(tmp_path, bmc: dict, fenced: list, suspects=("hv1",), before=None, ex
         "name": "Decide as the watchdog does", "hosts": "localhost", "gather_facts": False,
         "vars": {"kvmha_observation": observation, "kvmha_cluster_name": "a", "kvmha_members": MEMBERS, "kvmha_store": store,
                  "kvmha_owner": "watchdog/test", "kvmha_lease": {"acquired": True, "lease": lease},
-                 "kvmha_policy_effective": {"lease_ttl_s": 30, "mode": mode, "spare_hosts": [], "placement_strategy": "spread",
-                                            "libvirt_timeout_s": 5},
+                 "kvmha_policy_effective": effective_policy({"lease_ttl_s": 30, "mode": mode, "placement_strategy": "spread",
+                                                             "libvirt_timeout_s": 5}),
                  "kvmha_live_targets": []},
         "tasks": [
             {"name": "Decide", "ansible.builtin.import_tasks": str(ROOT / "playbooks" / "tasks" / "decide.yml")},

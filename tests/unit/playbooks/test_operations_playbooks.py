@@ -23,6 +23,7 @@ import uuid
 import pytest
 
 from ansible_collections.kvmha.cluster.plugins.module_utils import _marks, _recovery
+from ansible_collections.kvmha.cluster.plugins.module_utils._policy import effective_policy
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 ANSIBLE_PLAYBOOK = pathlib.Path(sys.executable).with_name("ansible-playbook")
@@ -441,7 +442,7 @@ def test_the_watchdog_fences_a_host_with_fence_levels_through_the_level_that_ans
         lease = _marks.acquire_lease(str(site.store), "lab", "watchdog/test", 60.0)["lease"]
         out = tmp_path / "out.json"
         playbook = tmp_path / "fence.yml"
-        policy = {"fence_confirm": 2, "fence_timeout_s": 20, "fence_concurrency": 1, "probe_timeout_s": 2}
+        policy = effective_policy({"fence_confirm": 2, "fence_timeout_s": 20, "fence_concurrency": 1, "probe_timeout_s": 2})
         playbook.write_text(json.dumps([{
             "name": "Fence as the watchdog does", "hosts": "h1", "gather_facts": False,
             "vars": {"kvmha_store": str(site.store), "kvmha_cluster_name": "lab", "kvmha_owner": "watchdog/test",

@@ -22,6 +22,7 @@ from ansible_collections.kvmha.cluster.plugins.module_utils import _drain
 from ansible_collections.kvmha.cluster.plugins.module_utils._errors import InvalidInput
 from ansible_collections.kvmha.cluster.plugins.module_utils._domainxml import HA_NAMESPACE
 from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import build_record, encode_record, write_atomic
+from ansible_collections.kvmha.cluster.plugins.module_utils._placement import place
 from ansible_collections.kvmha.cluster.plugins.modules import host_drain
 from ansible_collections.kvmha.cluster.tests._require import require_module
 
@@ -203,7 +204,7 @@ def test_migration_uri_brackets_ipv6_and_needs_an_address():
 def test_the_plan_never_overfills_a_target_nor_puts_a_group_on_a_host_that_runs_it(records, sizes):
     vms = [{"uuid": "u%d" % i, "name": "v%d" % i, "priority": p, "memory_mib": m, "vcpus": 1, "group": g}
            for i, (p, m, g) in enumerate(sizes)]
-    plan = _drain.plan(vms, records)
+    plan = place(vms, [_drain.target_host(host, rec) for host, rec in sorted(records.items())])
     assert len(plan["placements"]) + len(plan["unplaced"]) == len(vms)
     for host, rec in records.items():
         placed = [vm for vm in plan["placements"] if vm["host"] == host]
@@ -215,4 +216,4 @@ def test_the_plan_never_overfills_a_target_nor_puts_a_group_on_a_host_that_runs_
 
 def test_a_record_without_capacity_is_that_targets_clear_error():
     with pytest.raises(InvalidInput, match="h3"):
-        _drain.target_hosts({"h3": {"vms": []}})
+        _drain.target_host("h3", {"vms": []})

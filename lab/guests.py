@@ -123,12 +123,12 @@ def libvirt_call(host, define=(), metadata=(), remove=(), timeout=60):
     return json.loads(result.stdout)
 
 
-def provision(host, guests):
-    """Define and start guests ({name: guest}) on host."""
+def provision(host, guests, remove=()):
+    """Define and start guests ({name: guest}) on host, in the same call removing the domains named in remove."""
     for name in guests:
         ensure_image(name)
     items = [{'xml': domain_xml(name, guest), 'start': True} for name, guest in guests.items()]
-    return libvirt_call(host, define=items)
+    return libvirt_call(host, define=items, remove=remove)
 
 
 _QEMU_GUEST = re.compile(r'-name\s+guest=([^,\s]+)')

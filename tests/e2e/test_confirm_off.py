@@ -3,7 +3,6 @@ confirms it off (playbooks/confirm_off.yml); the next run recovers its VMs and u
 refused. Checked from outside the product as every scenario is: the qemu logs and processes of every host (each
 guest once), and the BMCs' own logs (nothing went over IPMI)."""
 
-from cluster import wait_for
 from test_operations import marks, operate
 
 
@@ -40,7 +39,7 @@ def test_a_host_confirmed_off_is_recovered_by_the_next_run_and_the_word_is_used_
 def test_a_confirm_off_of_a_live_host_is_refused_and_changes_nothing(cluster, tmp_path):
     starts = cluster.qemu_starts()
     cluster.lab.fault("h2", "bmc-unreachable")  # where a confirmation would matter: its BMC cannot say on
-    wait_for(cluster.heartbeats_alive, 30, what="every heartbeat to be alive")
+    cluster.wait_all_alive(30)
     refused = confirm_off(cluster, tmp_path, "h2")
     assert refused.returncode != 0 and "h2 is not off" in refused.output, refused.output[-3000:]
     assert "its heartbeat advances on the store" in refused.output and "it answers on its management address" in refused.output

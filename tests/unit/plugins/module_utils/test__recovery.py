@@ -13,6 +13,7 @@ tests/unit/plugins/modules/test_vm_evacuate.py and against real libvirtd and QEM
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -205,6 +206,19 @@ def test_a_transition_changes_only_what_it_is_told_and_leaves_the_old_entry_alon
     assert str(err.value) == "unknown owed state 'running'"
 
 
+def test_a_transition_restarts_since_exactly_when_the_state_changes():
+    """Every pair of states, whichever way they sort; the entry as read back (JSON: equal states, not identical)."""
+    for old, state, target, attempted in itertools.product(owed.STATES, owed.STATES, (None, "h3"), (False, True)):
+        before = json.loads(json.dumps(owed.transition(document("owed")["vms"][0], old, NOW, target="h2", attempted=True)))
+        after = owed.transition(before, state, NOW + 7, target=target, attempted=attempted)
+        case = (old, state, target, attempted)
+        assert after["since"] == (NOW if state == old else NOW + 7) and after["updated"] == NOW + 7, case
+        assert after["target"] == (None if state in (owed.OWED, owed.UNPLACED) else target or before["target"]), case
+        assert after["attempts"] == 1 + attempted, case
+        wait = owed.backoff(1 + attempted, 30.0, 300.0)
+        assert after["next_try"] == (NOW + 7 + wait if state in owed.RETRYING else None), case
+
+
 def test_a_copy_is_noted_once():
     entry = document("owed")["vms"][0]
     once = owed.add_copy(entry, "h2")
@@ -241,6 +255,10 @@ def test_the_most_recent_entry_of_a_vm_wins_and_a_tie_keeps_the_first_document_r
     assert owed.latest_entries({"h1": first, "h2": second})[uuid][0] == "h1"
     second["vms"][0]["updated"] = NOW + 1
     assert owed.latest_entries({"h1": first, "h2": second})[uuid] == ("h2", second["vms"][0])
+    # Whichever document is read first: an older entry read later never replaces a newer one.
+    assert owed.latest_entries({"h2": second, "h1": first})[uuid] == ("h2", second["vms"][0])
+    first["vms"][0]["updated"] = NOW + 2
+    assert owed.latest_entries({"h1": first, "h2": second})[uuid] == ("h1", first["vms"][0])
 
 
 JUNK = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
@@ -284,12 +302,19 @@ def test_validation_names_the_fault_an_operator_has_to_fix():
     assert invalid(dict(good, opened_at="now")) == "the document: 'opened_at' has the wrong type"
     assert invalid(dict(good, schema=2)) == "schema 2 is not 1"
     assert invalid(good, "h2") == "it names host 'h1'"
+    assert invalid(dict(good, schema=0)) == "schema 0 is not 1"
+    assert invalid(good, "h0") == "it names host 'h1'"  # a host name sorting before or after its own
+    assert owed.validate(json.loads(json.dumps(good)), "".join(["h", "1"]))  # as read: equal names, not identical
     vm = good["vms"][1]
 
     def with_vm(**change):
         return dict(good, vms=[dict(vm, **change)])
 
     assert owed.validate(with_vm(abandoned_by="op", abandon_reason="why", attempts=0, name="n" * 512), "h1")
+    assert invalid(dict(good, vms=[vm, "g1"])) == "vms[1] is not an object"
+    assert invalid(with_vm(colour="red")) == "vms[0] has unknown field(s) colour"
+    assert invalid(dict(good, vms=[{k: v for k, v in vm.items() if k != "since"}])) == "vms[0] lacks 'since'"
+    assert owed.validate(with_vm(attempts=3, state="failed", target=None, next_try=NOW + 60), "h1")
     assert invalid(with_vm(abandoned_by=5)) == "vms[0]: 'abandoned_by' has the wrong type"
     assert invalid(with_vm(name="n" * 513)) == "vms[0]: 'name' is longer than 512 characters"
     assert invalid(with_vm(state="running")) == "vms[0]: unknown state 'running'"

@@ -315,6 +315,58 @@ def test_fence_readiness_passes_when_every_path_works(tmp_path, bmcs):
     assert 'kvmha_fence_readiness_bmc_seconds{cluster="lab",host="h2"}' in prom
 
 
+def device(name, port, password=PASSWORD):
+    return {"name": name, "protocol": "ipmi", "address": "127.0.0.1", "port": port, "username": "admin", "password": password}
+
+
+def readiness(prom) -> dict:
+    return {host: (reason, value) for host, reason, value in
+            re.findall(r'^kvmha_fence_ready\{cluster="lab",host="(\w+)",reason="(\w+)"\} ([01])$', prom, re.M)}
+
+
+def test_fence_readiness_reads_every_device_of_every_level_and_holds_each_to_the_probe_budget(tmp_path, bmcs):
+    """Issue 15: a host with fence levels has each device read (a dead one is named); a BMC slower than the
+    watchdog's probe budget is not ready, since every real crash of that host would end UNKNOWN."""
+    dead = free_udp_port()
+    site = Site(tmp_path, {
+        "h1": {"kvmha_fence_levels": [["dead"], ["bmc"]],
+               "kvmha_fence_devices": [device("dead", dead), device("bmc", bmcs["on1"])]},
+        "h2": {"kvmha_fence_levels": [["outlet_a", "outlet_b"]],
+               "kvmha_fence_devices": [device("outlet_a", bmcs["on1"]), device("outlet_b", bmcs["on2"])]},
+        "h3": dict(bmc(bmcs["on2"]), kvmha_policy={"probe_timeout_s": 0.001}),  # any real read is slower
+        "h4": {"kvmha_fence_levels": [["outlet"]], "kvmha_fence_devices": [device("outlet", bmcs["on1"], "wrong")]},
+        "h5": dict(bmc(bmcs["off1"]), kvmha_policy={"probe_timeout_s": "soon"}),
+    })
+    metrics = tmp_path / "metrics"
+    done = site.run("fence_readiness", kvmha_readiness_metrics_dir=str(metrics), kvmha_readiness_bmc_timeout=2)
+    assert done.returncode != 0, done.output
+    assert readiness((metrics / "kvmha-fence-readiness-lab.prom").read_text()) == {
+        "h1": ("device_failed", "0"), "h2": ("ok", "1"), "h3": ("too_slow", "0"), "h4": ("device_failed", "0"),
+        "h5": ("bad_policy", "0")}, done.output
+    assert re.search(r"h1 .* NO +device_failed \(dead: ", done.output), done.output
+    assert "outlet_a+outlet_b" in done.output and "bmc:" not in done.output.split("h1 ", 1)[1].split("\n", 1)[0]
+    assert re.search(r"h3 .* NO +too_slow \(BMC read \d+\.\d s > probe budget 0\.0 s: this host cannot be fenced in time\)",
+                     done.output), done.output
+    assert re.search(r"h4 .* NO +device_failed \(outlet: ", done.output), done.output
+
+
+def test_fence_readiness_writes_its_metrics_where_the_journal_callback_is_configured(tmp_path, bmcs):
+    """No kvmha_readiness_metrics_dir and no KVMHA_* variable: the [callback_journal] section of ansible.cfg decides,
+    as it does for the journal callback itself."""
+    site = Site(tmp_path, {"h1": bmc(bmcs["on1"])})
+    config = tmp_path / "ansible.cfg"
+    config.write_text((ROOT / "ansible.cfg").read_text().replace("collections_path = .collections",
+                                                                  "collections_path = %s" % (ROOT / ".collections"))
+                      + "\n[callback_journal]\nmetrics_file = %s\n" % (tmp_path / "textfiles" / "kvmha.prom"))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(config), ANSIBLE_NOCOLOR="1")
+    for name in ("KVMHA_METRICS_FILE", "KVMHA_JOURNAL_DIR"):
+        env.pop(name, None)
+    done = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(site.inventory), "kvmha.cluster.fence_readiness"],
+                          capture_output=True, text=True, env=env, cwd=str(tmp_path), check=False, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert readiness((tmp_path / "textfiles" / "kvmha-fence-readiness-lab.prom").read_text()) == {"h1": ("ok", "1")}
+
+
 def test_unfence_with_start_owed_starts_the_only_copy_on_the_returning_host(tmp_path, bmcs):
     hosts_site = Site(tmp_path, {"h1": bmc(bmcs["on1"]), "h2": {}})
     _marks.set_mark(str(hosts_site.store), "fenced", "h1", "watchdog/1", {"verdict": "SUSPECT", "vms": [TEST_DOMAIN]})

@@ -53,7 +53,7 @@ class Guard:
 
     def __init__(self, base):
         self.base = base
-        (base / "install").mkdir()
+        (base / "install").mkdir(parents=True)
         self.pyz = build_pyz(base / "install")  # run as its unit runs it: <pyz> boot-guard --config ...
         self.qemu = base / "etc" / "libvirt" / "qemu"
         (self.qemu / "autostart").mkdir(parents=True)

@@ -1,22 +1,39 @@
 # Copyright: kvmha.cluster contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The collection's module_utils that the heartbeat_writer role installs into ``kvmha/`` next to writer.py and
-boot_guard.py, read from the role's own list (roles/heartbeat_writer/vars/main.yml): the tests lay the package out
-exactly as the role does, and a file added there is installed by the role and the tests alike."""
+"""The heartbeat writer as the heartbeat_writer role installs it: kvmha-heartbeat.pyz, made by the role's own build
+code (roles/heartbeat_writer/build/build_pyz.py), so the tests run the very archive a deploy installs, and a file
+added to the role's lists (vars/main.yml) is in the archive of the role and the tests alike."""
 
 from __future__ import annotations
 
+import importlib.util
 import pathlib
-
-import yaml
+import zipfile
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-_LISTS = yaml.safe_load((ROOT / "roles" / "heartbeat_writer" / "vars" / "main.yml").read_text())
-WRITER_MODULE_UTILS = tuple(_LISTS["heartbeat_writer__module_utils"])  # what writer.py imports
-GUARD_MODULE_UTILS = WRITER_MODULE_UTILS + tuple(_LISTS["heartbeat_writer__guard_module_utils"])  # boot_guard.py too
+ARTIFACT = "kvmha-heartbeat.pyz"  # its name in heartbeat_writer_install_dir
 
 
-def sources(names) -> list:
-    """The paths in plugins/module_utils of ``names``."""
-    return [ROOT / "plugins" / "module_utils" / name for name in names]
+def _load_build():
+    spec = importlib.util.spec_from_file_location("kvmha_build_pyz", ROOT / "roles" / "heartbeat_writer" / "build" / "build_pyz.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+BUILD = _load_build()
+
+
+def build_pyz(directory: pathlib.Path) -> pathlib.Path:
+    """Build the archive into ``directory`` (under the name the role installs it as) and return its path."""
+    return BUILD.build(pathlib.Path(directory) / ARTIFACT)
+
+
+def unpack_pyz(directory: pathlib.Path) -> pathlib.Path:
+    """The archive's contents (the package ``kvmha`` and ``__main__.py``) extracted into ``directory``, to import
+    in-process; returns ``directory``."""
+    directory = pathlib.Path(directory)
+    with zipfile.ZipFile(build_pyz(directory)) as archive:
+        archive.extractall(directory)
+    return directory

@@ -50,6 +50,8 @@ REQUIRED = ["MANIFEST.json", "FILES.json", "README.md", "CHANGELOG.rst", "bindep
 REQUIRED += ["playbooks/%s.yml" % p for p in ("watchdog", "deploy", "maintenance", "unfence", "fence_readiness", "confirm_off")]
 for role in ("heartbeat_writer", "watchdog_service"):
     REQUIRED += ["roles/%s/meta/argument_specs.yml" % role, "roles/%s/tasks/main.yml" % role]
+# The writer's build runs from the installed collection at each deploy (roles/heartbeat_writer/tasks/main.yml).
+REQUIRED += ["roles/heartbeat_writer/build/build_pyz.py", "roles/heartbeat_writer/files/pyz_main.py"]
 REQUIRED += ["plugins/modules/" + name for name in sorted(os.listdir("plugins/modules")) if name.endswith(".py")]
 missing = [r for r in REQUIRED if r not in members]
 if missing:

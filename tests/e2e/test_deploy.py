@@ -10,6 +10,7 @@ from lab import config, container
 
 UNIT, GUARD = "kvmha-heartbeat.service", "kvmha-boot-guard.service"
 CONFIG = "/etc/kvmha/heartbeat.json"  # the role's heartbeat_writer_config_path default
+INSTALL_DIR = "/usr/lib/kvmha-heartbeat"  # the role's heartbeat_writer_install_dir default
 
 
 def inside(host, *cmd):
@@ -32,6 +33,9 @@ def test_deploy_left_a_running_writer_its_config_and_a_fresh_record_on_every_hos
         argv = re.search(r"argv\[\]=([^;]*);", inside(host, "systemctl", "show", "-p", "ExecStart", UNIT)).group(1).split()
         named = [arg for arg in argv if arg.startswith("/")]
         assert named and all(exists(host, path) for path in named), (host, argv)  # the program, its script, the config
+        assert "%s/kvmha-heartbeat.pyz" % INSTALL_DIR in argv, (host, argv)
+        # one artifact (issue 17): the writer, the boot guard and their formats are this one file, nothing beside it
+        assert inside(host, "ls", "-A", INSTALL_DIR) == "kvmha-heartbeat.pyz", host
         record_file = "%s/kvmha/hosts/%s.json" % (config.STORE, host)
         info = stat.S_IMODE(int(inside(host, "stat", "-c", "%f", record_file), 16))
         assert info & 0o022 == 0, (host, oct(info))  # nobody but its writer may change a host's heartbeat

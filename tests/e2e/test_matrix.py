@@ -27,7 +27,7 @@ def wait_stale(host, seconds):
 
 def redeploy(cluster, hosts, **role_vars):
     """Re-apply the role's settings on `hosts` as an operator changing a setting would: only the configuration
-    (`--tags heartbeat_writer_config`), which reloads the writers; the full role is some 40 module runs a host."""
+    (`--tags heartbeat_writer_config`), which reloads the writers; the full role is some 15 module runs a host."""
     cluster.ansible_playbook("deploy.yml", "--limit", ",".join(hosts), "--tags", "heartbeat_writer_config",
                              "-e", json.dumps(role_vars))
     cluster.wait_all_alive()

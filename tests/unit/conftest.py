@@ -5,15 +5,13 @@
 
 import importlib
 import os
-import pathlib
-import shutil
 import sys
 
 import pytest
 from hypothesis import settings
 
 from ansible_collections.kvmha.cluster.tests._require import fail_skip_in_ci
-from ansible_collections.kvmha.cluster.tests._shipped import GUARD_MODULE_UTILS, sources
+from ansible_collections.kvmha.cluster.tests._shipped import unpack_pyz
 
 # No test asserts how fast an example runs: hypothesis's per-example deadline would be such an assertion, and the
 # units run beside other stages on two shared cores.
@@ -40,22 +38,12 @@ def pytest_make_collect_report(collector):  # pylint: disable=unused-argument
     return report
 
 
-# The heartbeat writer as the role installs it: a package ``kvmha`` holding the collection's module_utils that the
-# role installs (tests/_shipped.py) next to the role's ``writer.py`` and ``boot_guard.py``. Its own tests use it, and
-# so do tests that want a store written by the real writer.
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-WRITER_SOURCES = sources(GUARD_MODULE_UTILS)
-WRITER_SOURCES += [ROOT / "roles" / "heartbeat_writer" / "files" / name for name in ("writer.py", "boot_guard.py")]
-
-
+# The heartbeat writer as the role installs it: the package ``kvmha`` of kvmha-heartbeat.pyz (built by the role's
+# own build code, tests/_shipped.py), unpacked and imported. Its own tests use it, and so do tests that want a store
+# written by the real writer.
 @pytest.fixture(scope="session")
 def writer(tmp_path_factory):
-    base = tmp_path_factory.mktemp("writer_pkg")
-    package = base / "kvmha"
-    package.mkdir()
-    for source in WRITER_SOURCES:
-        shutil.copy(source, package / source.name)
-    (package / "__init__.py").write_text("")
+    base = unpack_pyz(tmp_path_factory.mktemp("writer_pkg"))
     sys.path.insert(0, str(base))
     try:
         yield importlib.import_module("kvmha.writer")

@@ -61,7 +61,7 @@ def main():
             env = Env(pathlib.Path(tmp))
             env.node_xml.write_text(node_xml(domains))
             config = env.config(interval=0.1, libvirt={"method": method, "virsh": "virsh", "timeout": 5})
-            done = subprocess.run([PYTHON, "-I", "-c", IN_PROCESS, str(env.install), str(config), "60"],
+            done = subprocess.run([PYTHON, "-I", "-c", IN_PROCESS, str(env.pyz), str(config), "60"],
                                   capture_output=True, text=True, check=True)
             beats = json.loads(done.stdout.strip().splitlines()[-1])[10:]
             # CPU of a real process over 10 s at interval 0.1 s

@@ -1,8 +1,8 @@
 # Copyright: kvmha.cluster contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Process-level tests of the heartbeat writer: the real script, installed the way the role installs it, run by
-the hypervisors' interpreter (/usr/bin/python3) against a temporary store. No lab, no network but loopback;
+"""Process-level tests of the heartbeat writer: the real kvmha-heartbeat.pyz, built by the role's own build code and
+run the way its unit runs it, by the hypervisors' interpreter (/usr/bin/python3) against a temporary store. No lab, no network but loopback;
 every process started here is killed by its own PID."""
 
 from __future__ import annotations
@@ -18,13 +18,10 @@ import time
 import pytest
 
 from ansible_collections.kvmha.cluster.tests._require import fail_skip_in_ci
-from ansible_collections.kvmha.cluster.tests._shipped import WRITER_MODULE_UTILS, sources
+from ansible_collections.kvmha.cluster.tests._shipped import build_pyz
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else shutil.which("python3")
-SOURCES = sources(WRITER_MODULE_UTILS)
-SOURCES.append(ROOT / "roles" / "heartbeat_writer" / "files" / "writer.py")
-LAUNCHER = ROOT / "roles" / "heartbeat_writer" / "files" / "launcher.py"
 
 NODE_XML = """<node>
   <cpu><nodes>1</nodes><sockets>1</sockets><cores>4</cores><threads>1</threads><active>4</active><mhz>2000</mhz></cpu>
@@ -76,12 +73,8 @@ class Env:
     def __init__(self, base: pathlib.Path):
         self.base = base
         self.install = base / "install"
-        package = self.install / "kvmha"
-        package.mkdir(parents=True)
-        for source in SOURCES:
-            shutil.copy(source, package / source.name)
-        (package / "__init__.py").write_text("")
-        shutil.copy(LAUNCHER, self.install / "kvmha-heartbeat.py")
+        self.install.mkdir()
+        self.pyz = build_pyz(self.install)
         self.store = base / "store"
         self.store.mkdir()
         self.state = base / "run"
@@ -119,7 +112,7 @@ class Env:
         log = open(self.base / ("writer-%d.log" % len(self.procs)), "wb")  # pylint: disable=consider-using-with
         environ = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "KVMHA_HEARTBEAT_TEST_HANG_FILE": str(self.hang)}
         environ.update(env or {})
-        argv = list(prefix) + [PYTHON, "-I", str(self.install / "kvmha-heartbeat.py"), "--config", str(config)]
+        argv = list(prefix) + [PYTHON, "-I", "-B", str(self.pyz), "--config", str(config)]
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=environ)  # pylint: disable=consider-using-with
         self.procs.append(proc)
         self.logs.append(log)

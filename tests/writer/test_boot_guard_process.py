@@ -22,9 +22,8 @@ import pytest
 from conftest import PYTHON, ROOT  # pylint: disable=import-error
 
 from ansible_collections.kvmha.cluster.tests._require import require
-from ansible_collections.kvmha.cluster.tests._shipped import GUARD_MODULE_UTILS, sources
+from ansible_collections.kvmha.cluster.tests._shipped import build_pyz
 
-FILES = ROOT / "roles" / "heartbeat_writer" / "files"
 FIXTURE = ROOT / "tests" / "integration" / "targets" / "vm_evacuate" / "files" / "libvirtd_fixture.py"
 HA = '<metadata><kvmha:ha xmlns:kvmha="http://kvmha.invalid/xmlns/ha/1" priority="50" group=""/></metadata>'
 VMS = {  # name: (uuid, HA marker, autostart)
@@ -43,19 +42,6 @@ def definition(name: str, uuid: str, ha: bool) -> str:
             "  <os><type arch='x86_64' machine='pc'>hvm</type></os>\n</domain>\n" % (name, uuid, HA if ha else ""))
 
 
-def install(base):
-    """The role's layout: the package kvmha (module_utils unchanged + writer + guard) and the launcher."""
-    package = base / "kvmha"
-    package.mkdir(parents=True)
-    for source in sources(GUARD_MODULE_UTILS):
-        shutil.copy(source, package / source.name)
-    shutil.copy(FILES / "writer.py", package / "writer.py")
-    shutil.copy(FILES / "boot_guard.py", package / "boot_guard.py")
-    shutil.copy(FILES / "package_init.py", package / "__init__.py")
-    shutil.copy(FILES / "boot_guard_launcher.py", base / "kvmha-boot-guard.py")
-    return base / "kvmha-boot-guard.py"
-
-
 def marks_module():
     from ansible_collections.kvmha.cluster.plugins.module_utils import _marks  # pylint: disable=import-outside-toplevel
 
@@ -67,7 +53,8 @@ class Guard:
 
     def __init__(self, base):
         self.base = base
-        self.launcher = install(base / "install")
+        (base / "install").mkdir(parents=True)
+        self.pyz = build_pyz(base / "install")  # run as its unit runs it: <pyz> boot-guard --config ...
         self.qemu = base / "etc" / "libvirt" / "qemu"
         (self.qemu / "autostart").mkdir(parents=True)
         for name, (uuid, ha, autostart) in VMS.items():
@@ -103,7 +90,7 @@ class Guard:
     def run(self, *extra, timeout=2.0, env=None, qemu=None):
         environ = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "KVMHA_HEARTBEAT_TEST_HANG_FILE": str(self.hang)}
         environ.update(env or {})
-        argv = [PYTHON, "-I", "-B", str(self.launcher), "--config", str(self.config), "--store-timeout", str(timeout),
+        argv = [PYTHON, "-I", "-B", str(self.pyz), "boot-guard", "--config", str(self.config), "--store-timeout", str(timeout),
                 "--libvirt-config-dir", str(qemu or self.qemu), "--guests-list", str(self.guests),
                 "--result", str(self.base / "result.json"), "--json"] + list(extra)
         started = time.monotonic()
@@ -249,7 +236,7 @@ def test_a_read_only_libvirt_directory_fails_loudly(guard):
               if os.geteuid() == 0 else 'exec "$@"')
     if os.geteuid() != 0:
         (guard.qemu / "autostart").chmod(0o555)
-    argv = [PYTHON, "-I", "-B", str(guard.launcher), "--config", str(guard.config), "--store-timeout", "2",
+    argv = [PYTHON, "-I", "-B", str(guard.pyz), "boot-guard", "--config", str(guard.config), "--store-timeout", "2",
             "--libvirt-config-dir", str(guard.qemu), "--guests-list", str(guard.guests), "--json"]
     prefix = ["unshare", "-m", "--propagation", "private", "--", "sh", "-c", script, "sh"] if os.geteuid() == 0 else []
     done = subprocess.run(prefix + argv, capture_output=True, text=True, timeout=30, check=False)

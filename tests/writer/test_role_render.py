@@ -17,7 +17,7 @@ import pytest
 from conftest import PYTHON, ROOT  # pylint: disable=import-error
 
 from ansible_collections.kvmha.cluster.tests._require import optional, require
-from ansible_collections.kvmha.cluster.tests._shipped import WRITER_MODULE_UTILS, sources
+from ansible_collections.kvmha.cluster.tests._shipped import build_pyz
 
 INVENTORY = {
     "all": {"children": {"kvm_hosts": {
@@ -53,36 +53,25 @@ def render(tmp_path, limit, **extra):
     return done, out
 
 
-def check_config(path):
-    return subprocess.run([PYTHON, "-I", "-B", str(ROOT / "roles" / "heartbeat_writer" / "files" / "launcher.py"), "--config", str(path),
-                           "--check-config"], capture_output=True, text=True, check=False)
-
-
 @pytest.fixture(scope="module")
-def launcher_layout(tmp_path_factory):
-    """launcher.py imports kvmha.writer from its own directory: lay it out like the role does."""
-    base = tmp_path_factory.mktemp("install")
-    (base / "kvmha").mkdir()
-    for source in sources(WRITER_MODULE_UTILS):
-        shutil.copy(source, base / "kvmha" / source.name)
-    shutil.copy(ROOT / "roles" / "heartbeat_writer" / "files" / "writer.py", base / "kvmha" / "writer.py")
-    shutil.copy(ROOT / "roles" / "heartbeat_writer" / "files" / "package_init.py", base / "kvmha" / "__init__.py")
-    shutil.copy(ROOT / "roles" / "heartbeat_writer" / "files" / "launcher.py", base / "kvmha-heartbeat.py")
-    return base
+def artifact(tmp_path_factory):
+    """kvmha-heartbeat.pyz as the role builds and installs it."""
+    return build_pyz(tmp_path_factory.mktemp("install"))
 
 
-def run_check(layout, path):
-    return subprocess.run([PYTHON, "-I", "-B", str(layout / "kvmha-heartbeat.py"), "--config", str(path), "--check-config"],
+def run_check(pyz, path):
+    """The check that the role's validate: runs before a new configuration replaces the old one."""
+    return subprocess.run([PYTHON, "-I", "-B", str(pyz), "--config", str(path), "--check-config"],
                           capture_output=True, text=True, check=False)
 
 
-def test_default_render_peers_per_cluster_and_a_valid_configuration(tmp_path, launcher_layout):
+def test_default_render_peers_per_cluster_and_a_valid_configuration(tmp_path, artifact):
     done, out = render(tmp_path, "all", heartbeat_writer_ha_domains=[{"name": "g9"}])
     assert done.returncode == 0, done.stdout + done.stderr
     peers = {host: json.loads((out / ("%s.heartbeat.json" % host)).read_text())["self_fence"]["peers"] for host in ("h1", "h3")}
     assert peers == {"h1": ["198.51.100.72", "198.51.100.74"], "h3": ["198.51.100.75"]}
     for host in ("h1", "h2", "h3", "h4", "h5"):
-        check = run_check(launcher_layout, out / ("%s.heartbeat.json" % host))
+        check = run_check(artifact, out / ("%s.heartbeat.json" % host))
         assert check.returncode == 0, check.stdout + check.stderr
         assert ("self-fence off" if host == "h2" else "armed (poweroff)") in check.stdout
     unarmed = (out / "h2.kvmha-heartbeat.service").read_text()
@@ -90,6 +79,8 @@ def test_default_render_peers_per_cluster_and_a_valid_configuration(tmp_path, la
     unit = (out / "h1.kvmha-heartbeat.service").read_text()
     assert "SystemCallFilter=@reboot" in unit and "CAP_SYS_BOOT" in unit and "DeviceAllow" not in unit
     assert "Restart=always" in unit and "ExecReload=/bin/kill -HUP $MAINPID" in unit
+    assert unit_settings(unit)["ExecStart"] == [
+        "/usr/bin/python3 -I -B /usr/lib/kvmha-heartbeat/kvmha-heartbeat.pyz --config /etc/kvmha/heartbeat.json"]
     if optional(shutil.which("systemd-analyze"), "systemd-analyze is not installed: the unit is not verified"):
         verify = subprocess.run(["systemd-analyze", "verify", str(out / "h1.kvmha-heartbeat.service")],
                                 capture_output=True, text=True, timeout=60, check=False)
@@ -161,7 +152,7 @@ def test_boot_guard_unit_runs_once_before_libvirt_within_its_deadline(guard_unit
     assert unit["Type"] == ["oneshot"] and unit["RemainAfterExit"] == ["yes"]
     assert unit["TimeoutStartSec"] == ["42"], "an outer bound: the store deadline plus 30 s"
     assert unit["ExecStart"] == [
-        "/usr/bin/python3 -I -B /usr/lib/kvmha-heartbeat/kvmha-boot-guard.py --config /etc/kvmha/heartbeat.json "
+        "/usr/bin/python3 -I -B /usr/lib/kvmha-heartbeat/kvmha-heartbeat.pyz boot-guard --config /etc/kvmha/heartbeat.json "
         "--store-timeout 12.5 --libvirt-config-dir /srv/libvirt/qemu --result /run/kvmha-boot-guard/result.json"]
     assert unit["ProtectSystem"] == ["yes"], "/etc/libvirt must stay writable"
     if optional(shutil.which("systemd-analyze"), "systemd-analyze is not installed: the unit is not verified"):

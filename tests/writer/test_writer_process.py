@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import time
+import zipfile
 
 import pytest
 
@@ -225,9 +226,34 @@ def test_bad_configuration_exits_2_with_a_reason(env):
     proc = env.start(env.config(self_fence={"armed": True}))
     assert proc.wait(5) == 2
     assert "needs peers" in env.log_text()
-    check = subprocess.run(["/usr/bin/python3", "-I", str(env.install / "kvmha-heartbeat.py"), "--config",
+    check = subprocess.run(["/usr/bin/python3", "-I", "-B", str(env.pyz), "--config",
                             str(env.config()), "--check-config"], capture_output=True, text=True, check=False)
     assert check.returncode == 0 and "configuration OK" in check.stdout
+
+
+def test_a_reload_after_a_deploy_replaced_the_archive_runs_the_new_archive(env):
+    """A deploy replaces kvmha-heartbeat.pyz under the running writer (a rename, as the copy module does), then
+    reloads it: the old code beats on meanwhile (it imported everything at the start; the new archive's files lie at
+    other offsets), and the reload re-executes the new archive, same PID, seq carrying on, no stopped record."""
+    proc = env.start(env.config(libvirt={"method": "none"}))
+    wait_for(lambda: (r := env.record()) and r["seq"] > 0 and r, 5)
+    new = env.install / "new.pyz"
+    with zipfile.ZipFile(env.pyz) as old, zipfile.ZipFile(new, "w") as replacement:
+        for info in old.infolist():
+            data = old.read(info)
+            if info.filename == "__main__.py":
+                data = b"import sys\nsys.stderr.write('the new archive runs\\n')\n" + data
+            replacement.writestr(info, data)
+    os.replace(new, env.pyz)
+    replaced = env.record()["seq"]
+    wait_for(lambda: env.record()["seq"] >= replaced + 3, 5, what="beats from the old code after the replacement")
+    assert proc.poll() is None and "the new archive runs" not in env.log_text()
+    proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "the new archive runs" in env.log_text(), 10, what="the new archive")
+    seq = env.record()["seq"]
+    wait_for(lambda: (r := env.record()) and r["seq"] > seq and r["state"] == "running", 5, what="beats from the new archive")
+    assert proc.poll() is None and "Traceback" not in env.log_text()
+    assert env.stop(proc) == 0
 
 
 def test_reload_reexecutes_in_place_without_a_stopped_record(env):

@@ -15,8 +15,9 @@ deadline and removes the autostart links (``<libvirt config dir>/autostart/<name
 - nothing when there is no active mark (mode ``clear``).
 
 It also removes the same UUIDs from libvirt-guests' list of guests to resume at boot. It never touches a domain
-definition or a disk, only autostart links. Installed next to the writer as ``kvmha/boot_guard.py``; the mark format
-is the collection's own ``_marks.py``/``_storefile.py``, shipped unchanged. Standard library only.
+definition or a disk, only autostart links. Packed next to the writer in kvmha-heartbeat.pyz as
+``kvmha/boot_guard.py``; the mark format is the collection's own ``_marks.py``/``_storefile.py``, packed unchanged.
+Standard library only.
 """
 
 from __future__ import annotations
@@ -454,5 +455,5 @@ def main(argv=None) -> int:
     return status
 
 
-if __name__ == "__main__":  # pragma: no cover - run through the launcher
+if __name__ == "__main__":  # pragma: no cover - run through the archive (kvmha-heartbeat.pyz boot-guard)
     sys.exit(main())

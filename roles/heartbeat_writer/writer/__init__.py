@@ -3,9 +3,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """kvmha heartbeat writer: the daemon that ``kvmha.cluster.heartbeat_writer`` installs on every hypervisor.
 
-Installed as one file, ``kvmha/writer.py``, assembled from the parts in ``roles/heartbeat_writer/writer/``, next to
-the collection's own ``_errors.py``, ``_deadline.py`` and ``_heartbeat.py`` (copied unchanged from
-``plugins/module_utils``), so the record format has one definition.
+One file, ``kvmha/writer.py`` in the archive the role installs (kvmha-heartbeat.pyz), assembled from the parts in
+``roles/heartbeat_writer/writer/``, next to the collection's own ``_errors.py``, ``_deadline.py`` and ``_heartbeat.py``
+(packed unchanged from ``plugins/module_utils``), so the record format has one definition.
 Standard library only; the libvirt Python binding is used when it is importable, else ``virsh``.
 
 Every ``interval`` it writes ``<store>/kvmha/hosts/<host>.json`` atomically and keeps the XML of each running

@@ -14,10 +14,9 @@ import time
 import types
 
 import pytest
-import yaml
 from hypothesis import given, settings, strategies as st
 
-from ansible_collections.kvmha.cluster.tests._shipped import GUARD_MODULE_UTILS
+from ansible_collections.kvmha.cluster.tests._shipped import BUILD
 
 ROOT = pathlib.Path(__file__).resolve().parents[4]
 
@@ -398,27 +397,20 @@ def _imports(path):
     return absolute, relative
 
 
-def test_the_installed_package_is_standard_library_only_and_complete():
-    """Every file the role installs imports only the standard library (the writer's libvirt binding is optional)
-    and modules the role installs too: the mark and record formats are the collection's own files, unchanged."""
-    tasks = yaml.safe_load((ROOT / "roles" / "heartbeat_writer" / "tasks" / "main.yml").read_text())
-    lists = yaml.safe_load((ROOT / "roles" / "heartbeat_writer" / "vars" / "main.yml").read_text())
-    shipped = set()
-    for task in tasks:
-        copy = task.get("ansible.builtin.copy") or {}
-        loop = task.get("loop") or []
-        if isinstance(loop, str):  # "{{ <a list of vars/main.yml> }}"
-            loop = lists[loop.strip("{} ")]
-        for item in loop:
-            if "module_utils" in str(copy.get("src", "")):
-                shipped.add(item)
-            elif isinstance(item, dict) and str(item.get("dest", "")).startswith("kvmha/"):
-                shipped.add(item["src"])
-    assert set(GUARD_MODULE_UTILS) <= shipped and {"writer.py", "boot_guard.py"} <= shipped
-    modules = {name[:-3] for name in shipped}
-    for name in shipped:
-        directory = ROOT / "plugins" / "module_utils" if name.startswith("_") else ROOT / "roles" / "heartbeat_writer" / "files"
-        absolute, relative = _imports(directory / name)
-        foreign = absolute - set(sys.stdlib_module_names) - {"__future__"} - ({"libvirt"} if name == "writer.py" else set())
+def test_the_installed_package_is_standard_library_only_complete_and_imported_at_the_start():
+    """Every file of kvmha-heartbeat.pyz imports only the standard library (the writer's libvirt binding is optional)
+    and modules the archive holds too: the mark and record formats are the collection's own files, unchanged. And
+    it imports them at its top, at the start: a deploy may replace the archive under a running writer, and a later
+    import would read the new archive (files/pyz_main.py)."""
+    members = BUILD.members()
+    assert {"_errors.py", "_deadline.py", "_heartbeat.py", "_storefile.py", "_marks.py"} <= {name.split("/")[-1] for name in members}
+    modules = {name[len("kvmha/"):-3] for name in members if name.startswith("kvmha/")}
+    assert {"writer", "boot_guard"} <= modules
+    for name, source in members.items():
+        absolute, relative = _imports(source)
+        foreign = absolute - set(sys.stdlib_module_names) - {"__future__"} - ({"libvirt"} if name == "kvmha/writer.py" else set())
         assert not foreign, (name, foreign)
         assert relative <= modules, (name, relative - modules)
+        code = [node for node in ast.parse(source.read_text()).body if not isinstance(node, (ast.Import, ast.ImportFrom))]
+        late = [node.lineno for top in code for node in ast.walk(top) if isinstance(node, ast.ImportFrom) and node.level]
+        assert not late, (name, late)

@@ -68,7 +68,8 @@ class Host:
             (self.state / (unit + ".active")).touch()
             (self.state / (unit + ".enabled")).touch()
         (self.units / "other.service").write_text("[Service]\n")  # not the role's: stays
-        (self.install / "kvmha" / "writer.py").write_text("")
+        (self.install / "kvmha-heartbeat.pyz").write_text("")
+        (self.install / "kvmha" / "writer.py").write_text("")  # and the layout before the one archive
         (self.install / "kvmha-heartbeat.py").write_text("")
         self.config.write_text("{}")
         (self.state / "calls").touch()

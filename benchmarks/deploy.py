@@ -49,10 +49,10 @@ def main() -> None:
     times = {size: [] for size in SIZES}
     for rep in range(args.repeat):
         for size, limit in SIZES.items():
-            seconds, _ = deploy(limit)
+            seconds = deploy(limit)[0]
             times[size].append(seconds)
             print("rep %d: %d hosts %.1f s" % (rep + 1, size, seconds), flush=True)
-    _, verbose = deploy("h1", "-vvv")
+    verbose = deploy("h1", "-vvv")[1]
     runs = len(re.findall(r"^<[^>]+> SSH: EXEC ", verbose, re.M))  # h1 only: the controller's tasks run locally
     medians = {size: statistics.median(values) for size, values in times.items()}
     print("\nwarm deploy, median of %d: 3 hosts %.1f s, 5 hosts %.1f s, ratio 5/3 = %.2f; SSH round trips to a host: %d"

@@ -355,9 +355,9 @@ def test_fence_readiness_writes_its_metrics_where_the_journal_callback_is_config
     as it does for the journal callback itself."""
     site = Site(tmp_path, {"h1": bmc(bmcs["on1"])})
     config = tmp_path / "ansible.cfg"
-    config.write_text((ROOT / "ansible.cfg").read_text().replace("collections_path = .collections",
-                                                                  "collections_path = %s" % (ROOT / ".collections"))
-                      + "\n[callback_journal]\nmetrics_file = %s\n" % (tmp_path / "textfiles" / "kvmha.prom"))
+    settings = (ROOT / "ansible.cfg").read_text().replace("collections_path = .collections",
+                                                          "collections_path = %s" % (ROOT / ".collections"))
+    config.write_text(settings + "\n[callback_journal]\nmetrics_file = %s\n" % (tmp_path / "textfiles" / "kvmha.prom"))
     env = dict(os.environ, ANSIBLE_CONFIG=str(config), ANSIBLE_NOCOLOR="1")
     for name in ("KVMHA_METRICS_FILE", "KVMHA_JOURNAL_DIR"):
         env.pop(name, None)

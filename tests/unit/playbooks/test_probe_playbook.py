@@ -36,8 +36,8 @@ def probe(tmp_path, port: int, probe_timeout_s: float = 0.4) -> dict:
         "name": "Probe as the watchdog does", "hosts": "kvmha_probers", "gather_facts": False, "strategy": "ansible.builtin.free",
         "vars": {"kvmha_store": str(store), "kvmha_observer": "localhost", "kvmha_ping_targets": [],
                  "kvmha_observation": {"disk_samples": {}},
-                 "kvmha_policy_effective": effective_policy({"probe_timeout_s": probe_timeout_s, "activity_window_s": 0.1,
-                                                              "store_timeout_s": 5})},
+                 "kvmha_policy_effective": effective_policy(
+                     {"probe_timeout_s": probe_timeout_s, "activity_window_s": 0.1, "store_timeout_s": 5})},
         "tasks": [
             {"name": "Probe", "ansible.builtin.import_tasks": str(ROOT / "playbooks" / "tasks" / "probe.yml")},
             {"name": "Keep the result", "delegate_to": "localhost", "ansible.builtin.copy": {

@@ -75,6 +75,8 @@ EXPECTED = {
     ("unfence.yml", "vm_reconcile"): ("reconciliation", ""),
     ("unfence.yml", "ipmi_power"): ("", ""),  # the power-on of a returning host: its failure fails the run
     ("fence_readiness.yml", "ipmi_power"): ("", "probe"),
+    ("fence_readiness.yml", "host_fence"): ("", "probe"),  # each fence device read, as the BMC's
+    ("fence_readiness.yml", "host_investigate"): ("", "probe"),  # the policy check: a failure is that host's bad_policy
 }
 
 

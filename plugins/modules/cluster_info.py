@@ -66,6 +66,13 @@ options:
     description: Hard deadline in seconds for the whole read; a hung store fails the task instead of hanging it.
     type: float
     default: 20
+  rows:
+    description:
+      - Return the host and VM rows (RV(hosts), RV(vms)). V(false) returns the summary and RV(text) only - what a
+        person reads - so that Ansible does not post-process thousands of rows on a large cluster (the status
+        playbook's text format).
+    type: bool
+    default: true
 notes:
   - The verdicts come from the journal of the controller this runs on; a watchdog that runs elsewhere (another AWX
     node) keeps its own journal there. The fenced mark still names the verdict and rule that fenced a host.
@@ -112,7 +119,7 @@ hosts:
       C(verdict), C(rule)) or C({invalid}) or null. C(owed_vms) counts VMs of its open owed document that do not run
       yet. C(capacity) is the free memory and vCPUs of a live host (null otherwise). C(error) says why a row is an
       error row.
-  returned: success
+  returned: success, when O(rows=true)
   type: list
   elements: dict
   sample:
@@ -139,7 +146,7 @@ vms:
       (host ...)) (listed only by a host that is not alive), or the state of its owed entry (C(owed), C(claimed),
       C(started), C(verified), C(unplaced), C(failed), C(abandoned)). C(detail) names the owing host, the last error,
       and any second host that lists it.
-  returned: success
+  returned: success, when O(rows=true)
   type: list
   elements: dict
   sample: [{name: db1, uuid: 0b5f6c1e-0d5a-4f7e-8d0c-5d1a2b3c4d5e, host: hv2, priority: 90, group: db, state: running,
@@ -224,6 +231,7 @@ ARGUMENT_SPEC = merge_specs(
         "misses": {"type": "int", "default": 3},
         "skew_allowance": {"type": "float", "default": 2.0},
         "deadline_s": {"type": "float", "default": 20},
+        "rows": {"type": "bool", "default": True},
     },
 )
 
@@ -241,6 +249,8 @@ def run(module: KvmhaModule) -> dict:
         raise
     result = build_status(snapshot, misses=params["misses"], skew_allowance=params["skew_allowance"])
     result.update(changed=False, text=render_text(result), elapsed=round(time.monotonic() - start, 3))
+    if not params["rows"]:
+        del result["hosts"], result["vms"]
     return result
 
 

@@ -33,6 +33,17 @@ def test_reads_every_host_in_the_store_and_changes_nothing(run_module, tmp_path)
     assert sorted(p.name for p in (tmp_path / "kvmha").rglob("*")) == before
 
 
+def test_without_rows_the_same_text_and_summary_and_no_rows(run_module, tmp_path):
+    beat(tmp_path, "h1", vms=[{"uuid": "0b5f6c1e-0d5a-4f7e-8d0c-5d1a2b3c4d5e", "name": "db1", "ha": True, "priority": 90,
+                               "memory_mib": 512, "vcpus": 1, "disks": [], "group": ""}])
+    beat(tmp_path, "h2", age=3600)
+    full = run_module(cluster_info, {"store_path": str(tmp_path), "cluster": "lab"})
+    lean = run_module(cluster_info, {"store_path": str(tmp_path), "cluster": "lab", "rows": False})
+    assert len(full["hosts"]) == 2 and len(full["vms"]) == 1
+    assert "hosts" not in lean and "vms" not in lean
+    assert lean["summary"] == full["summary"] and lean["text"] == full["text"]
+
+
 def test_listed_hosts_a_bad_name_is_an_error_row_and_a_missing_record_a_suspect(run_module, tmp_path):
     beat(tmp_path, "h1")
     result = run_module(cluster_info, {"store_path": str(tmp_path), "hosts": ["h1", "h2", "hv_9"]})

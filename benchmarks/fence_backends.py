@@ -49,18 +49,20 @@ from ansible_collections.kvmha.cluster.plugins.module_utils._errors import BmcEr
 RUN = textwrap.dedent(
     """
     import json, sys
-    from ansible_collections.kvmha.cluster.plugins.module_utils import _fence_agent, _ipmi, _power, _redfish
+    from ansible_collections.kvmha.cluster.plugins.module_utils import _power
     kind, port, ca = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    if kind == "ipmi":
+    if kind == "ipmi":  # each kind imports only its own backend, as its module does
+        from ansible_collections.kvmha.cluster.plugins.module_utils import _ipmi
         client = _ipmi.IpmiClient("127.0.0.1", "%(user)s", "%(password)s", port=port)
     elif kind == "redfish":
+        from ansible_collections.kvmha.cluster.plugins.module_utils import _redfish
         client = _redfish.RedfishClient("127.0.0.1", "%(user)s", "%(password)s", port=port, ca_path=ca)
-    elif kind == "agent_ipmi":
-        client = _fence_agent.FenceAgentClient("fence_ipmilan", {"ip": "127.0.0.1", "ipport": port,
-            "username": "%(user)s", "lanplus": True}, {"password": "%(password)s"})
     else:
-        client = _fence_agent.FenceAgentClient("fence_redfish", {"ip": "127.0.0.1", "ipport": port,
-            "username": "%(user)s", "ssl_secure": True}, {"password": "%(password)s"})
+        from ansible_collections.kvmha.cluster.plugins.module_utils import _fence_agent
+        agent = "fence_ipmilan" if kind == "agent_ipmi" else "fence_redfish"
+        protocol = {"lanplus": True} if kind == "agent_ipmi" else {"ssl_secure": True}
+        client = _fence_agent.FenceAgentClient(agent, dict({"ip": "127.0.0.1", "ipport": port,
+            "username": "%(user)s"}, **protocol), {"password": "%(password)s"})
     result = _power.PowerOperation(client, "off", confirm=2, timeout=30).run()
     assert result["fenced"], result
     print(json.dumps(result))

@@ -18,6 +18,8 @@ import copy
 
 from ansible.module_utils.basic import env_fallback
 
+from ._power import STATES as POWER_STATES
+
 # plugins/doc_fragments/_store.py
 STORE_SPEC = {
     "store_path": {"type": "path", "required": True},
@@ -65,6 +67,15 @@ REDFISH_CONNECTION_SPEC = {
     "validate_certs": {"type": "bool", "default": True},
     "ca_path": {"type": "path"},
     "request_timeout_s": {"type": "float", "default": 5.0},
+}
+
+# The run options every power module has, with the same names, types and defaults (each module documents them in
+# its own words; tests/unit/plugins/modules/test_power_modules.py keeps the modules in one shape).
+POWER_RUN_SPEC = {
+    "state": {"type": "str", "choices": list(POWER_STATES), "default": "status"},
+    "confirm": {"type": "int", "default": 2},
+    "poll_interval": {"type": "float", "default": 0.1},
+    "deadline_s": renamed({"type": "float", "default": 10}, "timeout"),
 }
 
 # plugins/doc_fragments/_libvirt.py

@@ -51,3 +51,27 @@ def settle(source_state, target_state) -> tuple:
         return "unknown", "it is active on the source (%s) and on the target (%s)" % (source_state, target_state)
     return "unknown", "it is active on neither the source (%s) nor the target (%s)" % (source_state or "not defined",
                                                                                        target_state or "not defined")
+
+
+def follow(plan: list, running: list, usable_hosts: list) -> dict:
+    """The ``place`` result of carrying out an earlier ``plan`` (a check-mode drain's, one entry at a time so that each
+    migration is reported as it ends), against what runs on the source now.
+
+    An entry whose VM no longer runs on the source has nothing left to move and is dropped; one whose planned host is
+    no longer a usable target stays, with the reason. Nothing is placed anew: the plan was made for the whole host,
+    on capacity that the earlier entries' migrations have since used up in the records.
+    """
+    vms = dict((vm["uuid"], vm) for vm in running)
+    placements, unplaced = [], []
+    for entry in plan:
+        if not isinstance(entry, dict) or not isinstance(entry.get("uuid"), str) or not isinstance(entry.get("host"), str):
+            raise InvalidInput("drain: every plan entry needs the uuid and host of a check-mode run's plan, got %r"
+                               % (entry,))
+        vm = vms.get(entry["uuid"])
+        if vm is None:
+            continue
+        if entry["host"] not in usable_hosts:
+            unplaced.append(dict(vm, reason="its planned host %s is no longer a usable target" % entry["host"]))
+            continue
+        placements.append(dict(vm, order=len(placements) + 1, host=entry["host"]))
+    return {"placements": placements, "unplaced": unplaced}

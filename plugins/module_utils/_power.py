@@ -18,7 +18,6 @@ from __future__ import annotations
 import time
 
 from ._deadline import Deadline
-from ._argspec import renamed
 from ._errors import BmcError, BmcTimeout, BmcUnreachable, InvalidInput, PowerStateMismatch, check_range
 
 ON = "on"
@@ -28,15 +27,6 @@ UNKNOWN = "unknown"
 STATES = ("status", "on", "off", "shutdown")
 # The power state each requested state leads to (``status`` changes nothing).
 TARGET_POWERSTATE = {"on": ON, "off": OFF, "shutdown": OFF}
-
-# The run options every power module has, with the same names, types and defaults (each module documents them in
-# its own words; tests/unit/plugins/modules/test_power_modules.py keeps the modules in one shape).
-POWER_RUN_SPEC = {
-    "state": {"type": "str", "choices": list(STATES), "default": "status"},
-    "confirm": {"type": "int", "default": 2},
-    "poll_interval": {"type": "float", "default": 0.1},
-    "deadline_s": renamed({"type": "float", "default": 10}, "timeout"),
-}
 
 
 def empty_result(state: str) -> dict:

@@ -203,10 +203,10 @@ diff:
   sample: {"before": {"powerstate": "on"}, "after": {"powerstate": "off"}}
 """
 
-from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import merge_specs
+from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import POWER_RUN_SPEC, merge_specs
 from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule, run_module
 from ansible_collections.kvmha.cluster.plugins.module_utils._fence_agent import FenceAgentClient
-from ansible_collections.kvmha.cluster.plugins.module_utils._power import POWER_RUN_SPEC, run_power
+from ansible_collections.kvmha.cluster.plugins.module_utils._power import run_power
 
 
 ARGUMENT_SPEC = merge_specs(

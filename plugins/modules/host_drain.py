@@ -89,6 +89,16 @@ options:
     description: Seconds the whole drain may take; VMs whose turn comes later stay on the source.
     type: float
     default: 1800
+  plan:
+    description:
+      - Carry out this plan instead of making one - RV(plan) of a check-mode run, or part of it. Each entry's VM, if
+        it still runs on the source, goes to the entry's C(host), in the order given; the other running HA VMs are
+        left alone. An entry whose VM no longer runs there is skipped; one whose host is no longer among the usable
+        O(targets) stays, listed in RV(kept).
+      - C(playbooks/maintenance.yml) plans once and then gives one entry a run, so each migration is reported as it
+        ends (the drain's progress) while every VM still goes where the whole host's plan put it.
+    type: list
+    elements: dict
   unsafe:
     description:
       - Skip libvirt's check that the VMs' disks are on storage it recognises as shared (NFS, GFS2, OCFS2, CephFS,
@@ -129,6 +139,15 @@ EXAMPLES = r"""
   check_mode: true
   delegate_to: localhost
   register: plan
+
+- name: Move db1 alone, where an earlier check-mode run planned it
+  kvmha.cluster.host_drain:
+    store_path: /srv/kvmha
+    host: hv2
+    uri: qemu+ssh://kvmha@hv2/system
+    targets: [{host: hv1, uri: "qemu+ssh://kvmha@hv1/system"}]
+    plan: "{{ plan.plan | selectattr('name', 'equalto', 'db1') | list }}"
+  delegate_to: localhost
 """
 
 RETURN = r"""
@@ -196,6 +215,7 @@ ARGUMENT_SPEC = merge_specs(STORE_SPEC, LIBVIRT_CONNECTION_SPEC, {
     "vm_timeout_s": {"type": "float", "default": 300.0},
     "deadline_s": {"type": "float", "default": 1800.0},
     "unsafe": {"type": "bool", "default": False},
+    "plan": {"type": "list", "elements": "dict"},
 })
 
 
@@ -306,7 +326,11 @@ def run(module: KvmhaModule) -> dict:
     source = LibvirtClient(params["uri"], params["connect_timeout_s"], params["call_timeout_s"], label=source_host).open()
     drain = Drain(params, source, targets)
     try:
-        plan = place(running_ha_vms(source), hosts, params["spare_hosts"], params["strategy"])
+        running = running_ha_vms(source)
+        if params["plan"] is None:
+            plan = place(running, hosts, params["spare_hosts"], params["strategy"])
+        else:
+            plan = _drain.follow(params["plan"], running, [h["host"] for h in hosts])
         result = {"changed": False, "plan": plan["placements"], "excluded": excluded, "moved": [], "unknown": [],
                   "kept": [{"name": vm["name"], "uuid": vm["uuid"], "reason": vm["reason"]} for vm in plan["unplaced"]]}
         if module.check_mode:

@@ -202,10 +202,10 @@ diff:
   sample: {"before": {"powerstate": "on"}, "after": {"powerstate": "off"}}
 """
 
-from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import IPMI_CONNECTION_SPEC, merge_specs
+from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import IPMI_CONNECTION_SPEC, POWER_RUN_SPEC, merge_specs
 from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule, run_module
 from ansible_collections.kvmha.cluster.plugins.module_utils._ipmi import PYGHMI_IMPORT_ERROR, IpmiClient
-from ansible_collections.kvmha.cluster.plugins.module_utils._power import POWER_RUN_SPEC, run_power
+from ansible_collections.kvmha.cluster.plugins.module_utils._power import run_power
 
 
 ARGUMENT_SPEC = merge_specs(IPMI_CONNECTION_SPEC, POWER_RUN_SPEC)

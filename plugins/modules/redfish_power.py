@@ -171,9 +171,9 @@ diff:
   sample: {"before": {"powerstate": "on"}, "after": {"powerstate": "off"}}
 """
 
-from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import REDFISH_CONNECTION_SPEC, merge_specs
+from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import POWER_RUN_SPEC, REDFISH_CONNECTION_SPEC, merge_specs
 from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule, run_module
-from ansible_collections.kvmha.cluster.plugins.module_utils._power import POWER_RUN_SPEC, run_power
+from ansible_collections.kvmha.cluster.plugins.module_utils._power import run_power
 from ansible_collections.kvmha.cluster.plugins.module_utils._redfish import RedfishClient
 
 INSECURE_WARNING = ("validate_certs is false: the BMC's TLS certificate is not checked, so anyone on the path can "

@@ -120,6 +120,7 @@ def test_drain_moves_the_ha_vms_live_and_names_the_one_that_cannot_move(cluster,
     assert first.returncode != 0, first.output[-6000:]
     moved = re.search(r"h2: %s moved to (h\d) in [0-9.]+ s" % movable, first.output)
     assert moved and moved.group(1) != "h2", first.output[-6000:]
+    assert "(item=%s -> %s)" % (movable, moved.group(1)) in first.output  # its own run: the drain's progress line
     assert "h2: %s stays: anti-affinity group 'pin'" % pinned in first.output, first.output[-6000:]
     assert "(%s; why: above)" % pinned in first.output, first.output[-6000:]
     assert cluster.qemu_copies()[movable] == [moved.group(1)] and cluster.qemu_copies()[pinned] == ["h2"]

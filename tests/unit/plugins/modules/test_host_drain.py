@@ -113,6 +113,34 @@ def test_check_mode_plans_by_priority_and_room_and_moves_nothing(run_module, sou
         assert source.state(vm_uuid) == libvirt.VIR_DOMAIN_RUNNING
 
 
+def test_a_given_plan_is_carried_out_as_planned_and_the_other_vms_are_left_alone(run_module, source, store, tmp_path):
+    """maintenance.yml plans once and gives each entry its own run: the entry goes where the whole host's plan put
+    it, even though the target's record now says it has no room (its capacity went to the earlier entries)."""
+    first = source.run("first", priority=90)
+    second = source.run("second", priority=10)
+    record(store, "h2", mem=4096)
+    record(store, "h3", mem=4096)
+    targets = [target(tmp_path, "h2"), target(tmp_path, "h3")]
+    plan = drain(run_module, store, targets, check_mode=True)["plan"]
+    assert [(vm["name"], vm["host"]) for vm in plan] == [("first", "h2"), ("second", "h3")]
+    record(store, "h3", mem=1)
+    result = drain(run_module, store, targets, check_mode=True, plan=plan[1:])
+    assert [(vm["name"], vm["host"]) for vm in result["plan"]] == [("second", "h3")] and result["kept"] == [], result
+    gone = dict(plan[0], uuid=str(uuid.uuid4()))  # moved or stopped since: nothing left to do
+    result = drain(run_module, store, [targets[0]], check_mode=True, plan=[gone, plan[1]])
+    assert result["plan"] == [] and result["changed"] is False
+    assert [vm["name"] for vm in result["kept"]] == ["second"] and "no longer a usable target" in result["kept"][0]["reason"]
+    for vm_uuid in (first, second):
+        assert source.state(vm_uuid) == libvirt.VIR_DOMAIN_RUNNING
+
+
+def test_a_plan_entry_without_uuid_or_host_is_refused(run_module, source, store, tmp_path):
+    source.run("web")
+    record(store, "h2")
+    result = drain(run_module, store, [target(tmp_path, "h2")], plan=[{"name": "web", "host": "h2"}])
+    assert result["failed"] and result["error_kind"] == "invalid_input" and "uuid and host" in result["msg"], result
+
+
 def test_an_anti_affinity_group_on_every_target_keeps_the_vm(run_module, source, store, tmp_path):
     source.run("db2", group="db")
     record(store, "h2", groups=["db"])

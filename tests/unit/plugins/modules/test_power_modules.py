@@ -6,10 +6,14 @@ so a playbook can switch a host from one backend to another by the module name a
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import yaml
 
-from ansible_collections.kvmha.cluster.plugins.module_utils._power import POWER_RUN_SPEC
+from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import POWER_RUN_SPEC
 from ansible_collections.kvmha.cluster.plugins.modules import fence_agent_power, ipmi_power, redfish_power
 
 MODULES = [ipmi_power, redfish_power, fence_agent_power]
@@ -43,3 +47,15 @@ def test_results_are_the_same_keys_types_and_choices(module):
     assert set(other["action"]["choices"]) <= set(reference["action"]["choices"])
     # (missing_library is ipmi_power's own: pyghmi; the other backends need no library)
     assert set(reference["error_kind"]["choices"]) - {"missing_library"} <= set(other["error_kind"]["choices"])
+
+
+def test_the_power_backends_load_no_ansible():
+    """A backend is the protocol and the power state machine, nothing more: it runs as fast in a fresh process as a
+    fence agent (benchmarks/fence_backends.py) and can be driven outside a module. The option specs that need
+    Ansible's ``env_fallback`` live in ``_argspec``."""
+    code = ("import sys\n"
+            "from ansible_collections.kvmha.cluster.plugins.module_utils import _fence_agent, _ipmi, _power, _redfish\n"
+            "print(sorted(m for m in sys.modules if m == 'ansible' or m.startswith('ansible.')))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    assert run.stdout.strip() == "[]", run.stdout

@@ -205,7 +205,6 @@ class Chassis:
             return self.OK
 
 
-
 class SwitchBmc(pyghmi.ipmi.bmc.Bmc):
     """The IPMI face: chassis commands of RMCP+ clients go to the ``Chassis``."""
 

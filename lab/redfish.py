@@ -18,7 +18,6 @@ so a client that connects and never speaks holds up nobody.
 """
 
 import base64
-import binascii
 import hmac
 import json
 import ssl
@@ -154,14 +153,15 @@ class RedfishHandler(BaseHTTPRequestHandler):
         return self.rfile.read(length)
 
     def _authorized(self):
-        scheme, _, token = (self.headers.get('Authorization') or '').partition(' ')
+        scheme, token = ((self.headers.get('Authorization') or '').split(' ', 1) + [''])[:2]
+        if scheme.lower() != 'basic':
+            return False
         try:
-            user, _, password = base64.b64decode(token, validate=True).decode('utf-8').partition(':')
-        except (binascii.Error, UnicodeDecodeError):
+            user, password = base64.b64decode(token, validate=True).decode('utf-8').split(':', 1)
+        except ValueError:  # not base64, not UTF-8, or no colon
             return False
         expected = self.server.authdata.get(user)  # re-read: a changed password needs no restart
-        return (scheme.lower() == 'basic' and expected is not None
-                and hmac.compare_digest(password.encode('utf-8'), expected.encode('utf-8')))
+        return expected is not None and hmac.compare_digest(password.encode('utf-8'), expected.encode('utf-8'))
 
     def _reset(self, body):
         try:

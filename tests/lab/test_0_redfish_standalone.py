@@ -197,8 +197,8 @@ def test_the_system_document(bmc):
     assert status == 200 and system['PowerState'] == 'On'
     reset = system['Actions']['#ComputerSystem.Reset']
     assert reset['target'] == RESET
-    assert set(reset['ResetType@Redfish.AllowableValues']) == {'On', 'ForceOff', 'GracefulShutdown', 'ForceRestart',
-                                                              'PowerCycle'}
+    allowed = {'On', 'ForceOff', 'GracefulShutdown', 'ForceRestart', 'PowerCycle'}
+    assert set(reset['ResetType@Redfish.AllowableValues']) == allowed
     assert bmc.request('POST', RESET, json.dumps({'ResetType': 'GracefulShutdown'}))[0] == 204
     assert bmc.power() == 'off' and 'power soft' in bmc.log_lines()
 

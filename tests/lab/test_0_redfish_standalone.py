@@ -206,3 +206,26 @@ def test_the_system_document(bmc):
 def test_sigterm_exits_cleanly(bmc):
     os.kill(bmc.process.pid, signal.SIGTERM)
     assert bmc.process.wait(timeout=10) == 0
+
+
+def test_tls_keeps_valid_files_and_remakes_the_rest(tmp_path):
+    def files():
+        return {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+
+    cert, key = tls.ensure_server_certificate(str(tmp_path), 'b1', '192.0.2.1')
+    first = files()
+    assert sorted(first) == ['b1.key', 'b1.pem', 'ca.key', 'ca.pem']
+    assert all(path.stat().st_mode & 0o077 == 0 for path in tmp_path.iterdir())
+    assert tls.ensure_server_certificate(str(tmp_path), 'b1', '192.0.2.1') == (cert, key) and files() == first
+
+    tls.ensure_server_certificate(str(tmp_path), 'b1', '192.0.2.2')  # another address: a new certificate, same CA
+    second = files()
+    assert second['ca.pem'] == first['ca.pem'] and second['b1.pem'] != first['b1.pem']
+
+    (tmp_path / 'ca.key').unlink()  # a new CA: the certificate it cannot verify is made again
+    tls.ensure_server_certificate(str(tmp_path), 'b1', '192.0.2.2')
+    third = files()
+    assert third['ca.pem'] != second['ca.pem'] and third['b1.pem'] != second['b1.pem']
+    verify = subprocess.run(['openssl', 'verify', '-CAfile', str(tmp_path / 'ca.pem'), cert], capture_output=True,
+                            check=False)
+    assert verify.returncode == 0

@@ -13,6 +13,11 @@ Built on pyghmi's server-side ``Bmc`` class. Two ways to run it:
 
 Either way it prints ``READY <address>:<port>`` once it listens and exits cleanly on SIGTERM.
 
+With ``--redfish-port P --tls-cert CERT --tls-key KEY`` the same process also serves a Redfish face (lab/redfish.py,
+HTTPS on TCP P of the same address) driving the same ``Chassis``: same power switch, same user and password file,
+same ``power <command>`` log lines (the lab's tests count ``power off`` lines, whichever face was asked). READY then
+names both: ``READY <address>:<port> https://<address>:P``. lab/tls.py makes a CA and the certificate for an IP.
+
 Quirks worked around (measured with the pinned pyghmi):
 * pyghmi's server always answers the RMCP+ open-session request with cipher suite 3 algorithms, even when
   the client asked for others (pyghmi's client offers SHA256 first and then fails with
@@ -30,6 +35,8 @@ import uuid
 
 import pyghmi.ipmi.bmc
 from pyghmi.ipmi.private import serversession
+
+from lab.redfish import RedfishServer
 
 # IPMI completion codes used here.
 CC_OK = 0x00
@@ -58,7 +65,8 @@ serversession.ServerSession.create_open_session_response = _open_session_respons
 
 
 class PasswordFile:
-    """pyghmi ``authdata``: one user whose password is read from a file at every new session.
+    """pyghmi ``authdata``: one user whose password is read from a file at every new IPMI session (and at every
+    Redfish request).
 
     Re-reading means a changed password (the lab's ``bmc-wrong-password`` fault) needs no restart.
     """
@@ -164,47 +172,68 @@ class LabSwitch:
         self.power.reset(self.host)
 
 
-class SwitchBmc(pyghmi.ipmi.bmc.Bmc):
-    """A BMC whose chassis commands drive a power switch (``FileSwitch`` or ``LabSwitch``)."""
+class Chassis:
+    """The power commands of one chassis, with the same rules and log lines whichever face (IPMI, Redfish) asks.
 
-    def __init__(self, switch, authdata, address, port):
-        super().__init__(authdata, port=port, address=address, bmcuuid=uuid.uuid5(uuid.NAMESPACE_DNS, address))
+    The lab's tests count power-offs by the ``power off`` lines of the BMC log, so both faces must log alike.
+    """
+
+    OK, REFUSED, FAILED = 'ok', 'refused', 'failed'
+    # Command -> switch method. A cycle is a reset: the switches have no separate off-then-on.
+    SWITCH_METHODS = {'on': 'on', 'off': 'off', 'soft': 'shutdown', 'reset': 'reset', 'cycle': 'reset'}
+
+    def __init__(self, switch):
         self.switch = switch
+        self._lock = threading.Lock()  # two faces and the HTTP threads may ask at once; a chassis does one thing
 
-    def get_power_state(self):
+    def state(self):
         return self.switch.state()
 
+    def command(self, name):
+        """Execute power command ``name`` (on, off, soft, reset, cycle); returns OK, REFUSED or FAILED."""
+        with self._lock:
+            # Like most real BMCs: a reset or cycle needs a running chassis; it never powers one on.
+            if name in ('reset', 'cycle') and self.switch.state() == 'off':
+                log(f'power {name} refused: chassis is off')
+                return self.REFUSED
+            log(f'power {name}')
+            try:
+                getattr(self.switch, self.SWITCH_METHODS[name])()
+            except Exception as e:  # a failed switch must answer the client, not kill the BMC
+                log(f'power {name} failed: {e}')
+                return self.FAILED
+            return self.OK
+
+
+class SwitchBmc(pyghmi.ipmi.bmc.Bmc):
+    """The IPMI face: chassis commands of RMCP+ clients go to the ``Chassis``."""
+
+    COMPLETION_CODES = {Chassis.OK: CC_OK, Chassis.REFUSED: CC_NOT_IN_PRESENT_STATE, Chassis.FAILED: CC_UNSPECIFIED}
+
+    def __init__(self, chassis, authdata, address, port):
+        super().__init__(authdata, port=port, address=address, bmcuuid=uuid.uuid5(uuid.NAMESPACE_DNS, address))
+        self.chassis = chassis
+
+    def get_power_state(self):
+        return self.chassis.state()
+
     def power_on(self):
-        return self._command('on', self.switch.on)
+        return self._command('on')
 
     def power_off(self):
-        return self._command('off', self.switch.off)
+        return self._command('off')
 
     def power_shutdown(self):
-        return self._command('soft', self.switch.shutdown)
+        return self._command('soft')
 
     def power_reset(self):
-        return self._reset('reset')
+        return self._command('reset')
 
     def power_cycle(self):
-        return self._reset('cycle')
+        return self._command('cycle')
 
-    def _reset(self, name):
-        # Like most real BMCs: a reset or cycle needs a running chassis; it never powers one on.
-        if self.switch.state() == 'off':
-            log(f'power {name} refused: chassis is off')
-            return CC_NOT_IN_PRESENT_STATE
-        return self._command(name, self.switch.reset)
-
-    @staticmethod
-    def _command(name, action):
-        log(f'power {name}')
-        try:
-            action()
-        except Exception as e:  # a failed switch must answer the client, not kill the BMC
-            log(f'power {name} failed: {e}')
-            return CC_UNSPECIFIED
-        return CC_OK
+    def _command(self, name):
+        return self.COMPLETION_CODES[self.chassis.command(name)]
 
 
 def log(message):
@@ -216,18 +245,25 @@ def parse_args(argv):
     p.add_argument('--address', required=True, help='IP address to listen on')
     p.add_argument('--port', type=int, default=623)
     p.add_argument('--user', default='admin')
-    p.add_argument('--password-file', required=True, help='re-read at every new session')
+    p.add_argument('--password-file', required=True, help='re-read at every IPMI session and Redfish request')
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument('--state-file', help='standalone: file holding the power state "on"/"off"')
     mode.add_argument('--lab-host', help='lab mode: the lab host (hN) whose power switch this BMC drives')
     p.add_argument('--stuck', action='store_true', help='standalone: accept power commands, never change state')
     p.add_argument('--off-delay', type=float, default=0.0, help='standalone: off takes effect after SECONDS')
     p.add_argument('--pid-file', help='written once listening, removed on exit')
+    p.add_argument('--redfish-port', type=int, help='also serve Redfish over HTTPS on this TCP port')
+    p.add_argument('--tls-cert', help='Redfish: PEM server certificate (its chain may follow it)')
+    p.add_argument('--tls-key', help='Redfish: PEM private key of the certificate')
     args = p.parse_args(argv)
     if args.lab_host and (args.stuck or args.off_delay):
         p.error('--stuck and --off-delay are standalone options (with --state-file)')
-    if not os.path.isfile(args.password_file):
-        p.error(f'password file not found: {args.password_file}')
+    redfish = (args.redfish_port, args.tls_cert, args.tls_key)
+    if redfish.count(None) not in (0, 3):
+        p.error('--redfish-port, --tls-cert and --tls-key go together')
+    for path in (args.password_file, *(f for f in redfish[1:] if f)):
+        if not os.path.isfile(path):
+            p.error(f'file not found: {path}')
     return args
 
 
@@ -241,17 +277,32 @@ def _exit_on_sigterm(signum, frame):
     raise SystemExit(0)
 
 
+def start_redfish(args, chassis, authdata, uuid_):
+    """The Redfish face, listening and serving in a thread of its own."""
+    server = RedfishServer(chassis, authdata, args.address, args.redfish_port, args.tls_cert, args.tls_key,
+                           str(uuid_), log)
+    threading.Thread(target=server.serve_forever, name='redfish', daemon=True).start()
+    return server
+
+
 def main(argv=None):
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    bmc = SwitchBmc(make_switch(args), PasswordFile(args.user, args.password_file), args.address, args.port)
+    chassis = Chassis(make_switch(args))
+    authdata = PasswordFile(args.user, args.password_file)
+    bmc = SwitchBmc(chassis, authdata, args.address, args.port)
+    redfish = None if args.redfish_port is None else start_redfish(args, chassis, authdata, bmc.uuid)
     if args.pid_file:
         with open(args.pid_file, 'w', encoding='utf-8') as f:
             f.write(f'{os.getpid()}\n')
-    print(f'READY {args.address}:{args.port}', flush=True)
+    print(f'READY {args.address}:{args.port}' + (f' https://{args.address}:{args.redfish_port}' if redfish else ''),
+          flush=True)
     try:
         bmc.listen()
     finally:
+        if redfish:
+            redfish.shutdown()
+            redfish.server_close()
         if args.pid_file:
             with_suppressed_oserror(os.unlink, args.pid_file)
     return 0

@@ -25,6 +25,7 @@ import urllib.request
 import pytest
 
 from ansible_collections.kvmha.cluster.tests._require import fail_skip_in_ci, require, require_module
+from lab import tls
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 USER = "fence"
@@ -49,19 +50,10 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory):
-    """A CA, and a server certificate it signs for IP 127.0.0.1 (not for the name localhost)."""
+    """A CA, and a server certificate it signs for IP 127.0.0.1 (not for the name localhost), by lab/tls.py."""
     require(shutil.which("openssl"), "openssl is needed to make the test CA")
     d = tmp_path_factory.mktemp("pki")
-
-    def openssl(*args):
-        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
-
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-            "-subj", "/CN=kvmha redfish test CA")
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "bmc.key", "-out", "bmc.csr", "-subj", "/CN=bmc")
-    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
-    openssl("x509", "-req", "-in", "bmc.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out",
-            "bmc.pem", "-days", "2", "-extfile", "ext.cnf")
+    tls.ensure_server_certificate(str(d), "bmc", "127.0.0.1")  # d/ca.pem, d/bmc.pem, d/bmc.key
     return d
 
 

@@ -24,8 +24,10 @@ from ansible_collections.kvmha.cluster.tests.unit.roles.heartbeat_writer.fake_sy
 OLD_LAYOUT = ("kvmha", "kvmha-heartbeat.py", "kvmha-boot-guard.py")
 # Module runs on the host of a deploy that changes nothing (role defaults but no packages): the preflight's one look
 # at the host, which finds the directories, the archive, the configuration, both units and their states as wanted.
-# (It was 13: two directories, stat + file for the archive and each template, two units kept enabled.)
+# (It was 13: two directories, stat + file for the archive and each template, two units kept enabled.) And nothing
+# else runs on the host: no temporary directory (it was 25 executions: copy and template make one and remove it).
 WARM_MODULE_RUNS = 1
+WARM_EXECUTIONS = 1
 
 
 class Host(FakeHost):
@@ -35,6 +37,7 @@ class Host(FakeHost):
                                "heartbeat_writer_python": sys.executable}, "-vvv", *options)
         # One EXEC of the interpreter per module run (pipelining); the controller's are localhost's.
         done.module_runs = len(re.findall(r"^<h1> EXEC .*%s" % re.escape(sys.executable), done.stdout, re.M))
+        done.executions = len(re.findall(r"^<h1> EXEC ", done.stdout, re.M))
         return done
 
     def exec_start(self, unit):
@@ -64,7 +67,20 @@ def test_deploy_installs_one_archive_and_again_changes_nothing_in_fewer_module_r
     again = host.deploy()
     assert again.returncode == 0 and recap_changed(again.output) == 0, again.output[-5000:]
     assert not [call for call in again.calls if call.split()[0] in ("restart", "reload", "start")], again.calls
-    assert again.module_runs == WARM_MODULE_RUNS, again.module_runs
+    assert (again.module_runs, again.executions) == (WARM_MODULE_RUNS, WARM_EXECUTIONS)
+
+
+def test_listed_packages_that_dpkg_knows_cost_no_module_run(host):
+    """The package module needs the package manager's fact (one more module run) and then runs itself: neither when
+    dpkg says every listed package is installed. (The name is in no archive: should the task run, apt fails.)"""
+    for name, text in (("dpkg-query", 'echo "kvmha-test-binding ii "\n'), ("apt-get", "echo apt-get $* >> %s/apt; exit 1\n" % host.state)):
+        (host.bin / name).write_text("#!/bin/sh\n" + text)
+        (host.bin / name).chmod(0o755)
+    packages = ("-e", json.dumps({"heartbeat_writer_packages": ["kvmha-test-binding"]}))
+    assert host.deploy(*packages).returncode == 0
+    again = host.deploy(*packages)
+    assert again.returncode == 0 and recap_changed(again.output) == 0, again.output[-5000:]
+    assert again.module_runs == WARM_MODULE_RUNS and not (host.state / "apt").exists()
 
 
 def test_deploy_upgrades_the_layout_before_the_archive(host):

@@ -88,4 +88,3 @@ def test_missing_packages_by_dpkg_or_rpm_or_unknown(tmp_path, bins):
     tool(bins, "dpkg-query", DPKG_QUERY)
     tool(bins, "apt-get", "#!/bin/sh\nexit 1\n")
     assert look(tmp_path, bins, packages=packages)["packages"] == ["removed", "absent"]
-

@@ -108,11 +108,11 @@ class Env:
         path.write_text(json.dumps(conf))
         return path
 
-    def start(self, config: pathlib.Path, prefix=(), env=None):
+    def start(self, config: pathlib.Path, prefix=(), env=None, python=PYTHON):
         log = open(self.base / ("writer-%d.log" % len(self.procs)), "wb")  # pylint: disable=consider-using-with
         environ = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "KVMHA_HEARTBEAT_TEST_HANG_FILE": str(self.hang)}
         environ.update(env or {})
-        argv = list(prefix) + [PYTHON, "-I", "-B", str(self.pyz), "--config", str(config)]
+        argv = list(prefix) + [python, "-I", "-B", str(self.pyz), "--config", str(config)]
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=environ)  # pylint: disable=consider-using-with
         self.procs.append(proc)
         self.logs.append(log)
@@ -134,6 +134,13 @@ class Env:
         try:
             return json.loads((self.state / "state.json").read_text())["seq"]
         except (OSError, ValueError, KeyError):
+            return None
+
+    def state_archive(self):
+        """The sha256 of the archive the writer says it runs (its runtime state), or None."""
+        try:
+            return json.loads((self.state / "state.json").read_text()).get("archive")
+        except (OSError, ValueError):
             return None
 
     def stop(self, proc, timeout: float = 5.0) -> int:

@@ -6,7 +6,11 @@ stores, self-fence. Run by scripts/test-stages/50-writer.sh."""
 
 from __future__ import annotations
 
+import glob
+import hashlib
 import os
+import pathlib
+import pwd
 import shutil
 import signal
 import subprocess
@@ -15,13 +19,31 @@ import zipfile
 
 import pytest
 
-from conftest import has_libvirt_binding, wait_for  # pylint: disable=import-error
+from conftest import PYTHON, has_libvirt_binding, wait_for  # pylint: disable=import-error
 
 from ansible_collections.kvmha.cluster.tests._require import require
 
 G1 = "11111111-1111-4111-8111-111111111111"
 G2 = "33333333-3333-4333-8333-333333333333"
 IS_ROOT = os.geteuid() == 0
+
+
+def python39():
+    """A Python 3.9 (RHEL 9's python3, the oldest the role takes; it has no sys.orig_argv) where this machine has one
+    (a pyenv shim on PATH may name one that does not run)."""
+    pyenv = os.environ.get("PYENV_ROOT") or os.path.join(pwd.getpwuid(os.getuid()).pw_dir, ".pyenv")  # not $HOME: env.sh moves it
+    for candidate in sorted(glob.glob(os.path.join(pyenv, "versions", "3.9*", "bin", "python3.9"))) + [shutil.which("python3.9")]:
+        if candidate and subprocess.run([candidate, "-c", "import sys; sys.exit(sys.version_info[:2] != (3, 9))"],
+                                        capture_output=True, check=False).returncode == 0:
+            return candidate
+    return None
+
+
+INTERPRETERS = [PYTHON] + [python for python in [python39()] if python]
+
+
+def digest(path: pathlib.Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def needs_root_tools():
@@ -231,12 +253,17 @@ def test_bad_configuration_exits_2_with_a_reason(env):
     assert check.returncode == 0 and "configuration OK" in check.stdout
 
 
-def test_a_reload_after_a_deploy_replaced_the_archive_runs_the_new_archive(env):
+@pytest.mark.parametrize("python", INTERPRETERS)
+def test_a_reload_after_a_deploy_replaced_the_archive_runs_the_new_archive(env, python):
     """A deploy replaces kvmha-heartbeat.pyz under the running writer (a rename, as the copy module does), then
     reloads it: the old code beats on meanwhile (it imported everything at the start; the new archive's files lie at
-    other offsets), and the reload re-executes the new archive, same PID, seq carrying on, no stopped record."""
-    proc = env.start(env.config(libvirt={"method": "none"}))
+    other offsets), and the reload re-executes the new archive, same PID, seq carrying on, no stopped record. The
+    runtime state names the archive the writer runs (a deploy reloads a writer whose archive is not the installed
+    one): the old one until the reload, the new one after. Also on Python 3.9, which has no sys.orig_argv."""
+    proc = env.start(env.config(libvirt={"method": "none"}), python=python)
     wait_for(lambda: (r := env.record()) and r["seq"] > 0 and r, 5)
+    started_from = digest(env.pyz)
+    assert env.state_archive() == started_from
     new = env.install / "new.pyz"
     with zipfile.ZipFile(env.pyz) as old, zipfile.ZipFile(new, "w") as replacement:
         for info in old.infolist():
@@ -248,11 +275,14 @@ def test_a_reload_after_a_deploy_replaced_the_archive_runs_the_new_archive(env):
     replaced = env.record()["seq"]
     wait_for(lambda: env.record()["seq"] >= replaced + 3, 5, what="beats from the old code after the replacement")
     assert proc.poll() is None and "the new archive runs" not in env.log_text()
+    assert env.state_archive() == started_from != digest(env.pyz)
     proc.send_signal(signal.SIGHUP)
     wait_for(lambda: "the new archive runs" in env.log_text(), 10, what="the new archive")
     seq = env.record()["seq"]
     wait_for(lambda: (r := env.record()) and r["seq"] > seq and r["state"] == "running", 5, what="beats from the new archive")
     assert proc.poll() is None and "Traceback" not in env.log_text()
+    assert env.state_archive() == digest(env.pyz)
+    assert "re-executing %s -I -B %s --config" % (python, env.pyz) in env.log_text()
     assert env.stop(proc) == 0
 
 

@@ -10,11 +10,12 @@ The archive is the same bytes for the same sources on any controller and Python:
 compressed: deflate output depends on the zlib build), one fixed date, fixed permissions, no extra fields. So a
 second deploy copies nothing and reloads no writer.
 
-    python build_pyz.py <output file>
+    python build_pyz.py <output file>    # prints the archive's sha256, for the deploy to compare with the host's
 """
 
 from __future__ import annotations
 
+import hashlib
 import pathlib
 import sys
 import zipfile
@@ -60,7 +61,7 @@ def main(argv=None) -> int:
     if len(args) != 1:
         sys.stderr.write("usage: build_pyz.py <output file>\n")
         return 2
-    build(pathlib.Path(args[0]))
+    sys.stdout.write(hashlib.sha256(build(pathlib.Path(args[0])).read_bytes()).hexdigest() + "\n")
     return 0
 
 

@@ -27,9 +27,23 @@ from ._runtime import Notifier, _read_json, _write_local, boottime, read_boot_id
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
+def reexec_argv() -> list:
+    """The command line this process was started with, to execute again on a reload.
+
+    ``sys.orig_argv`` is Python 3.10+; on 3.9 (RHEL 9's python3) the interpreter options are rebuilt from
+    ``sys.flags``: the units run ``python3 -I -B <archive> ...``, and ``-I`` implies ``-E -s``."""
+    if hasattr(sys, "orig_argv"):
+        return list(sys.orig_argv)
+    options = (["-I"] if sys.flags.isolated else []) + (["-B"] if sys.flags.dont_write_bytecode else [])
+    return [sys.executable] + options + sys.argv
+
+
 class Writer:
-    def __init__(self, conf: dict):
+    def __init__(self, conf: dict, archive_digest: str | None = None):
         self.conf = conf
+        # The sha256 of the archive this process runs, kept in the runtime state: a deploy compares it with the
+        # installed archive and reloads a writer that runs other code (docs/ARCHITECTURE.md, item 21).
+        self.archive_digest = archive_digest
         self.host = conf["host"]
         self.stop_event = threading.Event()
         self.stop_reason = ""
@@ -76,7 +90,7 @@ class Writer:
 
     # ---------------------------------------------------------------- state
     def _save_state(self, last_ok):
-        data = {"boot_id": self.boot_id, "seq": self.seq, "last_ok_mono": last_ok}
+        data = {"boot_id": self.boot_id, "seq": self.seq, "last_ok_mono": last_ok, "archive": self.archive_digest}
         try:
             _write_local(self.state_path, json.dumps(data).encode())
         except OSError as err:
@@ -260,7 +274,8 @@ class Writer:
         if self.store_worker.busy_for() is not None:
             self.store_report.failed("reload postponed: a store write is blocked; re-executing once the store answers", key="reload")
             return False
-        LOG.info("reloading: re-executing %s (no stopped record; seq and self-fence clock carry over)", " ".join(sys.orig_argv))
+        argv = reexec_argv()
+        LOG.info("reloading: re-executing %s (no stopped record; seq and self-fence clock carry over)", " ".join(argv))
         self._save_state(self.last_ok)
         self.fencer.close(graceful=False)
         self.source.close()
@@ -270,7 +285,7 @@ class Writer:
         # that arrives meanwhile is delivered then, and still writes the stopped record.
         signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
         try:
-            os.execv(sys.executable, sys.orig_argv)
+            os.execv(sys.executable, argv)
         except OSError as err:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
             LOG.error("reload failed, keeping the running writer: cannot execute %s: %s", sys.executable, err.strerror or err)

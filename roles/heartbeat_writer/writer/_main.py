@@ -38,7 +38,8 @@ def setup_logging(verbose: bool, logger: logging.Logger = LOG):
     logger.propagate = False
 
 
-def main(argv=None) -> int:
+def main(argv=None, archive_digest=None) -> int:
+    """The writer; ``archive_digest`` is the sha256 of the archive it was started from (pyz_main.py)."""
     parser = argparse.ArgumentParser(prog="kvmha-heartbeat", description="kvmha heartbeat writer")
     parser.add_argument("--config", required=True, help="JSON configuration file")
     parser.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
@@ -61,7 +62,7 @@ def main(argv=None) -> int:
             conf["host"], conf["store"], conf["interval"], "armed (%s)" % conf["self_fence"]["action"] if conf["self_fence"]["armed"] else "off"))
         return 0
     try:
-        writer = Writer(conf)
+        writer = Writer(conf, archive_digest)
     except (OSError, KvmhaError) as err:
         LOG.error("cannot start: %s", getattr(err, "strerror", None) or err)
         return 1

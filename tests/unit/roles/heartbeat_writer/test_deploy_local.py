@@ -9,6 +9,8 @@ install of the layout before it is upgraded; check mode installs nothing."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import pathlib
 import re
 import sys
@@ -20,10 +22,12 @@ from ansible_collections.kvmha.cluster.tests._shipped import ARTIFACT, build_pyz
 from ansible_collections.kvmha.cluster.tests.unit.roles.heartbeat_writer.fake_systemd import FakeHost, namespaces_work
 
 OLD_LAYOUT = ("kvmha", "kvmha-heartbeat.py", "kvmha-boot-guard.py")
-# Module runs on the host of a deploy that changes nothing (role defaults but no packages): the preflight's one
-# check, two directories, then stat + file for the archive and each of the three templates (a copy that finds the
-# file up to date still applies owner and mode), and two units kept enabled.
-WARM_MODULE_RUNS = 1 + 2 + 2 * 4 + 2
+# Module runs on the host of a deploy that changes nothing (role defaults but no packages): the preflight's one look
+# at the host, which finds the directories, the archive, the configuration, both units and their states as wanted.
+# (It was 13: two directories, stat + file for the archive and each template, two units kept enabled.) And nothing
+# else runs on the host: no temporary directory (it was 25 executions: copy and template make one and remove it).
+WARM_MODULE_RUNS = 1
+WARM_EXECUTIONS = 1
 
 
 class Host(FakeHost):
@@ -33,6 +37,7 @@ class Host(FakeHost):
                                "heartbeat_writer_python": sys.executable}, "-vvv", *options)
         # One EXEC of the interpreter per module run (pipelining); the controller's are localhost's.
         done.module_runs = len(re.findall(r"^<h1> EXEC .*%s" % re.escape(sys.executable), done.stdout, re.M))
+        done.executions = len(re.findall(r"^<h1> EXEC ", done.stdout, re.M))
         return done
 
     def exec_start(self, unit):
@@ -62,7 +67,20 @@ def test_deploy_installs_one_archive_and_again_changes_nothing_in_fewer_module_r
     again = host.deploy()
     assert again.returncode == 0 and recap_changed(again.output) == 0, again.output[-5000:]
     assert not [call for call in again.calls if call.split()[0] in ("restart", "reload", "start")], again.calls
-    assert again.module_runs == WARM_MODULE_RUNS, again.module_runs
+    assert (again.module_runs, again.executions) == (WARM_MODULE_RUNS, WARM_EXECUTIONS)
+
+
+def test_listed_packages_that_dpkg_knows_cost_no_module_run(host):
+    """The package module needs the package manager's fact (one more module run) and then runs itself: neither when
+    dpkg says every listed package is installed. (The name is in no archive: should the task run, apt fails.)"""
+    for name, text in (("dpkg-query", 'echo "kvmha-test-binding ii "\n'), ("apt-get", "echo apt-get $* >> %s/apt; exit 1\n" % host.state)):
+        (host.bin / name).write_text("#!/bin/sh\n" + text)
+        (host.bin / name).chmod(0o755)
+    packages = ("-e", json.dumps({"heartbeat_writer_packages": ["kvmha-test-binding"]}))
+    assert host.deploy(*packages).returncode == 0
+    again = host.deploy(*packages)
+    assert again.returncode == 0 and recap_changed(again.output) == 0, again.output[-5000:]
+    assert again.module_runs == WARM_MODULE_RUNS and not (host.state / "apt").exists()
 
 
 def test_deploy_upgrades_the_layout_before_the_archive(host):
@@ -84,3 +102,20 @@ def test_check_mode_on_a_new_host_installs_nothing(host):
     assert done.returncode == 0, done.output[-5000:]
     assert not host.install.exists() and not host.config.exists() and not list(host.units.iterdir())
     assert not [call for call in done.calls if call.split()[0] not in ("show", "is-enabled", "is-active")], done.calls
+
+
+def test_a_writer_left_on_the_archive_before_is_reloaded_once_by_the_next_deploy(host):
+    """A deploy that died between the copy of a new archive and the reload leaves the writer running the old code,
+    and the next deploy finds the archive up to date. The writer's runtime state names the archive it started from
+    (the stand-in systemctl records it as the writer does): the next deploy reloads it, once; the one after is quiet."""
+    assert host.deploy().returncode == 0
+    installed = json.loads(host.runtime_state.read_text())["archive"]
+    assert installed == hashlib.sha256((host.install / ARTIFACT).read_bytes()).hexdigest()
+    host.runtime_state.write_text(json.dumps({"archive": "0" * 64}))  # the archive before, still running
+    done = host.deploy()
+    assert done.returncode == 0 and recap_changed(done.output) == 2, done.output[-5000:]  # the finding, the reload
+    assert [call for call in done.calls if call.split()[0] in ("restart", "reload", "start", "stop")] == ["reload kvmha-heartbeat.service"], done.calls
+    assert json.loads(host.runtime_state.read_text())["archive"] == installed
+    again = host.deploy()
+    assert again.returncode == 0 and recap_changed(again.output) == 0, again.output[-5000:]
+    assert again.module_runs == WARM_MODULE_RUNS and "reload kvmha-heartbeat.service" not in again.calls, again.calls

@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import assume, given, strategies as st
@@ -442,3 +444,17 @@ def test_boot_id_from_systemd_wins_over_proc(writer, tmp_path, monkeypatch):
     assert writer.read_boot_id(str(proc_file)) == "937f18a0-4e4b-45d8-9600-ab7dd89e1d7e"
     monkeypatch.setenv("KVMHA_BOOT_ID", "0d7744e5935e47ecb36a34352432860e")
     assert writer.read_boot_id(str(proc_file)) == "0d7744e5935e47ecb36a34352432860e"
+
+
+@pytest.mark.parametrize("isolated, no_bytecode, options", [(1, 1, ["-I", "-B"]), (1, 0, ["-I"]), (0, 0, [])])
+def test_a_reload_without_sys_orig_argv_rebuilds_the_units_command_line(writer, monkeypatch, isolated, no_bytecode, options):
+    """Python 3.9 (RHEL 9's python3) has no sys.orig_argv: the options the units give (-I -B) come from sys.flags."""
+    monkeypatch.delattr(sys, "orig_argv", raising=False)
+    monkeypatch.setattr(sys, "flags", SimpleNamespace(isolated=isolated, dont_write_bytecode=no_bytecode))
+    monkeypatch.setattr(sys, "argv", ["/usr/lib/kvmha-heartbeat/kvmha-heartbeat.pyz", "--config", "/etc/kvmha/heartbeat.json"])
+    assert writer.reexec_argv() == [sys.executable] + options + sys.argv
+
+
+def test_a_reload_repeats_the_command_line_where_python_keeps_it(writer, monkeypatch):
+    monkeypatch.setattr(sys, "orig_argv", ["/usr/bin/python3", "-I", "-B", "/x/kvmha-heartbeat.pyz", "--config", "/c"], raising=False)
+    assert writer.reexec_argv() == ["/usr/bin/python3", "-I", "-B", "/x/kvmha-heartbeat.pyz", "--config", "/c"]

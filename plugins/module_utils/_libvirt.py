@@ -108,6 +108,10 @@ def uri_warnings(uri: str) -> list:
         query = parse_qsl(urlsplit(uri).query, keep_blank_values=True)
     except (ValueError, TypeError, AttributeError):
         return warnings  # not a URI: validate_uri says why when it is used
+    if urlsplit(uri).scheme.partition("+")[2] == "ssh" and any(key.lower() == "known_hosts" for key, _value in query):
+        warnings.append("libvirt URI %s sets known_hosts, which the ssh transport ignores: the host key is checked "
+                        "against ~/.ssh/known_hosts of the user that runs the module; use qemu+libssh to name the "
+                        "file" % uri[:120])
     for key, value in query:
         for name, values, what in _UNCHECKED:
             if key.lower() == name and (value.strip().lower() in values if values else value.strip() not in ("", "0")):
@@ -117,23 +121,37 @@ def uri_warnings(uri: str) -> list:
     return warnings
 
 
-# What a failed TLS connection's libvirt message means (libvirt's own words are vague: "Input/output error").
-_TLS_HINTS = (
-    ("TLS confirmation", "TLS: the server refused this client's certificate (not signed by a CA the server trusts, or "
-                         "its name is not in the server's tls_allowed_dn_list; the server's libvirtd log says which)"),
-    ("verify peer's certificate", "TLS: the server's certificate does not verify against cacert.pem of the pkipath "
-                                  "(another CA, expired, or it does not name the host of the URI)"),
-    ("failed validation", "TLS: this client's own certificate does not verify against cacert.pem of the pkipath"),
-    ("Cannot read", "TLS: the pkipath directory must hold cacert.pem, clientcert.pem and clientkey.pem, readable by "
-                    "the user that runs the module"),
+# What a failed connection's libvirt message means (libvirt's own words are vague: "Input/output error"):
+# (the transports it applies to, None for all; words of the message; the explanation).
+_POLKIT_HINT = ("polkit: the host's polkit does not let the user this connection runs as manage libvirt (action "
+                "org.libvirt.unix.manage): give that user a polkit rule (docs/OPERATIONS.md), or connect read-only")
+_SSH = ("ssh", "libssh", "libssh2")
+_CONNECT_HINTS = (
+    ("tls", "TLS confirmation", "TLS: the server refused this client's certificate (not signed by a CA the server "
+                                "trusts, or its name is not in the server's tls_allowed_dn_list; the server's libvirtd "
+                                "log says which)"),
+    ("tls", "verify peer's certificate", "TLS: the server's certificate does not verify against cacert.pem of the "
+                                         "pkipath (another CA, expired, or it does not name the host of the URI)"),
+    ("tls", "failed validation", "TLS: this client's own certificate does not verify against cacert.pem of the pkipath"),
+    ("tls", "Cannot read", "TLS: the pkipath directory must hold cacert.pem, clientcert.pem and clientkey.pem, "
+                           "readable by the user that runs the module"),
+    (_SSH, "Host key verification failed", "SSH: the host's key is missing from, or differs from the one in, the "
+                                           "~/.ssh/known_hosts of the user that runs the module"),
+    (_SSH, "verify the session host key", "SSH: the host's key is not in the known_hosts file of the URI"),
+    (_SSH, "differs from stored identity", "SSH: the host's key differs from the one in the known_hosts file of the "
+                                           "URI (a new key, or another machine answers)"),
+    # Any transport that ends at the unix socket (unix, ssh, libssh): "no polkit agent" when the action's default
+    # asks for a password (auth_admin_keep), "access denied by policy" when a rule says no.
+    (None, "polkit agent", _POLKIT_HINT),
+    (None, "access denied by policy", _POLKIT_HINT),
 )
 
 
 def connect_hint(uri: str, message: str):
-    """A plain explanation of a failed ``qemu+tls`` connection's message, or None if there is none."""
-    if urlsplit(uri).scheme.partition("+")[2] != "tls":
-        return None
-    return next((hint for words, hint in _TLS_HINTS if words in message), None)
+    """A plain explanation of a failed connection's message (TLS, SSH host keys, polkit), or None if there is none."""
+    transport = urlsplit(uri).scheme.partition("+")[2]
+    return next((hint for transports, words, hint in _CONNECT_HINTS
+                 if (transports is None or transport in transports) and words in message), None)
 
 
 # --------------------------------------------------------------------------------------------------- domain XML

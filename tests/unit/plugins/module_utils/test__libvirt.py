@@ -97,11 +97,26 @@ def test_uri_warnings(uri, unchecked):
 
 @given(st.text(max_size=60))
 def test_uri_warnings_never_raise_and_need_a_parameter(text):
-    """Whatever it is given, it answers a list, and without a no_verify/known_hosts_verify parameter nothing."""
+    """Whatever it is given, it answers a list, and without a no_verify/known_hosts(_verify) parameter nothing."""
     warnings = uri_warnings(text)
     assert isinstance(warnings, list)
-    if "verify" not in text.lower():
+    if "verify" not in text.lower() and "known_hosts" not in text.lower():
         assert warnings == []
+
+
+@pytest.mark.parametrize("uri, warned", [
+    ("qemu+ssh://kvmha@h2/system?keyfile=/k&known_hosts=/kh", True),
+    ("qemu+ssh://kvmha@h2/system?KNOWN_HOSTS=/kh", True),
+    ("qemu+libssh://kvmha@h2/system?keyfile=/k&known_hosts=/kh", False),
+    ("qemu+libssh2://kvmha@h2/system?known_hosts=/kh", False),
+])
+def test_uri_warnings_known_hosts_the_ssh_transport_ignores(uri, warned):
+    """libvirt's ssh transport (OpenSSH) does not read a known_hosts parameter: a file the user thinks pins the
+    host key does not."""
+    warnings = uri_warnings(uri)
+    assert len(warnings) == int(warned)
+    if warned:
+        assert "the ssh transport ignores" in warnings[0] and "qemu+libssh" in warnings[0]
 
 
 @pytest.mark.parametrize("uri, message, words", [
@@ -114,13 +129,25 @@ def test_uri_warnings_never_raise_and_need_a_parameter(text):
     ("qemu+tls://h2/system", "Cannot read CA certificate '/p/cacert.pem': No such file", "cacert.pem, clientcert.pem"),
     ("qemu+tls://h2/system", "unable to connect to server at 'h2:16514': Connection refused", None),
     ("qemu+ssh://h2/system", "Unable to read TLS confirmation", None),
+    ("qemu+ssh://kvmha@h2/system", "authentication unavailable: no polkit agent available to authenticate action "
+                                   "'org.libvirt.unix.manage'", "polkit: the host's polkit"),
+    ("qemu:///system", "authentication failed: access denied by policy", "(action org.libvirt.unix.manage)"),
+    ("qemu+tls://h2/system", "authentication failed: access denied by policy", "(action org.libvirt.unix.manage)"),
+    ("qemu+ssh://kvmha@h2/system", "Cannot recv data: Host key verification failed.: Connection reset by peer",
+     "~/.ssh/known_hosts of the user"),
+    ("qemu+libssh://kvmha@h2/system?known_hosts=/k", "libssh transport error: No user interaction callback provided: "
+                                                     "Can't verify the session host key", "SSH: the host's key is not in"),
+    ("qemu+libssh://kvmha@h2/system?known_hosts=/k", "authentication failed: !!! SSH HOST KEY VERIFICATION FAILED !!!: "
+                                                     "Identity of host 'h2:22' differs from stored identity.",
+     "differs from the one in the known_hosts file of the URI"),
+    ("qemu+tls://h2/system", "Host key verification failed", None),
 ])
 def test_connect_hint(uri, message, words):
     hint = connect_hint(uri, message)
     if words is None:
         assert hint is None
     else:
-        assert hint.startswith("TLS: ") and words in hint
+        assert hint.startswith(("TLS: ", "SSH: ", "polkit: ")) and words in hint
 
 
 # ----------------------------------------------------------------------------------------- domain XML

@@ -6,6 +6,7 @@
     python libvirtd_fixture.py start    ROOT NAME   # prints {"name", "uri", "pid"} as JSON
     python libvirtd_fixture.py start    ROOT NAME --tls         # also listens for TLS: adds {"tls": {...}}
     python libvirtd_fixture.py start    ROOT NAME --group +GID  # rw socket for group GID (0770), ro for all
+    python libvirtd_fixture.py start    ROOT NAME --polkit RULES  # rw socket behind polkit, sshd: adds {"ssh": {...}}
     python libvirtd_fixture.py stop     ROOT NAME   # libvirtd and its guests die with their PID namespace
     python libvirtd_fixture.py freeze   ROOT NAME   # SIGSTOP libvirtd: a hung daemon (connections hang)
     python libvirtd_fixture.py thaw     ROOT NAME
@@ -29,6 +30,15 @@ instance under ``ROOT/NAME/pki`` and ``tls_no_verify_certificate = 0``: ``pki`` 
 With ``--group`` the read-write socket belongs to that group (mode 0770, no authentication) and the read-only one
 (``libvirt-sock-ro``) is open to all: a non-root process in the group may manage the daemon, one outside may
 only read (ROOT and the instance's directory become traversable, mode 0711).
+With ``--polkit RULES`` the read-write socket is authenticated by polkit (``auth_unix_rw = "polkit"``) and the
+namespace gets what a host needs for docs/OPERATIONS.md's "SSH as a non-root user": its own D-Bus system bus
+(``dbus-daemon`` on /run/dbus/system_bus_socket, a permissive policy: only this namespace's processes reach it),
+``polkitd`` with the rule file RULES as the only file of /etc/polkit-1/rules.d, the users ``kvmha`` (uid 4243) and
+``intruder`` (uid 4244, no rule) and ``controller`` (uid 4245, the controller side's user) in bind-mounted copies
+of /etc/passwd and /etc/group, the sockets also at /run/libvirt (where ``virt-ssh-helper`` looks), and an sshd on
+127.0.0.1:22 of the namespace (public key only, a host key and a client key made for this run) that lets kvmha
+and intruder log in. ``ssh`` in the output gives the keys, a ``known_hosts`` file with the host key, and the
+controller user's home (its ``~/.ssh`` holds the same).
 Only processes started here are ever signalled, by the PIDs recorded at start, after checking that they still
 are ours.
 """
@@ -92,9 +102,58 @@ mount --bind "{d}/cache" /var/cache/libvirt
 mount --bind "{d}/etc" /etc/libvirt
 mount -t sysfs sysfs /sys
 ip link set lo up
-libvirtd {listen}-f /etc/libvirt/libvirtd.conf > "{d}/log/libvirtd.out" 2>&1 &
+{services}libvirtd {listen}-f /etc/libvirt/libvirtd.conf > "{d}/log/libvirtd.out" 2>&1 &
 wait
 """
+
+
+# With --polkit: the bus, polkitd and sshd start before libvirtd (its first polkit check needs them).
+POLKIT_SERVICES = """mkdir -p /run/libvirt /run/dbus /run/sshd
+mount --bind "{d}/sock" /run/libvirt
+mount --bind "{d}/polkit/rules.d" /etc/polkit-1/rules.d
+mount --bind "{d}/polkit/passwd" /etc/passwd
+mount --bind "{d}/polkit/group" /etc/group
+dbus-daemon --config-file="{d}/polkit/dbus.conf" --nofork --nopidfile > "{d}/log/dbus.out" 2>&1 &
+while [ ! -S /run/dbus/system_bus_socket ]; do sleep 0.05; done
+/usr/lib/polkit-1/polkitd --no-debug > "{d}/log/polkitd.out" 2>&1 &
+/usr/sbin/sshd -D -e -f "{d}/ssh/sshd_config" > "{d}/log/sshd.out" 2>&1 &
+"""
+
+DBUS_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<!-- The private system bus of one libvirtd_fixture instance: only its namespace's processes can reach it. -->
+<busconfig>
+  <type>system</type>
+  <auth>EXTERNAL</auth>
+  <listen>unix:path=/run/dbus/system_bus_socket</listen>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_type="method_call"/>
+    <allow send_type="signal"/>
+    <allow send_requested_reply="true" send_type="method_return"/>
+    <allow send_requested_reply="true" send_type="error"/>
+    <allow receive_type="method_call"/>
+    <allow receive_type="method_return"/>
+    <allow receive_type="error"/>
+    <allow receive_type="signal"/>
+  </policy>
+</busconfig>
+"""
+
+SSHD_CONF = """# The private sshd of one libvirtd_fixture instance (127.0.0.1 of its own network namespace).
+ListenAddress 127.0.0.1:22
+HostKey {d}/ssh/ssh_host_ed25519_key
+PidFile none
+UsePAM no
+AuthenticationMethods publickey
+PermitRootLogin no
+AllowUsers kvmha intruder
+LogLevel VERBOSE
+"""
+
+# name: uid (= gid). kvmha is the rule's user, intruder has no rule, controller runs the modules' ssh client.
+POLKIT_USERS = {"kvmha": 4243, "intruder": 4244, "controller": 4245}
 
 
 def instance_dir(root: str, name: str) -> str:
@@ -194,7 +253,58 @@ def make_pki(d: str) -> None:
     shutil.copy(os.path.join(pki, "rogue-ca", "cacert.pem"), os.path.join(pki, "stranger", "cacert.pem"))
 
 
-def prepare(d: str, tls: bool = False, group: str | None = None) -> None:
+def ssh_keygen(path: str) -> str:
+    """A new ed25519 key pair at ``path`` (no passphrase); returns the public key line."""
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", os.path.basename(path), "-f", path],
+                   check=True, stdout=subprocess.DEVNULL)
+    with open(path + ".pub") as handle:
+        return handle.read().strip()
+
+
+def write_owned(path: str, text: str, uid: int, mode: int) -> None:
+    with open(path, "w") as handle:
+        handle.write(text)
+    os.chown(path, uid, uid)
+    os.chmod(path, mode)
+
+
+def make_home(d: str, user: str, files: dict) -> None:
+    """``d``/home/USER (the user's home in the namespace's passwd) with ``files`` in its ~/.ssh, all the user's."""
+    uid = POLKIT_USERS[user]
+    ssh = os.path.join(d, "home", user, ".ssh")
+    os.makedirs(ssh, mode=0o700)
+    for path in (os.path.dirname(ssh), ssh):
+        os.chown(path, uid, uid)
+    for name, text in files.items():
+        write_owned(os.path.join(ssh, name), text, uid, 0o600)
+
+
+def prepare_polkit(d: str, rules: str) -> None:
+    """The users, the bus, polkit's rule and the sshd with its keys of ``--polkit`` (see the module's docstring)."""
+    polkit = os.path.join(d, "polkit")
+    os.makedirs(os.path.join(polkit, "rules.d"))
+    shutil.copy(rules, os.path.join(polkit, "rules.d", "50-kvmha.rules"))
+    with open(os.path.join(polkit, "dbus.conf"), "w") as handle:
+        handle.write(DBUS_CONF)
+    for name, line in (("passwd", "{0}:x:{1}:{1}::%s/home/{0}:/bin/sh\n" % d), ("group", "{0}:x:{1}:\n")):
+        with open("/etc/" + name) as source, open(os.path.join(polkit, name), "w") as copy:
+            copy.write(source.read() + "".join(line.format(user, uid) for user, uid in POLKIT_USERS.items()))
+    ssh = os.path.join(d, "ssh")
+    os.makedirs(ssh, mode=0o700)
+    host_key = ssh_keygen(os.path.join(ssh, "ssh_host_ed25519_key"))
+    client_key = ssh_keygen(os.path.join(ssh, "id_ed25519"))
+    known_hosts = "127.0.0.1 %s\n" % " ".join(host_key.split()[:2])
+    with open(os.path.join(ssh, "known_hosts"), "w") as handle:
+        handle.write(known_hosts)
+    with open(os.path.join(ssh, "sshd_config"), "w") as handle:
+        handle.write(SSHD_CONF.format(d=d))
+    for user in ("kvmha", "intruder"):
+        make_home(d, user, {"authorized_keys": client_key + "\n"})
+    with open(os.path.join(ssh, "id_ed25519")) as handle:
+        make_home(d, "controller", {"id_ed25519": handle.read(), "known_hosts": known_hosts})
+
+
+def prepare(d: str, tls: bool = False, group: str | None = None, polkit: str | None = None) -> None:
     if os.path.exists(d):
         shutil.rmtree(d)
     for sub in ("run", "lib", "log", "cache", "sock"):
@@ -210,6 +320,12 @@ def prepare(d: str, tls: bool = False, group: str | None = None) -> None:
         conf = conf.replace('unix_sock_group = "root"', 'unix_sock_group = "%s"' % group)
         conf = conf.replace('unix_sock_rw_perms = "0700"', 'unix_sock_rw_perms = "0770"')
         conf = conf.replace('unix_sock_ro_perms = "0700"', 'unix_sock_ro_perms = "0777"')
+    if polkit is not None:
+        conf = conf.replace('auth_unix_rw = "none"', 'auth_unix_rw = "polkit"')
+        conf = conf.replace('unix_sock_rw_perms = "0700"', 'unix_sock_rw_perms = "0777"')
+        conf = conf.replace('unix_sock_ro_perms = "0700"', 'unix_sock_ro_perms = "0777"')
+        prepare_polkit(d, polkit)
+    if group is not None or polkit is not None:
         for path in (os.path.dirname(d), d):  # a non-root client must reach the socket directory
             os.chmod(path, 0o711)
         os.chmod(os.path.join(d, "sock"), 0o755)
@@ -221,7 +337,8 @@ def prepare(d: str, tls: bool = False, group: str | None = None) -> None:
     with open(os.path.join(d, "etc", "qemu.conf"), "w") as handle:
         handle.write(QEMU_CONF)
     with open(os.path.join(d, "init.sh"), "w") as handle:
-        handle.write(INIT.format(d=d, listen="--listen " if tls else ""))
+        handle.write(INIT.format(d=d, listen="--listen " if tls else "",
+                                 services=POLKIT_SERVICES.format(d=d) if polkit is not None else ""))
 
 
 def answers(d: str) -> bool:
@@ -239,10 +356,17 @@ def describe(d: str, name: str, pid: int, init: int) -> dict:
         out["tls"] = {"uri": "qemu+tls://localhost/system", "port": TLS_PORT, "netns": "/proc/%d/ns/net" % init,
                       "pki": os.path.join(pki, "client"), "rogue_pki": os.path.join(pki, "rogue"),
                       "stranger_pki": os.path.join(pki, "stranger")}
+    ssh = os.path.join(d, "ssh")
+    if os.path.isdir(ssh):
+        out["ssh"] = {"host": "127.0.0.1", "netns": "/proc/%d/ns/net" % init, "mntns": "/proc/%d/ns/mnt" % init,
+                      "pidns": "/proc/%d/ns/pid" % init, "keyfile": os.path.join(ssh, "id_ed25519"),
+                      "known_hosts": os.path.join(ssh, "known_hosts"), "users": POLKIT_USERS,
+                      "controller_home": os.path.join(d, "home", "controller")}
     return out
 
 
-def start(root: str, name: str, keep: bool = False, tls: bool = False, group: str | None = None) -> dict:
+def start(root: str, name: str, keep: bool = False, tls: bool = False, group: str | None = None,
+          polkit: str | None = None) -> dict:
     d = instance_dir(root, name)
     if ours(read_pid(os.path.join(d, "unshare.pid")), d):
         raise SystemExit("instance %s is already running" % name)
@@ -251,7 +375,7 @@ def start(root: str, name: str, keep: bool = False, tls: bool = False, group: st
             shutil.rmtree(os.path.join(d, sub), ignore_errors=True)
             os.makedirs(os.path.join(d, sub))
     else:
-        prepare(d, tls, group)
+        prepare(d, tls, group, polkit)
     with open(os.path.join(d, "unshare.log"), "ab") as log:
         proc = subprocess.Popen(  # pylint: disable=consider-using-with  # it outlives this helper on purpose
             ["unshare", "--mount", "--net", "--pid", "--fork", "--kill-child", "--mount-proc", "--propagation", "private",
@@ -327,13 +451,16 @@ def main(argv=None) -> int:
     parser.add_argument("name", nargs="?")
     parser.add_argument("--tls", action="store_true", help="start: also listen for TLS (certificates made here)")
     parser.add_argument("--group", help="start: the group (name or +GID) that may use the read-write socket")
+    parser.add_argument("--polkit", metavar="RULES", help="start: the read-write socket behind polkit with this rule "
+                                                          "file, a system bus, users and an sshd")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         raise SystemExit("needs root (namespaces, bind mounts)")
     if args.action != "stop-all" and not args.name:
         parser.error("%s needs a NAME" % args.action)
     if args.action == "start":
-        out = start(args.root, args.name, tls=args.tls, group=args.group)
+        out = start(args.root, args.name, tls=args.tls, group=args.group,
+                    polkit=os.path.abspath(args.polkit) if args.polkit else None)
     elif args.action == "restart":
         stop(args.root, args.name)
         out = start(args.root, args.name, keep=True)

@@ -64,10 +64,10 @@ def get_next(outlets: list, oid: str):
 def set_outlet(path: str, oid: str, typed_value: str) -> str:
     """The pass_persist answer to a SET: DONE, or the SNMP error it stands for."""
     outlets = read_outlets(path)
-    column, _, index = oid.rpartition(".")
+    column, index = oid.rpartition(".")[::2]
     if column != CONTROL or not index.isdigit() or not 1 <= int(index) <= len(outlets):
         return "not-writable"
-    kind, _, value = typed_value.partition(" ")
+    kind, value = typed_value.partition(" ")[::2]
     if kind != "integer":
         return "wrong-type"
     if value not in COMMANDS:

@@ -16,8 +16,8 @@ import pytest
 from ansible_collections.kvmha.cluster.plugins.module_utils import _fence_agent
 from ansible_collections.kvmha.cluster.plugins.modules import fence_agent_power, host_fence
 from ansible_collections.kvmha.cluster.tests._require import require
-from ansible_collections.kvmha.cluster.tests.fencing.conftest import (COMMUNITY, PASSWORD, PRIV_PASSWORD, USER,
-                                                                  free_port_udp)
+from ansible_collections.kvmha.cluster.tests.fencing.conftest import (
+    COMMUNITY, PASSWORD, PRIV_PASSWORD, USER, free_port_udp)
 
 # Each agent run starts an interpreter and net-snmp tools (about 0.3 s, several seconds on a busy machine), and waits
 # up to 6 s for an SNMP answer that never comes (net-snmp's default 1 s timeout and 5 retries).

@@ -115,8 +115,10 @@ def test_wrong_community_is_silence_so_unreachable(run_module, pdu):
 def test_nothing_listening_is_bounded_by_the_deadline(run_module, pdu):
     port = free_port_udp()  # nothing answers there
     result = run_module(fence_agent_power, apc(pdu, 2, state="off", deadline_s=3, options={"ipport": port}))
+    # timeout, not unreachable: the deadline cut the agent's first 6 s request short (a whole run would end after
+    # status and monitor as unreachable, as with a wrong community)
     assert result["failed"] and result["error_kind"] == "timeout"
-    assert result["elapsed"] < 10  # hang bound: the 3 s deadline, not the agent's 6 s per request
+    assert result["elapsed"] < 30  # hang bound, ten times the deadline (docs/TESTING.md)
     # The agent's snmpwalk is killed with its process group; allow the kernel a moment to deliver that.
     give_up = time.monotonic() + 10
     while _leftovers(port) and time.monotonic() < give_up:

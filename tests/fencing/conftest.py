@@ -4,7 +4,8 @@
 """Fixtures of the fencing integration tests: sushy-tools' Redfish emulator (a peer implementation of DMTF Redfish,
 PyPI sushy-tools, its fake systems driver) served over HTTPS on 127.0.0.1 with a certificate from a CA made for the
 run, HTTP Basic users in a bcrypt file; the project's IPMI BMC simulator (lab/bmc.py, standalone, as the
-integration-ipmi stage runs it) for the real fence_ipmilan; a closed port and a port that accepts and never answers.
+integration-ipmi stage runs it) for the real fence_ipmilan; net-snmp's snmpd serving an APC rack PDU's outlets
+(pdu_outlets.py) for the real fence_apc_snmp; a closed port and a port that accepts and never answers.
 Every process started here is stopped by its own PID. scripts/test-stages/50-integration-redfish.sh runs this suite
 in a network namespace of its own (loopback only)."""
 
@@ -32,6 +33,9 @@ USER = "fence"
 PASSWORD = "it-redfish-%d" % os.getpid()
 SYSTEM_ID = "27946b59-9e44-4fa7-8e91-f3527a1ef094"
 OTHER_ID = "3fb2a0c4-0d0c-4d5e-9a4e-6f0a5b1c2d3e"
+COMMUNITY = "kvmha-pdu-%d" % os.getpid()
+PRIV_PASSWORD = "it-snmp-priv-%d" % os.getpid()
+SNMPD = shutil.which("snmpd", path="/usr/sbin:/sbin:/usr/local/sbin") or shutil.which("snmpd")
 EMULATOR = shutil.which("sushy-emulator", path=os.path.dirname(sys.executable)) or shutil.which("sushy-emulator")
 
 
@@ -188,6 +192,80 @@ def ipmi_bmc2(tmp_path_factory):
     bmc_ = IpmiBmc(tmp_path_factory.mktemp("ipmi2"))
     yield bmc_
     bmc_.stop()
+
+
+class SnmpPdu:
+    """An APC Switched Rack PDU: net-snmp's snmpd on 127.0.0.1 (UDP) with sysObjectID rPDU, community COMMUNITY
+    (v1/v2c, read-write) and the v3 user USER (SHA/AES, authPriv), its outlet tables served by tests/fencing/
+    pdu_outlets.py from a file of outlets; the tests read them through snmpget (net-snmp's client, not the agent)."""
+
+    OUTLETS = ("node1-psu1", "node1-psu2", "node2-psu1", "node2-psu2")
+
+    def __init__(self, workdir: pathlib.Path):
+        require(SNMPD, "snmpd not installed (Debian package snmpd)")
+        require(shutil.which("snmpget"), "snmpget not installed (Debian package snmp; fence_apc_snmp runs it)")
+        self.port = free_port_udp()
+        self.outlets = workdir / "outlets"
+        self.log = workdir / "snmpd.log"
+        self.all_on()
+        (workdir / "snmpd.conf").write_text(
+            "agentAddress udp:127.0.0.1:%d\n"
+            "sysObjectID .1.3.6.1.4.1.318.1.3.4.5\n"  # an APC rack PDU: fence_apc_snmp picks its rPDU OIDs from this
+            "rwcommunity %s 127.0.0.1\n"
+            "createUser %s SHA \"%s\" AES \"%s\"\n"
+            "rwuser %s priv\n"
+            "pass_persist .1.3.6.1.4.1.318 %s %s %s\n"
+            % (self.port, COMMUNITY, USER, PASSWORD, PRIV_PASSWORD, USER, sys.executable,
+               ROOT / "tests/fencing/pdu_outlets.py", self.outlets))
+        # Its own persistent directory (the v3 user's keys), no MIBs (OIDs are numeric here), the log in a file.
+        env = dict(os.environ, SNMP_PERSISTENT_DIR=str(workdir / "persist"), MIBS="")
+        self.process = subprocess.Popen(
+            [SNMPD, "-f", "-C", "-c", str(workdir / "snmpd.conf"), "-Lf", str(self.log)],
+            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _attempt in range(100):  # hang bound 30 s; ready in well under 1 s
+            if self.process.poll() is not None:
+                break
+            if self._answers():
+                return
+            time.sleep(0.1)
+        self.stop()
+        pytest.fail("snmpd did not become ready:\n%s" % self.log.read_text()[-2000:])
+
+    def _answers(self) -> bool:
+        return self.snmpget(".1.3.6.1.2.1.1.2.0", "-t", "0.2", "-r", "0") is not None
+
+    def snmpget(self, oid: str, *extra) -> str | None:
+        """A read by net-snmp's own client (not the agent, not the collection): the value, or None with no answer."""
+        run = subprocess.run(["snmpget", "-m", "", "-Oqvn", "-v2c", "-c", COMMUNITY, *extra,
+                              "127.0.0.1:%d" % self.port, oid], capture_output=True, text=True, timeout=30,
+                             check=False)
+        return run.stdout.strip() if run.returncode == 0 else None
+
+    def outlet_state(self, outlet: int) -> str:
+        """rPDUOutletStatusOutletState over SNMP: 1 is on, 2 off."""
+        return {"1": "on", "2": "off"}[self.snmpget(".1.3.6.1.4.1.318.1.1.12.3.5.1.1.4.%d" % outlet)]
+
+    def all_on(self) -> None:
+        self.outlets.write_text("".join("%s on\n" % name for name in self.OUTLETS))
+
+    def stop(self):
+        """snmpd by its PID; its pass_persist script ends at the end of its stdin."""
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)
+            self.process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def pdu(tmp_path_factory):
+    pdu_ = SnmpPdu(tmp_path_factory.mktemp("pdu"))
+    yield pdu_
+    pdu_.stop()
+
+
+def free_port_udp() -> int:
+    with socket.socket(type=socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture

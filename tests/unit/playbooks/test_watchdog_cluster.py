@@ -76,6 +76,22 @@ def test_one_cluster_is_watched_by_default(tmp_path):
     done = watchdog(tmp_path, site(tmp_path, {"a": CLUSTERS["a"]}, CLUSTERS["a"]))
     assert done.returncode == 0, done.output[-4000:]
     assert 'kvmha_suspects{cluster="a"} 0' in metrics(tmp_path)
+    # Issue 17: nothing to watch on for and no suspect - the play that would do either is skipped whole
+    assert "Take the cluster lease - only the watchdog" not in done.output, done.output[-4000:]
+
+
+def test_a_host_back_after_a_fence_is_reconciled_then_the_cluster_watched_on(tmp_path):
+    """Recovery work (here hv2, fenced and beating again) is done first, then the watch goes on: the watch-on play that a
+    healthy run skips runs after that work."""
+    from ansible_collections.kvmha.cluster.plugins.module_utils import _marks  # noqa: PLC0415
+
+    inventory = site(tmp_path, {"a": CLUSTERS["a"]}, CLUSTERS["a"])
+    _marks.set_mark(str(tmp_path / "store"), _marks.FENCED, "hv2", "watchdog/test", {"verdict": "DOWN", "vms": []})
+    done = watchdog(tmp_path, inventory)
+    assert done.returncode == 0, done.output[-4000:]
+    assert ("returning", "hv2") in [(e["event"], e.get("host")) for e in journal_events(tmp_path)]
+    assert "TASK [Watch the heartbeats for the rest of the window]" in done.output, done.output[-4000:]
+    assert _marks.read_marks(str(tmp_path / "store"), _marks.FENCED)["active"] == {}, "reconciled: nothing of hv2 was kept"
 
 
 def test_the_cluster_named_is_watched_and_only_its_members(tmp_path):

@@ -11,7 +11,7 @@ the cgroup mounts the power switch needs).
 import os
 import secrets
 
-from lab import config
+from lab import config, tls
 from lab.util import (LabError, kill_pid_file, read_pid, read_text, run, spawn_detached, wait_until,
                       with_pid_file, write_text)
 
@@ -54,9 +54,12 @@ def stop(host):
 
 
 def _start_pyghmi(host):
+    # Its Redfish face serves a certificate of the lab CA (config.PKI/ca.pem: the inventory's ca_path).
+    cert, key = tls.ensure_server_certificate(config.PKI, config.bmc_name(host), config.bmc_ip(host))
     cmd = bmc_nsenter(host) + [
         config.PYTHON, '-m', 'lab.bmc', '--address', config.bmc_ip(host), '--port', str(config.BMC_PORT),
         '--user', config.BMC_USER, '--password-file', config.bmc_password_file(host), '--lab-host', host,
+        '--redfish-port', str(config.REDFISH_PORT), '--tls-cert', cert, '--tls-key', key,
         '--pid-file', _pid_file(host)]
     # The BMC writes its pid file once it listens (~1 s: importing pyghmi).
     spawn_detached(cmd, config.log_file(config.bmc_name(host)), _pid_file(host), cwd=config.REPO, timeout=20)

@@ -13,6 +13,7 @@ SSH_KEY = f'{SSH_DIR}/id_ed25519'
 CONTROL_DIR = f'{SSH_DIR}/cp'             # ansible ControlPath sockets, closed by `lab down`
 SECRETS = f'{ROOT}/secrets'               # the BMC passwords as the controller knows them (inventory)
 BMC_DIR = f'{ROOT}/bmc'                   # each BMC's own state: password, ipmi_sim config
+PKI = f'{ROOT}/pki'                       # the lab CA (ca.pem) and each BMC's Redfish server certificate
 RUN = f'{ROOT}/run'                       # pid files, locks, logs
 HOSTS_DIR = f'{ROOT}/hosts'               # per host: upper/, work/, merged/ of the overlay
 STATE_FILE = f'{ROOT}/lab.json'
@@ -32,6 +33,7 @@ DEFAULT_HOSTS = 3
 DEFAULT_GUESTS = 2
 BMC_USER = 'admin'
 BMC_PORT = 623
+REDFISH_PORT = 443  # the pyghmi BMCs' Redfish face (HTTPS, lab/redfish.py); ipmi_sim BMCs have none
 
 BRIDGES = {'mgmt': 'kvmha-mgmt', 'priv': 'kvmha-priv', 'oob': 'kvmha-oob'}
 CONTROLLER_MGMT_IP = '198.51.100.1'

@@ -14,6 +14,7 @@ import os
 import secrets
 import subprocess
 import sys
+import threading
 
 DAYS = 3650  # a lab's certificates should never expire under it
 MIN_SECONDS_LEFT = 86400
@@ -25,10 +26,17 @@ SERVER_EXTENSIONS = ('basicConstraints=critical,CA:FALSE', 'keyUsage=critical,di
                      'extendedKeyUsage=serverAuth', 'subjectKeyIdentifier=hash', 'authorityKeyIdentifier=keyid')
 
 
+# `lab up` starts the BMCs from several threads: one of them makes the CA, the others wait for it (two CAs made at
+# once would leave one's certificate beside the other's key).
+_CA_LOCK = threading.Lock()
+
+
 def ensure_ca(directory):
     """The lab CA in ``directory``, kept if valid, made otherwise; returns the path of ``ca.pem``."""
     cert, key = _paths(directory, 'ca')
-    if not _valid_pair(cert, key):
+    with _CA_LOCK:
+        if _valid_pair(cert, key):
+            return cert
         os.makedirs(directory, mode=0o700, exist_ok=True)
         _openssl('req', '-x509', *NEW_KEY, '-keyout', key, '-out', cert, '-days', str(DAYS),
                  '-subj', '/CN=kvmha lab CA', *_addext(CA_EXTENSIONS))

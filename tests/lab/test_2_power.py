@@ -87,3 +87,16 @@ def test_power_status_never_changes_anything(lab):
     before = lab.status()
     assert lab.power('h1', 'status') == 'on'
     assert lab.status() == before
+
+
+def test_the_redfish_face_switches_the_same_chassis(lab, h2):
+    """Each pyghmi BMC also speaks Redfish (HTTPS on port 443, a certificate of the lab CA): fence_redfish, verifying
+    that certificate, powers h2 off from the controller over the oob network, and the IPMI face reads it off."""
+    agent = ['fence_redfish', '--ssl-secure', '-a', config.bmc_ip(h2), '-u', str(config.REDFISH_PORT), '-l',
+             config.BMC_USER, '-p', password(h2)]
+    env = {'PATH': '/usr/sbin:/usr/bin:/sbin:/bin', 'REQUESTS_CA_BUNDLE': f'{config.PKI}/ca.pem'}
+    status = subprocess.run(agent + ['-o', 'status'], capture_output=True, text=True, timeout=60, check=False, env=env)
+    assert status.returncode == 0 and 'Status: ON' in status.stdout, status.stdout + status.stderr
+    off = subprocess.run(agent + ['-o', 'off'], capture_output=True, text=True, timeout=60, check=False, env=env)
+    assert off.returncode == 0 and 'Success: Powered OFF' in off.stdout, off.stdout + off.stderr
+    assert lab.power(h2, 'status') == 'off' and bmc_power(h2) == 'off'

@@ -3,6 +3,7 @@
 import errno
 import os
 import time
+import uuid
 
 import pytest
 
@@ -36,8 +37,12 @@ def faults_of(lab, host):
 
 
 def store_write(lab, host, timeout=5):
-    """rc of a write to the store inside host (0 ok, 1 error, 124 blocked)."""
-    return lab.ssh(host, f'echo x > {STORE_FILE}.{host} && rm {STORE_FILE}.{host}', timeout=timeout)[0]
+    """rc of a write to the store inside host (0 ok, 1 error, 124 blocked).
+
+    Each write has a file of its own: a write that blocked in an outage goes on (and removes its file) once the store
+    is back, at the same time as the next write."""
+    path = f'{STORE_FILE}.{host}.{uuid.uuid4().hex[:8]}'
+    return lab.ssh(host, f'echo x > {path} && rm {path}', timeout=timeout)[0]
 
 
 def test_partition_mgmt_cuts_ssh_only(lab):

@@ -61,6 +61,13 @@ def pki(tmp_path_factory):
     return d
 
 
+def terminate(process) -> None:
+    """A simulator this suite started, by its PID."""
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGTERM)
+        process.wait(10)
+
+
 class Emulator:
     """One sushy-emulator process (fake driver) and what a test needs to talk to it or check on it."""
 
@@ -174,9 +181,7 @@ class IpmiBmc:
         self.state_file.write_text(state + "\n")
 
     def stop(self):
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            self.process.wait(10)
+        terminate(self.process)
 
 
 @pytest.fixture(scope="module")
@@ -250,9 +255,7 @@ class SnmpPdu:
 
     def stop(self):
         """snmpd by its PID; its pass_persist script ends at the end of its stdin."""
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            self.process.wait(10)
+        terminate(self.process)
 
 
 @pytest.fixture(scope="module")

@@ -125,15 +125,16 @@ def uri_warnings(uri: str) -> list:
 # (the transports it applies to, None for all; words of the message; the explanation).
 _POLKIT_HINT = ("polkit: the host's polkit does not let the user this connection runs as manage libvirt (action "
                 "org.libvirt.unix.manage): give that user a polkit rule (docs/OPERATIONS.md), or connect read-only")
+_TLS = ("tls",)
 _SSH = ("ssh", "libssh", "libssh2")
 _CONNECT_HINTS = (
-    ("tls", "TLS confirmation", "TLS: the server refused this client's certificate (not signed by a CA the server "
+    (_TLS, "TLS confirmation", "TLS: the server refused this client's certificate (not signed by a CA the server "
                                 "trusts, or its name is not in the server's tls_allowed_dn_list; the server's libvirtd "
                                 "log says which)"),
-    ("tls", "verify peer's certificate", "TLS: the server's certificate does not verify against cacert.pem of the "
+    (_TLS, "verify peer's certificate", "TLS: the server's certificate does not verify against cacert.pem of the "
                                          "pkipath (another CA, expired, or it does not name the host of the URI)"),
-    ("tls", "failed validation", "TLS: this client's own certificate does not verify against cacert.pem of the pkipath"),
-    ("tls", "Cannot read", "TLS: the pkipath directory must hold cacert.pem, clientcert.pem and clientkey.pem, "
+    (_TLS, "failed validation", "TLS: this client's own certificate does not verify against cacert.pem of the pkipath"),
+    (_TLS, "Cannot read", "TLS: the pkipath directory must hold cacert.pem, clientcert.pem and clientkey.pem, "
                            "readable by the user that runs the module"),
     (_SSH, "Host key verification failed", "SSH: the host's key is missing from, or differs from the one in, the "
                                            "~/.ssh/known_hosts of the user that runs the module"),

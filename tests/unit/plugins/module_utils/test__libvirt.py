@@ -141,6 +141,7 @@ def test_uri_warnings_known_hosts_the_ssh_transport_ignores(uri, warned):
                                                      "Identity of host 'h2:22' differs from stored identity.",
      "differs from the one in the known_hosts file of the URI"),
     ("qemu+tls://h2/system", "Host key verification failed", None),
+    ("qemu:///system", "Cannot read CA certificate '/p/cacert.pem': No such file", None),  # no transport: not TLS
 ])
 def test_connect_hint(uri, message, words):
     hint = connect_hint(uri, message)

@@ -42,9 +42,11 @@ USER = "admin"
 PASSWORD = "bench-pw-1"
 
 sys.path.insert(0, os.path.join(ROOT, ".collections"))
+sys.path.insert(0, ROOT)
 from ansible_collections.kvmha.cluster.plugins.module_utils import _redfish  # noqa: E402
 from ansible_collections.kvmha.cluster.plugins.module_utils._deadline import Deadline  # noqa: E402
 from ansible_collections.kvmha.cluster.plugins.module_utils._errors import BmcError  # noqa: E402
+from lab import tls  # noqa: E402
 
 RUN = textwrap.dedent(
     """
@@ -86,20 +88,6 @@ def free_port(kind=socket.SOCK_STREAM) -> int:
         return s.getsockname()[1]
 
 
-def openssl(work: str, *args) -> None:
-    subprocess.run(["openssl", *args], cwd=work, check=True, capture_output=True)
-
-
-def make_pki(work: str) -> None:
-    openssl(work, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days",
-            "1", "-subj", "/CN=bench CA")
-    openssl(work, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "bmc.key", "-out", "bmc.csr", "-subj", "/CN=b")
-    with open(os.path.join(work, "ext.cnf"), "w", encoding="utf-8") as f:
-        f.write("subjectAltName=IP:127.0.0.1\n")
-    openssl(work, "x509", "-req", "-in", "bmc.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out",
-            "bmc.pem", "-days", "1", "-extfile", "ext.cnf")
-
-
 class Bench:
     def __init__(self, work: str, repeat: int):
         self.work = work
@@ -109,7 +97,7 @@ class Bench:
                         PYTHONWARNINGS="ignore", LC_ALL="C")
         self.processes = []
         self.samples = {name: [] for name in TOOLS}
-        make_pki(work)
+        tls.ensure_server_certificate(work, "bmc", "127.0.0.1")  # work/ca.pem, work/bmc.pem, work/bmc.key
         self.ipmi_port = free_port(socket.SOCK_DGRAM)
         self.state_file = os.path.join(work, "ipmi.state")
         self._start_ipmi()

@@ -129,13 +129,13 @@ _TLS = ("tls",)
 _SSH = ("ssh", "libssh", "libssh2")
 _CONNECT_HINTS = (
     (_TLS, "TLS confirmation", "TLS: the server refused this client's certificate (not signed by a CA the server "
-                                "trusts, or its name is not in the server's tls_allowed_dn_list; the server's libvirtd "
-                                "log says which)"),
+                               "trusts, or its name is not in the server's tls_allowed_dn_list; the server's libvirtd "
+                               "log says which)"),
     (_TLS, "verify peer's certificate", "TLS: the server's certificate does not verify against cacert.pem of the "
-                                         "pkipath (another CA, expired, or it does not name the host of the URI)"),
+                                        "pkipath (another CA, expired, or it does not name the host of the URI)"),
     (_TLS, "failed validation", "TLS: this client's own certificate does not verify against cacert.pem of the pkipath"),
     (_TLS, "Cannot read", "TLS: the pkipath directory must hold cacert.pem, clientcert.pem and clientkey.pem, "
-                           "readable by the user that runs the module"),
+                          "readable by the user that runs the module"),
     (_SSH, "Host key verification failed", "SSH: the host's key is missing from, or differs from the one in, the "
                                            "~/.ssh/known_hosts of the user that runs the module"),
     (_SSH, "verify the session host key", "SSH: the host's key is not in the known_hosts file of the URI"),

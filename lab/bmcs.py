@@ -40,22 +40,26 @@ def running(host):
 
 def start(host, ipmi_sim):
     """Start the host's BMC unless it runs."""
+    ensure_passwords(host)
+    # The Redfish certificate before the check, so that its openssl runs do not fall between "not running" and the
+    # spawn: a BMC that a killed `lab up` left starting would become ready meanwhile, and the spawn would remove its
+    # pid file and start a second one that cannot bind (seen in the lab stage's killed-midway test).
+    certificate = None if ipmi_sim else tls.ensure_server_certificate(config.PKI, config.bmc_name(host),
+                                                                       config.bmc_ip(host))
     if running(host):
         return
-    ensure_passwords(host)
     if ipmi_sim:
         _start_ipmi_sim(host)
     else:
-        _start_pyghmi(host)
+        _start_pyghmi(host, *certificate)
 
 
 def stop(host):
     kill_pid_file(_pid_file(host))
 
 
-def _start_pyghmi(host):
-    # Its Redfish face serves a certificate of the lab CA (config.PKI/ca.pem: the inventory's ca_path).
-    cert, key = tls.ensure_server_certificate(config.PKI, config.bmc_name(host), config.bmc_ip(host))
+def _start_pyghmi(host, cert, key):
+    """The BMC, its Redfish face serving ``cert`` of the lab CA (config.PKI/ca.pem: the inventory's ca_path)."""
     cmd = bmc_nsenter(host) + [
         config.PYTHON, '-m', 'lab.bmc', '--address', config.bmc_ip(host), '--port', str(config.BMC_PORT),
         '--user', config.BMC_USER, '--password-file', config.bmc_password_file(host), '--lab-host', host,

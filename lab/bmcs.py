@@ -44,8 +44,8 @@ def start(host, ipmi_sim):
     # The Redfish certificate before the check, so that its openssl runs do not fall between "not running" and the
     # spawn: a BMC that a killed `lab up` left starting would become ready meanwhile, and the spawn would remove its
     # pid file and start a second one that cannot bind (seen in the lab stage's killed-midway test).
-    certificate = None if ipmi_sim else tls.ensure_server_certificate(config.PKI, config.bmc_name(host),
-                                                                       config.bmc_ip(host))
+    name, address = config.bmc_name(host), config.bmc_ip(host)
+    certificate = None if ipmi_sim else tls.ensure_server_certificate(config.PKI, name, address)
     if running(host):
         return
     if ipmi_sim:

@@ -126,7 +126,7 @@ def _fault_target(name, words):
             raise LabError(f'{name} is cluster-wide: no host or argument')
         return None, None
     if not words or len(words) > 2:
-        raise LabError(f'lab fault {name} hN' + (' SECONDS' if fault.takes_arg else ''))
+        raise LabError(f'lab fault {name} hN' + (' ARG' if fault.takes_arg else ''))
     return words[0], (words[1] if len(words) > 1 else None)
 
 

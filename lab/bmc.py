@@ -31,6 +31,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import uuid
 
 import pyghmi.ipmi.bmc
@@ -140,8 +141,18 @@ class LabSwitch:
         self.host = host
         self.restore_file = config.bmc_power_restore_file(host)
         self.restore_after = None  # bmc-power-restore: off reads left before the chassis switches itself on
+        self.slow_file = config.bmc_slow_file(host)
+
+    def slow_down(self):
+        """bmc-slow: a BMC that takes its time over every power request (an overloaded or old controller)."""
+        try:
+            with open(self.slow_file, encoding='utf-8') as f:
+                time.sleep(int(f.read().strip()) / 1000)
+        except (OSError, ValueError):
+            pass
 
     def state(self):
+        self.slow_down()
         state = self.power.status(self.host)
         if state == 'off' and self.restore_after is not None:
             if self.restore_after > 0:
@@ -154,9 +165,11 @@ class LabSwitch:
         return state
 
     def on(self):
+        self.slow_down()
         self.power.on(self.host)
 
     def off(self):
+        self.slow_down()
         self.power.off(self.host)
         try:
             with open(self.restore_file, encoding='utf-8') as f:

@@ -105,6 +105,11 @@ def bmc_password_file(host):
     return f'{BMC_DIR}/{bmc_name(host)}/password'
 
 
+def bmc_slow_file(host):
+    """Present while the bmc-slow fault is active: how many milliseconds the BMC waits before each power request."""
+    return f'{BMC_DIR}/{bmc_name(host)}/slow-ms'
+
+
 def bmc_power_restore_file(host):
     """Present while the bmc-power-restore fault is active: how many off reads the BMC gives before it powers on."""
     return f'{BMC_DIR}/{bmc_name(host)}/power-restore'

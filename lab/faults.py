@@ -39,6 +39,8 @@ FAULTS = {f.name: f for f in (
     Fault('partition', 'host', doc='cut both cables (the BMC still answers)'),
     Fault('bmc-unreachable', 'host', doc="cut the BMC's cable"),
     Fault('bmc-wrong-password', 'host', doc="change the BMC's password (the inventory keeps the old one)"),
+    Fault('bmc-slow', 'host', takes_arg=True,
+          doc='the BMC answers every power read and command ARG milliseconds late, on both faces (pyghmi BMC only)'),
     Fault('bmc-power-restore', 'host', takes_arg=True,
           doc='after a power off the chassis answers off ARG times, then switches itself back on (pyghmi BMC only)'),
     Fault('store-readonly', 'host', boot=True, doc='new writes to the store fail with EROFS in the host'),
@@ -51,6 +53,9 @@ FAULTS = {f.name: f for f in (
     Fault('observer-store', 'cluster', doc="the controller's view of the store fails (ENOTCONN)"),
     Fault('observer-mgmt', 'cluster', doc="cut the controller's management cable"),
 )}
+
+# Faults the pyghmi BMC reads from a file of its own: its value is the fault's argument.
+BMC_FILES = {'bmc-power-restore': config.bmc_power_restore_file, 'bmc-slow': config.bmc_slow_file}
 
 CABLE_FAULTS = {'partition-mgmt': ('mgmt',), 'partition-private': ('priv',), 'partition': ('mgmt', 'priv'),
                 'bmc-unreachable': ('oob',)}
@@ -74,7 +79,7 @@ def lookup(name, host):
 
 def check_arg(fault, arg):
     if fault.takes_arg and (arg is None or not SKEW_RE.match(str(arg))):
-        raise LabError(f'{fault.name} needs a whole number of seconds, e.g. `lab fault {fault.name} h1 120` or -30')
+        raise LabError(f'{fault.name} needs a whole number, e.g. `lab fault {fault.name} h1 120` ({fault.doc})')
     if not fault.takes_arg and arg is not None:
         raise LabError(f'{fault.name} takes no argument')
 
@@ -199,13 +204,13 @@ def _apply(record, name, host, arg, on):
     elif name == 'bmc-wrong-password':
         new = secrets.token_urlsafe(12) if on else bmcs.controller_password(host)
         bmcs.set_password(host, host in record['ipmi_sim'], new)
-    elif name == 'bmc-power-restore':
+    elif name in BMC_FILES:
         if host in record['ipmi_sim']:
-            raise LabError(f'{host}: bmc-power-restore needs the pyghmi BMC (this host has ipmi_sim)')
+            raise LabError(f'{host}: {name} needs the pyghmi BMC (this host has ipmi_sim)')
         if on:
-            write_text(config.bmc_power_restore_file(host), f'{max(0, int(arg))}\n')
+            write_text(BMC_FILES[name](host), f'{max(0, int(arg))}\n')
         else:
-            remove(config.bmc_power_restore_file(host))
+            remove(BMC_FILES[name](host))
     elif name in ('store-readonly', 'store-hang'):
         apply_store(record, host)
     elif container.leader(host):  # the rest act inside the host; after a reboot there is nothing to undo

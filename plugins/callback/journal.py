@@ -13,7 +13,8 @@ description:
   - Follows the results of the kvmha.cluster modules during a watchdog run and writes, under O(journal_dir),
   - C(incidents/<time>-<run>-<host>.json) - one decision record per suspect host and run (C(<time>) is when the run
     started, UTC, C(%Y%m%dT%H%M%SZ); C(<run>) the run's id) - the verdict, the rule, the reasons,
-    all the evidence, every action taken with its result, and per-phase timestamps (last heartbeat, detected,
+    all the evidence, every action taken with its result, and per-phase timestamps (last heartbeat, probes started
+    at its first missed beat, detected,
     investigated, fenced, each VM running) from which the time to recovery is read;
   - C(events.jsonl) - one JSON event per line, appended as things happen;
   - O(metrics_file) - a Prometheus textfile (host verdicts, fences, recoveries, time to recovery, watchdog health);
@@ -183,6 +184,9 @@ class CallbackModule(CallbackBase):
             incident.mark("detected", detected)
             if entry.get("age") is not None:
                 incident.mark("last_heartbeat", detected - entry["age"])
+            late = (result.get("early") or {}).get(suspect) or {}
+            if isinstance(late.get("since"), (int, float)):
+                incident.mark("probes_started", late["since"])  # the read-only probes began at its first missed beat
             self.event("suspect", host=suspect, status=entry.get("status"), reason=entry.get("reason"), age=entry.get("age"))
         if not result.get("observer_ok", True):
             self.event("observer_not_ok", reason=result.get("observer_reason"))

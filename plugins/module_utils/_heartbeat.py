@@ -494,6 +494,24 @@ class StalenessJudge:
             return HostState(host, "clock_skew", reason, age, record, rebooted, offset)
         return HostState(host, "fresh", "", age, record, rebooted, offset)
 
+    def export(self) -> dict:
+        """What this judge has seen, for a later judge of the same observer in the same boot (see ``seed``)."""
+        return {host: [identity[0], identity[1], changed, rebooted] for host, (identity, changed, rebooted) in self._seen.items()}
+
+    def seed(self, seen: dict) -> None:
+        """Go on with an earlier judge's judgement: its last-change times are on our monotonic clock (same observer,
+        same boot - the caller checks). A host that beat since has another identity and starts again from now, so a
+        seed can only make an age more exact, never older than this judge could see for itself."""
+        now = self._monotonic()
+        entries = {}
+        for host, entry in seen.items():
+            validate_host_name(host)
+            if not (isinstance(entry, list) and len(entry) == 4 and isinstance(entry[0], str) and _is_int(entry[1])
+                    and _is_number(entry[2]) and entry[2] <= now and isinstance(entry[3], bool)):
+                raise InvalidInput("resume: the judgement of %s is not [boot_id, seq, changed, rebooted]" % host)
+            entries[host] = [(entry[0], entry[1]), float(entry[2]), entry[3]]
+        self._seen.update(entries)
+
     def _age(self, host: str, record: dict, mtime: float) -> tuple:
         now = self._monotonic()
         identity = (record["boot_id"], record["seq"])

@@ -95,6 +95,36 @@ options:
         at once. The watchdog sets it on its first watch of a run and not on the watch that follows the work.
     type: bool
     default: false
+  until_overdue:
+    description:
+      - Also end the watch at the first sample where a watched host has missed a beat (RV(overdue)) and none is
+        suspect yet, with RV(resume) in the result, so that the caller can look up those hosts' management
+        addresses and watch on with O(resume) and O(mgmt_targets). The host is not suspect - nothing may be done to
+        it, but the read-only probes can start, so that the evidence is ready when it turns stale.
+    type: bool
+    default: false
+  resume:
+    description:
+      - The RV(resume) of a watch that ended with O(until_overdue) on the same observer. The judgement goes on exactly
+        where that watch left it (its clock times are only meaningful in the same boot of the same machine - a resume
+        from another boot or observer, or one that is malformed, is ignored with a warning and the judgement starts
+        afresh).
+    type: dict
+  mgmt_targets:
+    description:
+      - Hosts whose SSH server to ask at once, in the background, while the watch goes on - a dict of host name to
+        a dict with C(address) and C(port) (22 by default). The same read-only probe as M(kvmha.cluster.mgmt_probe), with O(mgmt_attempts) connections
+        of O(mgmt_timeout_s) each; each answer is in RV(early).
+    type: dict
+    default: {}
+  mgmt_attempts:
+    description: Connections per host of O(mgmt_targets) (only silence is asked again).
+    type: int
+    default: 2
+  mgmt_timeout_s:
+    description: Seconds each connection of O(mgmt_targets) is given to bring the server's banner.
+    type: float
+    default: 1.0
   poll:
     description: Seconds between two samples while watching.
     type: float
@@ -291,10 +321,32 @@ invalid_hosts:
   returned: state=check
   type: dict
   sample: {"hv_9": "host name 'hv_9' is not an RFC 1123 name (label 'hv_9': letters, digits and inner hyphens, 1-63)"}
+ended:
+  description:
+    - Why the watch ended - V(suspects), V(work) (O(until_work)), V(overdue) (O(until_overdue)), V(observer) (the
+      observer is not OK) or V(window).
+  returned: state=check and the store could be read
+  type: str
+  sample: window
+early:
+  description:
+    - For each suspect or overdue host, what is known since it was first late - C(since) (Unix time) and the answer
+      of its SSH server if it was in O(mgmt_targets) and the probe has ended (C(mgmt), shaped like
+      M(kvmha.cluster.mgmt_probe)'s result, with C(asked_at)), else C(mgmt) null.
+  returned: state=check and the store could be read
+  type: dict
+  sample: {h1: {since: 1764063000.2, mgmt: {any_reachable: false, asked_at: 1764063000.5, early: true,
+           probes: [{target: 198.51.100.11, port: 22, reachable: false, answer: timeout}]}}}
+resume:
+  description: What a following watch on the same observer needs to go on with the same judgement (see O(resume)).
+  returned: when the watch ended because a host is overdue (O(until_overdue))
+  type: dict
+  sample: {observer_boot: 0c1e0f6b-5f0a-4a38-9d7e-1b6c2f0a9e11, judge: {h1: [5f0c7a1e-4f1c-4b6e-9a59-0f3c2b0d9d11, 4242, 8123.5, false]},
+           early: {since: {h1: 1764063000.2}, baselines: {}}}
 disk_samples:
   description:
     - For each suspect, a first sample of its HA VMs' disks (size, modification time in ns, allocated blocks),
-      taken when it was found. Pass it to M(kvmha.cluster.vm_disk_activity) as O(kvmha.cluster.vm_disk_activity#module:baseline).
+      taken when it was first late (overdue), or when it was found. Pass it to M(kvmha.cluster.vm_disk_activity) as O(kvmha.cluster.vm_disk_activity#module:baseline).
   returned: state=check
   type: dict
   sample: {h1: {sampled_at: 1764063000.2, disks: {/var/lib/kvmha-lab/store/images/g1.img: [1048576, 1764063000123456789, 2048]}}}
@@ -335,6 +387,7 @@ from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import STOR
 from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule, run_module
 from ansible_collections.kvmha.cluster.plugins.module_utils._deadline import call_with_deadline
 from ansible_collections.kvmha.cluster.plugins.module_utils._diskactivity import baseline, ha_disks
+from ansible_collections.kvmha.cluster.plugins.module_utils._early import EarlyEvidence, observer_boot, read_resume, resume_state
 from ansible_collections.kvmha.cluster.plugins.module_utils._errors import DeadlineExceeded, InvalidInput, StoreError, check_range
 from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import (
     RecordReader,
@@ -368,6 +421,11 @@ ARGUMENT_SPEC = merge_specs(
         "max_record_size": {"type": "int", "default": 1048576},
         "detail": {"type": "str", "choices": ["full", "suspects"], "default": "full"},
         "until_work": {"type": "bool", "default": False},
+        "until_overdue": {"type": "bool", "default": False},
+        "resume": {"type": "dict"},
+        "mgmt_targets": {"type": "dict", "default": {}},
+        "mgmt_attempts": {"type": "int", "default": 2},
+        "mgmt_timeout_s": {"type": "float", "default": 1.0},
     },
 )
 
@@ -386,12 +444,26 @@ class HeartbeatCheck:
         self.observer = params["observer_host"] and validate_host_name(params["observer_host"])
         self.marks = None  # read once per run: marks change rarely, and only between runs
         self.owed = ({}, {})
+        self.early = EarlyEvidence(params["mgmt_targets"], params["mgmt_attempts"], params["mgmt_timeout_s"])
+        self.boot = observer_boot()
+        self.resume_ignored = "" if params["resume"] is None else self._resume(params["resume"])
         check_range("watch", params["watch"], 0)
         for name in ("poll", "store_timeout_s"):
             check_range(name, params[name], 0, exclusive_minimum=True)
 
     def _store_now(self) -> float:
         return self.store_time()  # looked up at each call: _sample replaces store_time with the store's clock
+
+    def _resume(self, resume: dict) -> str:
+        """Go on with the judgement of the watch that handed over (until_overdue); why not, when it cannot be."""
+        try:
+            judged, early = read_resume(resume, self.boot)
+            self.early.take_over(early)
+            self.judge.seed(judged)  # all or nothing
+        except InvalidInput as err:
+            self.early.forget()
+            return str(err)
+        return ""
 
     def _valid_names(self, names):
         for name in names:
@@ -404,6 +476,7 @@ class HeartbeatCheck:
         start = time.monotonic()
         window_end = start + self.params["watch"]
         samples, first_suspect = 0, None
+        self.early.start()
         while True:
             samples += 1
             try:
@@ -411,19 +484,46 @@ class HeartbeatCheck:
             except (StoreError, DeadlineExceeded) as err:
                 return self._isolated(str(err), samples, start)
             result = self._summarise(states, ignored)
+            self._note_early(states, result)
             now = time.monotonic()
             if result["suspects"] and first_suspect is None:
                 first_suspect = now
-            if (result["suspects"] and not self._settling(result, states, now - (first_suspect or now))
-                    or (result["work"] and self.params["until_work"]) or not result["observer_ok"]
-                    or now + self.params["poll"] > window_end):
+            ended = self._ended(result, states, now - (first_suspect or now), now + self.params["poll"] > window_end)
+            if ended:
                 break
             time.sleep(self.params["poll"])
         result["disk_samples"] = self._disk_samples(states, result["suspects"])
+        result["early"] = self.early.report(result["suspects"] + result["overdue"])
+        if ended == "overdue":
+            result["resume"] = resume_state(self.boot, self.judge.export(), self.early)
         result.update(changed=False, cluster=self.params["cluster"], samples=samples, store_now=round(self.store_time(), 3),
-                      settled=round(time.monotonic() - first_suspect, 3) if first_suspect else 0.0,
+                      settled=round(time.monotonic() - first_suspect, 3) if first_suspect else 0.0, ended=ended,
                       elapsed=round(time.monotonic() - start, 3))
         return result
+
+    def _ended(self, result: dict, states: list, settling_for: float, window_over: bool):
+        """Why the watch ends after this sample, or ``None`` to go on."""
+        if not result["observer_ok"]:
+            return "observer"
+        if result["suspects"] and not self._settling(result, states, settling_for):
+            return "suspects"
+        if result["work"] and self.params["until_work"]:
+            return "work"
+        if result["overdue"] and not result["suspects"] and self.params["until_overdue"]:
+            return "overdue"
+        return "window" if window_over else None
+
+    def _note_early(self, states: list, result: dict) -> None:
+        """Start the read-only probes of every host that has missed a beat (see _early): the first disk sample."""
+        late = result["overdue"] + result["suspects"]
+        if set(late) == set(self.early.since):
+            return  # nobody new is late, nobody is back: the healthy path costs no thread
+        records = {s.host: s.record for s in states if s.host in late}
+        try:
+            call_with_deadline(self.early.note, self.params["store_timeout_s"], "sampling the late hosts' VM disks",
+                               late, records, lambda record: baseline(ha_disks(record)))
+        except DeadlineExceeded:
+            pass  # the probe play samples them again; a hung disk never stops the watch
 
     def _settling(self, result: dict, states: list, waited: float) -> bool:
         """Keep watching a little after the first suspect while other hosts are overdue.
@@ -437,13 +537,15 @@ class HeartbeatCheck:
         return bool(overdue) and waited < max(self.params["misses"] * s.record["interval"] for s in overdue)
 
     def _disk_samples(self, states: list, suspects: list) -> dict:
-        """First samples of the suspects' VM disks, taken the moment they are found (see vm_disk_activity)."""
-        records = {s.host: s.record for s in states if s.host in suspects}
+        """First samples of the suspects' VM disks: taken when each was first late (see vm_disk_activity)."""
+        taken = {h: self.early.baselines[h] for h in suspects if h in self.early.baselines}
+        records = {s.host: s.record for s in states if s.host in suspects and s.host not in taken}
         try:
-            return call_with_deadline(lambda: {h: baseline(ha_disks(r)) for h, r in records.items()},
-                                      self.params["store_timeout_s"], "sampling the suspects' VM disks")
+            taken.update(call_with_deadline(lambda: {h: baseline(ha_disks(r)) for h, r in records.items()},
+                                            self.params["store_timeout_s"], "sampling the suspects' VM disks"))
         except DeadlineExceeded:
-            return {}
+            pass
+        return taken
 
     def _sample(self) -> tuple:
         ignored = {}
@@ -457,9 +559,6 @@ class HeartbeatCheck:
             self.marks = {kind: read_marks(self.params["store_path"], kind, now=now) for kind in MARK_KINDS}
             self.owed = self._read_owed(hosts)
         return [self.judge.judge(self.reader.read(host)) for host in hosts], ignored
-
-    def _store_now(self) -> float:
-        return self.store_time()  # looked up at each call: _sample replaces store_time once it has read the store
 
     def _read_owed(self, hosts) -> tuple:
         """Open owed documents ({host: data}) and unreadable ones ({host: reason}), read once per run like the marks."""
@@ -579,7 +678,10 @@ def run(module: KvmhaModule) -> dict:
     params = module.params
     if params["state"] == "stopped":
         return StoppedMarker(params, module.check_mode, module.diff_mode).run()
-    result = HeartbeatCheck(params).run()
+    check = HeartbeatCheck(params)
+    if check.resume_ignored:
+        module.warn("resume is not used, the judgement starts afresh: %s" % check.resume_ignored)
+    result = check.run()
     for name, reason in sorted(result["invalid_hosts"].items()):
         module.warn("%r is skipped, it is not watched: %s" % (name, reason))
     return result

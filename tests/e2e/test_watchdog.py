@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import time
+from datetime import datetime
 
 from cluster import REPO, Cluster, wait_for
 from conftest import report_rto
@@ -20,6 +21,12 @@ def test_host_crash_is_fenced_and_its_vms_restarted(cluster):
     record = run.incidents["h1"]
     assert record["actions"][0]["result"]["fenced"] is True and record["rto_s"] is not None
     assert set(record["timestamps"]) >= {"last_heartbeat", "detected", "investigated", "fenced", "vm_running:g1", "vm_running:g2"}
+    # Issue 17: the read-only probes start at h1's first missed beat, before it is suspect; power is touched only once
+    # the policy's count of missed beats has passed.
+    at = {phase: datetime.fromisoformat(when).timestamp() for phase, when in record["timestamps"].items()}
+    interval = record["evidence"]["heartbeat"]["interval"]
+    assert at["last_heartbeat"] + interval < at["probes_started"] < at["detected"] < at["fenced"]
+    assert at["fenced"] - at["last_heartbeat"] >= 3 * interval
     report_rto(run, "h1")
 
 

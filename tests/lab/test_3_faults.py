@@ -94,6 +94,21 @@ def test_bmc_wrong_password(lab, host):
     assert bmc_power(host) == 'on'
 
 
+def test_bmc_slow_delays_every_power_read_on_both_faces_and_is_refused_for_ipmi_sim(lab):
+    lab.fault('h1', 'bmc-slow', 400)
+    try:
+        started = time.monotonic()
+        assert bmc_power('h1') == 'on'
+        assert time.monotonic() - started >= 0.4  # a lower bound: the BMC slept before it answered
+    finally:
+        lab.heal('h1', 'bmc-slow')
+    assert not os.path.exists(config.bmc_slow_file('h1'))
+    with pytest.raises(LabError, match='needs the pyghmi BMC'):
+        lab.fault('h3', 'bmc-slow', 400)
+    with pytest.raises(LabError, match='needs a whole number'):
+        lab.fault('h1', 'bmc-slow', 'fast')
+
+
 def test_an_ipmi_sim_password_may_start_with_a_dash(lab):
     """The lab's random passwords (token_urlsafe) sometimes start with '-': changing ipmi_sim's to one over IPMI must
     set exactly that password, not what ipmitool's option parser makes of it."""

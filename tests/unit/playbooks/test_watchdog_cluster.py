@@ -94,6 +94,22 @@ def test_a_host_back_after_a_fence_is_reconciled_then_the_cluster_watched_on(tmp
     assert _marks.read_marks(str(tmp_path / "store"), _marks.FENCED)["active"] == {}, "reconciled: nothing of hv2 was kept"
 
 
+def test_a_late_member_has_its_management_asked_while_the_watch_goes_on(tmp_path):
+    """Issue 17: hv2 has missed a beat (older than 1.5 intervals, not yet 3): the first watch ends there, its SSH
+    server (a closed loopback port here) is asked in the background by the watch that goes on, and nothing is done
+    to it - it is not a suspect."""
+    inventory = site(tmp_path, {"a": CLUSTERS["a"]}, CLUSTERS["a"])
+    record = record_path(str(tmp_path / "store"), "hv2")
+    late = time.time() - 1000  # a 600 s interval: overdue after 900 s, stale after 1800 s (2 s of skew allowance)
+    os.utime(record, (late, late))
+    done = watchdog(tmp_path, inventory)
+    assert done.returncode == 0, done.output[-4000:]
+    assert "TASK [Look up the late hosts' management addresses]" in done.output, done.output[-4000:]
+    assert "TASK [Watch the heartbeats for the rest of the window]" in done.output, done.output[-4000:]
+    assert 'kvmha_suspects{cluster="a"} 0' in metrics(tmp_path)
+    assert "Take the cluster lease - only the watchdog" not in done.output, done.output[-4000:]
+
+
 def test_the_cluster_named_is_watched_and_only_its_members(tmp_path):
     done = watchdog(tmp_path, site(tmp_path, CLUSTERS, CLUSTERS["b"]), kvmha_watch_cluster="b")
     assert done.returncode == 0, done.output[-4000:]

@@ -47,7 +47,7 @@ def playbook_tasks(name):
 EXPECTED = {
     ("cluster.yml", "host_investigate"): ("", ""),  # the policy check: no decision
     ("observe.yml", "kvm_heartbeat"): ("observation", ""),
-    ("watch_on.yml", "kvm_heartbeat"): ("observation", ""),
+    ("watch_rest.yml", "kvm_heartbeat"): ("observation", ""),
     ("watch_on.yml", "cluster_lease"): ("lease", ""),
     ("converge.yml", "cluster_lease"): ("lease", ""),
     ("converge.yml", "vm_evacuate"): ("recovery", "recovery"),

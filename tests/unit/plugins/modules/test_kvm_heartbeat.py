@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 import time
 import uuid
@@ -251,3 +252,97 @@ def test_hosts_dying_together_are_reported_together(run_module, store):
         stop.set()
         thread.join()
     assert result["suspects"] == ["h1", "h2"] and result["overdue"] == [] and result["settled"] > 0
+
+
+# ------------------------------------------------------------------------------ probes before the decision (issue 17)
+
+
+@pytest.fixture
+def ssh_server():
+    """A loopback server that sends an SSH identification line to every connection."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve():
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.sendall(b"SSH-2.0-OpenSSH_test\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join()
+    server.close()
+
+
+def beating(store, interval, last_seq, hosts=("h1", "h2")):
+    """h2 beats all along; h1 beats every ``interval`` until ``last_seq``, then stops (a crash)."""
+    stop = threading.Event()
+
+    def writers():
+        seq = 1
+        while not stop.wait(interval / 4):
+            seq += 1
+            beat(store, "h2", seq=seq, interval=2.0)
+            if seq // 4 < last_seq:
+                beat(store, "h1", seq=seq // 4 + 1, interval=interval, vms=[])
+    thread = threading.Thread(target=writers, daemon=True)
+    thread.start()
+    return stop, thread
+
+
+def test_probes_start_at_the_first_missed_beat_and_the_answer_is_there_at_the_decision(run_module, store, ssh_server):
+    """The watch ends at h1's first missed beat (not a suspect yet); the next watch of the same observer goes on with
+    the same judgement, asks h1's SSH server in the background and returns h1 suspect with the answer already in."""
+    beat(store, "h1", interval=0.4)
+    beat(store, "h2", interval=2.0)
+    stop, thread = beating(store, 0.4, last_seq=4)
+    common = {"store_path": store, "watch": 30, "poll": 0.05, "skew_allowance": 0.05}
+    try:
+        first = run_module(kvm_heartbeat, dict(common, until_overdue=True))
+        second = run_module(kvm_heartbeat, dict(common, resume=first["resume"],
+                                                mgmt_targets={"h1": {"address": "127.0.0.1", "port": ssh_server}}))
+    finally:
+        stop.set()
+        thread.join()
+    assert first["ended"] == "overdue" and first["overdue"] == ["h1"] and first["suspects"] == []
+    assert "h1" in first["early"] and first["early"]["h1"]["mgmt"] is None
+    assert second["ended"] == "suspects" and second["suspects"] == ["h1"] and "warnings" not in second
+    early = second["early"]["h1"]
+    assert early["since"] == first["early"]["h1"]["since"]  # late since the first watch, not since the second
+    assert early["mgmt"]["any_reachable"] is True and early["mgmt"]["probes"][0]["banner"] == "SSH-2.0-OpenSSH_test"
+    assert early["since"] <= early["mgmt"]["asked_at"]
+    # nothing before the policy's count: stale only once 3 x 0.4 s passed since its last new seq
+    assert second["hosts"]["h1"]["status"] == "stale" and second["hosts"]["h1"]["age"] >= 1.2
+    assert second["disk_samples"]["h1"] == first["resume"]["early"]["baselines"]["h1"]
+
+
+def test_a_resume_from_elsewhere_is_ignored_with_a_warning(run_module, store):
+    beat(store, "h1")
+    result = run_module(kvm_heartbeat, {"store_path": store, "resume": {"observer_boot": "another machine", "judge": {}}})
+    assert result["fresh"] == ["h1"] and result["ended"] == "window"
+    assert any("resume is not used" in str(w) and "another observer" in str(w) for w in result["warnings"])
+
+
+def test_a_deep_or_hostile_resume_is_ignored_and_watches_as_usual(run_module, store, monkeypatch):
+    beat(store, "h1")
+    monkeypatch.setattr(kvm_heartbeat, "observer_boot", lambda: "b1")
+    deep = {}
+    for _ in range(50):
+        deep = {"h1": deep}
+    for resume in ({"observer_boot": "b1", "judge": deep}, {"observer_boot": "b1", "judge": {"h1": ["b", 1, 1e300, False]}},
+                   {"observer_boot": "b1", "early": {"since": {"h1": 1.0}, "baselines": {"h1": "x"}}}):
+        result = run_module(kvm_heartbeat, {"store_path": store, "resume": resume})
+        assert result["fresh"] == ["h1"] and any("resume is not used" in str(w) for w in result["warnings"])
+
+
+def test_without_until_overdue_a_late_host_does_not_end_the_watch(run_module, store):
+    beat(store, "h1", age=1.0, interval=0.5)  # overdue already (1.5 x 0.5 s), stale only after 3 x 0.5 s
+    result = run_module(kvm_heartbeat, {"store_path": store, "watch": 0.2, "poll": 0.05, "skew_allowance": 0.0})
+    assert result["ended"] in ("window", "suspects") and "resume" not in result

@@ -1,0 +1,127 @@
+# Copyright: kvmha.cluster contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# This module_utils is PRIVATE: only the kvmha.cluster collection may use it, and it may change at any time.
+"""Evidence gathered while the watch goes on, so that it is ready when a host turns suspect.
+
+A host that has missed one beat (``overdue``) is still alive by the policy, and nothing may be done to it. But the
+read-only probes can start: the first sample of its VM disks, and - when the caller passes its management address -
+the banner of its SSH server (the probe of ``_reach``). When it turns stale ``misses`` beats later, the disk window
+has passed and the management answer is there; investigation starts with evidence instead of waiting for it.
+Nothing here decides or acts: the decision still waits for the policy's missed-beat count.
+
+A watch that returns at the first overdue host (so that the caller can look up that host's management address)
+hands its judgement to the next watch of the same observer as ``resume``: the judge's last-change times are
+monotonic-clock times, meaningful only on the same machine in the same boot, so the observer's boot id goes with them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from ._errors import InvalidInput
+from ._heartbeat import validate_host_name
+from ._ping import aggregate
+from ._reach import probe, validate_settings
+
+BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
+
+
+def observer_boot(path: str = BOOT_ID_PATH) -> str:
+    """This machine's boot id, or "" when it cannot be read (then no resume is ever trusted)."""
+    try:
+        with open(path, encoding="ascii") as handle:
+            return handle.read(64).strip()
+    except (OSError, ValueError):
+        return ""
+
+
+class EarlyEvidence:
+    """The early evidence of one watch: disk baselines of overdue hosts, and their management banners."""
+
+    def __init__(self, mgmt_targets: dict, attempts: int = 2, deadline: float = 1.0, probe_one=probe, wall=time.time):
+        self.since: dict = {}  # host -> wall time it was first seen overdue (or suspect)
+        self.baselines: dict = {}  # host -> first disk sample (see _diskactivity.baseline)
+        self.mgmt: dict = {}  # host -> mgmt_probe-shaped result, once its probe has ended
+        self._targets = _valid_targets(mgmt_targets or {}, attempts, deadline)
+        self._attempts, self._deadline = attempts, deadline
+        self._probe, self._wall = probe_one, wall
+
+    def start(self) -> None:
+        """Ask every given host's SSH server now, each in its own thread; the watch does not wait for them."""
+        for host, (address, port) in self._targets.items():
+            threading.Thread(target=self._ask, args=(host, address, port), daemon=True).start()
+
+    def _ask(self, host: str, address: str, port: int) -> None:
+        asked_at = self._wall()
+        answer = self._probe(address, port, self._attempts, self._deadline)
+        self.mgmt[host] = dict(aggregate([answer]), probes=[answer], asked_at=round(asked_at, 3), early=True)
+
+    def note(self, late: list, records: dict, sample) -> None:
+        """Take the first disk sample of every host late for the first time; forget hosts that beat again."""
+        for host in list(self.since):
+            if host not in late:
+                del self.since[host]
+                self.baselines.pop(host, None)
+        for host in late:
+            if host not in self.since:
+                self.since[host] = self._wall()
+                self.baselines[host] = sample(records.get(host))
+
+    def report(self, hosts: list) -> dict:
+        """What is known early of ``hosts``: since when each was late, and its management answer if it came."""
+        return {h: {"since": round(self.since[h], 3), "mgmt": self.mgmt.get(h)} for h in hosts if h in self.since}
+
+    def forget(self) -> None:
+        self.since.clear()
+        self.baselines.clear()
+
+    def handover(self) -> dict:
+        return {"since": dict(self.since), "baselines": dict(self.baselines)}
+
+    def take_over(self, state: dict) -> None:
+        since, baselines = _section(state, "since"), _section(state, "baselines")
+        for host, when in since.items():
+            validate_host_name(host)
+            if isinstance(when, bool) or not isinstance(when, (int, float)) or not isinstance(baselines.get(host), dict):
+                raise InvalidInput("resume: the early evidence of %s is not a time and a disk sample" % host)
+        self.since.update(since)
+        self.baselines.update((h, baselines[h]) for h in since)
+
+
+def resume_state(boot: str, judge: dict, early: EarlyEvidence) -> dict:
+    """What the next watch of this observer needs to go on with the same judgement (see ``read_resume``)."""
+    return {"observer_boot": boot, "judge": judge, "early": early.handover()}
+
+
+def read_resume(resume: dict, boot: str) -> tuple:
+    """The judge's and the early evidence's part of ``resume``, or ``InvalidInput`` saying why it cannot be used."""
+    if not isinstance(resume, dict):
+        raise InvalidInput("resume must be the resume of an earlier watch")
+    if not boot or resume.get("observer_boot") != boot:
+        raise InvalidInput("resume comes from another observer or another boot of this one")
+    return _section(resume, "judge"), _section(resume, "early")
+
+
+def _section(doc: dict, key: str) -> dict:
+    value = doc.get(key, {})
+    if not isinstance(value, dict):
+        raise InvalidInput("resume: %s must be a dict" % key)
+    return value
+
+
+def _valid_targets(targets: dict, attempts: int, deadline: float) -> dict:
+    valid = {}
+    for host, target in targets.items():
+        if not isinstance(target, dict) or not isinstance(target.get("address"), str) or not target["address"]:
+            raise InvalidInput("mgmt_targets: %s needs an address" % str(host)[:100])
+        port = target.get("port", 22)
+        if isinstance(port, str) and port.isdigit():
+            port = int(port)  # an inventory's ansible_port may be a string
+        if isinstance(port, bool) or not isinstance(port, int):
+            raise InvalidInput("mgmt_targets: the port of %s must be an integer" % str(host)[:100])
+        validate_settings(port, attempts, deadline)
+        valid[validate_host_name(host)] = (target["address"], port)
+    return valid

@@ -463,6 +463,12 @@ class StalenessJudge:
     A record whose ``ts`` differs from its file's mtime by more than ``skew_allowance`` comes from a writer
     with a wrong clock: it is reported as ``clock_skew`` (alive, but worth an alert), never as proof of life
     by itself.
+
+    ``export`` and ``seed`` carry the history over to the next judge on the same monotonic clock (the watch
+    handover, ``_handover.py``): a seeded host whose identity is unchanged continues its age from when the
+    earlier judge saw that identity appear - but never younger than the mtime estimate and never older than the
+    file itself allows (its age by the store's clock plus ``skew_allowance``), so a wrong seed cannot make a host
+    stale sooner than a clock disagreement within the allowance could.
     """
 
     def __init__(self, misses: int = 3, skew_allowance: float = 2.0, wall=time.time, monotonic=time.monotonic):
@@ -473,6 +479,15 @@ class StalenessJudge:
         self._wall = wall
         self._monotonic = monotonic
         self._seen: dict = {}  # host -> [(boot_id, seq), last change (monotonic), rebooted]
+        self._seeds: dict = {}  # host -> ((boot_id, seq), last change (monotonic)), for its first reading only
+
+    def seed(self, seen: dict) -> None:
+        """Continue an earlier judge on the same monotonic clock: ``{host: ((boot_id, seq), last change)}``."""
+        self._seeds = dict(seen)
+
+    def export(self) -> dict:
+        """What ``seed`` takes: every host with a usable reading, its identity and when that last changed."""
+        return {host: (seen[0], seen[1]) for host, seen in self._seen.items()}
 
     def judge(self, reading: Reading) -> HostState:
         host = reading.host
@@ -499,7 +514,12 @@ class StalenessJudge:
         identity = (record["boot_id"], record["seq"])
         seen = self._seen.get(host)
         if seen is None:
-            estimated_age = max(0.0, self._wall() - mtime - self.skew_allowance)
+            file_age = self._wall() - mtime
+            estimated_age = max(0.0, file_age - self.skew_allowance)
+            seed = self._seeds.pop(host, None)
+            if seed is not None and seed[0] == identity and estimated_age < now - seed[1] <= file_age + self.skew_allowance:
+                self._seen[host] = [identity, seed[1], False]
+                return now - seed[1], False
             self._seen[host] = [identity, now - estimated_age, False]
             return estimated_age, False
         if seen[0] != identity:

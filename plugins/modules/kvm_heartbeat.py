@@ -34,6 +34,8 @@ description:
     cannot be read, a fenced host back (RV(work)).
   - With O(state=stopped), writes the graceful-stop marker for O(host), keeping everything its last record knew
     (its VM list in particular), so the watchdog investigates at once instead of waiting for staleness.
+  - With O(handover), a check continues the judgement of the previous check on the same observer and leaves its
+    own for the next one, so that back-to-back runs judge a host as one continuous watch would.
 author:
   - kvmha.cluster developers (@kvmha)
 extends_documentation_fragment:
@@ -53,7 +55,7 @@ attributes:
 options:
   state:
     description:
-      - V(check) reads heartbeats and changes nothing.
+      - V(check) reads heartbeats and changes nothing but the watch handover (O(handover)).
       - V(stopped) writes the stopped marker for O(host).
     type: str
     choices: [check, stopped]
@@ -127,6 +129,17 @@ options:
     description: Records larger than this many bytes are reported as C(invalid).
     type: int
     default: 1048576
+  handover:
+    description:
+      - At the end of a check, write what it saw last of each host - its boot id, its sequence number and when
+        that last changed on the observer's monotonic clock - to C(<store>/kvmha/handover/<cluster>/<observer>.json),
+        and start each check from that file. A host whose heartbeat did not change in between then keeps its exact
+        age instead of the estimate from its file's modification time less O(skew_allowance).
+      - The file belongs to one boot of one observer (its kernel's boot id), so that two controllers or an observer
+        host never read each other's. A handover that cannot be read or trusted is ignored with a warning; a seeded
+        age is never older than the file's own age plus O(skew_allowance). Not written in check mode.
+    type: bool
+    default: true
   detail:
     description:
       - V(full) returns every field of every host.
@@ -224,6 +237,13 @@ maintenance_expired:
   returned: state=check
   type: dict
   sample: {}
+handover:
+  description:
+    - C(loaded) is the number of hosts in the handover this check started from (0 without one), C(written) whether
+      it left its own for the next check.
+  returned: state=check and the store could be read
+  type: dict
+  sample: {loaded: 16, written: true}
 store_now:
   description:
     - The store's clock (Unix time) at the end of the watch - the clock every expiry (RV(maintenance) C(expires_at))
@@ -335,7 +355,14 @@ from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import STOR
 from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule, run_module
 from ansible_collections.kvmha.cluster.plugins.module_utils._deadline import call_with_deadline
 from ansible_collections.kvmha.cluster.plugins.module_utils._diskactivity import baseline, ha_disks
-from ansible_collections.kvmha.cluster.plugins.module_utils._errors import DeadlineExceeded, InvalidInput, StoreError, check_range
+from ansible_collections.kvmha.cluster.plugins.module_utils._errors import (
+    DeadlineExceeded,
+    InvalidInput,
+    InvalidStoreInput,
+    StoreError,
+    check_range,
+)
+from ansible_collections.kvmha.cluster.plugins.module_utils._handover import encode, handover_path, load, observer_id, save
 from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import (
     RecordReader,
     StalenessJudge,
@@ -368,6 +395,7 @@ ARGUMENT_SPEC = merge_specs(
         "max_record_size": {"type": "int", "default": 1048576},
         "detail": {"type": "str", "choices": ["full", "suspects"], "default": "full"},
         "until_work": {"type": "bool", "default": False},
+        "handover": {"type": "bool", "default": True},
     },
 )
 
@@ -375,7 +403,7 @@ ARGUMENT_SPEC = merge_specs(
 class HeartbeatCheck:
     """One observation session: samples the store until a host turns suspect or the watch window ends."""
 
-    def __init__(self, params: dict):
+    def __init__(self, params: dict, check_mode: bool = False):
         self.params = params
         self.reader = RecordReader(params["store_path"], max_bytes=params["max_record_size"])
         self.store_time = time.time  # the store's clock from the first sample on (see _sample)
@@ -389,9 +417,10 @@ class HeartbeatCheck:
         check_range("watch", params["watch"], 0)
         for name in ("poll", "store_timeout_s"):
             check_range(name, params[name], 0, exclusive_minimum=True)
-
-    def _store_now(self) -> float:
-        return self.store_time()  # looked up at each call: _sample replaces store_time with the store's clock
+        self.warnings = []
+        self.handover = self._handover_file() if params["handover"] else None
+        self.handover_out = self.handover if not check_mode else None
+        self.handover_result = {"loaded": 0, "written": False}
 
     def _valid_names(self, names):
         for name in names:
@@ -420,6 +449,7 @@ class HeartbeatCheck:
                 break
             time.sleep(self.params["poll"])
         result["disk_samples"] = self._disk_samples(states, result["suspects"])
+        result["handover"] = dict(self.handover_result, written=self._hand_over())
         result.update(changed=False, cluster=self.params["cluster"], samples=samples, store_now=round(self.store_time(), 3),
                       settled=round(time.monotonic() - first_suspect, 3) if first_suspect else 0.0,
                       elapsed=round(time.monotonic() - start, 3))
@@ -456,10 +486,46 @@ class HeartbeatCheck:
             now = self.store_time()
             self.marks = {kind: read_marks(self.params["store_path"], kind, now=now) for kind in MARK_KINDS}
             self.owed = self._read_owed(hosts)
+            self._take_over()
         return [self.judge.judge(self.reader.read(host)) for host in hosts], ignored
 
     def _store_now(self) -> float:
         return self.store_time()  # looked up at each call: _sample replaces store_time once it has read the store
+
+    def _handover_file(self):
+        """(path, observer) of this observer's watch handover, or None where there is none."""
+        observer = observer_id()
+        if observer is None:
+            return None
+        try:
+            return handover_path(self.params["store_path"], self.params["cluster"], observer), observer
+        except InvalidStoreInput as err:
+            self.warnings.append("no watch handover: %s" % err)
+            return None
+
+    def _take_over(self) -> None:
+        """Seed the judge with the previous check's handover (first sample only, inside its store deadline)."""
+        if self.handover is None:
+            return
+        path, observer = self.handover
+        seen, problem = load(path, self.params["cluster"], observer, time.monotonic())
+        if problem:
+            self.warnings.append("watch handover: %s; ages are estimated from the records' times" % problem)
+        self.judge.seed(seen)
+        self.handover_result["loaded"] = len(seen)
+
+    def _hand_over(self) -> bool:
+        """Leave what this check saw last for the next one; a failure costs the next check its history only."""
+        if self.handover_out is None:
+            return False
+        path, observer = self.handover_out
+        data = encode(self.params["cluster"], observer, time.monotonic(), self.judge.export())
+        try:
+            call_with_deadline(save, self.params["store_timeout_s"], "writing %s" % path, path, data, self.store_time())
+        except (OSError, DeadlineExceeded) as err:
+            self.warnings.append("watch handover not written: %s" % (getattr(err, "strerror", None) or err))
+            return False
+        return True
 
     def _read_owed(self, hosts) -> tuple:
         """Open owed documents ({host: data}) and unreadable ones ({host: reason}), read once per run like the marks."""
@@ -579,9 +645,12 @@ def run(module: KvmhaModule) -> dict:
     params = module.params
     if params["state"] == "stopped":
         return StoppedMarker(params, module.check_mode, module.diff_mode).run()
-    result = HeartbeatCheck(params).run()
+    check = HeartbeatCheck(params, module.check_mode)
+    result = check.run()
     for name, reason in sorted(result["invalid_hosts"].items()):
         module.warn("%r is skipped, it is not watched: %s" % (name, reason))
+    for warning in check.warnings:
+        module.warn(warning)
     return result
 
 

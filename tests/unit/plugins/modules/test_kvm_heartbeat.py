@@ -251,3 +251,78 @@ def test_hosts_dying_together_are_reported_together(run_module, store):
         stop.set()
         thread.join()
     assert result["suspects"] == ["h1", "h2"] and result["overdue"] == [] and result["settled"] > 0
+
+
+# --------------------------------------------------------------------------------------------------- watch handover
+
+
+def handover_dir(store, cluster="default"):
+    return os.path.join(store, "kvmha", "handover", cluster)
+
+
+def test_a_check_continues_the_judgement_of_the_previous_check_on_this_observer(run_module, store):
+    beat(store, "h1")
+    beat(store, "h2")
+    first = run_module(kvm_heartbeat, {"store_path": store})
+    assert first["handover"] == {"loaded": 0, "written": True} and len(os.listdir(handover_dir(store))) == 1
+    time.sleep(0.6)
+    # Without the handover a record 0.6 s old is 0 s old (less the 2 s allowance); with it, as old as first saw it.
+    plain = run_module(kvm_heartbeat, {"store_path": store, "handover": False})
+    assert plain["hosts"]["h1"]["age"] == 0.0 and plain["handover"] == {"loaded": 0, "written": False}
+    second = run_module(kvm_heartbeat, {"store_path": store})
+    assert second["handover"] == {"loaded": 2, "written": True}
+    assert 0.6 <= second["hosts"]["h1"]["age"] < 2.0 and second["suspects"] == []
+
+
+def test_a_host_that_beat_between_two_checks_starts_again_from_its_record(run_module, store):
+    beat(store, "h1", age=1.5)
+    run_module(kvm_heartbeat, {"store_path": store})
+    beat(store, "h1", seq=2, age=1.0)
+    assert run_module(kvm_heartbeat, {"store_path": store})["hosts"]["h1"]["age"] == 0.0
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"[" * 100000, b'{"version": 1}', b"\x00" * 4096])
+def test_a_bad_handover_is_a_warning_and_the_check_goes_on(run_module, store, content):
+    run_module(kvm_heartbeat, {"store_path": store})
+    (path,) = [os.path.join(handover_dir(store), name) for name in os.listdir(handover_dir(store))]
+    with open(path, "wb") as f:
+        f.write(content)
+    beat(store, "h1", age=7.0)  # 5 s by the estimate: fresh, whatever the handover said
+    result = run_module(kvm_heartbeat, {"store_path": store})
+    assert result["fresh"] == ["h1"] and result["handover"] == {"loaded": 0, "written": True}
+    assert any("watch handover" in str(w) and "is ignored" in str(w) for w in result["warnings"])
+
+
+def test_another_observers_handover_is_never_read(run_module, store):
+    beat(store, "h1", age=5.0)
+    os.makedirs(handover_dir(store))
+    other = {"version": 1, "cluster": "default", "observer": "other-boot", "written": time.monotonic(),
+             "hosts": {"h1": ["b-h1", 1, 0.0]}}
+    with open(os.path.join(handover_dir(store), "other-boot.json"), "w", encoding="utf-8") as f:
+        json.dump(other, f)
+    result = run_module(kvm_heartbeat, {"store_path": store})
+    assert result["handover"]["loaded"] == 0 and result["hosts"]["h1"]["age"] == pytest.approx(3.0, abs=0.5)
+    assert "other-boot.json" in os.listdir(handover_dir(store))  # another controller's: left alone
+
+
+def test_check_mode_and_handover_false_write_no_handover(run_module, store):
+    beat(store, "h1")
+    assert run_module(kvm_heartbeat, {"store_path": store}, check_mode=True)["handover"]["written"] is False
+    assert run_module(kvm_heartbeat, {"store_path": store, "handover": False})["handover"]["written"] is False
+    assert not os.path.exists(os.path.join(store, "kvmha", "handover"))
+
+
+def test_a_handover_that_cannot_be_written_is_a_warning_only(run_module, store):
+    beat(store, "h1")
+    with open(os.path.join(store, "kvmha", "handover"), "w", encoding="utf-8") as f:
+        f.write("in the way")
+    result = run_module(kvm_heartbeat, {"store_path": store})
+    assert "failed" not in result and result["fresh"] == ["h1"] and result["handover"]["written"] is False
+    assert any("watch handover not written" in str(w) for w in result["warnings"])
+
+
+def test_a_cluster_name_that_cannot_be_a_file_name_only_costs_the_handover(run_module, store):
+    beat(store, "h1")
+    result = run_module(kvm_heartbeat, {"store_path": store, "cluster": "prod a"})
+    assert result["fresh"] == ["h1"] and result["handover"] == {"loaded": 0, "written": False}
+    assert any("no watch handover: invalid cluster name" in str(w) for w in result["warnings"])

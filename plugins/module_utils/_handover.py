@@ -33,8 +33,8 @@ import math
 import os
 import stat
 
-from ._errors import InvalidInput, InvalidStoreInput
-from ._heartbeat import MAX_SAFE_INT, json_too_deep, store_dir, validate_host_name, write_atomic
+from ._errors import InvalidStoreInput
+from ._heartbeat import MAX_SAFE_INT, json_too_deep, store_dir, write_atomic
 from ._storefile import validate_name
 
 FORMAT_VERSION = 1
@@ -65,8 +65,10 @@ def handover_path(store: str, cluster: str, observer: str) -> str:
 
 
 def encode(cluster: str, observer: str, written: float, seen: dict) -> bytes:
-    """``seen`` as ``StalenessJudge.export`` gives it."""
-    hosts = {host: [identity[0], identity[1], round(changed, 6)] for host, (identity, changed) in seen.items()}
+    """``seen`` as ``StalenessJudge.export`` gives it, less what changed last ``PRUNE_AFTER_S`` ago or more (a host
+    long stale is stale by its mtime too, and one no longer watched is dropped one day on)."""
+    hosts = {host: [identity[0], identity[1], round(changed, 6)] for host, (identity, changed) in seen.items()
+             if written - changed < PRUNE_AFTER_S}
     doc = {"version": FORMAT_VERSION, "cluster": cluster, "observer": observer, "written": round(written, 6), "hosts": hosts}
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
@@ -85,6 +87,7 @@ def decode(data: bytes, cluster: str, observer: str, now: float) -> dict:
         raise ValueError("not written earlier on this observer's clock")
     if not isinstance(hosts, dict):
         raise ValueError("no hosts")
+    # The names need no check: a seed is only looked up by the name of a host being judged, never used as a path.
     return {host: _entry(host, entry, written) for host, entry in hosts.items()}
 
 
@@ -92,11 +95,7 @@ def _clock_reading(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
 
 
-def _entry(host, entry, written: float) -> tuple:
-    try:
-        validate_host_name(host)
-    except InvalidInput as err:
-        raise ValueError(str(err)) from None
+def _entry(host: str, entry, written: float) -> tuple:
     if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str) and 0 < len(entry[0]) <= 64
             and isinstance(entry[1], int) and not isinstance(entry[1], bool) and 0 <= entry[1] <= MAX_SAFE_INT
             and _clock_reading(entry[2]) and entry[2] <= written):

@@ -486,13 +486,17 @@ class StalenessJudge:
         self._seeds = dict(seen)
 
     def export(self) -> dict:
-        """What ``seed`` takes: every host with a usable reading, its identity and when that last changed."""
-        return {host: (seen[0], seen[1]) for host, seen in self._seen.items()}
+        """What ``seed`` takes: each host's identity and when that last changed - of every host with a usable
+        reading, and the seeds of hosts not read at all (a check of some hosts keeps what it knew of the others)."""
+        known = dict(self._seeds)
+        known.update((host, (entry[0], entry[1])) for host, entry in self._seen.items())
+        return known
 
     def judge(self, reading: Reading) -> HostState:
         host = reading.host
         if reading.status != "ok":
             self._seen.pop(host, None)
+            self._seeds.pop(host, None)
             return HostState(host, reading.status, reason=reading.reason)
         record = reading.record
         age, rebooted = self._age(host, record, reading.mtime)

@@ -113,6 +113,14 @@ def test_export_has_every_host_with_a_usable_reading_and_nothing_else():
     assert judge.export() == {"h1": (("boot-a", 3), pytest.approx(clocks.mono_now - 0.5))}
 
 
+def test_export_keeps_the_seeds_of_hosts_not_read_and_drops_those_read_unusable():
+    clocks = Clocks()
+    judge = new_judge(clocks, {"h2": (("boot-b", 5), 400.0), "h3": (("boot-c", 6), 450.0)})
+    judge.judge(reading(clocks, seq=3))
+    judge.judge(Reading("h3", "invalid", reason="not JSON"))
+    assert judge.export() == {"h1": (("boot-a", 3), clocks.mono_now), "h2": (("boot-b", 5), 400.0)}
+
+
 def test_seed_replaces_earlier_seeds():
     clocks = Clocks()
     judge = new_judge(clocks, {"h1": (("boot-a", 1), clocks.mono_now - 4.0)})

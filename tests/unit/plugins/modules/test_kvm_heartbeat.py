@@ -274,6 +274,15 @@ def test_a_check_continues_the_judgement_of_the_previous_check_on_this_observer(
     assert 0.6 <= second["hosts"]["h1"]["age"] < 2.0 and second["suspects"] == []
 
 
+def test_a_check_of_some_hosts_keeps_what_the_handover_knew_of_the_others(run_module, store):
+    beat(store, "h1")
+    beat(store, "h2")
+    run_module(kvm_heartbeat, {"store_path": store})
+    assert run_module(kvm_heartbeat, {"store_path": store, "hosts": ["h2"]})["handover"]["loaded"] == 2
+    time.sleep(0.3)
+    assert run_module(kvm_heartbeat, {"store_path": store, "hosts": ["h1"]})["hosts"]["h1"]["age"] >= 0.3
+
+
 def test_a_host_that_beat_between_two_checks_starts_again_from_its_record(run_module, store):
     beat(store, "h1", age=1.5)
     run_module(kvm_heartbeat, {"store_path": store})

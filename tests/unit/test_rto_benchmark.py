@@ -20,10 +20,10 @@ import rto  # noqa: E402
 
 
 def test_the_crash_moment_is_anywhere_in_the_cycle_equally_likely_and_seeded():
-    draws = [rto.crash_offset(random.Random(7), 22.0) for _ in range(3)]
+    draws = [rto.crash_offset(random.Random(7), 22.0) for _seed in range(3)]
     assert draws[0] == draws[1] == draws[2]
     rng = random.Random(1)
-    offsets = [rto.crash_offset(rng, 22.0) for _ in range(4000)]
+    offsets = [rto.crash_offset(rng, 22.0) for _draw in range(4000)]
     assert all(0.0 <= o < 22.0 for o in offsets)
     quarters = [sum(1 for o in offsets if q * 5.5 <= o < (q + 1) * 5.5) for q in range(4)]
     assert all(850 < n < 1150 for n in quarters), quarters

@@ -20,23 +20,33 @@ the lab for itself and leaves it down):
 
 --interval other than the default 2 s redeploys the writers with that heartbeat interval first (the watchdog
 reads each host's interval from its record).
+
+--any-second N measures a crash at any second instead of one 0.5 s into a watch: the watchdog runs back to back
+as the watchdog_service role runs it (no pause, a --watch window, 20 s by default), and h1 crashes N times at a
+uniformly random moment of one cycle of that schedule (--seed; the cycle is the length of the first run after each
+reset). Each crash is noted as falling inside a watch (a kvm_heartbeat of the run was running) or in the gap
+between two; the table gives p50/p95/max of the RTO and of detection, for all crashes and for each kind. It stops
+after --max-minutes with the crashes it has:
+
+    .venv/bin/python benchmarks/rto.py --any-second 20 [--watch 20] [--seed 1] [--max-minutes 60]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import random
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from datetime import datetime
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "tests", "e2e")]
-
-from cluster import Cluster  # noqa: E402  the end-to-end harness drives the lab
 
 PHASES = ("detect", "investigate", "fence", "place", "start")
 DEFAULT_INTERVAL = 2.0  # heartbeat_writer_interval, the role default the lab deploys
@@ -52,13 +62,17 @@ LAYOUTS = {  # name -> (hosts, guests per host, BMC delay per power request in m
 }
 
 
-def one_run(cluster: Cluster, bmc_delay_ms: int = 0) -> dict:
+def one_run(cluster, bmc_delay_ms: int = 0) -> dict:
     cluster.reset()
     for host in cluster.hosts if bmc_delay_ms else ():  # the harness's lab has pyghmi BMCs only
         cluster.lab.fault(host, "bmc-slow", bmc_delay_ms)
     crashed = []
     run = cluster.during_watch(lambda: crashed.append(time.time()) or cluster.lab.power("h1", "crash"))
-    crashed = crashed[0]
+    return phases(run, crashed[0])
+
+
+def phases(run, crashed: float) -> dict:
+    """The phases of h1's recovery by ``run``, from its incident record, counted from the crash."""
     record = run.incidents["h1"]
     if run.rc != 0 or record["verdict"] != "SUSPECT":
         raise SystemExit("run failed:\n" + run.explain())
@@ -75,6 +89,99 @@ def one_run(cluster: Cluster, bmc_delay_ms: int = 0) -> dict:
         "total": running - crashed,
         "probes_early": marks["detected"] - marks.get("probes_started", marks["detected"]),  # overlaps detect
     }
+
+
+# --------------------------------------------------------------------------------------------------- any second
+
+
+def crash_offset(rng: random.Random, cycle_s: float) -> float:
+    """When to crash, in seconds after a run starts: any moment of one cycle of the schedule, equally likely."""
+    return rng.uniform(0.0, cycle_s)
+
+
+def percentile(values: list, q: float) -> float:
+    """The nearest-rank percentile: the smallest value with at least q % of the values at or below it."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100.0 * len(ordered)) - 1)]
+
+
+def any_second_table(trials: list) -> list:
+    """Markdown lines: p50/p95/max of the RTO and of detection, for every crash and by where it fell."""
+    lines = ["| crashes | n | RTO p50 | RTO p95 | RTO max | detect p50 | detect p95 | detect max |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for label, chosen in (("all", trials), ("in a watch", [t for t in trials if t["where"] == "watch"]),
+                          ("in the gap", [t for t in trials if t["where"] == "gap"])):
+        if not chosen:
+            lines.append("| %s | 0 | | | | | | |" % label)
+            continue
+        cells = ["%.2f s" % f(t[key] for t in chosen) for key in ("total", "detect")
+                 for f in (lambda v: percentile(list(v), 50), lambda v: percentile(list(v), 95), max)]
+        lines.append("| %s | %d | %s |" % (label, len(chosen), " | ".join(cells)))
+    return lines
+
+
+class BackToBack:
+    """Watchdog runs one after the other without a pause, as the watchdog_service role runs them (one thread)."""
+
+    def __init__(self, cluster, watch_s: float):
+        self.cluster = cluster
+        self.watch_s = watch_s
+        self.started, self.finished = [], []  # each run's start (time.time()), each finished WatchdogRun
+        self.current = None  # the Popen of the run in progress
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self.stopping.is_set():
+            proc = self.cluster.watchdog(watch_s=self.watch_s, background=True)
+            self.current = proc
+            self.started.append(proc.kvmha[1])
+            self.finished.append(self.cluster.finish(proc))
+
+    def incident(self):
+        """The finished run that recorded h1's incident, or None."""
+        return next((run for run in self.finished if "h1" in run.incidents), None)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()  # the run in progress ends with its window: no run is killed
+        self.thread.join()
+
+
+def any_second_trial(cluster, rng: random.Random, watch_s: float, timeout: float) -> dict:
+    """Crash h1 at a random moment of the back-to-back schedule; its phases, where it fell and when."""
+    from cluster import Cluster, wait_for  # the lab harness: imported where the lab is used, so the rest is testable
+
+    cluster.reset()
+    with BackToBack(cluster, watch_s) as loop:
+        wait_for(lambda: len(loop.finished) >= 1 and len(loop.started) >= 2, watch_s + 120, what="a first whole run")
+        first = loop.finished[0]
+        cycle = loop.started[1] - first.started  # one run and the start of the next: the schedule's period
+        offset = crash_offset(rng, cycle)
+        time.sleep(max(0.0, loop.started[1] + offset - time.time()))
+        where = "watch" if Cluster.watching(loop.current) else "gap"
+        crashed = time.time()
+        cluster.lab.power("h1", "crash")
+        run = wait_for(loop.incident, timeout, interval=0.5, what="the incident record of h1")
+    return dict(phases(run, crashed), where=where, offset=offset, cycle=cycle)
+
+
+def any_second(cluster, count: int, watch_s: float, seed: int, max_minutes: float) -> list:
+    rng = random.Random(seed)
+    deadline = time.monotonic() + max_minutes * 60
+    trials = []
+    for number in range(1, count + 1):
+        if time.monotonic() > deadline:
+            print("stopping after %d crashes: --max-minutes %g is up" % (len(trials), max_minutes), flush=True)
+            break
+        trials.append(any_second_trial(cluster, rng, watch_s, timeout=3 * (watch_s + 30)))
+        t = trials[-1]
+        print("crash %2d: %5.1f s into a %4.1f s cycle, in the %-5s  detect %.2f  total %.2f"
+              % (number, t["offset"], t["cycle"], t["where"], t["detect"], t["total"]), flush=True)
+    return trials
 
 
 def chart(rows: list, path: str, interval: float = DEFAULT_INTERVAL) -> None:
@@ -103,9 +210,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--chart", default=os.path.join(ROOT, "docs", "rto.png"))
     parser.add_argument("--interval", type=float, default=DEFAULT_INTERVAL, help="the writers' heartbeat interval (s)")
+    parser.add_argument("--any-second", type=int, default=0, metavar="N", help="N crashes at random moments of a back-to-back schedule")
+    parser.add_argument("--watch", type=float, default=20.0, help="with --any-second: each run's watch window (s)")
+    parser.add_argument("--seed", type=int, default=1, help="with --any-second: the seed of the crash moments")
+    parser.add_argument("--max-minutes", type=float, default=60.0, help="with --any-second: stop after this long")
     parser.add_argument("--layout", choices=sorted(LAYOUTS), default="lab",
                         help="lab: 3 hosts x 2 guests; second: 3 hosts x 4 guests, BMCs 400 ms late on every power request")
     args = parser.parse_args()
+    from cluster import Cluster  # the end-to-end harness drives the lab
+
     hosts, guests, bmc_delay_ms = LAYOUTS[args.layout]
     cluster = Cluster(hosts, guests, tempfile.mkdtemp(prefix="kvmha-rto-"))
     cluster.up()
@@ -113,6 +226,10 @@ def main() -> None:
         if args.interval != DEFAULT_INTERVAL:
             cluster.ansible_playbook("deploy.yml", "-e", json.dumps({"heartbeat_writer_interval": args.interval}))
             cluster.wait_all_alive()
+        if args.any_second:
+            trials = any_second(cluster, args.any_second, args.watch, args.seed, args.max_minutes)
+            print("\n" + "\n".join(any_second_table(trials)))
+            return
         rows = []
         for number in range(1, args.runs + 1):
             rows.append(one_run(cluster, bmc_delay_ms))

@@ -12,8 +12,8 @@ has passed and the management answer is there; investigation starts with evidenc
 Nothing here decides or acts: the decision still waits for the policy's missed-beat count.
 
 A watch that returns at the first overdue host (so that the caller can look up that host's management address)
-hands its judgement to the next watch of the same observer as ``resume``: the judge's last-change times are
-monotonic-clock times, meaningful only on the same machine in the same boot, so the observer's boot id goes with them.
+hands its early evidence to the next watch as ``resume``; its judgement goes over through the watch handover
+(``_handover``), like any two watches of one observer.
 """
 
 from __future__ import annotations
@@ -25,18 +25,6 @@ from ._errors import InvalidInput
 from ._heartbeat import validate_host_name
 from ._ping import aggregate
 from ._reach import probe, validate_settings
-
-BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
-
-
-def observer_boot(path: str = BOOT_ID_PATH) -> str:
-    """This machine's boot id, or "" when it cannot be read (then no resume is ever trusted)."""
-    try:
-        with open(path, encoding="ascii") as handle:
-            return handle.read(64).strip()
-    except (OSError, ValueError):
-        return ""
-
 
 class EarlyEvidence:
     """The early evidence of one watch: disk baselines of overdue hosts, and their management banners."""
@@ -82,6 +70,8 @@ class EarlyEvidence:
         return {"since": dict(self.since), "baselines": dict(self.baselines)}
 
     def take_over(self, state: dict) -> None:
+        if set(state) - {"since", "baselines"}:
+            raise InvalidInput("resume: the early evidence has only since and baselines")
         since, baselines = _section(state, "since"), _section(state, "baselines")
         for host, when in since.items():
             validate_host_name(host)
@@ -91,18 +81,16 @@ class EarlyEvidence:
         self.baselines.update((h, baselines[h]) for h in since)
 
 
-def resume_state(boot: str, judge: dict, early: EarlyEvidence) -> dict:
-    """What the next watch of this observer needs to go on with the same judgement (see ``read_resume``)."""
-    return {"observer_boot": boot, "judge": judge, "early": early.handover()}
+def resume_state(early: EarlyEvidence) -> dict:
+    """What the next watch needs to go on with the same early evidence (see ``read_resume``)."""
+    return {"early": early.handover()}
 
 
-def read_resume(resume: dict, boot: str) -> tuple:
-    """The judge's and the early evidence's part of ``resume``, or ``InvalidInput`` saying why it cannot be used."""
+def read_resume(resume: dict) -> dict:
+    """The early evidence of ``resume``, or ``InvalidInput`` saying why it cannot be used."""
     if not isinstance(resume, dict):
         raise InvalidInput("resume must be the resume of an earlier watch")
-    if not boot or resume.get("observer_boot") != boot:
-        raise InvalidInput("resume comes from another observer or another boot of this one")
-    return _section(resume, "judge"), _section(resume, "early")
+    return _section(resume, "early")
 
 
 def _section(doc: dict, key: str) -> dict:

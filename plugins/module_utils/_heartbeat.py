@@ -463,6 +463,12 @@ class StalenessJudge:
     A record whose ``ts`` differs from its file's mtime by more than ``skew_allowance`` comes from a writer
     with a wrong clock: it is reported as ``clock_skew`` (alive, but worth an alert), never as proof of life
     by itself.
+
+    ``export`` and ``seed`` carry the history over to the next judge on the same monotonic clock (the watch
+    handover, ``_handover.py``): a seeded host whose identity is unchanged continues its age from when the
+    earlier judge saw that identity appear - but never younger than the mtime estimate and never older than the
+    file itself allows (its age by the store's clock plus ``skew_allowance``), so a wrong seed cannot make a host
+    stale sooner than a clock disagreement within the allowance could.
     """
 
     def __init__(self, misses: int = 3, skew_allowance: float = 2.0, wall=time.time, monotonic=time.monotonic):
@@ -473,11 +479,24 @@ class StalenessJudge:
         self._wall = wall
         self._monotonic = monotonic
         self._seen: dict = {}  # host -> [(boot_id, seq), last change (monotonic), rebooted]
+        self._seeds: dict = {}  # host -> ((boot_id, seq), last change (monotonic)), for its first reading only
+
+    def seed(self, seen: dict) -> None:
+        """Continue an earlier judge on the same monotonic clock: ``{host: ((boot_id, seq), last change)}``."""
+        self._seeds = dict(seen)
+
+    def export(self) -> dict:
+        """What ``seed`` takes: each host's identity and when that last changed - of every host with a usable
+        reading, and the seeds of hosts not read at all (a check of some hosts keeps what it knew of the others)."""
+        known = dict(self._seeds)
+        known.update((host, (entry[0], entry[1])) for host, entry in self._seen.items())
+        return known
 
     def judge(self, reading: Reading) -> HostState:
         host = reading.host
         if reading.status != "ok":
             self._seen.pop(host, None)
+            self._seeds.pop(host, None)
             return HostState(host, reading.status, reason=reading.reason)
         record = reading.record
         age, rebooted = self._age(host, record, reading.mtime)
@@ -494,30 +513,17 @@ class StalenessJudge:
             return HostState(host, "clock_skew", reason, age, record, rebooted, offset)
         return HostState(host, "fresh", "", age, record, rebooted, offset)
 
-    def export(self) -> dict:
-        """What this judge has seen, for a later judge of the same observer in the same boot (see ``seed``)."""
-        return {host: [identity[0], identity[1], changed, rebooted] for host, (identity, changed, rebooted) in self._seen.items()}
-
-    def seed(self, seen: dict) -> None:
-        """Go on with an earlier judge's judgement: its last-change times are on our monotonic clock (same observer,
-        same boot - the caller checks). A host that beat since has another identity and starts again from now, so a
-        seed can only make an age more exact, never older than this judge could see for itself."""
-        now = self._monotonic()
-        entries = {}
-        for host, entry in seen.items():
-            validate_host_name(host)
-            if not (isinstance(entry, list) and len(entry) == 4 and isinstance(entry[0], str) and _is_int(entry[1])
-                    and _is_number(entry[2]) and entry[2] <= now and isinstance(entry[3], bool)):
-                raise InvalidInput("resume: the judgement of %s is not [boot_id, seq, changed, rebooted]" % host)
-            entries[host] = [(entry[0], entry[1]), float(entry[2]), entry[3]]
-        self._seen.update(entries)
-
     def _age(self, host: str, record: dict, mtime: float) -> tuple:
         now = self._monotonic()
         identity = (record["boot_id"], record["seq"])
         seen = self._seen.get(host)
         if seen is None:
-            estimated_age = max(0.0, self._wall() - mtime - self.skew_allowance)
+            file_age = self._wall() - mtime
+            estimated_age = max(0.0, file_age - self.skew_allowance)
+            seed = self._seeds.pop(host, None)
+            if seed is not None and seed[0] == identity and estimated_age < now - seed[1] <= file_age + self.skew_allowance:
+                self._seen[host] = [identity, seed[1], False]
+                return now - seed[1], False
             self._seen[host] = [identity, now - estimated_age, False]
             return estimated_age, False
         if seen[0] != identity:

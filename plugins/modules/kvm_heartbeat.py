@@ -34,6 +34,8 @@ description:
     cannot be read, a fenced host back (RV(work)).
   - With O(state=stopped), writes the graceful-stop marker for O(host), keeping everything its last record knew
     (its VM list in particular), so the watchdog investigates at once instead of waiting for staleness.
+  - With O(handover), a check continues the judgement of the previous check on the same observer and leaves its
+    own for the next one, so that back-to-back runs judge a host as one continuous watch would.
 author:
   - kvmha.cluster developers (@kvmha)
 extends_documentation_fragment:
@@ -53,7 +55,7 @@ attributes:
 options:
   state:
     description:
-      - V(check) reads heartbeats and changes nothing.
+      - V(check) reads heartbeats and changes nothing but the watch handover (O(handover)).
       - V(stopped) writes the stopped marker for O(host).
     type: str
     choices: [check, stopped]
@@ -105,10 +107,9 @@ options:
     default: false
   resume:
     description:
-      - The RV(resume) of a watch that ended with O(until_overdue) on the same observer. The judgement goes on exactly
-        where that watch left it (its clock times are only meaningful in the same boot of the same machine - a resume
-        from another boot or observer, or one that is malformed, is ignored with a warning and the judgement starts
-        afresh).
+      - The RV(resume) of a watch that ended with O(until_overdue) - its early evidence (since when each late host
+        was late, its first disk sample), so that the head start is kept. The judgement itself goes on through the
+        watch handover (O(handover)). A malformed resume is ignored with a warning.
     type: dict
   mgmt_targets:
     description:
@@ -157,6 +158,17 @@ options:
     description: Records larger than this many bytes are reported as C(invalid).
     type: int
     default: 1048576
+  handover:
+    description:
+      - At the end of a check, write what it saw last of each host - its boot id, its sequence number and when
+        that last changed on the observer's monotonic clock - to C(<store>/kvmha/handover/<cluster>/<observer>.json),
+        and start each check from that file. A host whose heartbeat did not change in between then keeps its exact
+        age instead of the estimate from its file's modification time less O(skew_allowance).
+      - The file belongs to one boot of one observer (its kernel's boot id), so that two controllers or an observer
+        host never read each other's. A handover that cannot be read or trusted is ignored with a warning; a seeded
+        age is never older than the file's own age plus O(skew_allowance). Not written in check mode.
+    type: bool
+    default: true
   detail:
     description:
       - V(full) returns every field of every host.
@@ -254,6 +266,13 @@ maintenance_expired:
   returned: state=check
   type: dict
   sample: {}
+handover:
+  description:
+    - C(loaded) is the number of hosts in the handover this check started from (0 without one), C(written) whether
+      it left its own for the next check.
+  returned: state=check and the store could be read
+  type: dict
+  sample: {loaded: 16, written: true}
 store_now:
   description:
     - The store's clock (Unix time) at the end of the watch - the clock every expiry (RV(maintenance) C(expires_at))
@@ -338,11 +357,10 @@ early:
   sample: {h1: {since: 1764063000.2, mgmt: {any_reachable: false, asked_at: 1764063000.5, early: true,
            probes: [{target: 198.51.100.11, port: 22, reachable: false, answer: timeout}]}}}
 resume:
-  description: What a following watch on the same observer needs to go on with the same judgement (see O(resume)).
+  description: What a following watch needs to keep the early evidence of this one (see O(resume)).
   returned: when the watch ended because a host is overdue (O(until_overdue))
   type: dict
-  sample: {observer_boot: 0c1e0f6b-5f0a-4a38-9d7e-1b6c2f0a9e11, judge: {h1: [5f0c7a1e-4f1c-4b6e-9a59-0f3c2b0d9d11, 4242, 8123.5, false]},
-           early: {since: {h1: 1764063000.2}, baselines: {}}}
+  sample: {early: {since: {h1: 1764063000.2}, baselines: {h1: {sampled_at: 1764063000.2, disks: {}}}}}
 disk_samples:
   description:
     - For each suspect, a first sample of its HA VMs' disks (size, modification time in ns, allocated blocks),
@@ -387,8 +405,15 @@ from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import STOR
 from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule, run_module
 from ansible_collections.kvmha.cluster.plugins.module_utils._deadline import call_with_deadline
 from ansible_collections.kvmha.cluster.plugins.module_utils._diskactivity import baseline, ha_disks
-from ansible_collections.kvmha.cluster.plugins.module_utils._early import EarlyEvidence, observer_boot, read_resume, resume_state
-from ansible_collections.kvmha.cluster.plugins.module_utils._errors import DeadlineExceeded, InvalidInput, StoreError, check_range
+from ansible_collections.kvmha.cluster.plugins.module_utils._early import EarlyEvidence, read_resume, resume_state
+from ansible_collections.kvmha.cluster.plugins.module_utils._errors import (
+    DeadlineExceeded,
+    InvalidInput,
+    InvalidStoreInput,
+    StoreError,
+    check_range,
+)
+from ansible_collections.kvmha.cluster.plugins.module_utils._handover import encode, handover_path, load, observer_id, save
 from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import (
     RecordReader,
     StalenessJudge,
@@ -426,6 +451,7 @@ ARGUMENT_SPEC = merge_specs(
         "mgmt_targets": {"type": "dict", "default": {}},
         "mgmt_attempts": {"type": "int", "default": 2},
         "mgmt_timeout_s": {"type": "float", "default": 1.0},
+        "handover": {"type": "bool", "default": True},
     },
 )
 
@@ -433,7 +459,7 @@ ARGUMENT_SPEC = merge_specs(
 class HeartbeatCheck:
     """One observation session: samples the store until a host turns suspect or the watch window ends."""
 
-    def __init__(self, params: dict):
+    def __init__(self, params: dict, check_mode: bool = False):
         self.params = params
         self.reader = RecordReader(params["store_path"], max_bytes=params["max_record_size"])
         self.store_time = time.time  # the store's clock from the first sample on (see _sample)
@@ -445,25 +471,27 @@ class HeartbeatCheck:
         self.marks = None  # read once per run: marks change rarely, and only between runs
         self.owed = ({}, {})
         self.early = EarlyEvidence(params["mgmt_targets"], params["mgmt_attempts"], params["mgmt_timeout_s"])
-        self.boot = observer_boot()
-        self.resume_ignored = "" if params["resume"] is None else self._resume(params["resume"])
         check_range("watch", params["watch"], 0)
         for name in ("poll", "store_timeout_s"):
             check_range(name, params[name], 0, exclusive_minimum=True)
+        self.warnings = []
+        if params["resume"] is not None:
+            self._resume(params["resume"])
+        self.handover = self._handover_file() if params["handover"] else None
+        self.handover_out = self.handover if not check_mode else None
+        self.handover_result = {"loaded": 0, "written": False}
 
     def _store_now(self) -> float:
         return self.store_time()  # looked up at each call: _sample replaces store_time with the store's clock
 
-    def _resume(self, resume: dict) -> str:
-        """Go on with the judgement of the watch that handed over (until_overdue); why not, when it cannot be."""
+    def _resume(self, resume: dict) -> None:
+        """Take over the early evidence of the watch that ended at a host's first missed beat (until_overdue). Its
+        judgement comes through the watch handover (handover); a resume that cannot be used costs the head start."""
         try:
-            judged, early = read_resume(resume, self.boot)
-            self.early.take_over(early)
-            self.judge.seed(judged)  # all or nothing
+            self.early.take_over(read_resume(resume))
         except InvalidInput as err:
             self.early.forget()
-            return str(err)
-        return ""
+            self.warnings.append("resume is not used, the early evidence starts afresh: %s" % err)
 
     def _valid_names(self, names):
         for name in names:
@@ -495,7 +523,8 @@ class HeartbeatCheck:
         result["disk_samples"] = self._disk_samples(states, result["suspects"])
         result["early"] = self.early.report(result["suspects"] + result["overdue"])
         if ended == "overdue":
-            result["resume"] = resume_state(self.boot, self.judge.export(), self.early)
+            result["resume"] = resume_state(self.early)
+        result["handover"] = dict(self.handover_result, written=self._hand_over())
         result.update(changed=False, cluster=self.params["cluster"], samples=samples, store_now=round(self.store_time(), 3),
                       settled=round(time.monotonic() - first_suspect, 3) if first_suspect else 0.0, ended=ended,
                       elapsed=round(time.monotonic() - start, 3))
@@ -558,7 +587,43 @@ class HeartbeatCheck:
             now = self.store_time()
             self.marks = {kind: read_marks(self.params["store_path"], kind, now=now) for kind in MARK_KINDS}
             self.owed = self._read_owed(hosts)
+            self._take_over()
         return [self.judge.judge(self.reader.read(host)) for host in hosts], ignored
+
+    def _handover_file(self):
+        """(path, observer) of this observer's watch handover, or None where there is none."""
+        observer = observer_id()
+        if observer is None:
+            return None
+        try:
+            return handover_path(self.params["store_path"], self.params["cluster"], observer), observer
+        except InvalidStoreInput as err:
+            self.warnings.append("no watch handover: %s" % err)
+            return None
+
+    def _take_over(self) -> None:
+        """Seed the judge with the previous check's handover (first sample only, inside its store deadline)."""
+        if self.handover is None:
+            return
+        path, observer = self.handover
+        seen, problem = load(path, self.params["cluster"], observer, time.monotonic())
+        if problem:
+            self.warnings.append("watch handover: %s; ages are estimated from the records' times" % problem)
+        self.judge.seed(seen)
+        self.handover_result["loaded"] = len(seen)
+
+    def _hand_over(self) -> bool:
+        """Leave what this check saw last for the next one; a failure costs the next check its history only."""
+        if self.handover_out is None:
+            return False
+        path, observer = self.handover_out
+        data = encode(self.params["cluster"], observer, time.monotonic(), self.judge.export())
+        try:
+            call_with_deadline(save, self.params["store_timeout_s"], "writing %s" % path, path, data, self.store_time())
+        except (OSError, DeadlineExceeded) as err:
+            self.warnings.append("watch handover not written: %s" % (getattr(err, "strerror", None) or err))
+            return False
+        return True
 
     def _read_owed(self, hosts) -> tuple:
         """Open owed documents ({host: data}) and unreadable ones ({host: reason}), read once per run like the marks."""
@@ -678,12 +743,12 @@ def run(module: KvmhaModule) -> dict:
     params = module.params
     if params["state"] == "stopped":
         return StoppedMarker(params, module.check_mode, module.diff_mode).run()
-    check = HeartbeatCheck(params)
-    if check.resume_ignored:
-        module.warn("resume is not used, the judgement starts afresh: %s" % check.resume_ignored)
+    check = HeartbeatCheck(params, module.check_mode)
     result = check.run()
     for name, reason in sorted(result["invalid_hosts"].items()):
         module.warn("%r is skipped, it is not watched: %s" % (name, reason))
+    for warning in check.warnings:
+        module.warn(warning)
     return result
 
 

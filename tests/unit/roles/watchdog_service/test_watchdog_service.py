@@ -71,7 +71,7 @@ def test_each_instance_runs_the_watchdog_with_its_inventory_limit_and_variables(
     a = read_env(rendered / "prod-a.env")
     assert a["KVMHA_ARGS"].split() == ["-i", "/etc/kvmha/inv/prod-a.yml", "-i", "/etc/kvmha/inv/common.yml", "--limit", "prod_a",
                                        "-e", "@/etc/kvmha/watchdog/prod-a.vars.json", "kvmha.cluster.watchdog"]
-    assert a["KVMHA_LOCK"] == "/run/lock/kvmha-watchdog-prod-a.lock"
+    assert a["KVMHA_LOCK"] == "/run/lock/kvmha-watchdog-prod-a.lock" and a["KVMHA_MIN_RUN_S"] == "5"
     assert a["KVMHA_JOURNAL_DIR"] == "/var/lib/kvmha-watchdog/prod-a/journal"
     assert a["KVMHA_METRICS_FILE"] == "/var/lib/prometheus/node-exporter/kvmha-prod-a.prom"
     assert a["ANSIBLE_CALLBACKS_ENABLED"] == "kvmha.cluster.journal"
@@ -90,7 +90,8 @@ def test_units_are_a_oneshot_service_and_a_timer_that_chains_runs(rendered):
                  "SuccessExitStatus=75", "TimeoutStartSec=300", "StateDirectory=kvmha-watchdog/%i", "User=root",
                  "PrivateTmp=yes", "BindReadOnlyPaths=/tmp/kvmha-checkout"):
         assert line in service.splitlines(), line
-    for line in ("OnActiveSec=1s", "OnUnitInactiveSec=5s", "AccuracySec=1s", "WantedBy=timers.target"):
+    # The next run starts as the last one ends: no pause, and no second of timer slack either.
+    for line in ("OnActiveSec=1s", "OnUnitInactiveSec=0s", "AccuracySec=100ms", "WantedBy=timers.target"):
         assert line in timer.splitlines(), line
 
 
@@ -109,13 +110,14 @@ def test_systemd_accepts_the_units(rendered, tmp_path):
     assert done.returncode == 0 and "Unknown" not in output and "not executable" not in output, output
 
 
-def run_runner(rendered, tmp_path, lock, sleep):
+def run_runner(rendered, tmp_path, lock, sleep, min_run_s=0, rc=0):
     """Start the rendered runner with a stand-in ansible-playbook that logs its start and end."""
     fake = tmp_path / "ansible-playbook"
-    fake.write_text('#!/bin/sh\necho "start $(date +%%s.%%N) $*" >> %s/log\nsleep %s\necho "end $(date +%%s.%%N)" >> %s/log\n'
-                    % (tmp_path, sleep, tmp_path))
+    fake.write_text('#!/bin/sh\necho "start $(date +%%s.%%N) $*" >> %s/log\nsleep %s\necho "end $(date +%%s.%%N)" >> %s/log\nexit %d\n'
+                    % (tmp_path, sleep, tmp_path, rc))
     fake.chmod(0o755)
-    env = dict(os.environ, KVMHA_LOCK=str(lock), KVMHA_ANSIBLE_PLAYBOOK=str(fake), KVMHA_ARGS="-i inv kvmha.cluster.watchdog")
+    env = dict(os.environ, KVMHA_LOCK=str(lock), KVMHA_ANSIBLE_PLAYBOOK=str(fake), KVMHA_ARGS="-i inv kvmha.cluster.watchdog",
+               KVMHA_MIN_RUN_S=str(min_run_s))
     return subprocess.Popen(["/bin/sh", str(rendered / "kvmha-watchdog-run")], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
@@ -144,6 +146,8 @@ def test_the_runner_never_lets_two_runs_overlap(rendered, tmp_path):
     ({"watchdog_service_instances": [{"name": "a"}]}, "inventory"),
     ({"watchdog_service_instances": [{"name": "a", "inventory": ["/my inventories/x"]}]}, "white space"),
     ({"watchdog_service_watch_s": 400}, "longer than the watch"),
+    ({"watchdog_service_pause_s": 0, "watchdog_service_min_run_s": 2}, "together at least 3 s"),
+    ({"watchdog_service_pause_s": -1}, "not negative"),
     ({"watchdog_service_user": "nobody-such-user"}, "does not exist"),
     ({"watchdog_service_ansible_playbook": "/nonexistent/ansible-playbook"}, "is not an executable"),
 ])
@@ -151,3 +155,26 @@ def test_bad_input_is_refused_before_anything_changes(tmp_path, bad, message):
     done, out = render(tmp_path, **bad)
     assert done.returncode != 0 and message in done.stdout + done.stderr, done.stdout + done.stderr
     assert not any(out.iterdir())
+
+
+@pytest.mark.parametrize("sleep, rc, lasts", [(0, 2, 2.0), (2.5, 0, 2.5)])
+def test_a_run_shorter_than_min_run_s_waits_out_the_rest_and_keeps_its_status(rendered, tmp_path, sleep, rc, lasts):
+    require(shutil.which("flock"), "flock is not installed (package util-linux)")
+    started = time.monotonic()
+    assert run_runner(rendered, tmp_path, tmp_path / "lock", sleep, min_run_s=2, rc=rc).wait(20) == rc
+    # Whole seconds of /proc/uptime: the wait is up to a second short of min_run_s, never longer than it needs.
+    assert lasts - 1.0 <= time.monotonic() - started < lasts + 1.0
+
+
+def test_a_run_skipped_for_the_lock_waits_out_min_run_s_too(rendered, tmp_path):
+    require(shutil.which("flock"), "flock is not installed (package util-linux)")
+    lock = tmp_path / "lock"
+    holder = subprocess.Popen(["flock", str(lock), "sleep", "5"])
+    try:
+        time.sleep(0.3)
+        started = time.monotonic()
+        assert run_runner(rendered, tmp_path, lock, 0, min_run_s=2).wait(20) == 75
+        assert time.monotonic() - started >= 1.0
+    finally:
+        holder.kill()
+        holder.wait()

@@ -98,12 +98,12 @@ def hosts_with_the_observation(tmp_path, inventory, limit=None):
     """Run the watchdog, then list the hosts that hold the observe play's facts (a last play reads their hostvars)."""
     out = tmp_path / "holders.json"
     playbook = tmp_path / "watchdog_then_look.yml"
+    holders = ("{{ groups.kvm_hosts | map('extract', hostvars) | selectattr('kvmha_observation', 'defined')"
+               " | map(attribute='inventory_hostname') | list | to_json }}")
     playbook.write_text(json.dumps([
         {"ansible.builtin.import_playbook": str(ROOT / "playbooks" / "watchdog.yml")},
         {"name": "Which hosts hold the observation", "hosts": "localhost", "gather_facts": False, "tasks": [
-            {"name": "Keep them", "ansible.builtin.copy": {"dest": str(out), "mode": "0644", "content":
-             "{{ groups.kvm_hosts | map('extract', hostvars) | selectattr('kvmha_observation', 'defined')"
-             " | map(attribute='inventory_hostname') | list | to_json }}"}}]}]))
+            {"name": "Keep them", "ansible.builtin.copy": {"dest": str(out), "mode": "0644", "content": holders}}]}]))
     done = watchdog(tmp_path, inventory, playbook=playbook, limit=limit)
     assert done.returncode == 0, done.output[-4000:]
     return json.loads(out.read_text())

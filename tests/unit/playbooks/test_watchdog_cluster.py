@@ -50,13 +50,13 @@ def site(tmp_path, clusters, beating):
     return inventory
 
 
-def watchdog(tmp_path, inventory, env_path=None, **extra):
+def watchdog(tmp_path, inventory, env_path=None, playbook=ROOT / "playbooks" / "watchdog.yml", limit=None, **extra):
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), KVMHA_JOURNAL_DIR=str(tmp_path / "journal"),
                ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"), ANSIBLE_NOCOLOR="1")
     if env_path is not None:
         env["PATH"] = env_path
     env.pop("KVMHA_METRICS_FILE", None)
-    done = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(inventory), str(ROOT / "playbooks" / "watchdog.yml"),
+    done = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(inventory), str(playbook), *(["--limit", limit] if limit else []),
                            "-e", json.dumps(dict({"kvmha_watch_s": 0}, **extra))],
                           capture_output=True, text=True, env=env, cwd=str(tmp_path), check=False, timeout=120)
     done.output = done.stdout + done.stderr
@@ -108,6 +108,46 @@ def test_a_late_member_has_its_management_asked_while_the_watch_goes_on(tmp_path
     assert "TASK [Watch the heartbeats for the rest of the window]" in done.output, done.output[-4000:]
     assert 'kvmha_suspects{cluster="a"} 0' in metrics(tmp_path)
     assert "Take the cluster lease - only the watchdog" not in done.output, done.output[-4000:]
+
+
+def hosts_with_the_observation(tmp_path, inventory, limit=None):
+    """Run the watchdog, then list the hosts that hold the observe play's facts (a last play reads their hostvars)."""
+    out = tmp_path / "holders.json"
+    playbook = tmp_path / "watchdog_then_look.yml"
+    holders = ("{{ groups.kvm_hosts | map('extract', hostvars) | selectattr('kvmha_observation', 'defined')"
+               " | map(attribute='inventory_hostname') | list | to_json }}")
+    playbook.write_text(json.dumps([
+        {"ansible.builtin.import_playbook": str(ROOT / "playbooks" / "watchdog.yml")},
+        {"name": "Which hosts hold the observation", "hosts": "localhost", "gather_facts": False, "tasks": [
+            {"name": "Keep them", "ansible.builtin.copy": {"dest": str(out), "mode": "0644", "content": holders}}]}]))
+    done = watchdog(tmp_path, inventory, playbook=playbook, limit=limit)
+    assert done.returncode == 0, done.output[-4000:]
+    return json.loads(out.read_text())
+
+
+def test_the_controllers_work_runs_on_one_host_of_the_group(tmp_path):
+    """Issue 17: the observe play used to run over the whole group (each of its tasks stepped through every host,
+    its facts set on every host): a healthy run of 1000 hosts took 1.7 times as long as one of 10. It runs on the
+    first host of the group only, and its facts stay there; every later play reads them from there."""
+    members = ["hv%02d" % i for i in range(1, 21)]
+    assert hosts_with_the_observation(tmp_path, site(tmp_path, {"a": members}, members)) == ["hv01"]
+    assert 'kvmha_suspects{cluster="a"} 0' in metrics(tmp_path)
+
+
+def test_a_limit_to_one_cluster_observes_from_a_host_of_that_cluster(tmp_path):
+    """--limit <cluster group> (the watchdog_service role's runs): the first host of the limited group carries the
+    controller's work, and the cluster is the one of the hosts left - no kvmha_watch_cluster needed."""
+    inventory = site(tmp_path, CLUSTERS, CLUSTERS["b"])
+    assert hosts_with_the_observation(tmp_path, inventory, limit="hv3:hv4:hv5:localhost") == ["hv3"]  # localhost looks
+    assert 'kvmha_suspects{cluster="b"} 0' in metrics(tmp_path)
+
+
+def test_a_limited_run_still_investigates_its_suspect(tmp_path):
+    """The same under --limit, with hv5 silent: the later plays read the observing host's facts (hv3) on hv5."""
+    done = watchdog(tmp_path, site(tmp_path, CLUSTERS, ["hv3", "hv4"]), limit="hv3:hv4:hv5")
+    assert done.returncode != 0 and 'kvmha_suspects{cluster="b"} 1' in metrics(tmp_path), done.output[-4000:]
+    seen = [(e["event"], e.get("host")) for e in journal_events(tmp_path)]
+    assert ("suspect", "hv5") in seen and ("decision", "hv5") in seen and seen[-1] == ("run_end", None), seen
 
 
 def test_the_cluster_named_is_watched_and_only_its_members(tmp_path):

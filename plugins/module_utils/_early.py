@@ -26,6 +26,7 @@ from ._heartbeat import validate_host_name
 from ._ping import aggregate
 from ._reach import probe, validate_settings
 
+
 class EarlyEvidence:
     """The early evidence of one watch: disk baselines of overdue hosts, and their management banners."""
 
@@ -33,6 +34,7 @@ class EarlyEvidence:
         self.since: dict = {}  # host -> wall time it was first seen overdue (or suspect)
         self.baselines: dict = {}  # host -> first disk sample (see _diskactivity.baseline)
         self.mgmt: dict = {}  # host -> mgmt_probe-shaped result, once its probe has ended
+        self.identities: dict = {}  # host -> (boot_id, seq) of its record when it was first late
         self._targets = _valid_targets(mgmt_targets or {}, attempts, deadline)
         self._attempts, self._deadline = attempts, deadline
         self._probe, self._wall = probe_one, wall
@@ -48,37 +50,48 @@ class EarlyEvidence:
         self.mgmt[host] = dict(aggregate([answer]), probes=[answer], asked_at=round(asked_at, 3), early=True)
 
     def note(self, late: list, records: dict, sample) -> None:
-        """Take the first disk sample of every host late for the first time; forget hosts that beat again."""
+        """Take the first disk sample of every host late for the first time; forget hosts that beat again.
+
+        Only a new record (another seq or boot) is a beat: a host whose age estimate dips under "late" for a sample
+        (a new watch's first look is younger by the skew allowance) keeps its head start."""
         for host in list(self.since):
-            if host not in late:
-                del self.since[host]
-                self.baselines.pop(host, None)
+            if host not in late and _identity(records.get(host)) != self.identities.get(host):
+                self.forget(host)
         for host in late:
             if host not in self.since:
                 self.since[host] = self._wall()
+                self.identities[host] = _identity(records.get(host))
                 self.baselines[host] = sample(records.get(host))
 
     def report(self, hosts: list) -> dict:
         """What is known early of ``hosts``: since when each was late, and its management answer if it came."""
         return {h: {"since": round(self.since[h], 3), "mgmt": self.mgmt.get(h)} for h in hosts if h in self.since}
 
-    def forget(self) -> None:
-        self.since.clear()
-        self.baselines.clear()
+    def forget(self, host=None) -> None:
+        for known in (self.since, self.baselines, self.identities):
+            if host is None:
+                known.clear()
+            else:
+                known.pop(host, None)
 
     def handover(self) -> dict:
-        return {"since": dict(self.since), "baselines": dict(self.baselines)}
+        return {"since": dict(self.since), "baselines": dict(self.baselines),
+                "identities": {h: list(i) if i else None for h, i in self.identities.items()}}
 
     def take_over(self, state: dict) -> None:
-        if set(state) - {"since", "baselines"}:
-            raise InvalidInput("resume: the early evidence has only since and baselines")
-        since, baselines = _section(state, "since"), _section(state, "baselines")
+        if set(state) - {"since", "baselines", "identities"}:
+            raise InvalidInput("resume: the early evidence has only since, baselines and identities")
+        since, baselines, identities = _section(state, "since"), _section(state, "baselines"), _section(state, "identities")
         for host, when in since.items():
             validate_host_name(host)
             if isinstance(when, bool) or not isinstance(when, (int, float)) or not isinstance(baselines.get(host), dict):
                 raise InvalidInput("resume: the early evidence of %s is not a time and a disk sample" % host)
+            identity = identities.get(host)
+            if identity is not None and not (isinstance(identity, list) and len(identity) == 2):
+                raise InvalidInput("resume: the identity of %s is not [boot_id, seq]" % host)
         self.since.update(since)
         self.baselines.update((h, baselines[h]) for h in since)
+        self.identities.update((h, tuple(identities[h]) if identities.get(h) else None) for h in since)
 
 
 def resume_state(early: EarlyEvidence) -> dict:
@@ -91,6 +104,10 @@ def read_resume(resume: dict) -> dict:
     if not isinstance(resume, dict):
         raise InvalidInput("resume must be the resume of an earlier watch")
     return _section(resume, "early")
+
+
+def _identity(record):
+    return (record["boot_id"], record["seq"]) if record else None
 
 
 def _section(doc: dict, key: str) -> dict:

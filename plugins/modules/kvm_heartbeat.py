@@ -360,11 +360,13 @@ resume:
   description: What a following watch needs to keep the early evidence of this one (see O(resume)).
   returned: when the watch ended because a host is overdue (O(until_overdue))
   type: dict
-  sample: {early: {since: {h1: 1764063000.2}, baselines: {h1: {sampled_at: 1764063000.2, disks: {}}}}}
+  sample: {early: {since: {h1: 1764063000.2}, baselines: {h1: {sampled_at: 1764063000.2, disks: {}}},
+           identities: {h1: [5f0c7a1e-4f1c-4b6e-9a59-0f3c2b0d9d11, 4242]}}}
 disk_samples:
   description:
     - For each suspect, a first sample of its HA VMs' disks (size, modification time in ns, allocated blocks),
-      taken when it was first late (overdue), or when it was found. Pass it to M(kvmha.cluster.vm_disk_activity) as O(kvmha.cluster.vm_disk_activity#module:baseline).
+      taken when it was first late (overdue), or when it was found.
+      Pass it to M(kvmha.cluster.vm_disk_activity) as O(kvmha.cluster.vm_disk_activity#module:baseline).
   returned: state=check
   type: dict
   sample: {h1: {sampled_at: 1764063000.2, disks: {/var/lib/kvmha-lab/store/images/g1.img: [1048576, 1764063000123456789, 2048]}}}
@@ -547,7 +549,7 @@ class HeartbeatCheck:
         late = result["overdue"] + result["suspects"]
         if set(late) == set(self.early.since):
             return  # nobody new is late, nobody is back: the healthy path costs no thread
-        records = {s.host: s.record for s in states if s.host in late}
+        records = {s.host: s.record for s in states if s.host in late or s.host in self.early.since}
         try:
             call_with_deadline(self.early.note, self.params["store_timeout_s"], "sampling the late hosts' VM disks",
                                late, records, lambda record: baseline(ha_disks(record)))

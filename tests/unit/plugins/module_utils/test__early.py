@@ -17,7 +17,8 @@ from ansible_collections.kvmha.cluster.plugins.module_utils._errors import Inval
 @pytest.mark.parametrize("resume, words", [
     ([], "must be the resume"),
     ({"early": []}, "early must be a dict"),
-    ({"early": {"since": {}, "judge": {}}}, "only since and baselines"),
+    ({"early": {"since": {}, "judge": {}}}, "only since, baselines and identities"),
+    ({"early": {"since": {"h1": 1.0}, "baselines": {"h1": {}}, "identities": {"h1": "b"}}}, "not [boot_id, seq]"),
 ])
 def test_a_malformed_resume_is_refused(resume, words):
     with pytest.raises(InvalidInput) as err:
@@ -27,11 +28,12 @@ def test_a_malformed_resume_is_refused(resume, words):
 
 def test_the_early_evidence_goes_over_whole_and_bad_evidence_is_refused():
     early = EarlyEvidence({}, wall=lambda: 100.0)
-    early.note(["h1"], {"h1": None}, lambda record: {"sampled_at": 100.0, "disks": {}})
+    early.note(["h1"], {"h1": {"boot_id": "b", "seq": 4}}, lambda record: {"sampled_at": 100.0, "disks": {}})
     handed = json.loads(json.dumps(resume_state(early)))
     later = EarlyEvidence({})
     later.take_over(read_resume(handed))
     assert later.since == {"h1": 100.0} and later.baselines["h1"]["sampled_at"] == 100.0
+    assert later.identities == {"h1": ("b", 4)}
     for bad in ({"since": {"h1": "x"}, "baselines": {"h1": {}}}, {"since": {"h1": 1.0}, "baselines": {}},
                 {"since": {"h/1": 1.0}, "baselines": {"h/1": {}}}):
         with pytest.raises(InvalidInput):
@@ -41,11 +43,14 @@ def test_the_early_evidence_goes_over_whole_and_bad_evidence_is_refused():
 def test_a_host_that_beats_again_is_forgotten_and_sampled_afresh_when_late_again():
     times = iter([1.0, 2.0])
     early = EarlyEvidence({}, wall=lambda: next(times))
-    early.note(["h1"], {}, lambda record: {"sampled_at": 0})
-    early.note([], {}, lambda record: {"sampled_at": 0})
-    assert early.since == {} and early.baselines == {}
-    early.note(["h1"], {}, lambda record: {"sampled_at": 0})
-    assert early.since == {"h1": 2.0}
+    beat_4, beat_5 = {"h1": {"boot_id": "b", "seq": 4}}, {"h1": {"boot_id": "b", "seq": 5}}
+    early.note(["h1"], beat_4, lambda record: {"sampled_at": record["seq"]})
+    early.note([], beat_4, lambda record: {})  # not late for one look (an estimate), but no new beat: kept
+    assert early.since == {"h1": 1.0} and early.baselines == {"h1": {"sampled_at": 4}}
+    early.note([], beat_5, lambda record: {})  # a new beat: forgotten
+    assert early.since == {} and early.baselines == {} and early.identities == {}
+    early.note(["h1"], beat_5, lambda record: {"sampled_at": record["seq"]})
+    assert early.since == {"h1": 2.0} and early.baselines == {"h1": {"sampled_at": 5}}
 
 
 @pytest.mark.parametrize("targets, words", [
@@ -70,7 +75,7 @@ def test_each_target_is_asked_once_in_the_background_with_the_given_settings():
     early = EarlyEvidence({"h1": {"address": "198.51.100.11", "port": "2222"}}, attempts=2, deadline=0.5,
                           probe_one=fake_probe, wall=lambda: 7.0)
     early.start()
-    for _ in range(200):
+    for _attempt in range(200):
         if "h1" in early.mgmt:
             break
         time.sleep(0.01)

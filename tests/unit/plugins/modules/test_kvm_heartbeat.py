@@ -267,7 +267,7 @@ def ssh_server():
         server.settimeout(0.1)
         while not stop.is_set():
             try:
-                conn, _ = server.accept()
+                conn, _address = server.accept()
             except OSError:
                 continue
             with conn:
@@ -315,7 +315,8 @@ def test_probes_start_at_the_first_missed_beat_and_the_answer_is_there_at_the_de
         thread.join()
     assert first["ended"] == "overdue" and first["overdue"] == ["h1"] and first["suspects"] == []
     assert "h1" in first["early"] and first["early"]["h1"]["mgmt"] is None
-    assert second["ended"] == "suspects" and second["suspects"] == ["h1"] and "warnings" not in second
+    assert second["ended"] == "suspects" and second["suspects"] == ["h1"]
+    assert not [w for w in second.get("warnings", []) if "resume" in str(w)], second["warnings"]
     early = second["early"]["h1"]
     assert early["since"] == first["early"]["h1"]["since"]  # late since the first watch, not since the second
     assert early["mgmt"]["any_reachable"] is True and early["mgmt"]["probes"][0]["banner"] == "SSH-2.0-OpenSSH_test"
@@ -328,7 +329,7 @@ def test_probes_start_at_the_first_missed_beat_and_the_answer_is_there_at_the_de
 def test_a_malformed_resume_is_ignored_with_a_warning_and_the_watch_goes_on(run_module, store):
     beat(store, "h1")
     deep = {}
-    for _ in range(50):
+    for _level in range(50):
         deep = {"h1": deep}
     for resume in ({"early": deep}, {"early": {"since": deep, "baselines": {}}},
                    {"early": {"since": {"h1": 1.0}, "baselines": {"h1": "x"}}}):

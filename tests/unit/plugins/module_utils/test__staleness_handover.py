@@ -10,24 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import Reading, StalenessJudge, build_record
-
-
-class Clocks:
-    """The store's clock (wall) and the observer's monotonic clock, advancing together."""
-
-    def __init__(self):
-        self.wall_now = 10_000.0
-        self.mono_now = 500.0
-
-    def wall(self):
-        return self.wall_now
-
-    def monotonic(self):
-        return self.mono_now
-
-    def advance(self, seconds):
-        self.wall_now += seconds
-        self.mono_now += seconds
+from ansible_collections.kvmha.cluster.tests.unit.plugins.module_utils.test__heartbeat import Clocks
 
 
 def reading(clocks, seq, age=0.0, boot_id="boot-a"):

@@ -135,8 +135,9 @@ def uuid_or_none(value):
 
 
 def normalise_uuid(value, label: str = "") -> str:
-    """``uuid_or_none`` of ``str(value)``; raises ``DomainXMLError`` (``label`` names the value) when it is not one."""
-    canonical = uuid_or_none(str(value))
+    """``uuid_or_none`` of ``value``; raises ``DomainXMLError`` (``label`` names the value) when it is not one. Only a
+    string is: an integer of 32 digits reads as hex once made a string, but a JSON number is no UUID."""
+    canonical = uuid_or_none(value)
     if canonical is None:
         raise DomainXMLError("%s%r is not a UUID" % (label and label + " ", str(value)[:80]))
     return canonical

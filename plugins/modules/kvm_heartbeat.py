@@ -522,7 +522,7 @@ class HeartbeatCheck:
             if ended:
                 break
             time.sleep(self.params["poll"])
-        result["disk_samples"] = self._disk_samples(states, result["suspects"])
+        result["disk_samples"] = self._disk_samples(result["suspects"])
         result["early"] = self.early.report(result["suspects"] + result["overdue"])
         if ended == "overdue":
             result["resume"] = resume_state(self.early)
@@ -567,16 +567,10 @@ class HeartbeatCheck:
         overdue = [s for s in states if s.host in result["overdue"]]
         return bool(overdue) and waited < max(self.params["misses"] * s.record["interval"] for s in overdue)
 
-    def _disk_samples(self, states: list, suspects: list) -> dict:
-        """First samples of the suspects' VM disks: taken when each was first late (see vm_disk_activity)."""
-        taken = {h: self.early.baselines[h] for h in suspects if h in self.early.baselines}
-        records = {s.host: s.record for s in states if s.host in suspects and s.host not in taken}
-        try:
-            taken.update(call_with_deadline(lambda: {h: baseline(ha_disks(r)) for h, r in records.items()},
-                                            self.params["store_timeout_s"], "sampling the suspects' VM disks"))
-        except DeadlineExceeded:
-            pass
-        return taken
+    def _disk_samples(self, suspects: list) -> dict:
+        """First samples of the suspects' VM disks, taken when each was first late (_note_early; none where that
+        sample ran out of time - vm_disk_activity then samples twice itself)."""
+        return {h: self.early.baselines[h] for h in suspects if h in self.early.baselines}
 
     def _sample(self) -> tuple:
         ignored = {}

@@ -50,9 +50,9 @@ def site(tmp_path, clusters, beating):
     return inventory
 
 
-def watchdog(tmp_path, inventory, env_path=None, playbook=ROOT / "playbooks" / "watchdog.yml", limit=None, **extra):
+def watchdog(tmp_path, inventory, env_path=None, playbook=ROOT / "playbooks" / "watchdog.yml", limit=None, env_extra=None, **extra):
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), KVMHA_JOURNAL_DIR=str(tmp_path / "journal"),
-               ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"), ANSIBLE_NOCOLOR="1")
+               ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"), ANSIBLE_NOCOLOR="1", **(env_extra or {}))
     if env_path is not None:
         env["PATH"] = env_path
     env.pop("KVMHA_METRICS_FILE", None)
@@ -108,6 +108,27 @@ def test_a_late_member_has_its_management_asked_while_the_watch_goes_on(tmp_path
     assert "TASK [Watch the heartbeats for the rest of the window]" in done.output, done.output[-4000:]
     assert 'kvmha_suspects{cluster="a"} 0' in metrics(tmp_path)
     assert "Take the cluster lease - only the watchdog" not in done.output, done.output[-4000:]
+
+
+def test_a_late_members_neighbour_pings_it_in_the_background_and_the_job_is_cleaned_up(tmp_path):
+    """Issue 17: at hv2's first missed beat its live neighbour hv1 (here reached locally) starts pinging hv2's private
+    address in the background, for the probe play to collect; hv2 is only late, not stale, so nothing collects
+    it, and the run's last play removes the job's result file from the neighbour."""
+    inventory = site(tmp_path, {"a": CLUSTERS["a"]}, CLUSTERS["a"])
+    data = json.loads(inventory.read_text())
+    data["all"]["children"]["kvm_hosts"]["hosts"]["hv1"]["ansible_connection"] = "local"
+    inventory.write_text(json.dumps(data))
+    record = record_path(str(tmp_path / "store"), "hv2")
+    late = time.time() - 1000
+    os.utime(record, (late, late))
+    async_dir = tmp_path / "async"
+    done = watchdog(tmp_path, inventory, env_extra={"ANSIBLE_ASYNC_DIR": str(async_dir)})
+    assert done.returncode == 0, done.output[-4000:]
+    started = done.output.split("TASK [Start the neighbours' pings of the late hosts in the background]")[1].split("TASK")[0]
+    assert "hv1" in started and "hv2" not in started.replace("-> hv1", ""), started
+    assert "TASK [Remove the result of the neighbour's background ping]" in done.output, done.output[-4000:]
+    assert async_dir.is_dir() and list(async_dir.iterdir()) == [], list(async_dir.iterdir())
+    assert 'kvmha_suspects{cluster="a"} 0' in metrics(tmp_path)
 
 
 def hosts_with_the_observation(tmp_path, inventory, limit=None):

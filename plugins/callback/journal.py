@@ -83,6 +83,7 @@ from ansible_collections.kvmha.cluster.plugins.plugin_utils._journal import (
     phase_of,
     prometheus,
     scrub,
+    seconds,
     write_atomic,
 )
 
@@ -155,7 +156,8 @@ class CallbackModule(CallbackBase):
     def _on_observation(self, host, result):
         if "suspects" not in result:
             return  # state=stopped
-        detected = time.time()
+        returned = time.time()  # durations from the result, not the observer's clock: it may be another host's
+        detected = returned - seconds(result.get("settled"))  # when the watch found the first suspect
         if self.observation is None:
             self.event("run_start", started=iso(self.run["started"]))
         cluster = self.run["cluster"] = result.get("cluster", "default")
@@ -183,7 +185,7 @@ class CallbackModule(CallbackBase):
             incident.heartbeat = entry
             incident.mark("detected", detected)
             if entry.get("age") is not None:
-                incident.mark("last_heartbeat", detected - entry["age"])
+                incident.mark("last_heartbeat", returned - seconds(result.get("since_last_sample")) - entry["age"])
             late = (result.get("early") or {}).get(suspect) or {}
             if isinstance(late.get("since"), (int, float)):
                 incident.mark("probes_started", late["since"])  # the read-only probes began at its first missed beat

@@ -38,11 +38,21 @@ class EarlyEvidence:
         self._targets = _valid_targets(mgmt_targets or {}, attempts, deadline)
         self._attempts, self._deadline = attempts, deadline
         self._probe, self._wall = probe_one, wall
+        self._asking: dict = {}  # host -> the thread that asks its SSH server
 
     def start(self) -> None:
         """Ask every given host's SSH server now, each in its own thread; the watch does not wait for them."""
         for host, (address, port) in self._targets.items():
-            threading.Thread(target=self._ask, args=(host, address, port), daemon=True).start()
+            self._asking[host] = threading.Thread(target=self._ask, args=(host, address, port), daemon=True)
+            self._asking[host].start()
+
+    def settle(self, hosts: list, clock=time.monotonic) -> None:
+        """Wait for the answers still coming for ``hosts`` (at most the probe's own deadline): the probe play would
+        otherwise ask again and wait longer."""
+        until = clock() + self._attempts * self._deadline + 0.5
+        for host in hosts:
+            if host in self._asking:
+                self._asking[host].join(max(0.0, until - clock()))
 
     def _ask(self, host: str, address: str, port: int) -> None:
         asked_at = self._wall()

@@ -115,7 +115,9 @@ options:
     description:
       - Hosts whose SSH server to ask at once, in the background, while the watch goes on - a dict of host name to
         a dict with C(address) and C(port) (22 by default). The same read-only probe as M(kvmha.cluster.mgmt_probe), with O(mgmt_attempts) connections
-        of O(mgmt_timeout_s) each; each answer is in RV(early).
+        of O(mgmt_timeout_s) each; each answer is in RV(early). When the watch ends with such a host among the
+        suspects, it waits for that host's answer still coming (at most the probe's own time), so that the answer is
+        there for the decision.
     type: dict
     default: {}
   mgmt_attempts:
@@ -245,8 +247,14 @@ overdue:
   type: list
   elements: str
   sample: []
+since_last_sample:
+  description: Seconds between the last sample, which the ages in RV(hosts) are from, and the module's return.
+  returned: state=check
+  type: float
+  sample: 0.002
 settled:
-  description: Seconds the watch went on after the first suspect, waiting for overdue hosts.
+  description: Seconds the module went on after it found the first suspect - waiting for overdue hosts, and for the
+    answers of O(mgmt_targets) still coming. The suspect was found this long before the module returned.
   returned: state=check
   type: float
   sample: 0.0
@@ -523,13 +531,14 @@ class HeartbeatCheck:
                 break
             time.sleep(self.params["poll"])
         result["disk_samples"] = self._disk_samples(result["suspects"])
+        self.early.settle(result["suspects"])
         result["early"] = self.early.report(result["suspects"] + result["overdue"])
         if ended == "overdue":
             result["resume"] = resume_state(self.early)
         result["handover"] = dict(self.handover_result, written=self._hand_over())
         result.update(changed=False, cluster=self.params["cluster"], samples=samples, store_now=round(self.store_time(), 3),
                       settled=round(time.monotonic() - first_suspect, 3) if first_suspect else 0.0, ended=ended,
-                      elapsed=round(time.monotonic() - start, 3))
+                      since_last_sample=round(time.monotonic() - now, 3), elapsed=round(time.monotonic() - start, 3))
         return result
 
     def _ended(self, result: dict, states: list, settling_for: float, window_over: bool):

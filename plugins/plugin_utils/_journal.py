@@ -76,6 +76,11 @@ def phase_of(task_vars: dict, play_phase) -> str:
     return phase if phase in PHASES else ""
 
 
+def seconds(value) -> float:
+    """A duration read from a module's result: a finite number >= 0, else 0."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < float("inf") else 0.0
+
+
 def handler_for(table: dict, phase: str, module: str) -> str:
     """The handler of ``table`` for a result of ``module`` in ``phase``: the most specific entry, or ''."""
     for key in ((phase, module), (phase, ANY), (ANY, module)):

@@ -8,6 +8,7 @@ fence, a check-mode run and a run that finished an interrupted one."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import time
@@ -20,6 +21,7 @@ from journal_fakes import FakeResult, FakeStats
 from ansible_collections.kvmha.cluster.plugins.callback import journal
 from ansible_collections.kvmha.cluster.plugins.module_utils._decision import decide
 from ansible_collections.kvmha.cluster.plugins.module_utils._policy import effective_policy
+from ansible_collections.kvmha.cluster.plugins.plugin_utils._journal import seconds
 
 NAME = "kvmha.cluster.journal"
 SECRET = "s3cr3t-Sentinel-9f4e"  # must appear in no file of the journal
@@ -276,6 +278,22 @@ def test_the_record_of_a_recovered_host(journal_dir):
     assert record["heartbeat"]["status"] == "stale" and record["evidence"]["bmc"]["power"] == "on"
     assert [e["event"] for e in events(journal_dir)] == [
         "run_start", "suspect", "decision", "fence", "vm_transition", "vm_started", "recover", "run_end"]
+
+
+def test_detection_and_the_last_heartbeat_are_dated_by_the_results_durations(journal_dir):
+    """Issue 17: the watch may go on after it found the suspect (waiting for overdue hosts, and for the answers of
+    the SSH servers it asked at the first missed beat): the suspect was detected `settled` seconds before the result
+    came, and its age is from the last sample, `since_last_sample` before it - durations, since the observer's clock
+    may be another host's. Bad durations count as 0."""
+    callback = new_callback(journal_dir)
+    before = time.time()
+    run(callback, ("ok", "kvm_heartbeat", "h2", dict(heartbeat(age=7.0), settled=1.5, since_last_sample=1.25)),
+        ("ok", "host_investigate", "h2", investigate()))
+    after = time.time()
+    stamps = {k: datetime.datetime.fromisoformat(v).timestamp() for k, v in incident(journal_dir, "h1")["timestamps"].items()}
+    assert before - 1.5 - 0.002 <= stamps["detected"] <= after - 1.5 + 0.002
+    assert before - 8.25 - 0.002 <= stamps["last_heartbeat"] <= after - 8.25 + 0.002
+    assert [seconds(v) for v in (2, 0.5, -1, float("nan"), float("inf"), True, "3", None)] == [2.0, 0.5, 0, 0, 0, 0, 0, 0]
 
 
 def test_the_record_of_a_failed_fence(journal_dir):

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
@@ -83,3 +84,32 @@ def test_each_target_is_asked_once_in_the_background_with_the_given_settings():
     assert early.mgmt["h1"]["any_reachable"] is False and early.mgmt["h1"]["asked_at"] == 7.0
     early.note(["h1"], {}, lambda record: {})
     assert early.report(["h1", "h2"]) == {"h1": {"since": 7.0, "mgmt": early.mgmt["h1"]}}
+
+
+def test_a_suspects_answer_still_coming_is_waited_for_within_the_probes_time():
+    """settle(): the answer of a suspect's SSH server that is still being asked is waited for - the probe play would
+    otherwise ask again and wait longer - but never past the probe's own time (attempts x deadline), and only for the
+    hosts given."""
+    release = threading.Event()
+
+    def slow_probe(address, port, attempts, deadline):
+        release.wait(10)
+        return {"target": address, "port": port, "reachable": False, "answer": "timeout"}
+
+    targets = {"h1": {"address": "198.51.100.11"}, "h2": {"address": "198.51.100.12"}}
+    early = EarlyEvidence(targets, attempts=2, deadline=0.1, probe_one=slow_probe)
+    early.start()
+    threading.Timer(0.05, release.set).start()
+    early.settle(["h1"])
+    assert "h1" in early.mgmt
+    early.settle(["h9"])  # a host that was not asked: nothing to wait for
+
+    hung = threading.Event()
+    stuck = EarlyEvidence({"h3": {"address": "198.51.100.13"}}, attempts=2, deadline=0.1,
+                          probe_one=lambda address, *rest: hung.wait(10) and {"target": address, "reachable": False, "answer": "timeout"})
+    stuck.start()
+    clock = iter([0.0, 100.0])  # the bound (2 x 0.1 + 0.5 s) has passed by the time h3's turn comes
+    started = time.monotonic()
+    stuck.settle(["h3"], clock=lambda: next(clock))
+    assert stuck.mgmt == {} and time.monotonic() - started < 1.0
+    hung.set()

@@ -78,20 +78,13 @@ def test_an_answering_ssh_server_gets_the_login_that_proves_management(tmp_path)
     assert result["banner"]["any_reachable"] is True and result["login"]["ping"] == "pong"
 
 
-LOST = "lost"  # a background ping was noted, its result file is gone
-
-
-def neighbour_probe(tmp_path, early: dict | str | None, early_targets=("127.0.0.1",), ping_targets=("127.0.0.1",)) -> dict:
+def neighbour_probe(tmp_path, early: dict | None, ping_targets=("127.0.0.1",)) -> dict:
     """The neighbours' row of probe.yml on one neighbour (nb, local) pinging 127.0.0.1, the address of the suspect.
-    ``early`` is the result its background ping of the first missed beat left (watch_late.yml) - the file Ansible's
-    async wrapper writes when the job ends -, LOST, or None when no such ping was started."""
-    async_dir = tmp_path / "async"
-    async_dir.mkdir()
+    ``early`` is the result of its ping while the watch went on (the play of watchdog.yml that watch_late.yml prepares),
+    or None when it did not ping then."""
     neighbour = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, "kvmha_ping_targets": list(ping_targets)}
     if early is not None:
-        if early != LOST:
-            (async_dir / "j1.1").write_text(json.dumps(early))
-        neighbour["kvmha_early_ping"] = {"jid": "j1.1", "targets": list(early_targets)}
+        neighbour["kvmha_early_ping"] = early
     inventory = tmp_path / "inventory.json"
     inventory.write_text(json.dumps({"all": {
         "children": {"kvmha_suspects": {"hosts": {}}, "kvmha_probers": {"hosts": {"nb": {}}}, "kvmha_neighbors": {"hosts": {"nb": neighbour}}},
@@ -104,10 +97,10 @@ def neighbour_probe(tmp_path, early: dict | str | None, early_targets=("127.0.0.
         "tasks": [
             {"name": "Probe", "ansible.builtin.import_tasks": str(ROOT / "playbooks" / "tasks" / "probe.yml")},
             {"name": "Keep the result", "delegate_to": "localhost", "ansible.builtin.copy": {
-                "dest": str(out), "mode": "0644", "content": "{{ {'ping': kvmha_ping, 'early': kvmha_early_ping_result} | to_json }}"}},
+                "dest": str(out), "mode": "0644", "content": "{{ kvmha_ping | to_json }}"}},
         ]}]))
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), KVMHA_JOURNAL_DIR=str(tmp_path / "journal"),
-               ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"), ANSIBLE_NOCOLOR="1", ANSIBLE_ASYNC_DIR=str(async_dir))
+               ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"), ANSIBLE_NOCOLOR="1")
     env.pop("KVMHA_METRICS_FILE", None)
     done = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(inventory), str(playbook)], capture_output=True, text=True,
                           env=env, cwd=str(tmp_path), check=False, timeout=120)
@@ -119,42 +112,34 @@ def pinged(address: str, reachable: bool) -> dict:
     return {"target": address, "reachable": reachable, "sent": 2, "received": 2 if reachable else 0}
 
 
-def test_a_neighbours_early_ping_that_got_no_reply_is_its_answer(tmp_path):
-    """Issue 17: the neighbour pinged the late host at its first missed beat and no reply came: that silence is its
-    answer, and the probe play does not wait the probe timeout for it again."""
-    result = neighbour_probe(tmp_path, {"changed": False, "pings": [pinged("127.0.0.1", False)]})
-    assert result["ping"]["pings"] == [pinged("127.0.0.1", False)], result
-    assert result["early"]["finished"] is True
+def test_a_neighbours_ping_during_the_watch_that_got_no_reply_is_its_answer(tmp_path):
+    """Issue 17: the neighbour pinged the late host while the watch went on and no reply came: that silence is its
+    answer, and the probe play does not wait the probe timeout for it again (127.0.0.1 would answer a new ping)."""
+    early = {"changed": False, "pings": [pinged("127.0.0.1", False)]}
+    assert neighbour_probe(tmp_path, early) == early
 
 
-def test_a_neighbours_early_ping_that_got_a_reply_is_asked_again(tmp_path):
-    """A reply proves only that the host was up when it was pinged, before it turned suspect: the neighbour pings again
-    (127.0.0.1 answers)."""
-    result = neighbour_probe(tmp_path, {"changed": False, "pings": [pinged("127.0.0.1", True)]})
-    assert "finished" not in result["ping"] and result["ping"]["pings"][0]["target"] == "127.0.0.1", result
-    assert result["ping"]["pings"][0]["reachable"] is True
+def test_a_neighbours_ping_during_the_watch_that_got_a_reply_is_asked_again(tmp_path):
+    """A reply proves only that the host was up when it was pinged, before it turned suspect: the neighbour pings again."""
+    result = neighbour_probe(tmp_path, {"changed": False, "pings": [pinged("127.0.0.1", True)], "marker": 1})
+    assert "marker" not in result and result["pings"][0]["target"] == "127.0.0.1" and result["pings"][0]["reachable"] is True
 
 
-def test_an_early_ping_that_did_not_cover_every_suspect_is_not_collected(tmp_path):
-    """Another host turned suspect since the background ping started: the neighbour pings all the suspects now."""
-    result = neighbour_probe(tmp_path, {"changed": False, "pings": [pinged("127.0.0.2", False)]}, early_targets=["127.0.0.2"])
-    assert result["early"].get("skipped") is True, result
-    assert [p["target"] for p in result["ping"]["pings"]] == ["127.0.0.1"]
+def test_a_ping_during_the_watch_that_did_not_cover_every_suspect_is_not_taken(tmp_path):
+    """Another host turned suspect since: the neighbour pings all the suspects now."""
+    result = neighbour_probe(tmp_path, {"changed": False, "pings": [pinged("127.0.0.2", False)]})
+    assert [p["target"] for p in result["pings"]] == ["127.0.0.1"] and result["pings"][0]["reachable"] is True, result
 
 
-def test_a_failed_early_ping_leaves_the_neighbour_to_ping(tmp_path):
-    """A background job that failed is no evidence: the neighbour pings as without it."""
-    result = neighbour_probe(tmp_path, {"failed": True, "msg": "ping: not found"})
-    assert result["ping"]["pings"][0]["reachable"] is True, result
+def test_a_failed_or_unreachable_ping_during_the_watch_leaves_the_neighbour_to_ping(tmp_path):
+    """A ping that failed, or a neighbour not reached then, is no evidence: the neighbour pings as without it."""
+    for number, early in enumerate(({"failed": True, "msg": "ping: not found", "pings": [pinged("127.0.0.1", False)]},
+                                    {"unreachable": True, "msg": "Failed to connect", "changed": False})):
+        run_dir = tmp_path / str(number)
+        run_dir.mkdir()
+        result = neighbour_probe(run_dir, early)
+        assert result["pings"][0]["reachable"] is True, (early, result)
 
 
-def test_a_lost_early_ping_leaves_the_neighbour_to_ping(tmp_path):
-    """The background job's result is gone (the neighbour rebooted, someone cleaned up): async_status fails, and
-    the neighbour pings as without it."""
-    result = neighbour_probe(tmp_path, LOST)
-    assert result["early"].get("failed") is True and result["ping"]["pings"][0]["reachable"] is True, result
-
-
-def test_a_neighbour_without_an_early_ping_pings(tmp_path):
-    result = neighbour_probe(tmp_path, None)
-    assert result["early"].get("skipped") is True and result["ping"]["pings"][0]["reachable"] is True, result
+def test_a_neighbour_that_did_not_ping_during_the_watch_pings(tmp_path):
+    assert neighbour_probe(tmp_path, None)["pings"][0]["reachable"] is True

@@ -58,7 +58,7 @@ EXPECTED = {
     ("probe.yml", "vm_disk_activity"): ("", "probe"),
     ("probe.yml", "mgmt_probe"): ("", "probe"),  # the SSH banner: unanswered is an ok result; a failure is unknown evidence
     ("probe.yml", "neighbor_ping"): ("", "probe"),
-    ("watch_late.yml", "neighbor_ping"): ("", "probe"),  # the background ping of the first missed beat: unknown evidence when it fails
+    ("watchdog.yml", "neighbor_ping"): ("", "probe"),  # the neighbours' ping while the watch goes on: unknown evidence when it fails
     ("decide.yml", "host_investigate"): ("decision", ""),
     ("observe_only.yml", "vm_evacuate"): ("", "plan"),  # observe mode's plan, in check mode: no recovery, no failure
     ("fence.yml", "host_mark_info"): ("", ""),

@@ -19,29 +19,20 @@ ROOT = pathlib.Path(__file__).resolve().parents[3]
 ANSIBLE_PLAYBOOK = pathlib.Path(sys.executable).with_name("ansible-playbook")
 
 
-def probe(tmp_path, port: int, probe_timeout_s: float = 0.4) -> dict:
-    store = tmp_path / "store"
-    store.mkdir()
+def run_probe_play(tmp_path, hosts: dict, play_vars: dict, kept: str) -> tuple:
+    """probe.yml run as the watchdog runs it, on the inventory ``hosts`` (groups); returns the template ``kept``,
+    rendered after the probes and read back as JSON, and the output."""
     local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
-    suspect = dict(local, ansible_host="127.0.0.1", ansible_port=port, kvmha_bmc_address="127.0.0.1",
-                   kvmha_bmc_port=9, kvmha_bmc_username="u", kvmha_bmc_password="p")
     inventory = tmp_path / "inventory.json"
-    inventory.write_text(json.dumps({"all": {
-        "children": {"kvmha_suspects": {"hosts": {"hv1": suspect}}, "kvmha_probers": {"hosts": {"hv1": {}}},
-                     "kvmha_neighbors": {"hosts": {}}},
-        "hosts": {"localhost": local}}}))
+    inventory.write_text(json.dumps({"all": {"children": hosts, "hosts": {"localhost": local}}}))
     out = tmp_path / "out.json"
     playbook = tmp_path / "probe.yml"
     playbook.write_text(json.dumps([{
         "name": "Probe as the watchdog does", "hosts": "kvmha_probers", "gather_facts": False, "strategy": "ansible.builtin.free",
-        "vars": {"kvmha_store": str(store), "kvmha_observer": "localhost", "kvmha_ping_targets": [],
-                 "kvmha_observation": {"disk_samples": {}},
-                 "kvmha_policy_effective": effective_policy(
-                     {"probe_timeout_s": probe_timeout_s, "activity_window_s": 0.1, "store_timeout_s": 5})},
+        "vars": play_vars,
         "tasks": [
             {"name": "Probe", "ansible.builtin.import_tasks": str(ROOT / "playbooks" / "tasks" / "probe.yml")},
-            {"name": "Keep the result", "delegate_to": "localhost", "ansible.builtin.copy": {
-                "dest": str(out), "mode": "0644", "content": "{{ {'banner': kvmha_mgmt_banner, 'login': kvmha_mgmt} | to_json }}"}},
+            {"name": "Keep the result", "delegate_to": "localhost", "ansible.builtin.copy": {"dest": str(out), "mode": "0644", "content": kept}},
         ]}]))
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), KVMHA_JOURNAL_DIR=str(tmp_path / "journal"),
                ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"), ANSIBLE_NOCOLOR="1")
@@ -49,8 +40,21 @@ def probe(tmp_path, port: int, probe_timeout_s: float = 0.4) -> dict:
     done = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(inventory), str(playbook)], capture_output=True, text=True,
                           env=env, cwd=str(tmp_path), check=False, timeout=120)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
-    result = json.loads(out.read_text())
-    result["output"] = done.stdout + done.stderr
+    return json.loads(out.read_text()), done.stdout + done.stderr
+
+
+def probe(tmp_path, port: int, probe_timeout_s: float = 0.4) -> dict:
+    store = tmp_path / "store"
+    store.mkdir()
+    suspect = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, "ansible_host": "127.0.0.1",
+               "ansible_port": port, "kvmha_bmc_address": "127.0.0.1", "kvmha_bmc_port": 9, "kvmha_bmc_username": "u",
+               "kvmha_bmc_password": "p"}
+    hosts = {"kvmha_suspects": {"hosts": {"hv1": suspect}}, "kvmha_probers": {"hosts": {"hv1": {}}}, "kvmha_neighbors": {"hosts": {}}}
+    play_vars = {"kvmha_store": str(store), "kvmha_observer": "localhost", "kvmha_ping_targets": [],
+                 "kvmha_observation": {"disk_samples": {}},
+                 "kvmha_policy_effective": effective_policy({"probe_timeout_s": probe_timeout_s, "activity_window_s": 0.1, "store_timeout_s": 5})}
+    result, output = run_probe_play(tmp_path, hosts, play_vars, "{{ {'banner': kvmha_mgmt_banner, 'login': kvmha_mgmt} | to_json }}")
+    result["output"] = output
     return result
 
 
@@ -85,27 +89,8 @@ def neighbour_probe(tmp_path, early: dict | None, ping_targets=("127.0.0.1",)) -
     neighbour = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, "kvmha_ping_targets": list(ping_targets)}
     if early is not None:
         neighbour["kvmha_early_ping"] = early
-    inventory = tmp_path / "inventory.json"
-    inventory.write_text(json.dumps({"all": {
-        "children": {"kvmha_suspects": {"hosts": {}}, "kvmha_probers": {"hosts": {"nb": {}}}, "kvmha_neighbors": {"hosts": {"nb": neighbour}}},
-        "hosts": {"localhost": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}))
-    out = tmp_path / "out.json"
-    playbook = tmp_path / "probe.yml"
-    playbook.write_text(json.dumps([{
-        "name": "Probe as the watchdog does", "hosts": "kvmha_probers", "gather_facts": False, "strategy": "ansible.builtin.free",
-        "vars": {"kvmha_policy_effective": effective_policy({"probe_timeout_s": 1})},
-        "tasks": [
-            {"name": "Probe", "ansible.builtin.import_tasks": str(ROOT / "playbooks" / "tasks" / "probe.yml")},
-            {"name": "Keep the result", "delegate_to": "localhost", "ansible.builtin.copy": {
-                "dest": str(out), "mode": "0644", "content": "{{ kvmha_ping | to_json }}"}},
-        ]}]))
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), KVMHA_JOURNAL_DIR=str(tmp_path / "journal"),
-               ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"), ANSIBLE_NOCOLOR="1")
-    env.pop("KVMHA_METRICS_FILE", None)
-    done = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(inventory), str(playbook)], capture_output=True, text=True,
-                          env=env, cwd=str(tmp_path), check=False, timeout=120)
-    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
-    return json.loads(out.read_text())
+    hosts = {"kvmha_suspects": {"hosts": {}}, "kvmha_probers": {"hosts": {"nb": {}}}, "kvmha_neighbors": {"hosts": {"nb": neighbour}}}
+    return run_probe_play(tmp_path, hosts, {"kvmha_policy_effective": effective_policy({"probe_timeout_s": 1})}, "{{ kvmha_ping | to_json }}")[0]
 
 
 def pinged(address: str, reachable: bool) -> dict:

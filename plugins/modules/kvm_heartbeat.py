@@ -128,6 +128,14 @@ options:
     description: Seconds each connection of O(mgmt_targets) is given to bring the server's banner.
     type: float
     default: 1.0
+  overdue_grace_s:
+    description:
+      - When the window ends while a host has missed a beat (RV(overdue)), watch on up to this many seconds more,
+        until it beats again or turns suspect (at most O(misses) x its interval). The run that started that host's
+        probes at its first missed beat then acts on it, rather than the next run, which would start them afresh.
+      - V(0) ends at the window, as before.
+    type: float
+    default: 0
   poll:
     description: Seconds between two samples while watching.
     type: float
@@ -457,6 +465,7 @@ ARGUMENT_SPEC = merge_specs(
         "detail": {"type": "str", "choices": ["full", "suspects"], "default": "full"},
         "until_work": {"type": "bool", "default": False},
         "until_overdue": {"type": "bool", "default": False},
+        "overdue_grace_s": {"type": "float", "default": 0.0},
         "resume": {"type": "dict"},
         "mgmt_targets": {"type": "dict", "default": {}},
         "mgmt_attempts": {"type": "int", "default": 2},
@@ -526,7 +535,7 @@ class HeartbeatCheck:
             now = time.monotonic()
             if result["suspects"] and first_suspect is None:
                 first_suspect = now
-            ended = self._ended(result, states, now - (first_suspect or now), now + self.params["poll"] > window_end)
+            ended = self._ended(result, states, now - (first_suspect or now), now + self.params["poll"] - window_end)
             if ended:
                 break
             time.sleep(self.params["poll"])
@@ -541,17 +550,19 @@ class HeartbeatCheck:
                       since_last_sample=round(time.monotonic() - now, 3), elapsed=round(time.monotonic() - start, 3))
         return result
 
-    def _ended(self, result: dict, states: list, settling_for: float, window_over: bool):
-        """Why the watch ends after this sample, or ``None`` to go on."""
+    def _ended(self, result: dict, states: list, settling_for: float, past_window: float):
+        """Why the watch ends after this sample, or ``None`` to go on (``past_window`` > 0: the window is over)."""
         if not result["observer_ok"]:
             return "observer"
-        if result["suspects"] and not self._settling(result, states, settling_for):
+        if result["suspects"] and not self._waiting_for_overdue(result, states, settling_for):
             return "suspects"
         if result["work"] and self.params["until_work"]:
             return "work"
         if result["overdue"] and not result["suspects"] and self.params["until_overdue"]:
             return "overdue"
-        return "window" if window_over else None
+        if past_window > 0 and not self._waiting_for_overdue(result, states, past_window, self.params["overdue_grace_s"]):
+            return "window"
+        return None
 
     def _note_early(self, states: list, result: dict) -> None:
         """Start the read-only probes of every host that has missed a beat (see _early): the first disk sample."""
@@ -565,16 +576,18 @@ class HeartbeatCheck:
         except DeadlineExceeded:
             pass  # the probe play samples them again; a hung disk never stops the watch
 
-    def _settling(self, result: dict, states: list, waited: float) -> bool:
-        """Keep watching a little after the first suspect while other hosts are overdue.
+    def _waiting_for_overdue(self, result: dict, states: list, waited: float, most: float = float("inf")) -> bool:
+        """Whether to keep watching while hosts are overdue: each beats again or turns stale within O(misses) x its
+        interval, and ``most`` bounds the wait.
 
-        Hosts that die together (a power strip, a switch) go stale up to one interval apart, because each writer
-        beats on its own phase. The moment the first one is stale, the others have already missed a beat: waiting
-        until they beat again or turn stale lets the storm guard see all of them at once. A lone failure, the common
-        case, has no overdue host and costs nothing.
+        After the first suspect: hosts that die together (a power strip, a switch) go stale up to one interval apart,
+        because each writer beats on its own phase. The moment the first one is stale, the others have already missed
+        a beat: waiting until they beat again or turn stale lets the storm guard see all of them at once. A lone
+        failure, the common case, has no overdue host and costs nothing. At the end of the window (O(overdue_grace_s)):
+        the host found late in this run is decided in this run.
         """
         overdue = [s for s in states if s.host in result["overdue"]]
-        return bool(overdue) and waited < max(self.params["misses"] * s.record["interval"] for s in overdue)
+        return bool(overdue) and waited < min(most, max(self.params["misses"] * s.record["interval"] for s in overdue))
 
     def _disk_samples(self, suspects: list) -> dict:
         """First samples of the suspects' VM disks, taken when each was first late (_note_early; none where that

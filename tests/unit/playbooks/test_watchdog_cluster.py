@@ -22,6 +22,7 @@ from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import bu
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 ANSIBLE_PLAYBOOK = pathlib.Path(sys.executable).with_name("ansible-playbook")
 CLUSTERS = {"a": ["hv1", "hv2"], "b": ["hv3", "hv4", "hv5"]}
+QUICK = {"overdue_grace_s": 0.5}  # a late host (600 s beats) would keep the run watching 10 s past its window
 
 
 def site(tmp_path, clusters, beating):
@@ -102,7 +103,7 @@ def test_a_late_member_has_its_management_asked_while_the_watch_goes_on(tmp_path
     record = record_path(str(tmp_path / "store"), "hv2")
     late = time.time() - 1000  # a 600 s interval: overdue after 900 s, stale after 1800 s (2 s of skew allowance)
     os.utime(record, (late, late))
-    done = watchdog(tmp_path, inventory)
+    done = watchdog(tmp_path, inventory, kvmha_policy=QUICK)
     assert done.returncode == 0, done.output[-4000:]
     assert "TASK [Look up the late hosts' management addresses]" in done.output, done.output[-4000:]
     assert "TASK [Watch the heartbeats for the rest of the window]" in done.output, done.output[-4000:]
@@ -123,7 +124,7 @@ def test_a_late_members_neighbour_pings_it_while_the_watch_goes_on(tmp_path):
     record = record_path(str(tmp_path / "store"), "hv4")
     late = time.time() - 1000
     os.utime(record, (late, late))
-    done = watchdog(tmp_path, inventory)
+    done = watchdog(tmp_path, inventory, kvmha_policy=QUICK)
     assert done.returncode == 0, done.output[-4000:]
     play = done.output.split("PLAY [Watch on while the late hosts' neighbours ping them]")[1].split("PLAY [")[0]
     pinging = play.split("TASK [Ping the late hosts' private addresses from a neighbour]")[1].split("TASK [")[0]

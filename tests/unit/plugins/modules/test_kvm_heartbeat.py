@@ -346,6 +346,22 @@ def test_without_until_overdue_a_late_host_does_not_end_the_watch(run_module, st
     assert result["ended"] in ("window", "suspects") and "resume" not in result
 
 
+def test_a_host_late_when_the_window_ends_is_watched_until_it_turns_stale_within_the_grace(run_module, store):
+    """Issue 17: h1 has missed a beat when the window ends; with overdue_grace_s the watch goes on until h1 turns
+    stale (3 x 0.4 s after its last beat), so this run - which started h1's probes - decides on it. Without the grace
+    the window ends with h1 only overdue; a grace shorter than the wait ends it at the grace."""
+    common = {"store_path": store, "watch": 0.1, "poll": 0.05, "skew_allowance": 0.0}
+    beat(store, "h1", age=0.7, interval=0.4)  # overdue (> 1.5 x 0.4 s), stale after 1.2 s
+    plain = run_module(kvm_heartbeat, common)
+    assert plain["ended"] == "window" and plain["overdue"] == ["h1"] and plain["suspects"] == []
+    beat(store, "h1", age=0.7, interval=0.4)
+    graced = run_module(kvm_heartbeat, dict(common, overdue_grace_s=10))
+    assert graced["ended"] == "suspects" and graced["suspects"] == ["h1"] and graced["elapsed"] < 5
+    beat(store, "h1", age=0.7, interval=0.4)
+    short = run_module(kvm_heartbeat, dict(common, overdue_grace_s=0.1))
+    assert short["ended"] == "window" and short["suspects"] == [] and short["elapsed"] < 1.0
+
+
 # --------------------------------------------------------------------------------------------------- watch handover
 
 

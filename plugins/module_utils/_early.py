@@ -8,7 +8,8 @@
 A host that has missed one beat (``overdue``) is still alive by the policy, and nothing may be done to it. But the
 read-only probes can start: the first sample of its VM disks, and - when the caller passes its management address -
 the banner of its SSH server (the probe of ``_reach``). When it turns stale ``misses`` beats later, the disk window
-has passed and the management answer is there; investigation starts with evidence instead of waiting for it.
+has passed: the second disk sample is taken the moment it is found, and the management answer is there; investigation
+starts with evidence instead of waiting for it.
 Nothing here decides or acts: the decision still waits for the policy's missed-beat count.
 
 A watch that returns at the first overdue host (so that the caller can look up that host's management address)
@@ -23,6 +24,7 @@ import time
 
 from ._errors import InvalidInput
 from ._heartbeat import validate_host_name
+from ._diskactivity import judge, sample
 from ._ping import aggregate
 from ._reach import probe, validate_settings
 
@@ -73,9 +75,23 @@ class EarlyEvidence:
                 self.identities[host] = _identity(records.get(host))
                 self.baselines[host] = sample(records.get(host))
 
-    def report(self, hosts: list) -> dict:
-        """What is known early of ``hosts``: since when each was late, and its management answer if it came."""
-        return {h: {"since": round(self.since[h], 3), "mgmt": self.mgmt.get(h)} for h in hosts if h in self.since}
+    def disk_activity(self, hosts: list, window: float, sample_disks=sample) -> dict:
+        """The verdict on the VM disks of each of ``hosts`` whose first sample is at least ``window`` seconds old,
+        from a second sample taken now (shaped like vm_disk_activity's); a host sampled later is left to the probe play."""
+        ready = {h: self.baselines[h] for h in hosts if h in self.baselines
+                 and self._wall() - self.baselines[h]["sampled_at"] >= window}
+        if not ready:
+            return {}
+        after = sample_disks(sorted({disk for first in ready.values() for disk in first["disks"]}))
+        taken = self._wall()
+        return {h: judge(sorted(first["disks"]), first["disks"], after, taken - first["sampled_at"]) for h, first in ready.items()}
+
+    def report(self, hosts: list, disk_activity=None) -> dict:
+        """What is known early of ``hosts``: since when each was late, its management answer if it came, and the
+        verdict on its disks if the second sample was taken (``disk_activity``)."""
+        disk_activity = disk_activity or {}
+        return {h: {"since": round(self.since[h], 3), "mgmt": self.mgmt.get(h), "disk_activity": disk_activity.get(h)}
+                for h in hosts if h in self.since}
 
     def forget(self, host=None) -> None:
         for known in (self.since, self.baselines, self.identities):

@@ -128,6 +128,14 @@ options:
     description: Seconds each connection of O(mgmt_targets) is given to bring the server's banner.
     type: float
     default: 1.0
+  activity_window_s:
+    description:
+      - When a host is found suspect and the first sample of its VM disks (taken when it was first late) is at least
+        this many seconds old, take the second sample at once and give the verdict in RV(early) (C(disk_activity)),
+        so that M(kvmha.cluster.vm_disk_activity) need not run for it. A host sampled later gets none.
+      - V(0) takes no second sample.
+    type: float
+    default: 0
   overdue_grace_s:
     description:
       - When the window ends while a host has missed a beat (RV(overdue)), watch on up to this many seconds more,
@@ -466,6 +474,7 @@ ARGUMENT_SPEC = merge_specs(
         "until_work": {"type": "bool", "default": False},
         "until_overdue": {"type": "bool", "default": False},
         "overdue_grace_s": {"type": "float", "default": 0.0},
+        "activity_window_s": {"type": "float", "default": 0.0},
         "resume": {"type": "dict"},
         "mgmt_targets": {"type": "dict", "default": {}},
         "mgmt_attempts": {"type": "int", "default": 2},
@@ -490,7 +499,8 @@ class HeartbeatCheck:
         self.marks = None  # read once per run: marks change rarely, and only between runs
         self.owed = ({}, {})
         self.early = EarlyEvidence(params["mgmt_targets"], params["mgmt_attempts"], params["mgmt_timeout_s"])
-        check_range("watch", params["watch"], 0)
+        for name in ("watch", "overdue_grace_s", "activity_window_s"):
+            check_range(name, params[name], 0)
         for name in ("poll", "store_timeout_s"):
             check_range(name, params[name], 0, exclusive_minimum=True)
         self.warnings = []
@@ -541,7 +551,7 @@ class HeartbeatCheck:
             time.sleep(self.params["poll"])
         result["disk_samples"] = self._disk_samples(result["suspects"])
         self.early.settle(result["suspects"])
-        result["early"] = self.early.report(result["suspects"] + result["overdue"])
+        result["early"] = self.early.report(result["suspects"] + result["overdue"], self._disk_activity(result["suspects"]))
         if ended == "overdue":
             result["resume"] = resume_state(self.early)
         result["handover"] = dict(self.handover_result, written=self._hand_over())
@@ -593,6 +603,16 @@ class HeartbeatCheck:
         """First samples of the suspects' VM disks, taken when each was first late (_note_early; none where that
         sample ran out of time - vm_disk_activity then samples twice itself)."""
         return {h: self.early.baselines[h] for h in suspects if h in self.early.baselines}
+
+    def _disk_activity(self, suspects: list) -> dict:
+        """The second sample of the suspects' VM disks, where the first is old enough (O(activity_window_s))."""
+        if not self.params["activity_window_s"] or not suspects:
+            return {}
+        try:
+            return call_with_deadline(self.early.disk_activity, self.params["store_timeout_s"], "sampling the suspects' VM disks",
+                                      suspects, self.params["activity_window_s"])
+        except DeadlineExceeded:
+            return {}  # vm_disk_activity samples them in the probe play, and says why it cannot
 
     def _sample(self) -> tuple:
         ignored = {}

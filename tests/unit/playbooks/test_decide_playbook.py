@@ -33,8 +33,10 @@ NO_ROUTE = {"kvmha_mgmt": {"unreachable": True, "msg": "no route"}}
 
 
 def decide(tmp_path, bmc: dict, fenced: list, suspects=("hv1",), before=None, expect_rc=0, mode="armed", levels=None,
-           mgmt=None) -> dict:
+           mgmt=None, early=None) -> dict:
     """Run decide.yml as the watchdog does after the probes, with `bmc` as every suspect's status probe result.
+
+    ``early`` is the watch's early evidence (kvm_heartbeat); a suspect with a disk verdict there was not sampled again.
 
     The run holds the cluster lease of its store, as the watchdog does; ``before(store)`` changes the store first.
     """
@@ -46,6 +48,8 @@ def decide(tmp_path, bmc: dict, fenced: list, suspects=("hv1",), before=None, ex
              for i, host in enumerate(MEMBERS)}
     for host in suspects:
         hosts[host].update(kvmha_bmc=bmc, kvmha_activity={"hosts": {host: {"activity": "idle"}}}, **(mgmt or NO_ROUTE))
+        if (early or {}).get(host, {}).get("disk_activity"):
+            hosts[host].update(kvmha_activity={"skipped": True, "changed": False})
         if levels is not None:  # a host with fence levels: probe.yml read them (host_fence, check mode), not the BMC
             hosts[host].update(kvmha_fence_levels=[["bmc"], ["pdu_a", "pdu_b"]], kvmha_levels_probe=levels,
                                kvmha_bmc={"skipped": True, "changed": False})
@@ -56,6 +60,7 @@ def decide(tmp_path, bmc: dict, fenced: list, suspects=("hv1",), before=None, ex
     observation = {
         "observer_ok": True, "observer_reason": "", "suspects": list(suspects), "fresh": [h for h in MEMBERS if h not in suspects],
         "fenced": {host: {"owner": "watchdog/1", "data": {}} for host in fenced},
+        "early": early or {},
         "hosts": {host: {"status": "stale", "reason": "seq 5 unchanged", "age": 60.0, "seq": 5, "boot_id": "b",
                          "self_fence": {"armed": False, "deadline_s": 60.0}, "vms": []} for host in suspects},
     }
@@ -121,6 +126,17 @@ def test_this_clusters_own_marks_still_count(tmp_path):
 
 
 # ------------------------------------------------------------------------- issue 14 item 1: maintenance at decide time
+
+
+def test_the_watchs_verdict_on_the_disks_is_the_evidence_when_the_probe_play_did_not_sample(tmp_path):
+    """Issue 17: kvm_heartbeat took the suspect's second disk sample when it found it; disks still written to keep a
+    host with its power on and no other path from being fenced (the partitioned host of CLOUDSTACK-3535)."""
+    early = {"hv1": {"since": 1.0, "mgmt": None, "disk_activity": {"activity": "active", "disks": 1, "changed": ["/d"]}},
+             "hv2": {"since": 1.0, "mgmt": None, "disk_activity": {"activity": "idle", "disks": 1, "changed": []}}}
+    result = decide(tmp_path, STATUS_OK_ON, [], suspects=("hv1", "hv2"), early=early)
+    evidence = {e["host"]: e for e in result["evidence"]}
+    assert evidence["hv1"]["disk_activity"] == "active" and evidence["hv2"]["disk_activity"] == "idle"
+    assert "hv1" not in result["decision"]["actions"]["fence"] and "hv2" in result["decision"]["actions"]["fence"]
 
 
 def test_a_maintenance_mark_written_during_the_watch_is_rule_r1_at_decide_time(tmp_path):

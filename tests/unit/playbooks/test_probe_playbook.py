@@ -43,19 +43,72 @@ def run_probe_play(tmp_path, hosts: dict, play_vars: dict, kept: str) -> tuple:
     return json.loads(out.read_text()), done.stdout + done.stderr
 
 
-def probe(tmp_path, port: int, probe_timeout_s: float = 0.4) -> dict:
+def probe(tmp_path, port: int, probe_timeout_s: float = 0.4, suspect_facts: dict | None = None, late: bool = False,
+          early: dict | None = None, kept: str = "{{ {'banner': kvmha_mgmt_banner, 'login': kvmha_mgmt} | to_json }}") -> dict:
+    """The suspect's row of probe.yml on hv1 (local): its SSH server on 127.0.0.1:``port``, its BMC at 127.0.0.1:9
+    (nothing answers there). ``suspect_facts`` are its facts from the play beside the watch (kvmha_bmc), ``late``
+    puts it in the group of hosts read there, ``early`` is the watch's early evidence of it."""
     store = tmp_path / "store"
     store.mkdir()
     suspect = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, "ansible_host": "127.0.0.1",
                "ansible_port": port, "kvmha_bmc_address": "127.0.0.1", "kvmha_bmc_port": 9, "kvmha_bmc_username": "u",
-               "kvmha_bmc_password": "p"}
-    hosts = {"kvmha_suspects": {"hosts": {"hv1": suspect}}, "kvmha_probers": {"hosts": {"hv1": {}}}, "kvmha_neighbors": {"hosts": {}}}
+               "kvmha_bmc_password": "p", **(suspect_facts or {})}
+    hosts = {"kvmha_suspects": {"hosts": {"hv1": suspect}}, "kvmha_probers": {"hosts": {"hv1": {}}}, "kvmha_neighbors": {"hosts": {}},
+             "kvmha_late": {"hosts": {"hv1": {}} if late else {}}}
     play_vars = {"kvmha_store": str(store), "kvmha_observer": "localhost", "kvmha_ping_targets": [],
-                 "kvmha_observation": {"disk_samples": {}},
+                 "kvmha_observation": {"disk_samples": {}, "early": {"hv1": early} if early else {}},
                  "kvmha_policy_effective": effective_policy({"probe_timeout_s": probe_timeout_s, "activity_window_s": 0.1, "store_timeout_s": 5})}
-    result, output = run_probe_play(tmp_path, hosts, play_vars, "{{ {'banner': kvmha_mgmt_banner, 'login': kvmha_mgmt} | to_json }}")
+    result, output = run_probe_play(tmp_path, hosts, play_vars, kept)
     result["output"] = output
     return result
+
+
+POWER_ON = {"changed": False, "powerstate": {"before": "on", "after": "on"}, "marker": 1}
+POWER_OFF = {"changed": False, "powerstate": {"before": "off", "after": "off"}, "fenced": False, "marker": 1}
+POWER_FAILED = {"failed": True, "msg": "BMC did not answer", "error_kind": "timeout", "marker": 1}
+
+
+def test_a_bmc_that_read_on_while_the_watch_went_on_is_not_read_again(tmp_path):
+    """Issue 17: the late host's power was read beside the watch and said "on": that read is the evidence (a host
+    switched off since is fenced all the same, and its fence confirms the off). Its BMC here would not answer."""
+    silent = Server(None)
+    try:
+        result = probe(tmp_path, silent.port, suspect_facts={"kvmha_bmc": POWER_ON}, late=True, kept="{{ kvmha_bmc | to_json }}")
+    finally:
+        silent.stop()
+    assert result["marker"] == 1 and result["powerstate"]["after"] == "on"
+
+
+def test_any_other_early_power_read_is_read_again(tmp_path):
+    """An early "off" (the fence must confirm it), a failed early read, or a read of a host that was not late in this
+    run: the BMC is asked again (here it does not answer, so the read fails)."""
+    silent = Server(None)
+    try:
+        for number, (facts, late) in enumerate((({"kvmha_bmc": POWER_OFF}, True), ({"kvmha_bmc": POWER_FAILED}, True),
+                                                ({"kvmha_bmc": POWER_ON}, False), ({}, False))):
+            run_dir = tmp_path / str(number)
+            run_dir.mkdir()
+            result = probe(run_dir, silent.port, suspect_facts=facts, late=late, kept="{{ kvmha_bmc | to_json }}")
+            assert "marker" not in result and result["failed"] is True, (facts, late, result)
+    finally:
+        silent.stop()
+
+
+def test_the_watchs_verdict_on_the_disks_is_not_sampled_again(tmp_path):
+    """kvm_heartbeat took the second disk sample when it found the suspect: vm_disk_activity does not run for it."""
+    verdict = {"activity": "idle", "disks": 0, "changed": [], "unreadable": {}, "reason": "watch"}
+    silent = Server(None)
+    try:
+        results = []
+        for name, disk_activity in (("taken", verdict), ("none", None)):
+            (tmp_path / name).mkdir()
+            results.append(probe(tmp_path / name, silent.port, early={"since": 1.0, "mgmt": None, "disk_activity": disk_activity},
+                                 kept="{{ kvmha_activity | to_json }}"))
+    finally:
+        silent.stop()
+    skipped, sampled = results
+    assert skipped.get("skipped") is True
+    assert sampled["hosts"]["hv1"]["activity"] == "none"  # no record: no HA VM disks, sampled by the probe play
 
 
 def test_a_silent_management_address_is_an_ok_unanswered_probe_and_no_login(tmp_path):

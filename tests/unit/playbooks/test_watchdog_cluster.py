@@ -126,10 +126,35 @@ def test_a_late_members_neighbour_pings_it_while_the_watch_goes_on(tmp_path):
     os.utime(record, (late, late))
     done = watchdog(tmp_path, inventory, kvmha_policy=QUICK)
     assert done.returncode == 0, done.output[-4000:]
-    play = done.output.split("PLAY [Watch on while the late hosts' neighbours ping them]")[1].split("PLAY [")[0]
+    play = done.output.split("PLAY [Watch on while the late hosts' BMCs are read and their neighbours ping them]")[1].split("PLAY [")[0]
     pinging = play.split("TASK [Ping the late hosts' private addresses from a neighbour]")[1].split("TASK [")[0]
     assert "ok: [hv5]" in pinging and "ok: [hv3]" not in pinging and "hv4" not in pinging, play
     assert "TASK [Watch the heartbeats for the rest of the window]" in play, play
+    # hv4's own row reads its power state (its BMC, nothing on 127.0.0.1:623, does not answer: unknown, ignored)
+    assert bmc_reads(play) == ["hv4"], play
+    assert 'kvmha_suspects{cluster="b"} 0' in metrics(tmp_path)
+
+
+def bmc_reads(output: str) -> list:
+    """The hosts whose BMC the output shows read."""
+    reads = output.split("TASK [Read the host's power state from its BMC, over the out-of-band network]")[1:]
+    return sorted({line.split("[")[1].split(" ")[0].rstrip("]") for read in reads for line in read.split("TASK [")[0].splitlines()
+                   if line.startswith(("ok: [", "fatal: [", "changed: ["))})
+
+
+def test_an_observing_host_that_is_late_reads_its_own_bmc_then_watches_on(tmp_path):
+    """Issue 17: hv3 observes and is itself late: its row of the play beside the watch reads its power, then watches on."""
+    inventory = site(tmp_path, {"b": CLUSTERS["b"]}, CLUSTERS["b"])
+    record = record_path(str(tmp_path / "store"), "hv3")
+    late = time.time() - 1000
+    os.utime(record, (late, late))
+    done = watchdog(tmp_path, inventory, kvmha_policy=dict(QUICK, probe_timeout_s=0.5))
+    assert done.returncode == 0, done.output[-4000:]
+    play = done.output.split("PLAY [Watch on while the late hosts' BMCs are read and their neighbours ping them]")[1].split("PLAY [")[0]
+    assert bmc_reads(play) == ["hv3"], play
+    # the free strategy prints a task's banner for each row that reaches it: hv3's watch is the last of them
+    assert play.index("TASK [Read the host's power state from its BMC") < play.rindex("TASK [Watch the heartbeats for the rest of the window]")
+    assert "ok: [hv3 -> localhost]" in play.rsplit("TASK [Watch the heartbeats for the rest of the window]", 1)[1].split("TASK [")[0]
     assert 'kvmha_suspects{cluster="b"} 0' in metrics(tmp_path)
 
 

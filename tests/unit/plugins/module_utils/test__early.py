@@ -83,7 +83,7 @@ def test_each_target_is_asked_once_in_the_background_with_the_given_settings():
     assert asked == [("198.51.100.11", 2222, 2, 0.5)]
     assert early.mgmt["h1"]["any_reachable"] is False and early.mgmt["h1"]["asked_at"] == 7.0
     early.note(["h1"], {}, lambda record: {})
-    assert early.report(["h1", "h2"]) == {"h1": {"since": 7.0, "mgmt": early.mgmt["h1"]}}
+    assert early.report(["h1", "h2"]) == {"h1": {"since": 7.0, "mgmt": early.mgmt["h1"], "disk_activity": None}}
 
 
 def test_a_suspects_answer_still_coming_is_waited_for_within_the_probes_time():
@@ -113,3 +113,23 @@ def test_a_suspects_answer_still_coming_is_waited_for_within_the_probes_time():
     stuck.settle(["h3"], clock=lambda: next(clock))
     assert stuck.mgmt == {} and time.monotonic() - started < 1.0
     hung.set()
+
+
+def test_the_second_disk_sample_judges_only_the_hosts_whose_first_is_old_enough(tmp_path):
+    disk = tmp_path / "g1.img"
+    disk.write_bytes(b"x")
+    now = [100.0]
+    early = EarlyEvidence({}, wall=lambda: now[0])
+    first = {"h1": {"sampled_at": 97.0, "disks": {str(disk): "unsampled"}}, "h2": {"sampled_at": 99.0, "disks": {}}}
+    early.note(["h1", "h2"], {}, lambda record: None)
+    early.baselines.update(first)
+    early.baselines["h1"]["disks"] = {str(disk): [1, disk.stat().st_mtime_ns, disk.stat().st_blocks]}
+    verdicts = early.disk_activity(["h1", "h2", "h3"], 2.5)
+    assert list(verdicts) == ["h1"] and verdicts["h1"]["activity"] == "idle"  # h2: sampled 1 s ago; h3: never late
+    assert verdicts["h1"]["reason"] == "0 of 1 disks changed in 3.0 s"
+    disk.write_bytes(b"xy")  # the VM still writes: active
+    assert early.disk_activity(["h1"], 2.5)["h1"]["changed"] == [str(disk)]
+    disk.unlink()  # a disk that cannot be sampled any more: unknown, never idle
+    assert early.disk_activity(["h1"], 2.5)["h1"]["activity"] == "unknown"
+    assert early.report(["h1"], {"h1": {"activity": "idle"}})["h1"]["disk_activity"] == {"activity": "idle"}
+    assert early.disk_activity([], 2.5) == {}

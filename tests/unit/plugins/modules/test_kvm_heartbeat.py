@@ -362,6 +362,28 @@ def test_a_host_late_when_the_window_ends_is_watched_until_it_turns_stale_within
     assert short["ended"] == "window" and short["suspects"] == [] and short["elapsed"] < 1.0
 
 
+def test_the_second_disk_sample_is_taken_when_the_suspect_is_found_if_the_first_is_old_enough(run_module, store, tmp_path):
+    """Issue 17: h1's disks were sampled when it missed a beat (0.5 s before it turns stale); with activity_window_s
+    under that, the watch samples them again the moment it finds h1 and gives the verdict, so the probe play need not
+    wait for vm_disk_activity. A window the first sample has not covered yet gives none."""
+    disk = tmp_path / "h1-disk.img"
+    disk.write_bytes(b"x")
+    vm = dict(record("h1")["vms"][0], disks=[str(disk)])
+    common = {"store_path": store, "watch": 5, "poll": 0.05, "skew_allowance": 0.0}
+    for window, writes, expected in ((0.2, False, "idle"), (0.2, True, "active"), (5.0, False, None)):
+        beat(store, "h1", age=0.7, interval=0.4, vms=[vm])  # overdue (> 1.5 x 0.4 s) now, stale after 1.2 s
+        writer = threading.Timer(0.25, disk.write_bytes, (b"xy" * 10,)) if writes else None
+        if writer:
+            writer.start()
+        result = run_module(kvm_heartbeat, dict(common, activity_window_s=window))
+        if writer:
+            writer.join()
+        assert result["suspects"] == ["h1"], result
+        verdict = result["early"]["h1"]["disk_activity"]
+        assert (verdict or {}).get("activity") == expected, (window, writes, verdict)
+        disk.write_bytes(b"x")
+
+
 # --------------------------------------------------------------------------------------------------- watch handover
 
 

@@ -158,7 +158,7 @@ def test_an_observing_host_that_is_late_reads_its_own_bmc_then_watches_on(tmp_pa
     assert 'kvmha_suspects{cluster="b"} 0' in metrics(tmp_path)
 
 
-def hosts_with_the_observation(tmp_path, inventory, limit=None):
+def hosts_with_the_observation(tmp_path, inventory, limit=None, **extra):
     """Run the watchdog, then list the hosts that hold the observe play's facts (a last play reads their hostvars)."""
     out = tmp_path / "holders.json"
     playbook = tmp_path / "watchdog_then_look.yml"
@@ -168,9 +168,20 @@ def hosts_with_the_observation(tmp_path, inventory, limit=None):
         {"ansible.builtin.import_playbook": str(ROOT / "playbooks" / "watchdog.yml")},
         {"name": "Which hosts hold the observation", "hosts": "localhost", "gather_facts": False, "tasks": [
             {"name": "Keep them", "ansible.builtin.copy": {"dest": str(out), "mode": "0644", "content": holders}}]}]))
-    done = watchdog(tmp_path, inventory, playbook=playbook, limit=limit)
+    done = watchdog(tmp_path, inventory, playbook=playbook, limit=limit, **extra)
     assert done.returncode == 0, done.output[-4000:]
     return json.loads(out.read_text())
+
+
+def test_the_play_beside_the_watch_leaves_the_observation_on_the_observing_host_alone(tmp_path):
+    """The late host's and its neighbours' rows skip the watch: a skipped task would register a skipped
+    kvmha_observation on them, which wins over the observing host's in the later plays - the late host, once a
+    suspect, then decided on nothing. The watch is included, so no other row holds an observation."""
+    inventory = site(tmp_path, {"b": CLUSTERS["b"]}, CLUSTERS["b"])
+    record = record_path(str(tmp_path / "store"), "hv4")
+    late = time.time() - 1000
+    os.utime(record, (late, late))
+    assert hosts_with_the_observation(tmp_path, inventory, kvmha_policy=dict(QUICK, probe_timeout_s=0.5)) == ["hv3"]
 
 
 def test_the_controllers_work_runs_on_one_host_of_the_group(tmp_path):

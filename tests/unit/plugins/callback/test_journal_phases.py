@@ -54,7 +54,7 @@ EXPECTED = {
     ("reconcile.yml", "vm_reconcile"): ("reconciliation", ""),
     ("reconcile.yml", "host_mark"): ("mark", ""),
     ("suspects.yml", "cluster_lease"): ("lease", ""),
-    ("probe.yml", "ipmi_power"): ("", "probe"),  # a status read: evidence, recorded with the decision
+    ("power_read.yml", "ipmi_power"): ("", "probe"),  # a status read (probe play, or beside the watch): evidence, recorded with the decision
     ("probe.yml", "vm_disk_activity"): ("", "probe"),
     ("probe.yml", "mgmt_probe"): ("", "probe"),  # the SSH banner: unanswered is an ok result; a failure is unknown evidence
     ("probe.yml", "neighbor_ping"): ("", "probe"),
@@ -64,7 +64,7 @@ EXPECTED = {
     ("fence.yml", "host_mark_info"): ("", ""),
     ("fence.yml", "ipmi_power"): ("fence", "fence"),
     ("fence.yml", "host_fence"): ("fence", "fence"),  # a host with fence levels
-    ("probe.yml", "host_fence"): ("", "probe"),  # its status read through the levels (check mode)
+    ("power_read.yml", "host_fence"): ("", "probe"),  # its status read through the levels (check mode)
     ("recover.yml", "host_fence"): ("", "probe"),
     ("recover.yml", "vm_evacuate"): ("recovery", "recovery"),
     ("recover.yml", "ipmi_power"): ("", "probe"),  # the power read again before the first start

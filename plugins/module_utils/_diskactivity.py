@@ -41,6 +41,14 @@ def baseline(paths) -> dict:
     return {"sampled_at": time.time(), "disks": sample(paths)}
 
 
+def second_verdicts(disks: dict, firsts: dict, sample_disks=sample, wall=time.time) -> dict:
+    """Per host of ``disks`` ({host: [paths]}), the verdict from its first sample (``firsts[host]``, a ``baseline``)
+    and one second sample of every disk, taken now."""
+    after = sample_disks(sorted({disk for paths in disks.values() for disk in paths}))
+    taken = wall()
+    return {h: judge(paths, firsts[h]["disks"], after, taken - firsts[h]["sampled_at"]) for h, paths in disks.items()}
+
+
 def judge(disks: list, before: dict, after: dict, window: float) -> dict:
     if not disks:
         return {"activity": "none", "disks": 0, "changed": [], "unreadable": {}, "reason": "no HA VM disks in its last record"}

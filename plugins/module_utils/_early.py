@@ -22,9 +22,9 @@ from __future__ import annotations
 import threading
 import time
 
+from ._diskactivity import sample, second_verdicts
 from ._errors import InvalidInput
 from ._heartbeat import validate_host_name
-from ._diskactivity import judge, sample
 from ._ping import aggregate
 from ._reach import probe, validate_settings
 
@@ -78,13 +78,9 @@ class EarlyEvidence:
     def disk_activity(self, hosts: list, window: float, sample_disks=sample) -> dict:
         """The verdict on the VM disks of each of ``hosts`` whose first sample is at least ``window`` seconds old,
         from a second sample taken now (shaped like vm_disk_activity's); a host sampled later is left to the probe play."""
-        ready = {h: self.baselines[h] for h in hosts if h in self.baselines
+        ready = {h: sorted(self.baselines[h]["disks"]) for h in hosts if h in self.baselines
                  and self._wall() - self.baselines[h]["sampled_at"] >= window}
-        if not ready:
-            return {}
-        after = sample_disks(sorted({disk for first in ready.values() for disk in first["disks"]}))
-        taken = self._wall()
-        return {h: judge(sorted(first["disks"]), first["disks"], after, taken - first["sampled_at"]) for h, first in ready.items()}
+        return second_verdicts(ready, self.baselines, sample_disks, self._wall) if ready else {}
 
     def report(self, hosts: list, disk_activity=None) -> dict:
         """What is known early of ``hosts``: since when each was late, its management answer if it came, and the

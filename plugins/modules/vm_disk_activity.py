@@ -95,7 +95,7 @@ import time
 from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import STORE_SPEC, merge_specs, renamed
 from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule, run_module
 from ansible_collections.kvmha.cluster.plugins.module_utils._deadline import call_with_deadline
-from ansible_collections.kvmha.cluster.plugins.module_utils._diskactivity import ha_disks, judge, sample, unknown
+from ansible_collections.kvmha.cluster.plugins.module_utils._diskactivity import ha_disks, sample, second_verdicts, unknown
 from ansible_collections.kvmha.cluster.plugins.module_utils._errors import DeadlineExceeded, check_range
 from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import RecordReader, validate_host_name
 
@@ -134,13 +134,9 @@ def run(module: KvmhaModule) -> dict:
         before = call_with_deadline(first_samples, limit, "sampling the VM disks", hosts, disks, params["baseline"])
         oldest = min([b["sampled_at"] for b in before.values()] or [time.time()])
         time.sleep(max(0.0, oldest + params["window"] - time.time()))
-        every = sorted({d for paths in disks.values() for d in paths})
-        after = call_with_deadline(sample, limit, "sampling the VM disks", every)
-        now = time.time()
+        verdicts = call_with_deadline(second_verdicts, limit, "sampling the VM disks", disks, before)
     except DeadlineExceeded as err:
         verdicts = {h: unknown([], str(err)) for h in hosts}
-    else:
-        verdicts = {h: judge(disks[h], before[h]["disks"], after, now - before[h]["sampled_at"]) for h in hosts}
     return {"changed": False, "hosts": verdicts, "elapsed": round(time.monotonic() - start, 3)}
 
 

@@ -17,9 +17,18 @@ Prints a table (median and max per phase) and writes a PNG chart of the phase br
 the lab for itself and leaves it down):
 
     .venv/bin/python benchmarks/rto.py [--runs 10] [--chart docs/rto.png] [--interval 2] [--layout lab|second]
+                                        [--pacemaker 5] [--token 1000]
 
 --interval other than the default 2 s redeploys the writers with that heartbeat interval first (the watchdog
 reads each host's interval from its record).
+
+--pacemaker N (5 by default, 0 for none) adds the baseline, side by side in the same run: after the kvmha.cluster runs, the same lab is made
+a stock Pacemaker 2.1 + corosync 3 cluster (lab/pacemaker.py: fence_ipmilan on the same BMCs, stonith-action=off,
+VirtualDomain per guest, corosync's totem.token --token ms, 1000 by default: the tuned Pacemaker of issue 17) and
+h1 crashes N more times. Both systems are also timed by one observer of their own: the lab's qemu processes, from
+the crash to the last of h1's guests running on another host (`observed`), so the ratio does not rest on either
+system's word. Each Pacemaker phase comes from the survivors' journals (node lost, fencing requested, fencing
+confirmed, first start initiated, last start ok).
 
 --any-second N measures a crash at any second instead of one 0.5 s into a watch: the watchdog runs back to back
 as the watchdog_service role runs it (no pause, a --watch window, 20 s by default), and h1 crashes N times at a
@@ -64,11 +73,48 @@ LAYOUTS = {  # name -> (hosts, guests per host, BMC delay per power request in m
 
 def one_run(cluster, bmc_delay_ms: int = 0) -> dict:
     cluster.reset()
+    slow_bmcs(cluster, bmc_delay_ms)
+    observer = Restarts(cluster, "h1")
+    run = cluster.during_watch(observer.crash)
+    return dict(phases(run, observer.crashed), observed=observer.wait(60))
+
+
+def slow_bmcs(cluster, bmc_delay_ms: int) -> None:
     for host in cluster.hosts if bmc_delay_ms else ():  # the harness's lab has pyghmi BMCs only
         cluster.lab.fault(host, "bmc-slow", bmc_delay_ms)
-    crashed = []
-    run = cluster.during_watch(lambda: crashed.append(time.time()) or cluster.lab.power("h1", "crash"))
-    return phases(run, crashed[0])
+
+
+class Restarts:
+    """The lab's own view of a recovery, the same for every system: from the crash of ``host`` to the moment the
+    last of its guests has a qemu process on another host (polled every 0.1 s)."""
+
+    def __init__(self, cluster, host: str):
+        self.cluster, self.host = cluster, host
+        self.guests = sorted(g for g, home in cluster.guest_homes.items() if home == host)
+        self.crashed = None
+        self.seen = {}
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+
+    def crash(self) -> None:
+        self.crashed = time.time()
+        self.cluster.lab.power(self.host, "crash")
+        self.thread.start()
+
+    def _poll(self) -> None:
+        deadline = time.monotonic() + 300
+        while len(self.seen) < len(self.guests) and time.monotonic() < deadline:
+            now, copies = time.time(), self.cluster.qemu_copies()
+            for guest in self.guests:
+                if guest not in self.seen and set(copies.get(guest, ())) - {self.host}:
+                    self.seen[guest] = now
+            time.sleep(0.1)
+
+    def wait(self, timeout: float) -> float:
+        """Seconds from the crash to the last guest running elsewhere."""
+        self.thread.join(timeout)
+        if len(self.seen) < len(self.guests):
+            raise SystemExit("not every guest of %s ran again within %g s: %s" % (self.host, timeout, self.seen))
+        return max(self.seen.values()) - self.crashed
 
 
 def phases(run, crashed: float) -> dict:
@@ -89,6 +135,60 @@ def phases(run, crashed: float) -> dict:
         "total": running - crashed,
         "probes_early": marks["detected"] - marks.get("probes_started", marks["detected"]),  # overlaps detect
     }
+
+
+# --------------------------------------------------------------------------------------------------- Pacemaker
+
+
+def pacemaker_run(cluster, homes: dict) -> dict:
+    """One crash of h1 under the Pacemaker baseline (already started), then h1 back on and every guest home."""
+    from cluster import wait_for
+    from lab import pacemaker
+
+    pacemaker.wait_home(cluster.hosts, homes, timeout=300)
+    survivors = [h for h in cluster.hosts if h != "h1"]
+    observer = Restarts(cluster, "h1")
+    observer.crash()
+    observed = observer.wait(120)
+
+    def recorded():  # a start is logged once VirtualDomain returns, after the qemu process the observer saw
+        entries = [entry for host in survivors for entry in pacemaker.journal(host, observer.crashed - 1)]
+        marks, started = pacemaker.incident_marks(entries, "h1")
+        return (marks, started) if set(started) == set(observer.guests) else None
+
+    marks, started = wait_for(recorded, 60, interval=0.5, what="the survivors' journals to record every start")
+    cluster.lab.power("h1", "on")  # fenced: off; it rejoins at boot and its guests move home (wait_home, next run)
+    return pacemaker_phases(marks, started, observer.crashed, observed, observer.guests)
+
+
+def pacemaker_phases(marks: dict, started: dict, crashed: float, observed: float, guests: list) -> dict:
+    """The baseline's phases in the terms of ``phases``: declared -> fencing requested -> confirmed -> started."""
+    missing = [m for m in ("declared", "fence_requested", "fenced", "start_initiated") if m not in marks]
+    if missing or set(started) != set(guests):
+        raise SystemExit("the Pacemaker journals miss %s (started: %s)" % (missing, sorted(started)))
+    return {
+        "detect": marks["declared"] - crashed,
+        "investigate": marks["fence_requested"] - marks["declared"],
+        "fence": marks["fenced"] - marks["fence_requested"],
+        "place": marks["start_initiated"] - marks["fenced"],
+        "start": max(started.values()) - marks["start_initiated"],
+        "total": max(started.values()) - crashed,
+        "observed": observed,
+    }
+
+
+def side_by_side(systems: dict) -> list:
+    """Markdown lines: per system, the observed RTO of each run and the median of every phase."""
+    lines = ["| system | observed RTO per run (s) | observed median | " + " | ".join(PHASES) + " | own total |",
+             "|---|---|---:|" + "---:|" * (len(PHASES) + 1)]
+    for name, rows in systems.items():
+        if not rows:
+            continue
+        med = {key: statistics.median(row[key] for row in rows) for key in PHASES + ("total", "observed")}
+        lines.append("| %s | %s | %.2f s | %s | %.2f s |" % (
+            name, ", ".join("%.1f" % row["observed"] for row in rows), med["observed"],
+            " | ".join("%.2f s" % med[p] for p in PHASES), med["total"]))
+    return lines
 
 
 # --------------------------------------------------------------------------------------------------- any second
@@ -216,12 +316,19 @@ def main() -> None:
     parser.add_argument("--max-minutes", type=float, default=60.0, help="with --any-second: stop after this long")
     parser.add_argument("--layout", choices=sorted(LAYOUTS), default="lab",
                         help="lab: 3 hosts x 2 guests; second: 3 hosts x 4 guests, BMCs 400 ms late on every power request")
+    parser.add_argument("--pacemaker", type=int, default=5, metavar="N",
+                        help="then N crashes under the Pacemaker baseline on the same lab, side by side (0: none)")
+    parser.add_argument("--token", type=int, default=1000,
+                        help="with --pacemaker: corosync's totem.token in ms (0: corosync's default, 3000)")
     args = parser.parse_args()
     from cluster import Cluster  # the end-to-end harness drives the lab
 
     hosts, guests, bmc_delay_ms = LAYOUTS[args.layout]
     cluster = Cluster(hosts, guests, tempfile.mkdtemp(prefix="kvmha-rto-"))
     cluster.up()
+    token = "%d ms" % args.token if args.token else "3000 ms, corosync's default"
+    systems = {"kvmha.cluster": [], "Pacemaker (token %s)" % token: []}
+    rows, baseline = systems.values()
     try:
         if args.interval != DEFAULT_INTERVAL:
             cluster.ansible_playbook("deploy.yml", "-e", json.dumps({"heartbeat_writer_interval": args.interval}))
@@ -230,18 +337,36 @@ def main() -> None:
             trials = any_second(cluster, args.any_second, args.watch, args.seed, args.max_minutes)
             print("\n" + "\n".join(any_second_table(trials)))
             return
-        rows = []
         for number in range(1, args.runs + 1):
             rows.append(one_run(cluster, bmc_delay_ms))
             print("run %2d: %s" % (number, "  ".join("%s %.2f" % (k, v) for k, v in rows[-1].items())), flush=True)
+        if args.pacemaker:
+            baseline.extend(pacemaker_runs(cluster, args.pacemaker, args.token or None, bmc_delay_ms))
     finally:
         cluster.lab.down()
-    print("\n| phase | median | max |\n|---|---:|---:|")
-    for phase in PHASES + ("total", "probes_early"):
-        values = [row[phase] for row in rows]
-        print("| %s | %.2f s | %.2f s |" % (phase, statistics.median(values), max(values)))
-    chart(rows, args.chart, args.interval)
-    print("\nchart: %s" % args.chart)
+    if rows:
+        print("\n| phase | median | max |\n|---|---:|---:|")
+        for phase in PHASES + ("total", "probes_early", "observed"):
+            values = [row[phase] for row in rows]
+            print("| %s | %.2f s | %.2f s |" % (phase, statistics.median(values), max(values)))
+        chart(rows, args.chart, args.interval)
+        print("\nchart: %s" % args.chart)
+    if baseline:
+        print("\n" + "\n".join(side_by_side(systems)))
+
+
+def pacemaker_runs(cluster, count: int, token_ms, bmc_delay_ms: int) -> list:
+    from lab import pacemaker
+
+    cluster.reset()  # every guest once at home, no marks: then the same lab becomes the Pacemaker cluster
+    slow_bmcs(cluster, bmc_delay_ms)
+    homes = cluster.guest_homes
+    pacemaker.start(cluster.hosts, cluster.lab.status()["guests"], token_ms)
+    rows = []
+    for number in range(1, count + 1):
+        rows.append(pacemaker_run(cluster, homes))
+        print("pacemaker %2d: %s" % (number, "  ".join("%s %.2f" % (k, v) for k, v in rows[-1].items())), flush=True)
+    return rows
 
 
 if __name__ == "__main__":

@@ -90,6 +90,13 @@ def _bmc_netns(host, cut):
     set_link(config.BMC_NIC, True, bmc)
 
 
+def host_leg(host, cable, nic, network, cidr):
+    """One more NIC of a host on a lab network (idempotent): nic in the host, cable on the network's bridge."""
+    _veth(cable, nic, host, config.BRIDGES[network], frozenset())
+    _add_address(nic, cidr, host)
+    set_link(nic, True, host)
+
+
 def _netns(name):
     if name not in netns_list():
         ip('netns', 'add', name)

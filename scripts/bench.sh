@@ -2,7 +2,8 @@
 # Runs the benchmarks of docs/BENCHMARKS.md (not part of the test command: they take about an hour and their
 # numbers only mean something on a quiet machine). With arguments, only the named ones, e.g.
 # `scripts/bench.sh heartbeat_check rto`. The lab benchmarks (rto, soak) and evacuation need root; the lab ones
-# take the lab for themselves and leave it down.
+# take the lab for themselves and leave it down. rto measures the Pacemaker baseline beside kvmha.cluster on the same
+# lab (its Debian packages are installed on first use).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"

@@ -5,8 +5,8 @@ import signal
 import subprocess
 import sys
 
-from conftest import HOSTS, IPMI_SIM, REPO, bmc_power, neighbour_pings, ssh_banner, wait_for
-from lab import config, net
+from conftest import HOSTS, IPMI_SIM, REPO, bmc_power, neighbour_pings, ping, ssh_banner, wait_for
+from lab import config, net, pacemaker
 from lab.api import leftovers
 
 
@@ -38,6 +38,15 @@ def test_up_completes_after_the_cli_was_killed_midway(lab):
     lab.up(hosts=3, guests=2, ipmi_sim=IPMI_SIM)
     assert_lab_works(lab)
     assert all(s['guests'] and set(s['guests'].values()) == {'running'} for s in lab.status()['hosts'].values())
+
+
+def test_the_pacemaker_baselines_fence_leg_reaches_the_bmcs_and_goes_with_the_lab(lab):
+    assert not ping(config.bmc_ip('h1'), 'h2')  # a host has no way to the BMC network of its own
+    pacemaker.fence_legs(['h2'])
+    pacemaker.fence_legs(['h2'])  # a second time changes nothing
+    assert net.addresses(pacemaker.FENCE_NIC, 'h2') == {f'{pacemaker.fence_ip("h2")}/{config.PREFIX}'}
+    assert ping(config.bmc_ip('h1'), 'h2') and ping(config.bmc_ip('h3'), 'h2')
+    assert pacemaker.fence_cable('h2') in net.lab_links()  # so `down` (next) removes it with the rest
 
 
 def test_down_leaves_nothing_and_twice_is_fine(lab):

@@ -22,13 +22,13 @@ the lab for itself and leaves it down):
 --interval other than the default 2 s redeploys the writers with that heartbeat interval first (the watchdog
 reads each host's interval from its record).
 
---pacemaker N (5 by default, 0 for none) adds the baseline, side by side in the same run: after the kvmha.cluster runs, the same lab is made
-a stock Pacemaker 2.1 + corosync 3 cluster (lab/pacemaker.py: fence_ipmilan on the same BMCs, stonith-action=off,
-VirtualDomain per guest, corosync's totem.token --token ms, 1000 by default: the tuned Pacemaker of issue 17) and
-h1 crashes N more times. Both systems are also timed by one observer of their own: the lab's qemu processes, from
-the crash to the last of h1's guests running on another host (`observed`), so the ratio does not rest on either
-system's word. Each Pacemaker phase comes from the survivors' journals (node lost, fencing requested, fencing
-confirmed, first start initiated, last start ok).
+--pacemaker N (5 by default, 0 for none) adds the baseline, side by side in the same run: after the kvmha.cluster
+runs, the same lab is made a stock Pacemaker 2.1 + corosync 3 cluster (lab/pacemaker.py: fence_ipmilan on the same
+BMCs, stonith-action=off, VirtualDomain per guest, corosync's totem.token --token ms, 1000 by default: the tuned
+Pacemaker of issue 17) and h1 crashes N more times. Both systems are also timed by the same observer, the lab's own
+view of the qemu processes: from the crash to the last of h1's guests running on another host (`observed`), so the
+ratio does not rest on either system's word. Each Pacemaker phase comes from the survivors' journals (node lost,
+fencing requested, fencing confirmed, first start initiated, last start ok).
 
 --any-second N measures a crash at any second instead of one 0.5 s into a watch: the watchdog runs back to back
 as the watchdog_service role runs it (no pause, a --watch window, 20 s by default), and h1 crashes N times at a
@@ -159,6 +159,20 @@ def pacemaker_run(cluster, homes: dict) -> dict:
     marks, started = wait_for(recorded, 60, interval=0.5, what="the survivors' journals to record every start")
     cluster.lab.power("h1", "on")  # fenced: off; it rejoins at boot and its guests move home (wait_home, next run)
     return pacemaker_phases(marks, started, observer.crashed, observed, observer.guests)
+
+
+def pacemaker_runs(cluster, count: int, token_ms, bmc_delay_ms: int) -> list:
+    from lab import pacemaker
+
+    cluster.reset()  # every guest once at home, no marks: then the same lab becomes the Pacemaker cluster
+    slow_bmcs(cluster, bmc_delay_ms)
+    homes = cluster.guest_homes
+    pacemaker.start(cluster.hosts, cluster.lab.status()["guests"], token_ms)
+    rows = []
+    for number in range(1, count + 1):
+        rows.append(pacemaker_run(cluster, homes))
+        print("pacemaker %2d: %s" % (number, "  ".join("%s %.2f" % (k, v) for k, v in rows[-1].items())), flush=True)
+    return rows
 
 
 def pacemaker_phases(marks: dict, started: dict, crashed: float, observed: float, guests: list) -> dict:
@@ -327,8 +341,8 @@ def main() -> None:
     cluster = Cluster(hosts, guests, tempfile.mkdtemp(prefix="kvmha-rto-"))
     cluster.up()
     token = "%d ms" % args.token if args.token else "3000 ms, corosync's default"
-    systems = {"kvmha.cluster": [], "Pacemaker (token %s)" % token: []}
-    rows, baseline = systems.values()
+    rows, baseline = [], []
+    systems = {"kvmha.cluster": rows, "Pacemaker (token %s)" % token: baseline}
     try:
         if args.interval != DEFAULT_INTERVAL:
             cluster.ansible_playbook("deploy.yml", "-e", json.dumps({"heartbeat_writer_interval": args.interval}))
@@ -353,20 +367,6 @@ def main() -> None:
         print("\nchart: %s" % args.chart)
     if baseline:
         print("\n" + "\n".join(side_by_side(systems)))
-
-
-def pacemaker_runs(cluster, count: int, token_ms, bmc_delay_ms: int) -> list:
-    from lab import pacemaker
-
-    cluster.reset()  # every guest once at home, no marks: then the same lab becomes the Pacemaker cluster
-    slow_bmcs(cluster, bmc_delay_ms)
-    homes = cluster.guest_homes
-    pacemaker.start(cluster.hosts, cluster.lab.status()["guests"], token_ms)
-    rows = []
-    for number in range(1, count + 1):
-        rows.append(pacemaker_run(cluster, homes))
-        print("pacemaker %2d: %s" % (number, "  ".join("%s %.2f" % (k, v) for k, v in rows[-1].items())), flush=True)
-    return rows
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ sys.path[:0] = [ROOT, os.path.join(ROOT, "tests", "e2e")]
 
 PHASES = ("detect", "investigate", "fence", "place", "start")
 DEFAULT_INTERVAL = 2.0  # heartbeat_writer_interval, the role default the lab deploys
+WRITE_TIMEOUT_S = 1.5  # heartbeat_writer_write_timeout, the role default
 
 
 def ts(text: str) -> float:
@@ -345,7 +346,9 @@ def main() -> None:
     systems = {"kvmha.cluster": rows, "Pacemaker (token %s)" % token: baseline}
     try:
         if args.interval != DEFAULT_INTERVAL:
-            cluster.ansible_playbook("deploy.yml", "-e", json.dumps({"heartbeat_writer_interval": args.interval}))
+            writer = {"heartbeat_writer_interval": args.interval,  # the role wants the write timeout within a beat
+                      "heartbeat_writer_write_timeout": min(WRITE_TIMEOUT_S, args.interval)}
+            cluster.ansible_playbook("deploy.yml", "-e", json.dumps(writer))
             cluster.wait_all_alive()
         if args.any_second:
             trials = any_second(cluster, args.any_second, args.watch, args.seed, args.max_minutes)

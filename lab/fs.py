@@ -25,7 +25,7 @@ MASKED_UNITS = (
     'getty@tty1.service', 'console-getty.service', 'e2scrub_reap.service', 'systemd-pstore.service',
     'apt-daily.timer', 'apt-daily-upgrade.timer', 'man-db.timer', 'dpkg-db-backup.timer', 'e2scrub_all.timer',
     'fstrim.timer', 'logrotate.timer',
-    # The Pacemaker baseline's daemons (benchmarks/pacemaker.py unmasks them in the hosts it clusters).
+    # The Pacemaker baseline's daemons (lab/pacemaker.py unmasks them in the hosts it clusters).
     'corosync.service', 'pacemaker.service', 'logd.service',
 )
 # Directories of / hidden from the hosts (made opaque in the upper layer): the controller's own libvirt

@@ -18,7 +18,7 @@ import time
 from xml.etree import ElementTree
 from xml.sax.saxutils import quoteattr
 
-from lab import config, container, guests, net
+from lab import bmcs, config, container, guests, net
 from lab.util import LabError, run, write_text
 
 PACKAGES = ('pacemaker', 'pacemaker-cli-utils', 'corosync', 'resource-agents', 'fence-agents')
@@ -81,7 +81,7 @@ def cib_configuration(hosts, homes):
     resources, constraints = [], []
     for host in hosts:
         rid = f'fence-{host}'
-        attrs = {'ip': config.bmc_ip(host), 'username': config.BMC_USER, 'password': bmc_password(host),
+        attrs = {'ip': config.bmc_ip(host), 'username': config.BMC_USER, 'password': bmcs.controller_password(host),
                  'lanplus': '1', 'pcmk_host_list': host}
         resources.append(f'<primitive id="{rid}" class="stonith" type="fence_ipmilan">'
                          f'<instance_attributes id="{rid}-ia">{_nvpairs(rid, attrs)}</instance_attributes>'
@@ -100,11 +100,6 @@ def cib_configuration(hosts, homes):
             f'{_nvpairs("opt", props)}</cluster_property_set></crm_config><nodes/>'
             f'<resources>{"".join(resources)}</resources><constraints>{"".join(constraints)}</constraints>'
             '</configuration>')
-
-
-def bmc_password(host):
-    with open(config.secret_file(host), encoding='utf-8') as f:
-        return f.read().strip()
 
 
 # ---------------------------------------------------------------------------------------------- lifecycle
@@ -130,6 +125,7 @@ def start(hosts, record_guests, token_ms=1000, timeout=180):
     install()
     fence_legs(hosts)
     write_domains(record_guests)
+    homes = {name: guest['host'] for name, guest in record_guests.items()}
     conf = corosync_conf(hosts, token_ms)
     for host in hosts:
         container.execute(host, ['sh', '-c', 'cat > /etc/corosync/corosync.conf'], input=conf)
@@ -140,8 +136,8 @@ def start(hosts, record_guests, token_ms=1000, timeout=180):
     # The configuration goes in once a DC is elected: before, a node's own CIB can lose to the DC's at the join.
     _wait(lambda: (snapshot(hosts[0]) or {}).get('dc'), deadline, 'a DC to be elected')
     container.execute(hosts[0], ['cibadmin', '--replace', '--scope', 'configuration', '--xml-pipe'],
-                      input=cib_configuration(hosts, {n: g['host'] for n, g in record_guests.items()}), timeout=30)
-    wait_home(hosts, {n: g['host'] for n, g in record_guests.items()}, deadline - time.monotonic())
+                      input=cib_configuration(hosts, homes), timeout=30)
+    wait_home(hosts, homes, deadline - time.monotonic())
 
 
 def wait_home(hosts, homes, timeout):

@@ -190,7 +190,7 @@ def test_crm_mon_is_read_for_the_dc_the_nodes_online_and_where_each_resource_run
 def test_the_cluster_configuration_fences_each_host_from_the_others_and_keeps_guests_home(monkeypatch):
     from xml.etree import ElementTree
 
-    monkeypatch.setattr(pacemaker, "bmc_password", lambda host: "pw-" + host)
+    monkeypatch.setattr(pacemaker.bmcs, "controller_password", lambda host: "pw-" + host)
     root = ElementTree.fromstring(pacemaker.cib_configuration(["h1", "h2"], {"g1": "h1", "g2": "h2"}))
     options = {nv.get("name"): nv.get("value") for nv in root.iterfind("./crm_config/cluster_property_set/nvpair")}
     assert options["stonith-enabled"] == "true" and options["stonith-action"] == "off"

@@ -9,6 +9,7 @@ import glob
 import json
 import os
 import re
+import threading
 import uuid
 from xml.sax.saxutils import quoteattr
 
@@ -19,6 +20,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BOOT_ASM = os.path.join(HERE, 'guest_boot.asm')
 REMOTE_SCRIPT = os.path.join(HERE, 'remote_libvirt.py')
 IMAGE_BYTES = 1024 * 1024
+SECTOR_BYTES = 512
+BOOT_SIGNATURE = b'\x55\xaa'
 GROUP_RE = re.compile(r'^[A-Za-z0-9_.-]{0,64}$')
 DEFAULT_PRIORITY = 50
 UUID_NAMESPACE = uuid.UUID('6b1a0c52-4b7e-4c52-9a43-6b766d68612d')  # fixed: same name, same UUID, every `up`
@@ -89,11 +92,22 @@ def domain_xml(name, guest):
 
 
 def boot_sector():
+    """The guests' boot sector, assembled once per lab.
+
+    `up` provisions the hosts in parallel threads, each asking for it at once: nasm writes to a file of its own
+    that replaces the shared one whole, so no caller can read it half-written (an empty read made a zeroed disk
+    whose guest never booted, and the lab stage's disk test failed now and then).
+    """
     target = f'{config.RUN}/guest_boot.bin'
     if not os.path.exists(target):
-        run(['nasm', '-f', 'bin', '-o', target, BOOT_ASM], timeout=30)
+        partial = f'{target}.{os.getpid()}.{threading.get_ident()}'
+        run(['nasm', '-f', 'bin', '-o', partial, BOOT_ASM], timeout=30)
+        os.replace(partial, target)
     with open(target, 'rb') as f:
-        return f.read()
+        sector = f.read()
+    if len(sector) != SECTOR_BYTES or sector[-2:] != BOOT_SIGNATURE:
+        raise LabError(f'{target}: not a boot sector ({len(sector)} bytes)')
+    return sector
 
 
 def ensure_image(name):

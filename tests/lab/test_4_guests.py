@@ -1,11 +1,12 @@
 """Guests added, changed and removed through the API (placement tests need priorities and groups)."""
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from conftest import disk_advances, running_guests
-from lab import LabError, config
+from lab import LabError, config, guests
 
 MARKER = '<kvmha:ha xmlns:kvmha="http://kvmha.invalid/xmlns/ha/1" priority="{p}" group="{g}"/>'
 
@@ -50,3 +51,13 @@ def test_bad_guest_requests_change_nothing(lab, call, message):
     with pytest.raises(LabError, match=message):
         call(lab)
     assert lab.status() == before
+
+
+def test_hosts_brought_up_at_once_all_read_a_whole_boot_sector(lab):
+    # `up` provisions the hosts in parallel, each assembling the boot sector if it is missing: none may read it
+    # half-written (a zeroed disk's guest never boots).
+    os.unlink(f'{config.RUN}/guest_boot.bin')
+    with ThreadPoolExecutor(8) as pool:
+        sectors = list(pool.map(lambda _: guests.boot_sector(), range(64)))
+    assert {len(s) for s in sectors} == {512} and len(set(sectors)) == 1 and sectors[0].endswith(b'\x55\xaa')
+    assert not [name for name in os.listdir(config.RUN) if name.startswith('guest_boot.bin.')]

@@ -210,6 +210,9 @@ class CallbackModule(CallbackBase):
     def _on_fence(self, host, result):
         if result.get("state", "off") not in ("off", "shutdown"):  # host_fence has no state: it only powers off
             return  # a status read is evidence, recorded with the decision
+        if result.get("refused"):  # an operator took the host over since the decision: nothing was sent, on purpose
+            self.event("fence_refused", host=host, reason=result["refused"])
+            return
         ok = bool(result.get("fenced"))
         if ok:
             self.incident(host).mark("fenced")

@@ -78,6 +78,18 @@ POWER_RUN_SPEC = {
     "deadline_s": renamed({"type": "float", "default": 10}, "timeout"),
 }
 
+# plugins/doc_fragments/_fence_token.py
+FENCE_TOKEN_SPEC = {
+    "fence_token": {"type": "dict", "options": {
+        "store_path": {"type": "path", "required": True},
+        "cluster": {"type": "str", "required": True},
+        "owner": {"type": "str", "required": True},
+        "generation": {"type": "int", "required": True},
+        "host": {"type": "str", "required": True},
+        "deadline_s": {"type": "float", "default": 10.0},
+    }},
+}
+
 # plugins/doc_fragments/_libvirt.py
 LIBVIRT_CONNECTION_SPEC = {
     "connect_timeout_s": renamed({"type": "float", "default": 10.0}, "connect_timeout"),

@@ -155,6 +155,26 @@ def release_lease(store: str, cluster: str, owner: str, dry_run: bool = False) -
     return {"changed": True, "lease": released.as_dict()}
 
 
+def check_fence_token(store: str, cluster: str, owner: str, generation: int, host: str, check_mode: bool = False) -> str | None:
+    """The last look before a power-off of ``host``: why it must not be sent, or None to go on.
+
+    The run's cluster lease must still be the ``generation`` it holds (the fencing token; ``LeaseLost`` otherwise,
+    not checked in check mode, which holds no lease). A maintenance mark on the host - live, or unreadable (the
+    cautious reading) - is returned as the reason: an operator's choice, not a failure.
+    """
+    validate_host_name(host)
+    if not check_mode:
+        check_lease(store, cluster, owner, generation)
+    docs = documents(store, MAINTENANCE)
+    try:
+        mark = docs.read(host)
+    except InvalidDocument as err:
+        return "%s has a maintenance mark that cannot be read, taken as maintenance: %s" % (host, err)
+    if mark is None or not mark.live(docs.now(), DEFAULT_SKEW):
+        return None
+    return "%s is in maintenance (by %s: %s)" % (host, mark.owner, mark.data.get("reason") or "no reason given")
+
+
 # --------------------------------------------------------------------------------------------------- marks
 
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import time
 
-from ._deadline import Deadline
-from ._errors import BmcError, BmcTimeout, BmcUnreachable, InvalidInput, PowerStateMismatch, check_range
+from ._deadline import Deadline, call_with_deadline
+from ._errors import BmcError, BmcTimeout, BmcUnreachable, InvalidInput, KvmhaError, PowerStateMismatch, check_range
+from ._marks import check_fence_token
 
 ON = "on"
 OFF = "off"
@@ -162,9 +163,38 @@ class PowerOperation:
         )
 
 
+def fence_token_refusal(token: dict | None, check_mode: bool) -> str | None:
+    """Check a module's ``fence_token`` (``FENCE_TOKEN_SPEC``) under its own deadline: the reason a power-off must
+    not be sent (the host is in maintenance), or None. A lease that moved on raises ``LeaseLost``."""
+    if token is None:
+        return None
+    seconds = check_range("fence_token.deadline_s", token["deadline_s"], 0, 600, exclusive_minimum=True, unit="seconds")
+    try:
+        return call_with_deadline(check_fence_token, seconds, "checking the fencing token of %s" % token["host"],
+                                  token["store_path"], token["cluster"], token["owner"], token["generation"],
+                                  token["host"], check_mode=check_mode)
+    except KvmhaError as error:
+        error.result = {}  # the lease's own fields are not a power result; the caller gives the failure its shape
+        raise
+
+
 def run_power(module, make_client) -> dict:
-    """One power module run: ``make_client(params)`` builds the backend's client, ``PowerOperation`` drives it."""
+    """One power module run: ``make_client(params)`` builds the backend's client, ``PowerOperation`` drives it.
+
+    With a ``fence_token`` the token is checked first, right before the device is contacted.
+    """
     params = module.params
+    token = params.get("fence_token")
+    if token is not None and params["state"] not in ("off", "shutdown"):
+        raise InvalidInput("fence_token guards a power-off: it needs state off or shutdown, not %s" % params["state"],
+                           result=empty_result(params["state"]))
+    try:
+        refused = fence_token_refusal(token, module.check_mode)
+    except KvmhaError as error:
+        error.result = dict(empty_result(params["state"]), **error.result)
+        raise
+    if refused:
+        return dict(empty_result(params["state"]), refused=refused)
     try:
         operation = PowerOperation(
             make_client(params),

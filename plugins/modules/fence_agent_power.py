@@ -29,6 +29,7 @@ author:
 extends_documentation_fragment:
   - kvmha.cluster._attributes
   - kvmha.cluster._attributes.check_mode
+  - kvmha.cluster._fence_token
 attributes:
   check_mode:
     support: full
@@ -189,12 +190,18 @@ elapsed:
   returned: always
   type: float
   sample: 0.118
+refused:
+  description: Why the power-off was not sent although asked for - the host is in maintenance
+    (O(fence_token)). Only then; the task succeeds with RV(fenced=false) and nothing changed.
+  returned: when the fence token refused the power-off
+  type: str
+  sample: "h2 is in maintenance (by ops: firmware)"
 error_kind:
   description:
     - Why the task failed, one of the collection's error kinds (C(docs/OPERATIONS.md) says what each means).
   returned: failure
   type: str
-  choices: [unreachable, auth, timeout, bmc_error, confirm_timeout, invalid_input]
+  choices: [unreachable, auth, timeout, bmc_error, confirm_timeout, invalid_input, store, lease_lost]
   sample: unreachable
 diff:
   description: The power state before and after, when run with C(--diff).
@@ -203,7 +210,7 @@ diff:
   sample: {"before": {"powerstate": "on"}, "after": {"powerstate": "off"}}
 """
 
-from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import POWER_RUN_SPEC, merge_specs
+from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import FENCE_TOKEN_SPEC, POWER_RUN_SPEC, merge_specs
 from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule, run_module
 from ansible_collections.kvmha.cluster.plugins.module_utils._fence_agent import FenceAgentClient
 from ansible_collections.kvmha.cluster.plugins.module_utils._power import run_power
@@ -217,6 +224,7 @@ ARGUMENT_SPEC = merge_specs(
         "agent_timeout_s": {"type": "float", "default": 30.0},
     },
     POWER_RUN_SPEC,
+    FENCE_TOKEN_SPEC,
 )
 
 

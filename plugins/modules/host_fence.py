@@ -26,6 +26,7 @@ author:
 extends_documentation_fragment:
   - kvmha.cluster._attributes
   - kvmha.cluster._attributes.check_mode
+  - kvmha.cluster._fence_token
 attributes:
   check_mode:
     support: full
@@ -231,24 +232,30 @@ elapsed:
   returned: always
   type: float
   sample: 3.2
+refused:
+  description: Why the power-off was not sent although asked for - the host is in maintenance
+    (O(fence_token)). Only then; the task succeeds with RV(fenced=false) and nothing changed.
+  returned: when the fence token refused the power-off
+  type: str
+  sample: "h2 is in maintenance (by ops: firmware)"
 error_kind:
   description:
     - Why the task failed, one of the collection's error kinds (C(docs/OPERATIONS.md) says what each means).
   returned: failure
   type: str
-  choices: [invalid_input, missing_library, not_fenced]
+  choices: [invalid_input, missing_library, not_fenced, timeout, store, lease_lost]
   sample: not_fenced
 """
 
 import time
 
-from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import renamed
+from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import FENCE_TOKEN_SPEC, renamed
 from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule, run_module
 from ansible_collections.kvmha.cluster.plugins.module_utils._errors import FenceLevelsFailed, InvalidInput, KvmhaError
 from ansible_collections.kvmha.cluster.plugins.module_utils._fence_agent import FenceAgentClient
 from ansible_collections.kvmha.cluster.plugins.module_utils._fence_levels import power_read, run_levels, validate_levels
 from ansible_collections.kvmha.cluster.plugins.module_utils._ipmi import PYGHMI_IMPORT_ERROR, IpmiClient
-from ansible_collections.kvmha.cluster.plugins.module_utils._power import PowerOperation
+from ansible_collections.kvmha.cluster.plugins.module_utils._power import PowerOperation, fence_token_refusal
 from ansible_collections.kvmha.cluster.plugins.module_utils._redfish import RedfishClient
 
 DEVICE_SPEC = {
@@ -278,6 +285,7 @@ ARGUMENT_SPEC = {
     "confirm": {"type": "int", "default": 2},
     "poll_interval": {"type": "float", "default": 0.1},
     "deadline_s": {"type": "float", "default": 60},
+    **FENCE_TOKEN_SPEC,
 }
 
 
@@ -327,6 +335,13 @@ class LevelsManager:
 
     def run(self) -> dict:
         started = time.monotonic()
+        try:
+            refused = fence_token_refusal(self.module.params["fence_token"], self.module.check_mode)
+        except KvmhaError as error:
+            error.result = nothing_sent(started)
+            raise
+        if refused:
+            return dict(nothing_sent(started), refused=refused)
         deadline = started + self.module.params["deadline_s"]
         outcome = run_levels(self.levels, self.fence_device, lambda: max(0.0, deadline - time.monotonic()))
         outcome["changed"] = any(a.get("changed") for r in outcome["levels"] for a in r["attempts"])
@@ -336,6 +351,12 @@ class LevelsManager:
             raise FenceLevelsFailed("no fence level confirmed the host off: %s" % summary(outcome["levels"]),
                                     result=outcome)
         return outcome
+
+
+def nothing_sent(started: float) -> dict:
+    """The result of a run that stopped at its fence token, before any device was asked."""
+    return {"changed": False, "fenced": False, "level": None, "devices": [], "levels": [], "power": "unknown",
+            "elapsed": round(time.monotonic() - started, 3)}
 
 
 def summary(records: list) -> str:

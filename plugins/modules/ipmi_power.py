@@ -30,6 +30,7 @@ extends_documentation_fragment:
   - kvmha.cluster._attributes.ACTIONGROUP_IPMI
   - kvmha.cluster._attributes.check_mode
   - kvmha.cluster._ipmi
+  - kvmha.cluster._fence_token
 attributes:
   check_mode:
     support: full
@@ -188,12 +189,18 @@ elapsed:
   returned: always
   type: float
   sample: 0.118
+refused:
+  description: Why the power-off was not sent although asked for - the host is in maintenance
+    (O(fence_token)). Only then; the task succeeds with RV(fenced=false) and nothing changed.
+  returned: when the fence token refused the power-off
+  type: str
+  sample: "h2 is in maintenance (by ops: firmware)"
 error_kind:
   description:
     - Why the task failed, one of the collection's error kinds (C(docs/OPERATIONS.md) says what each means).
   returned: failure
   type: str
-  choices: [invalid_input, missing_library, unreachable, auth, timeout, bmc_error, confirm_timeout]
+  choices: [invalid_input, missing_library, unreachable, auth, timeout, bmc_error, confirm_timeout, store, lease_lost]
   sample: confirm_timeout
 diff:
   description: The power state before and after, when run with C(--diff).
@@ -202,13 +209,13 @@ diff:
   sample: {"before": {"powerstate": "on"}, "after": {"powerstate": "off"}}
 """
 
-from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import IPMI_CONNECTION_SPEC, POWER_RUN_SPEC, merge_specs
+from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import FENCE_TOKEN_SPEC, IPMI_CONNECTION_SPEC, POWER_RUN_SPEC, merge_specs
 from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule, run_module
 from ansible_collections.kvmha.cluster.plugins.module_utils._ipmi import PYGHMI_IMPORT_ERROR, IpmiClient
 from ansible_collections.kvmha.cluster.plugins.module_utils._power import run_power
 
 
-ARGUMENT_SPEC = merge_specs(IPMI_CONNECTION_SPEC, POWER_RUN_SPEC)
+ARGUMENT_SPEC = merge_specs(IPMI_CONNECTION_SPEC, POWER_RUN_SPEC, FENCE_TOKEN_SPEC)
 
 
 def make_client(params: dict) -> IpmiClient:

@@ -29,6 +29,7 @@ extends_documentation_fragment:
   - kvmha.cluster._attributes.ACTIONGROUP_REDFISH
   - kvmha.cluster._attributes.check_mode
   - kvmha.cluster._redfish
+  - kvmha.cluster._fence_token
 attributes:
   check_mode:
     support: full
@@ -157,12 +158,18 @@ elapsed:
   returned: always
   type: float
   sample: 0.118
+refused:
+  description: Why the power-off was not sent although asked for - the host is in maintenance
+    (O(fence_token)). Only then; the task succeeds with RV(fenced=false) and nothing changed.
+  returned: when the fence token refused the power-off
+  type: str
+  sample: "h2 is in maintenance (by ops: firmware)"
 error_kind:
   description:
     - Why the task failed, one of the collection's error kinds (C(docs/OPERATIONS.md) says what each means).
   returned: failure
   type: str
-  choices: [unreachable, auth, tls, timeout, bmc_error, confirm_timeout, invalid_input]
+  choices: [unreachable, auth, tls, timeout, bmc_error, confirm_timeout, invalid_input, store, lease_lost]
   sample: tls
 diff:
   description: The power state before and after, when run with C(--diff).
@@ -171,7 +178,7 @@ diff:
   sample: {"before": {"powerstate": "on"}, "after": {"powerstate": "off"}}
 """
 
-from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import POWER_RUN_SPEC, REDFISH_CONNECTION_SPEC, merge_specs
+from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import FENCE_TOKEN_SPEC, POWER_RUN_SPEC, REDFISH_CONNECTION_SPEC, merge_specs
 from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule, run_module
 from ansible_collections.kvmha.cluster.plugins.module_utils._power import run_power
 from ansible_collections.kvmha.cluster.plugins.module_utils._redfish import RedfishClient
@@ -180,7 +187,7 @@ INSECURE_WARNING = ("validate_certs is false: the BMC's TLS certificate is not c
                     "take the Redfish credentials and answer for the BMC (a forged Off starts a live host's VMs twice)")
 
 
-ARGUMENT_SPEC = merge_specs(REDFISH_CONNECTION_SPEC, POWER_RUN_SPEC)
+ARGUMENT_SPEC = merge_specs(REDFISH_CONNECTION_SPEC, POWER_RUN_SPEC, FENCE_TOKEN_SPEC)
 
 
 def make_client(params: dict) -> RedfishClient:

@@ -480,6 +480,53 @@ def simulator(work: pathlib.Path, state: str):
         proc.stdout.close()
 
 
+def run_fence_play(tmp_path, site, lease, more_tasks, out, kept):
+    """tasks/fence.yml for real, on h1, as the watchdog's Fence play runs it after deciding (the lease it renewed then
+    given); then ``more_tasks``, then ``kept`` (a Jinja expression) written to ``out``."""
+    playbook = tmp_path / "fence.yml"
+    policy = effective_policy({"fence_confirm": 2, "fence_timeout_s": 20, "fence_concurrency": 1, "probe_timeout_s": 2})
+    playbook.write_text(json.dumps([{
+        "name": "Fence as the watchdog does", "hosts": "h1", "gather_facts": False,
+        "vars": {"kvmha_store": str(site.store), "kvmha_cluster_name": "lab", "kvmha_owner": "watchdog/test",
+                 "kvmha_lease_renewed": {"lease": lease}, "kvmha_policy_effective": policy},
+        "tasks": [
+            {"name": "Fence", "ansible.builtin.import_tasks": str(ROOT / "playbooks" / "tasks" / "fence.yml"),
+             "vars": {"kvmha_journal": "fence"}},  # as watchdog.yml tags it, for the journal
+            *more_tasks,
+            {"name": "Keep the result", "delegate_to": "localhost", "ansible.builtin.copy": {
+                "dest": str(out), "mode": "0644", "content": "{{ %s | to_json }}" % kept}},
+        ]}]))
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), KVMHA_JOURNAL_DIR=str(tmp_path / "journal"))
+    return subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(site.inventory), str(playbook)], capture_output=True,
+                          text=True, env=env, cwd=str(tmp_path), check=False, timeout=300)
+
+
+@pytest.mark.parametrize("since_the_decision", ["maintenance", "lease moved on"])
+def test_the_fence_play_leaves_the_host_alone_when_its_token_no_longer_holds(tmp_path, since_the_decision):
+    """Between the decision and the power-off an operator put h1 into maintenance, or the run's lease moved on (the
+    run was frozen past its ttl): the power module, checking the token itself, sends nothing; h1 is not grouped for
+    recovery. A maintenance is the operator's choice (refused, the task ok); a lost lease fails the fence."""
+    (tmp_path / "sim").mkdir()
+    with simulator(tmp_path / "sim", "on") as (port, state_file):
+        site = Site(tmp_path, {"h1": bmc(port)})
+        lease = _marks.acquire_lease(str(site.store), "lab", "watchdog/test", 60.0)["lease"]
+        if since_the_decision == "maintenance":
+            _marks.set_mark(str(site.store), "maintenance", "h1", "ops", {"reason": "firmware"}, ttl=600)
+        else:
+            _marks.renew_lease(str(site.store), "lab", "watchdog/test", lease["generation"], ttl=60)
+        out = tmp_path / "out.json"
+        done = run_fence_play(tmp_path, site, lease, [], out, "{'ipmi': kvmha_fence_result, 'groups': groups}")
+        assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+        assert state_file.read_text().strip() == "on", "nothing was sent to the BMC"
+    result = json.loads(out.read_text())
+    assert "kvmha_recover" not in result["groups"] and result["ipmi"]["fenced"] is False
+    if since_the_decision == "maintenance":
+        assert not result["ipmi"].get("failed") and result["ipmi"]["refused"] == "h1 is in maintenance (by ops: firmware)"
+    else:
+        assert result["ipmi"]["failed"] and result["ipmi"]["error_kind"] == "lease_lost"
+
+
 def test_the_watchdog_fences_a_host_with_fence_levels_through_the_level_that_answers(tmp_path):
     """fence.yml run for real on a host whose first level (its BMC) is dead: host_fence tries it, then powers the host
     off through level 2 (another BMC here; a PDU in life), and the host is grouped for recovery on that level's
@@ -493,29 +540,13 @@ def test_the_watchdog_fences_a_host_with_fence_levels_through_the_level_that_ans
         site = Site(tmp_path, {"h1": {"kvmha_fence_levels": [["bmc"], ["outlet"]], "kvmha_fence_devices": devices}})
         lease = _marks.acquire_lease(str(site.store), "lab", "watchdog/test", 60.0)["lease"]
         out = tmp_path / "out.json"
-        playbook = tmp_path / "fence.yml"
-        policy = effective_policy({"fence_confirm": 2, "fence_timeout_s": 20, "fence_concurrency": 1, "probe_timeout_s": 2})
-        playbook.write_text(json.dumps([{
-            "name": "Fence as the watchdog does", "hosts": "h1", "gather_facts": False,
-            "vars": {"kvmha_store": str(site.store), "kvmha_cluster_name": "lab", "kvmha_owner": "watchdog/test",
-                     "kvmha_lease_renewed": {"lease": lease}, "kvmha_policy_effective": policy},
-            "tasks": [
-                {"name": "Fence", "ansible.builtin.import_tasks": str(ROOT / "playbooks" / "tasks" / "fence.yml"),
-                 "vars": {"kvmha_journal": "fence"}},  # as watchdog.yml tags it, for the journal
-                {"name": "Read again as recover.yml does", "kvmha.cluster.host_fence": {
-                    "levels": "{{ kvmha_fence_levels }}",
-                    "devices": "{{ kvmha_fence_devices | map('combine', {'deadline_s': kvmha_policy_effective.probe_timeout_s}) | list }}",
-                    "confirm": 1, "deadline_s": "{{ kvmha_policy_effective.probe_timeout_s * (kvmha_fence_devices | length) }}"},
-                 "check_mode": True, "delegate_to": "localhost", "register": "recheck", "ignore_errors": True},
-                {"name": "Keep the result", "delegate_to": "localhost", "ansible.builtin.copy": {
-                    "dest": str(out), "mode": "0644",
-                    "content": "{{ {'fence': kvmha_fence_levels_result, 'ipmi': kvmha_fence_result, 'recheck': recheck,"
-                               " 'groups': groups} | to_json }}"}},
-            ]}]))
-        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"), ANSIBLE_NOCOLOR="1",
-                   ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), KVMHA_JOURNAL_DIR=str(tmp_path / "journal"))
-        done = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(site.inventory), str(playbook)], capture_output=True,
-                              text=True, env=env, cwd=str(tmp_path), check=False, timeout=300)
+        recheck = {"name": "Read again as recover.yml does", "kvmha.cluster.host_fence": {
+            "levels": "{{ kvmha_fence_levels }}",
+            "devices": "{{ kvmha_fence_devices | map('combine', {'deadline_s': kvmha_policy_effective.probe_timeout_s}) | list }}",
+            "confirm": 1, "deadline_s": "{{ kvmha_policy_effective.probe_timeout_s * (kvmha_fence_devices | length) }}"},
+            "check_mode": True, "delegate_to": "localhost", "register": "recheck", "ignore_errors": True}
+        done = run_fence_play(tmp_path, site, lease, [recheck], out, "{'fence': kvmha_fence_levels_result, "
+                              "'ipmi': kvmha_fence_result, 'recheck': recheck, 'groups': groups}")
         assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
         assert state_file.read_text().strip() == "off", "level 2's device was powered off"
     result = json.loads(out.read_text())

@@ -61,7 +61,6 @@ EXPECTED = {
     ("watchdog.yml", "neighbor_ping"): ("", "probe"),  # the neighbours' ping while the watch goes on: unknown evidence when it fails
     ("decide.yml", "host_investigate"): ("decision", ""),
     ("observe_only.yml", "vm_evacuate"): ("", "plan"),  # observe mode's plan, in check mode: no recovery, no failure
-    ("fence.yml", "host_mark_info"): ("", ""),
     ("fence.yml", "ipmi_power"): ("fence", "fence"),
     ("fence.yml", "host_fence"): ("fence", "fence"),  # a host with fence levels
     ("power_read.yml", "host_fence"): ("", "probe"),  # its status read through the levels (check mode)

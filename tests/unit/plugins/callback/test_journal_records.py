@@ -406,6 +406,20 @@ def test_a_fence_outside_check_mode_that_is_not_confirmed_still_fails_the_run(jo
     assert callback.run["ok"] is False and [e["event"] for e in events(journal_dir)].count("fence_planned") == 0
 
 
+def test_a_fence_refused_for_maintenance_is_not_a_failed_fence(journal_dir):
+    """The power module's fence token found the host in maintenance: nothing was sent, on purpose."""
+    callback = new_callback(journal_dir)
+    callback.v2_runner_on_ok(FakeResult("kvm_heartbeat", "h2", heartbeat()))
+    callback.v2_runner_on_ok(FakeResult("host_investigate", "h2", investigate()))
+    refused = dict(fence(fenced=False, powerstate={"before": "unknown", "after": "unknown"}), refused="h1 is in maintenance (by ops: bios)")
+    callback.v2_runner_on_ok(FakeResult("ipmi_power", "h1", refused))
+    callback.v2_playbook_on_stats(FakeStats())
+    assert callback.failures == [] and callback.run["ok"] is True
+    assert incident(journal_dir, "h1")["actions"] == []
+    assert [(e["host"], e["reason"]) for e in events(journal_dir) if e["event"] == "fence_refused"] == [
+        ("h1", "h1 is in maintenance (by ops: bios)")]
+
+
 def test_a_run_that_finished_an_interrupted_run(journal_dir):
     gone = {"host": "h1", "owner": "watchdog/812/20261203T101500-1234", "started": T0 - 300, "vms": {"db1": "claimed"}}
     callback = new_callback(journal_dir)

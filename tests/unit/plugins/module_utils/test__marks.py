@@ -11,7 +11,7 @@ import time
 import pytest
 
 from ansible_collections.kvmha.cluster.plugins.module_utils import _marks
-from ansible_collections.kvmha.cluster.plugins.module_utils._errors import InvalidInput
+from ansible_collections.kvmha.cluster.plugins.module_utils._errors import InvalidInput, LeaseLost
 
 
 REAL_TIME = time.time  # the store's (this machine's) clock, even while a test skews time.time
@@ -232,3 +232,56 @@ def test_a_confirm_off_in_dry_run_writes_nothing(tmp_path):
     planned = _marks.confirm_off(str(tmp_path), "h1", "alice", {"reason": "x"}, ttl=60, dry_run=True)
     assert planned["changed"] and planned["mark"]["owner"] == "alice"
     assert not os.path.exists(tmp_path / "kvmha" / "confirmed_off")
+
+
+# ----------------------------------------------------------------------------------- the fence token
+
+
+def token_store(tmp_path):
+    store = str(tmp_path)
+    lease = _marks.acquire_lease(store, "lab", "run-1", ttl=60)["lease"]
+    return store, lease["generation"]
+
+
+def test_a_fence_token_with_the_lease_held_and_no_maintenance_lets_the_power_off_go(tmp_path):
+    store, generation = token_store(tmp_path)
+    assert _marks.check_fence_token(store, "lab", "run-1", generation, "h2") is None
+
+
+def test_a_fence_token_whose_lease_moved_on_stops_the_power_off(tmp_path):
+    store, generation = token_store(tmp_path)
+    _marks.renew_lease(store, "lab", "run-1", generation, ttl=60)  # a generation later: the old token is spent
+    with pytest.raises(LeaseLost, match="no longer ours"):
+        _marks.check_fence_token(store, "lab", "run-1", generation, "h2")
+    with pytest.raises(LeaseLost):
+        _marks.check_fence_token(store, "lab", "run-2", generation + 1, "h2")  # the generation, not the owner's
+    assert _marks.check_fence_token(store, "lab", "run-1", generation, "h2", check_mode=True) is None  # no lease held
+
+
+def test_a_fence_token_refuses_a_host_in_maintenance_and_says_whose(tmp_path):
+    store, generation = token_store(tmp_path)
+    _marks.set_mark(store, "maintenance", "h2", "ops", {"reason": "firmware"}, ttl=600)
+    assert _marks.check_fence_token(store, "lab", "run-1", generation, "h2") == "h2 is in maintenance (by ops: firmware)"
+    assert _marks.check_fence_token(store, "lab", "run-1", generation, "h3") is None  # another host's mark
+    assert _marks.check_fence_token(store, "lab", "run-1", generation, "h2", check_mode=True).startswith("h2 is in")
+
+
+def test_a_fence_token_lets_an_ended_maintenance_go_and_reads_a_broken_one_as_maintenance(tmp_path):
+    store, generation = token_store(tmp_path)
+    _marks.set_mark(store, "maintenance", "h2", "ops", {"reason": "bios"}, ttl=5)
+    age(store, "maintenance", "h2", 60)  # expired past the skew allowance
+    assert _marks.check_fence_token(store, "lab", "run-1", generation, "h2") is None
+    _marks.set_mark(store, "maintenance", "h3", "ops", {"reason": "bios"})
+    _marks.clear_mark(store, "maintenance", "h3", "ops")
+    assert _marks.check_fence_token(store, "lab", "run-1", generation, "h3") is None
+    directory = tmp_path / "kvmha" / "maintenance" / "h4"
+    directory.mkdir(parents=True)
+    (directory / "0000000001.json").write_text('{"generation": ', encoding="utf-8")
+    refusal = _marks.check_fence_token(store, "lab", "run-1", generation, "h4")
+    assert refusal is not None and refusal.startswith("h4 has a maintenance mark that cannot be read")
+
+
+def test_a_fence_token_for_a_hostile_host_name_is_invalid_input(tmp_path):
+    store, generation = token_store(tmp_path)
+    with pytest.raises(InvalidInput):
+        _marks.check_fence_token(store, "lab", "run-1", generation, "../h2")

@@ -303,11 +303,34 @@ def closed_port() -> int:
         return sock.getsockname()[1]  # nothing listens there once the socket is closed
 
 
+def token_fails(module, args, kind):
+    """A power-off whose fence token cannot hold: the store is a file, the lease is gone, or the store hangs."""
+    def produce(run_module, tmp_path, monkeypatch):
+        token = {"store_path": str(tmp_path), "cluster": "lab", "owner": "run-1", "generation": 7, "host": "h2",
+                 "deadline_s": 0.3}
+        if kind == "store":
+            token["store_path"] = a_file(tmp_path)
+        if kind == "timeout":
+            monkeypatch.setattr(_storefile.DocumentStore, "read", hang)
+        return run_module(module, dict(args, fence_token=token))
+    return produce
+
+
+FENCE_LEVELS = {"levels": [["a"]], "devices": [dict(REDFISH, name="a", protocol="redfish")]}
 HA_VM = {"uri": "test:///default", "name": "nosuch"}
 NO_SOCKET = "qemu+unix:///system?socket=/nonexistent/kvmha-test-sock"
 
 # (module, kind) -> how to get it: run(run_module, tmp_path, monkeypatch) -> result
 PRODUCE = {
+    (fence_agent_power, "store"): token_fails(fence_agent_power, dict(AGENT, state="off"), "store"),
+    (fence_agent_power, "lease_lost"): token_fails(fence_agent_power, dict(AGENT, state="off"), "lease_lost"),
+    (ipmi_power, "store"): token_fails(ipmi_power, dict(IPMI, state="off"), "store"),
+    (ipmi_power, "lease_lost"): token_fails(ipmi_power, dict(IPMI, state="off"), "lease_lost"),
+    (redfish_power, "store"): token_fails(redfish_power, dict(REDFISH, state="off"), "store"),
+    (redfish_power, "lease_lost"): token_fails(redfish_power, dict(REDFISH, state="off"), "lease_lost"),
+    (host_fence, "timeout"): token_fails(host_fence, FENCE_LEVELS, "timeout"),
+    (host_fence, "store"): token_fails(host_fence, FENCE_LEVELS, "store"),
+    (host_fence, "lease_lost"): token_fails(host_fence, FENCE_LEVELS, "lease_lost"),
     (cluster_info, "invalid_input"): lambda r, t, m: r(cluster_info, {"store_path": str(t), "deadline_s": 0}),
     (cluster_info, "timeout"): lambda r, t, m: (m.setattr(cluster_info, "read_snapshot", hang),
                                                 r(cluster_info, {"store_path": str(t), "deadline_s": 0.2}))[1],

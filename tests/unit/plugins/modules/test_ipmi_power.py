@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from ansible_collections.kvmha.cluster.plugins.module_utils import _ipmi
+from ansible_collections.kvmha.cluster.plugins.module_utils import _ipmi, _marks
 from ansible_collections.kvmha.cluster.plugins.modules import ipmi_power
 from ansible_collections.kvmha.cluster.tests.unit.plugins.module_utils.ipmi_fake import FakeSession
 from pyghmi import exceptions as pyghmi_exceptions
@@ -217,3 +217,46 @@ def test_documented_defaults_match_the_spec():
     for name, option in DOCUMENTED["options"].items():
         assert spec[name].get("default") == option.get("default"), name
         assert spec[name].get("choices") == option.get("choices"), name
+
+
+# ---------------------------------------------------------------------------------- the fence token (fence_token)
+
+
+@pytest.fixture
+def token(tmp_path):
+    """A store where run-1 holds the lab lease; the token of its power-off of h2."""
+    store = str(tmp_path)
+    generation = _marks.acquire_lease(store, "lab", "run-1", ttl=60)["lease"]["generation"]
+    return {"store_path": store, "cluster": "lab", "owner": "run-1", "generation": generation, "host": "h2"}
+
+
+def test_a_fence_token_that_holds_lets_the_power_off_go(run_module, bmc, token):
+    result = run_module(ipmi_power, dict(BASE, state="off", fence_token=token))
+    assert result["fenced"] is True and bmc.controls == [0x00] and "refused" not in result
+
+
+def test_a_host_in_maintenance_is_refused_before_the_bmc_is_asked(run_module, bmc, token):
+    _marks.set_mark(token["store_path"], "maintenance", "h2", "ops", {"reason": "firmware"}, ttl=600)
+    for check_mode in (False, True):
+        result = run_module(ipmi_power, dict(BASE, state="off", fence_token=token), check_mode=check_mode)
+        assert not result.get("failed") and result["changed"] is False and result["fenced"] is False
+        assert result["refused"] == "h2 is in maintenance (by ops: firmware)"
+        emitted_keys_are_documented(result, failed=False)
+    assert bmc.logins == [] and bmc.controls == [] and bmc.state == "on"
+
+
+def test_a_lease_that_moved_on_fails_the_power_off_before_the_bmc_is_asked(run_module, bmc, token):
+    _marks.renew_lease(token["store_path"], "lab", "run-1", token["generation"], ttl=60)
+    result = run_module(ipmi_power, dict(BASE, state="off", fence_token=token))
+    assert result["failed"] and result["error_kind"] == "lease_lost" and "no longer ours" in result["msg"]
+    assert result["fenced"] is False and result["changed"] is False
+    assert bmc.logins == [] and bmc.controls == []
+    emitted_keys_are_documented(result, failed=True)
+    planned = run_module(ipmi_power, dict(BASE, state="off", fence_token=token), check_mode=True)
+    assert not planned.get("failed") and planned["action"] == "off" and bmc.controls == []  # check mode holds no lease
+
+
+def test_a_fence_token_guards_power_offs_only(run_module, bmc, token):
+    result = run_module(ipmi_power, dict(BASE, state="status", fence_token=token))
+    assert result["failed"] and result["error_kind"] == "invalid_input" and "fence_token" in result["msg"]
+    assert bmc.logins == []

@@ -13,8 +13,8 @@ class ModuleDocFragment:
 options:
   fence_token:
     description:
-      - The last look before a power-off, taken by the module itself just before it contacts the power device: only
-        the device's login and first read lie between the check and the command.
+      - The last look before a power-off, taken by the module itself just before it contacts the power device, so
+        that only the device's login and first read lie between the check and the command.
       - The cluster lease (M(kvmha.cluster.cluster_lease)) must still be the O(fence_token.generation) this run
         holds - the fencing token that keeps a controller frozen past its lease from fencing. A lease that moved on
         fails the task with RV(error_kind=lease_lost) and nothing is sent. Not checked in check mode, which holds no

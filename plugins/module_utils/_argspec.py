@@ -80,7 +80,8 @@ POWER_RUN_SPEC = {
 
 # plugins/doc_fragments/_fence_token.py
 FENCE_TOKEN_SPEC = {
-    "fence_token": {"type": "dict", "options": {
+    # A fencing token is a lease's generation, not a secret (validate-modules guesses by the name).
+    "fence_token": {"type": "dict", "no_log": False, "options": {
         "store_path": {"type": "path", "required": True},
         "cluster": {"type": "str", "required": True},
         "owner": {"type": "str", "required": True},

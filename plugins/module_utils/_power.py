@@ -165,17 +165,14 @@ class PowerOperation:
 
 def fence_token_refusal(token: dict | None, check_mode: bool) -> str | None:
     """Check a module's ``fence_token`` (``FENCE_TOKEN_SPEC``) under its own deadline: the reason a power-off must
-    not be sent (the host is in maintenance), or None. A lease that moved on raises ``LeaseLost``."""
+    not be sent (the host is in maintenance), or None. A lease that moved on raises ``LeaseLost``, whose result the
+    caller replaces with its own shape (the lease's fields are not a power result)."""
     if token is None:
         return None
     seconds = check_range("fence_token.deadline_s", token["deadline_s"], 0, 600, exclusive_minimum=True, unit="seconds")
-    try:
-        return call_with_deadline(check_fence_token, seconds, "checking the fencing token of %s" % token["host"],
-                                  token["store_path"], token["cluster"], token["owner"], token["generation"],
-                                  token["host"], check_mode=check_mode)
-    except KvmhaError as error:
-        error.result = {}  # the lease's own fields are not a power result; the caller gives the failure its shape
-        raise
+    return call_with_deadline(check_fence_token, seconds, "checking the fencing token of %s" % token["host"],
+                              token["store_path"], token["cluster"], token["owner"], token["generation"],
+                              token["host"], check_mode=check_mode)
 
 
 def run_power(module, make_client) -> dict:
@@ -191,7 +188,7 @@ def run_power(module, make_client) -> dict:
     try:
         refused = fence_token_refusal(token, module.check_mode)
     except KvmhaError as error:
-        error.result = dict(empty_result(params["state"]), **error.result)
+        error.result = empty_result(params["state"])
         raise
     if refused:
         return dict(empty_result(params["state"]), refused=refused)

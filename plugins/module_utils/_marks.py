@@ -30,7 +30,7 @@ LEASE = "lease"
 FENCED = "fenced"
 MAINTENANCE = "maintenance"
 CONFIRMED_OFF = "confirmed_off"
-MARK_KINDS = (FENCED, MAINTENANCE)  # the kinds every watch reads; a confirm-off is read at decide time only
+MARK_KINDS = (FENCED, MAINTENANCE)  # the kinds every watch reads; a confirm-off only the suspects' (suspect_marks)
 DEFAULT_SKEW = 5.0
 
 
@@ -197,6 +197,17 @@ def read_marks(store: str, kind: str, now: float | None = None, skew: float = DE
             continue
         state = "expired" if current.expired(now, skew) else "active"
         marks[state][host] = current.as_dict()
+    return marks
+
+
+def suspect_marks(store: str, hosts: list, now: float | None = None) -> dict:
+    """The maintenance marks and operator's confirm-offs of ``hosts``, read for a decision on them:
+    ``{kind: {"active": {host: mark}, "invalid": {host: reason}}}`` for both kinds (expired marks are no evidence)."""
+    wanted = set(hosts)
+    marks = {}
+    for kind in (MAINTENANCE, CONFIRMED_OFF):
+        read = read_marks(store, kind, now)
+        marks[kind] = {state: dict((h, v) for h, v in read[state].items() if h in wanted) for state in ("active", "invalid")}
     return marks
 
 

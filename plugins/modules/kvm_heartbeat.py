@@ -27,7 +27,9 @@ description:
     fenced on its word.
   - Reads the maintenance and fenced marks of the store too (see M(kvmha.cluster.host_mark)). A host in maintenance
     is never a suspect. A host marked fenced is expected to be dead and is not a suspect either; if its heartbeat is
-    alive again it is listed in RV(returning), so it can be reconciled.
+    alive again it is listed in RV(returning), so it can be reconciled. When the watch ends with suspects, it reads
+    their maintenance marks and operator's confirm-offs once more (RV(suspect_marks)): an operator may have set one
+    during the watch, and the decision takes it from there.
   - Reads the owed recoveries of the store too (see M(kvmha.cluster.vm_evacuate)). A host with an open owed document
     is not a suspect (it was confirmed down), and RV(owed) says which documents have VMs due for work. With
     O(until_work), a watch returns at the first sample where recovery work waits - a VM due, an owed document that
@@ -290,6 +292,18 @@ maintenance_expired:
   returned: state=check
   type: dict
   sample: {}
+suspect_marks:
+  description:
+    - The suspects' maintenance marks and operator's confirm-offs (M(kvmha.cluster.host_mark) kinds C(maintenance) and
+      C(confirmed_off)), read again as the watch ended - an operator may have set one during the watch. Each kind has
+      C(active) (the marks by host) and C(invalid) (the reason a host's mark cannot be read; the watchdog takes an
+      unreadable maintenance mark as maintenance).
+    - When the marks cannot be read in time, every suspect is listed under C(maintenance.invalid), the cautious reading.
+  returned: state=check and the watch ended with suspects
+  type: dict
+  sample:
+    maintenance: {active: {}, invalid: {}}
+    confirmed_off: {active: {h2: {owner: alice, generation: 1, data: {reason: cords pulled, seq: 812}}}, invalid: {}}
 handover:
   description:
     - C(loaded) is the number of hosts in the handover this check started from (0 without one), C(written) whether
@@ -449,7 +463,15 @@ from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import (
     validate_host_name,
     write_atomic,
 )
-from ansible_collections.kvmha.cluster.plugins.module_utils._marks import FENCED, MAINTENANCE, MARK_KINDS, read_marks, store_clock
+from ansible_collections.kvmha.cluster.plugins.module_utils._marks import (
+    CONFIRMED_OFF,
+    FENCED,
+    MAINTENANCE,
+    MARK_KINDS,
+    read_marks,
+    store_clock,
+    suspect_marks,
+)
 from ansible_collections.kvmha.cluster.plugins.module_utils._recovery import OwedBook, counts, due, is_open
 
 OVERDUE = 1.5  # a live host whose heartbeat is older than this many intervals has missed a beat
@@ -550,6 +572,8 @@ class HeartbeatCheck:
                 break
             time.sleep(self.params["poll"])
         result["disk_samples"] = self._disk_samples(result["suspects"])
+        if result["suspects"]:
+            result["suspect_marks"] = self._suspect_marks(result["suspects"])
         self.early.settle(result["suspects"])
         result["early"] = self.early.report(result["suspects"] + result["overdue"], self._disk_activity(result["suspects"]))
         if ended == "overdue":
@@ -598,6 +622,15 @@ class HeartbeatCheck:
         """
         overdue = [s for s in states if s.host in result["overdue"]]
         return bool(overdue) and waited < min(most, max(self.params["misses"] * s.record["interval"] for s in overdue))
+
+    def _suspect_marks(self, suspects: list) -> dict:
+        """The suspects' maintenance marks and confirm-offs, read again: the watch read the marks when it started."""
+        try:
+            return call_with_deadline(suspect_marks, self.params["store_timeout_s"], "reading the suspects' marks again",
+                                      self.params["store_path"], suspects, self.store_time())
+        except (StoreError, DeadlineExceeded) as err:
+            reason = "the marks could not be read again as the watch ended: %s" % err
+            return {MAINTENANCE: {"active": {}, "invalid": dict.fromkeys(suspects, reason)}, CONFIRMED_OFF: {"active": {}, "invalid": {}}}
 
     def _disk_samples(self, suspects: list) -> dict:
         """First samples of the suspects' VM disks, taken when each was first late (_note_early; none where that

@@ -481,14 +481,14 @@ def simulator(work: pathlib.Path, state: str):
 
 
 def run_fence_play(tmp_path, site, lease, more_tasks, out, kept):
-    """tasks/fence.yml for real, on h1, as the watchdog's Fence play runs it after deciding (the lease it renewed then
-    given); then ``more_tasks``, then ``kept`` (a Jinja expression) written to ``out``."""
+    """tasks/fence.yml for real, on h1, as the watchdog's Fence play runs it after deciding (the lease it holds given);
+    then ``more_tasks``, then ``kept`` (a Jinja expression) written to ``out``."""
     playbook = tmp_path / "fence.yml"
     policy = effective_policy({"fence_confirm": 2, "fence_timeout_s": 20, "fence_concurrency": 1, "probe_timeout_s": 2})
     playbook.write_text(json.dumps([{
         "name": "Fence as the watchdog does", "hosts": "h1", "gather_facts": False,
         "vars": {"kvmha_store": str(site.store), "kvmha_cluster_name": "lab", "kvmha_owner": "watchdog/test",
-                 "kvmha_lease_renewed": {"lease": lease}, "kvmha_policy_effective": policy},
+                 "kvmha_lease": {"acquired": True, "lease": lease}, "kvmha_policy_effective": policy},
         "tasks": [
             {"name": "Fence", "ansible.builtin.import_tasks": str(ROOT / "playbooks" / "tasks" / "fence.yml"),
              "vars": {"kvmha_journal": "fence"}},  # as watchdog.yml tags it, for the journal

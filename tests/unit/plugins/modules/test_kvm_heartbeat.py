@@ -227,6 +227,74 @@ def test_an_unreadable_mark_counts_as_active(run_module, store):
     assert result["suspects"] == [] and "invalid" in result["maintenance"]["h2"]
 
 
+def test_the_suspects_marks_are_read_again_as_the_watch_ends(run_module, store, monkeypatch):
+    """Once the watch has read the marks (its first sample), an operator marks h2 in maintenance and confirms h3 off,
+    and both stop beating: the decision gets both from the watch's end (suspect_marks). h4's confirm-off is not
+    there: h4 is no suspect."""
+    beat(store, "h1")
+    _marks.confirm_off(store, "h4", "bob", {"reason": "not a suspect"}, ttl=600)
+    marks_read = threading.Event()
+    read_marks = kvm_heartbeat.read_marks
+
+    def spy(store_path, kind, **kwargs):
+        marks = read_marks(store_path, kind, **kwargs)
+        if kind == _marks.MAINTENANCE:
+            marks_read.set()
+        return marks
+    monkeypatch.setattr(kvm_heartbeat, "read_marks", spy)
+    stop = threading.Event()
+
+    def operator():
+        seq, marked = 1, False
+        while not stop.wait(0.05):
+            seq += 1
+            beat(store, "h1", seq=seq)
+            if not marks_read.is_set():
+                for host in ("h2", "h3"):
+                    beat(store, host, seq=seq, interval=0.1)
+            elif not marked:
+                _marks.set_mark(store, "maintenance", "h2", "alice", {"reason": "PSU swap"}, ttl=600)
+                _marks.confirm_off(store, "h3", "carol", {"reason": "cords pulled", "seq": seq, "boot_id": "b-h3"}, ttl=600)
+                marked = True
+
+    for host in ("h2", "h3"):
+        beat(store, host, interval=0.1)
+    thread = threading.Thread(target=operator, daemon=True)
+    thread.start()
+    try:
+        result = run_module(kvm_heartbeat, {"store_path": store, "hosts": ["h1", "h2", "h3", "h4"], "watch": 30,
+                                            "poll": 0.05, "skew_allowance": 0.05, "exclude": ["h4"]})
+    finally:
+        stop.set()
+        thread.join()
+    assert sorted(result["suspects"]) == ["h2", "h3"] and "h2" not in result["maintenance"], result
+    marks = result["suspect_marks"]
+    assert list(marks["maintenance"]["active"]) == ["h2"] and marks["maintenance"]["active"]["h2"]["owner"] == "alice"
+    assert list(marks["confirmed_off"]["active"]) == ["h3"] and marks["confirmed_off"]["active"]["h3"]["owner"] == "carol"
+    assert marks["maintenance"]["invalid"] == {} and marks["confirmed_off"]["invalid"] == {}
+
+
+def test_a_healthy_watch_reads_no_marks_again(run_module, store):
+    beat(store, "h1")
+    assert "suspect_marks" not in run_module(kvm_heartbeat, {"store_path": store})
+
+
+def test_marks_that_cannot_be_read_again_put_every_suspect_in_maintenance(run_module, store, monkeypatch):
+    """The cautious reading: nothing is done to a suspect whose maintenance mark cannot be known."""
+    beat(store, "h1")
+    beat(store, "h2", age=60)
+    beat(store, "h3", age=60)
+
+    def hung(*_args):
+        time.sleep(30)
+    monkeypatch.setattr(kvm_heartbeat, "suspect_marks", hung)
+    result = run_module(kvm_heartbeat, {"store_path": store, "store_timeout_s": 0.3})
+    assert result["suspects"] == ["h2", "h3"] and result["observer_ok"] is True
+    invalid = result["suspect_marks"]["maintenance"]["invalid"]
+    assert sorted(invalid) == ["h2", "h3"] and "could not be read again" in invalid["h2"] and "0.3 s" in invalid["h2"]
+    assert result["suspect_marks"]["confirmed_off"] == {"active": {}, "invalid": {}}
+
+
 def test_hosts_dying_together_are_reported_together(run_module, store):
     """h1 and h2 die together but beat on different phases: the watch waits for h2 instead of returning h1 alone."""
     beat(store, "h1", interval=0.4)

@@ -19,21 +19,31 @@ ROOT = pathlib.Path(__file__).resolve().parents[3]
 ANSIBLE_PLAYBOOK = pathlib.Path(sys.executable).with_name("ansible-playbook")
 
 
-def run_probe_play(tmp_path, hosts: dict, play_vars: dict, kept: str) -> tuple:
-    """probe.yml run as the watchdog runs it, on the inventory ``hosts`` (groups); returns the template ``kept``,
-    rendered after the probes and read back as JSON, and the output."""
+def run_probe_play(tmp_path, hosts: dict, play_vars: dict, kept: str, row: str, suspects=("hv1",), live=()) -> tuple:
+    """probe_plan.yml then probe.yml, run as the watchdog runs them on the inventory ``hosts`` (name: vars; the group
+    kvmha_late is ``play_vars["late"]``): ``suspects`` found by the watch, ``live`` the live targets (the neighbours).
+    Returns the template ``kept``, rendered on host ``row`` after the probes and read back as JSON, and the output."""
     local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
     inventory = tmp_path / "inventory.json"
-    inventory.write_text(json.dumps({"all": {"children": hosts, "hosts": {"localhost": local}}}))
+    late = play_vars.pop("late", [])
+    inventory.write_text(json.dumps({"all": {"hosts": dict(hosts, localhost=local),
+                                             "children": {"kvmha_late": {"hosts": dict.fromkeys(late, {})}}}}))
     out = tmp_path / "out.json"
+    play_vars = dict(play_vars, kvmha_observation=dict(play_vars.get("kvmha_observation", {}), suspects=list(suspects)))
     playbook = tmp_path / "probe.yml"
     playbook.write_text(json.dumps([{
+        "name": "Plan the probes as the watchdog does", "hosts": "localhost", "gather_facts": False,
+        "vars": dict(play_vars, kvmha_lease={"acquired": True}, kvmha_live_targets=list(live)),
+        "tasks": [{"name": "Plan", "ansible.builtin.import_tasks": str(ROOT / "playbooks" / "tasks" / "probe_plan.yml")}],
+    }, {
         "name": "Probe as the watchdog does", "hosts": "kvmha_probers", "gather_facts": False, "strategy": "ansible.builtin.free",
         "vars": play_vars,
-        "tasks": [
-            {"name": "Probe", "ansible.builtin.import_tasks": str(ROOT / "playbooks" / "tasks" / "probe.yml")},
-            {"name": "Keep the result", "delegate_to": "localhost", "ansible.builtin.copy": {"dest": str(out), "mode": "0644", "content": kept}},
-        ]}]))
+        "tasks": [{"name": "Probe", "ansible.builtin.import_tasks": str(ROOT / "playbooks" / "tasks" / "probe.yml")}],
+    }, {
+        "name": "Keep the result", "hosts": row, "gather_facts": False,
+        "tasks": [{"name": "Keep the result", "delegate_to": "localhost",
+                   "ansible.builtin.copy": {"dest": str(out), "mode": "0644", "content": kept}}],
+    }]))
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), KVMHA_JOURNAL_DIR=str(tmp_path / "journal"),
                ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"), ANSIBLE_NOCOLOR="1")
     env.pop("KVMHA_METRICS_FILE", None)
@@ -53,12 +63,10 @@ def probe(tmp_path, port: int, probe_timeout_s: float = 0.4, suspect_facts: dict
     suspect = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, "ansible_host": "127.0.0.1",
                "ansible_port": port, "kvmha_bmc_address": "127.0.0.1", "kvmha_bmc_port": 9, "kvmha_bmc_username": "u",
                "kvmha_bmc_password": "p", **(suspect_facts or {})}
-    hosts = {"kvmha_suspects": {"hosts": {"hv1": suspect}}, "kvmha_probers": {"hosts": {"hv1": {}}}, "kvmha_neighbors": {"hosts": {}},
-             "kvmha_late": {"hosts": {"hv1": {}} if late else {}}}
-    play_vars = {"kvmha_store": str(store), "kvmha_observer": "localhost", "kvmha_ping_targets": [],
+    play_vars = {"kvmha_store": str(store), "kvmha_observer": "localhost", "late": ["hv1"] if late else [],
                  "kvmha_observation": {"disk_samples": {}, "early": {"hv1": early} if early else {}},
                  "kvmha_policy_effective": effective_policy({"probe_timeout_s": probe_timeout_s, "activity_window_s": 0.1, "store_timeout_s": 5})}
-    result, output = run_probe_play(tmp_path, hosts, play_vars, kept)
+    result, output = run_probe_play(tmp_path, {"hv1": suspect}, play_vars, kept, "hv1")
     result["output"] = output
     return result
 
@@ -135,15 +143,23 @@ def test_an_answering_ssh_server_gets_the_login_that_proves_management(tmp_path)
     assert result["banner"]["any_reachable"] is True and result["login"]["ping"] == "pong"
 
 
-def neighbour_probe(tmp_path, early: dict | None, ping_targets=("127.0.0.1",)) -> dict:
-    """The neighbours' row of probe.yml on one neighbour (nb, local) pinging 127.0.0.1, the address of the suspect.
-    ``early`` is the result of its ping while the watch went on (the play of watchdog.yml that watch_late.yml prepares),
-    or None when it did not ping then."""
-    neighbour = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable, "kvmha_ping_targets": list(ping_targets)}
-    if early is not None:
-        neighbour["kvmha_early_ping"] = early
-    hosts = {"kvmha_suspects": {"hosts": {}}, "kvmha_probers": {"hosts": {"nb": {}}}, "kvmha_neighbors": {"hosts": {"nb": neighbour}}}
-    return run_probe_play(tmp_path, hosts, {"kvmha_policy_effective": effective_policy({"probe_timeout_s": 1})}, "{{ kvmha_ping | to_json }}")[0]
+def neighbour_probe(tmp_path, early: dict | None, others=()) -> dict:
+    """The neighbours' row of probe.yml on one neighbour (nb, local) pinging 127.0.0.1, the private address of the
+    suspect sx - whose own probes the watch took (its BMC read "on", its SSH server silent, its disks sampled), so it
+    has nothing left to ask. ``others`` are more suspects, each with nothing left to ask either (their private
+    addresses 127.0.0.2, ...). ``early`` is the result of nb's ping while the watch went on (the play of watchdog.yml
+    that watch_late.yml prepares), or None when it did not ping then."""
+    local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    neighbour = dict(local, kvmha_early_ping=early) if early is not None else dict(local)
+    suspects = ["sx", *others]
+    hosts = dict((name, dict(local, kvmha_private_ip="127.0.0.%d" % (i + 1), kvmha_bmc=POWER_ON)) for i, name in enumerate(suspects))
+    hosts["nb"] = neighbour
+    taken = {"since": 1.0, "mgmt": {"any_reachable": False, "probes": []}, "disk_activity": {"activity": "idle"}}
+    play_vars = {"late": suspects, "kvmha_observation": {"disk_samples": {}, "early": dict.fromkeys(suspects, taken)},
+                 "kvmha_policy_effective": effective_policy({"probe_timeout_s": 1})}
+    result, output = run_probe_play(tmp_path, hosts, play_vars, "{{ kvmha_ping | to_json }}", "nb", suspects=suspects, live=["nb"])
+    assert "[sx]" not in output.split("PLAY [Probe as the watchdog does]")[1], output  # the watch asked sx everything
+    return result
 
 
 def pinged(address: str, reachable: bool) -> dict:
@@ -165,8 +181,9 @@ def test_a_neighbours_ping_during_the_watch_that_got_a_reply_is_asked_again(tmp_
 
 def test_a_ping_during_the_watch_that_did_not_cover_every_suspect_is_not_taken(tmp_path):
     """Another host turned suspect since: the neighbour pings all the suspects now."""
-    result = neighbour_probe(tmp_path, {"changed": False, "pings": [pinged("127.0.0.2", False)]})
-    assert [p["target"] for p in result["pings"]] == ["127.0.0.1"] and result["pings"][0]["reachable"] is True, result
+    result = neighbour_probe(tmp_path, {"changed": False, "pings": [pinged("127.0.0.1", False)]}, others=["sy"])
+    assert [p["target"] for p in result["pings"]] == ["127.0.0.1", "127.0.0.2"], result
+    assert result["pings"][0]["reachable"] is True, result
 
 
 def test_a_failed_or_unreachable_ping_during_the_watch_leaves_the_neighbour_to_ping(tmp_path):

@@ -68,7 +68,9 @@ def run(tmp: pathlib.Path, port: int, direct: bool) -> tuple:
     local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
     suspect = {"ansible_host": "127.0.0.1", "ansible_port": port, "ansible_connection": "ssh", "ansible_user": "nobody",
                "ansible_python_interpreter": sys.executable, "kvmha_mgmt_direct": direct, "kvmha_bmc_address": "127.0.0.1",
-               "kvmha_bmc_port": 9, "kvmha_bmc_username": "u", "kvmha_bmc_password": "p"}
+               "kvmha_bmc_port": 9, "kvmha_bmc_username": "u", "kvmha_bmc_password": "p",
+               # what tasks/probe_plan.yml leaves to ask of a suspect the watch asked nothing of
+               "kvmha_probe": {"power": True, "banner": direct, "login": not direct, "disk": True}}
     groups = {"kvmha_suspects": {"hosts": {"hv1": suspect}}, "kvmha_probers": {"hosts": {"hv1": {}}}, "kvmha_neighbors": {"hosts": {}}}
     (tmp / "inventory.json").write_text(json.dumps({"all": {"children": groups, "hosts": {"localhost": local}}}))
     policy = {"probe_timeout_s": 2, "activity_window_s": 0.1, "store_timeout_s": 5}

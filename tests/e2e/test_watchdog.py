@@ -27,6 +27,8 @@ def test_host_crash_is_fenced_and_its_vms_restarted(cluster):
     interval = record["evidence"]["heartbeat"]["interval"]
     assert at["last_heartbeat"] + interval < at["probes_started"] < at["detected"] < at["fenced"]
     assert at["fenced"] - at["last_heartbeat"] >= 3 * interval
+    # The lease was taken beside the watch at h1's first missed beat and used by the investigation: taken once.
+    assert [e["event"] for e in run.events if e["event"].startswith("lease_")] == ["lease_acquired", "lease_released"], run.explain()
     report_rto(run, "h1")
 
 

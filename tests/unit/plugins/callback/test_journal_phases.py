@@ -54,6 +54,7 @@ EXPECTED = {
     ("reconcile.yml", "vm_reconcile"): ("reconciliation", ""),
     ("reconcile.yml", "host_mark"): ("mark", ""),
     ("suspects.yml", "cluster_lease"): ("lease", ""),
+    ("watchdog.yml", "cluster_lease"): ("lease", "probe"),  # the lease taken beside the watch: not taken, suspects.yml tries again
     ("power_read.yml", "ipmi_power"): ("", "probe"),  # a status read (probe play, or beside the watch): evidence, recorded with the decision
     ("probe.yml", "vm_disk_activity"): ("", "probe"),
     ("probe.yml", "mgmt_probe"): ("", "probe"),  # the SSH banner: unanswered is an ok result; a failure is unknown evidence

@@ -28,8 +28,8 @@ description:
   - Reads the maintenance and fenced marks of the store too (see M(kvmha.cluster.host_mark)). A host in maintenance
     is never a suspect. A host marked fenced is expected to be dead and is not a suspect either; if its heartbeat is
     alive again it is listed in RV(returning), so it can be reconciled. When the watch ends with suspects, it reads
-    their maintenance marks and operator's confirm-offs once more (RV(suspect_marks)): an operator may have set one
-    during the watch, and the decision takes it from there.
+    their maintenance marks and operator's confirm-offs once more (RV(suspect_marks)), since an operator may have set
+    one during the watch, and the decision takes them from there.
   - Reads the owed recoveries of the store too (see M(kvmha.cluster.vm_evacuate)). A host with an open owed document
     is not a suspect (it was confirmed down), and RV(owed) says which documents have VMs due for work. With
     O(until_work), a watch returns at the first sample where recovery work waits - a VM due, an owed document that

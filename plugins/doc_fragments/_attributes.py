@@ -48,7 +48,6 @@ attributes:
     description: Use C(group/kvmha.cluster.redfish) in C(module_defaults) to set the Redfish connection options once.
     support: full
     membership:
-      - kvmha.cluster.kvmha
       - kvmha.cluster.redfish
 """
 

@@ -200,15 +200,22 @@ def read_marks(store: str, kind: str, now: float | None = None, skew: float = DE
     return marks
 
 
-def suspect_marks(store: str, hosts: list, now: float | None = None) -> dict:
-    """The maintenance marks and operator's confirm-offs of ``hosts``, read for a decision on them:
-    ``{kind: {"active": {host: mark}, "invalid": {host: reason}}}`` for both kinds (expired marks are no evidence)."""
-    wanted = set(hosts)
+def read_marks_of(store: str, kinds, hosts=None, now: float | None = None, skew: float = DEFAULT_SKEW) -> dict:
+    """The marks of ``kinds`` as ``read_marks`` gives them, ``{kind: {state: {host: ...}}}``, of ``hosts`` only
+    (every host when None), all judged on one reading of the store's clock."""
+    now = store_now(store) if now is None else now
+    wanted = None if hosts is None else set(hosts)
     marks = {}
-    for kind in (MAINTENANCE, CONFIRMED_OFF):
-        read = read_marks(store, kind, now)
-        marks[kind] = {state: dict((h, v) for h, v in read[state].items() if h in wanted) for state in ("active", "invalid")}
+    for kind in kinds:
+        read = read_marks(store, kind, now=now, skew=skew)
+        marks[kind] = {state: {h: v for h, v in found.items() if wanted is None or h in wanted} for state, found in read.items()}
     return marks
+
+
+def suspect_marks(store: str, hosts: list, now: float | None = None) -> dict:
+    """The maintenance marks and operator's confirm-offs of ``hosts``, read for a decision on them (only the active
+    and the unreadable ones are evidence; an expired mark is not)."""
+    return read_marks_of(store, (MAINTENANCE, CONFIRMED_OFF), hosts, now)
 
 
 def set_mark(store: str, kind: str, host: str, owner: str, data: dict, ttl: float | None = None, dry_run: bool = False) -> dict:

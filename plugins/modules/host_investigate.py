@@ -26,13 +26,22 @@ description:
   - Actions - C(none), C(alert), C(abort) (stop the run, touch nothing), C(remediate) (restart the heartbeat writer),
     C(fence) (power off with confirmation, then recover once power-off is confirmed), C(recover) (restart the VMs
     elsewhere).
+  - It runs on the controller, in Ansible's own process (its action plugin runs this module's code there) - nothing is
+    sent to a host or executed as a module, whatever the task's host or delegation.
 author:
   - kvmha.cluster developers (@kvmha)
 extends_documentation_fragment:
   - kvmha.cluster._attributes
   - kvmha.cluster._attributes.INFO_MODULE
+attributes:
+  action:
+    description: Runs in the controller's process through an action plugin of the same name.
+    support: full
+  async:
+    description: Not supported - a decision takes milliseconds.
+    support: none
 requirements:
-  - jmespath (only when O(policy) has custom rules)
+  - jmespath on the controller (only when O(policy) has custom rules)
 options:
   hosts:
     description:

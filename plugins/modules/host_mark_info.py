@@ -151,7 +151,7 @@ from ansible_collections.kvmha.cluster.plugins.module_utils._common import Kvmha
 from ansible_collections.kvmha.cluster.plugins.module_utils._deadline import call_with_deadline
 from ansible_collections.kvmha.cluster.plugins.module_utils._errors import check_range
 from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import validate_host_name
-from ansible_collections.kvmha.cluster.plugins.module_utils._marks import CONFIRMED_OFF, MARK_KINDS, read_marks, store_now
+from ansible_collections.kvmha.cluster.plugins.module_utils._marks import CONFIRMED_OFF, MARK_KINDS, read_marks_of, store_now
 
 ARGUMENT_SPEC = merge_specs(
     STORE_SPEC,
@@ -172,13 +172,10 @@ def run(module: KvmhaModule) -> dict:
 
     def read_all():
         now = store_now(params["store_path"])
-        return now, {kind: read_marks(params["store_path"], kind, now=now, skew=params["skew"]) for kind in params["kinds"]}
+        return now, read_marks_of(params["store_path"], params["kinds"], hosts, now=now, skew=params["skew"])
 
     now, marks = call_with_deadline(read_all, params["deadline_s"], "reading the marks on the store")
-    result = {"changed": False, "now": now}
-    for kind, states in marks.items():
-        result[kind] = {state: {h: v for h, v in found.items() if hosts is None or h in hosts} for state, found in states.items()}
-    return result
+    return dict(marks, changed=False, now=now)
 
 
 def main():

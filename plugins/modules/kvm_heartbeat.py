@@ -296,14 +296,15 @@ suspect_marks:
   description:
     - The suspects' maintenance marks and operator's confirm-offs (M(kvmha.cluster.host_mark) kinds C(maintenance) and
       C(confirmed_off)), read again as the watch ended - an operator may have set one during the watch. Each kind has
-      C(active) (the marks by host) and C(invalid) (the reason a host's mark cannot be read; the watchdog takes an
-      unreadable maintenance mark as maintenance).
+      C(active) (the marks by host), C(expired) (no evidence any more) and C(invalid) (the reason a host's mark cannot
+      be read; the watchdog takes an unreadable maintenance mark as maintenance), as M(kvmha.cluster.host_mark_info)
+      returns them.
     - When the marks cannot be read in time, every suspect is listed under C(maintenance.invalid), the cautious reading.
   returned: state=check and the watch ended with suspects
   type: dict
   sample:
-    maintenance: {active: {}, invalid: {}}
-    confirmed_off: {active: {h2: {owner: alice, generation: 1, data: {reason: cords pulled, seq: 812}}}, invalid: {}}
+    maintenance: {active: {}, expired: {}, invalid: {}}
+    confirmed_off: {active: {h2: {owner: alice, generation: 1, data: {reason: cords pulled, seq: 812}}}, expired: {}, invalid: {}}
 handover:
   description:
     - C(loaded) is the number of hosts in the handover this check started from (0 without one), C(written) whether
@@ -630,7 +631,8 @@ class HeartbeatCheck:
                                       self.params["store_path"], suspects, self.store_time())
         except (StoreError, DeadlineExceeded) as err:
             reason = "the marks could not be read again as the watch ended: %s" % err
-            return {MAINTENANCE: {"active": {}, "invalid": dict.fromkeys(suspects, reason)}, CONFIRMED_OFF: {"active": {}, "invalid": {}}}
+            return {MAINTENANCE: {"active": {}, "expired": {}, "invalid": dict.fromkeys(suspects, reason)},
+                    CONFIRMED_OFF: {"active": {}, "expired": {}, "invalid": {}}}
 
     def _disk_samples(self, suspects: list) -> dict:
         """First samples of the suspects' VM disks, taken when each was first late (_note_early; none where that

@@ -119,6 +119,26 @@ def test_expired_maintenance_is_reported_as_expired(tmp_path):
     assert again["changed"] and again["mark"]["generation"] == 2
 
 
+def test_the_marks_of_some_hosts_are_read_in_every_state_and_kind_asked(tmp_path):
+    """One reader for host_mark_info and the watch's suspects: the states read_marks gives, only the hosts asked."""
+    store = str(tmp_path)
+    _marks.set_mark(store, "maintenance", "h1", "alice", {"reason": "bios"}, ttl=600)
+    _marks.set_mark(store, "maintenance", "h2", "alice", {"reason": "done"}, ttl=5)
+    _marks.set_mark(store, "maintenance", "h3", "alice", {"reason": "other host"}, ttl=600)
+    _marks.confirm_off(store, "h2", "carol", {"reason": "cords pulled", "seq": 1, "boot_id": "b"}, ttl=600)
+    age(store, "maintenance", "h2", 60)
+    os.makedirs(os.path.join(store, "kvmha", "maintenance", "h4"))
+    with open(os.path.join(store, "kvmha", "maintenance", "h4", "0000000001.json"), "w", encoding="utf-8") as f:
+        f.write("{not json")
+    marks = _marks.suspect_marks(store, ["h1", "h2", "h4"])
+    assert list(marks) == ["maintenance", "confirmed_off"]
+    assert list(marks["maintenance"]["active"]) == ["h1"] and list(marks["maintenance"]["expired"]) == ["h2"]
+    assert list(marks["maintenance"]["invalid"]) == ["h4"], "an unreadable mark is reported, never dropped"
+    assert list(marks["confirmed_off"]["active"]) == ["h2"]
+    every = _marks.read_marks_of(store, ["maintenance"])
+    assert sorted(every["maintenance"]["active"]) == ["h1", "h3"]
+
+
 def test_marks_refuse_hostile_host_names(tmp_path):
     with pytest.raises(InvalidInput):
         _marks.set_mark(str(tmp_path), "fenced", "../h1", "x", {})

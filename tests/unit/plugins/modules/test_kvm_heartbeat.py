@@ -292,7 +292,7 @@ def test_marks_that_cannot_be_read_again_put_every_suspect_in_maintenance(run_mo
     assert result["suspects"] == ["h2", "h3"] and result["observer_ok"] is True
     invalid = result["suspect_marks"]["maintenance"]["invalid"]
     assert sorted(invalid) == ["h2", "h3"] and "could not be read again" in invalid["h2"] and "0.3 s" in invalid["h2"]
-    assert result["suspect_marks"]["confirmed_off"] == {"active": {}, "invalid": {}}
+    assert result["suspect_marks"]["confirmed_off"] == {"active": {}, "expired": {}, "invalid": {}}
 
 
 def test_hosts_dying_together_are_reported_together(run_module, store):

@@ -6,7 +6,7 @@
 The module decides from the evidence it is given and touches nothing, so there is nothing to run elsewhere; run as a
 module it cost a module execution (~0.3 s of Ansible) on every run's policy check and before every fence. This runs the
 module's own ``run()`` on options checked against its own ``ARGUMENT_SPEC``, so both ways give the same result
-(tests/unit/plugins/action/test_host_investigate.py).
+(tests/unit/plugins/action/test_host_investigate_action.py).
 """
 
 from __future__ import annotations

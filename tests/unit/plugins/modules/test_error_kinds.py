@@ -387,7 +387,7 @@ PRODUCE = {
     (host_mark, "conflict"): mark_conflict,
     (host_mark, "invalid_document"): lambda r, t, m: (a_file_where(t, "maintenance", "h1"), r(host_mark, mark_args(t)))[1],
     (host_mark_info, "invalid_input"): lambda r, t, m: r(host_mark_info, {"store_path": str(t), "hosts": ["../x"]}),
-    (host_mark_info, "timeout"): lambda r, t, m: (m.setattr(host_mark_info, "read_marks", hang),
+    (host_mark_info, "timeout"): lambda r, t, m: (m.setattr(host_mark_info, "read_marks_of", hang),
                                                   r(host_mark_info, {"store_path": str(t), "deadline_s": 0.2}))[1],
     (host_mark_info, "store"): lambda r, t, m: r(host_mark_info, {"store_path": a_file(t)}),
     (host_investigate, "invalid_input"): lambda r, t, m: r(host_investigate, {"hosts": [{"host": "a/b"}], "clusters": {}}),

@@ -52,6 +52,7 @@ def module_result(run_module, args: dict, check_mode: bool) -> dict:
     """The module run's result, its warnings as the messages Ansible shows (a module's warnings are kept for the
     whole process: those of an earlier test's run are dropped first)."""
     module_warnings._global_warnings.clear()
+    module_warnings._global_deprecations.clear()
     result = run_module(host_investigate, args, check_mode=check_mode)
     result.pop("invocation", None)
     if "warnings" in result:

@@ -11,10 +11,10 @@ module's own ``run()`` on options checked against its own ``ARGUMENT_SPEC``, so 
 
 from __future__ import annotations
 
-from ansible.module_utils.basic import missing_required_lib
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.kvmha.cluster.plugins.module_utils._errors import ErrorKind, KvmhaError
+from ansible_collections.kvmha.cluster.plugins.module_utils._common import failure_result, missing_library_failure
+from ansible_collections.kvmha.cluster.plugins.module_utils._errors import KvmhaError
 from ansible_collections.kvmha.cluster.plugins.modules import host_investigate
 
 
@@ -35,8 +35,7 @@ class _InProcessModule:
 
     def require_library(self, name: str, import_error: Exception | None) -> None:
         if import_error is not None:
-            raise _Failed({"failed": True, "changed": False, "msg": missing_required_lib(name),
-                           "exception": str(import_error), "error_kind": ErrorKind.MISSING_LIBRARY.value})
+            raise _Failed(missing_library_failure(name, import_error))
 
 
 class ActionModule(ActionBase):
@@ -51,10 +50,9 @@ class ActionModule(ActionBase):
         try:
             result.update(host_investigate.run(module))
         except KvmhaError as error:
-            result.update(error.result, failed=True, msg=error.msg, error_kind=error.kind)
-            result.setdefault("changed", False)
+            result.update(failure_result(error), failed=True)
         except _Failed as failure:
-            result.update(failure.result)
+            result.update(failure.result, failed=True)
         if module.warnings:
             result["warnings"] = module.warnings
         return result

@@ -54,8 +54,7 @@ class KvmhaModule:
     def require_library(self, name: str, import_error: Exception | None) -> None:
         """Fail with Ansible's standard message when an optional Python library is missing."""
         if import_error is not None:
-            self._module.fail_json(msg=missing_required_lib(name), exception=_format(import_error), changed=False,
-                                   error_kind=ErrorKind.MISSING_LIBRARY.value)
+            self._module.fail_json(**missing_library_failure(name, import_error))
 
     def fail_json(self, msg: str, **result) -> None:
         self._module.fail_json(msg=msg, **result)
@@ -64,9 +63,7 @@ class KvmhaModule:
         self._module.exit_json(**result)
 
     def fail_from_exception(self, error: KvmhaError) -> None:
-        result = dict(error.result)
-        result.setdefault("changed", False)
-        self._module.fail_json(msg=error.msg, error_kind=error.kind, **result)
+        self._module.fail_json(**failure_result(error))
 
     def run(self, action) -> None:
         """Exit with ``action()``'s result dict, or fail with the collection error it raised."""
@@ -86,6 +83,20 @@ def run_module(argument_spec: dict, action, libraries=(), **kwargs) -> None:
     for name, import_error in libraries:
         module.require_library(name, import_error)
     module.run(lambda: action(module))
+
+
+def failure_result(error: KvmhaError) -> dict:
+    """What a run that raised ``error`` fails with: its partial result (``changed`` false unless it says otherwise),
+    its message and its kind."""
+    result = dict(error.result)
+    result.setdefault("changed", False)
+    return dict(result, msg=error.msg, error_kind=error.kind)
+
+
+def missing_library_failure(name: str, import_error: Exception) -> dict:
+    """What a run fails with when the optional library ``name`` could not be imported: Ansible's standard message."""
+    return {"msg": missing_required_lib(name), "exception": _format(import_error), "changed": False,
+            "error_kind": ErrorKind.MISSING_LIBRARY.value}
 
 
 def _format(error: Exception) -> str:

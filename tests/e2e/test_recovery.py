@@ -163,8 +163,8 @@ def lease_held() -> bool:
 
 
 # Also before the recovery opened: the lease taken beside the watch at h1's first missed beat (nothing decided yet),
-# and h1 powered off by the fence with nothing owed yet - its VMs are owed only on the store, and the store holds
-# nothing of them: the next run must find h1 dead again, read its power off and recover it.
+# and h1 powered off by the fence with nothing owed yet - its VMs are owed only once its document opens, so nothing
+# of them is on the store: the next run must find h1 dead again, read its power off and recover it.
 KILL_POINTS = {
     "after_the_early_lease": (lambda cluster: lease_held() and cluster.lab.power("h1", "status") == "on",
                               "the lease taken at h1's first missed beat"),

@@ -38,12 +38,15 @@ def nsenter_mount(host):
 def execute(host, cmd, timeout=10, check=True, input=None):
     """Run cmd inside the host (its mount, uts, ipc, net and pid namespaces), bounded by timeout.
 
-    nsenter --pid forks, and killing nsenter would not kill that child: the inner `timeout` bounds it.
+    `timeout` itself stays outside the host's pid namespace (nsenter --no-fork), only cmd is born inside. A
+    shutting-down host stops every process it holds (SIGSTOP, SIGTERM, SIGCONT); a forking nsenter would then stop
+    itself with its stopped child and never reap it, and the host's systemd would wait 90 s for that zombie before
+    rebooting. Outside, `timeout` reaps cmd whatever happens to it and bounds it.
     """
     pid = leader(host)
     if not pid:
         raise LabError(f'{host} is not running')
-    prefix = ['nsenter', f'--target={pid}', '--mount', '--uts', '--ipc', '--net', '--pid', '--',
+    prefix = ['nsenter', '--no-fork', f'--target={pid}', '--mount', '--uts', '--ipc', '--net', '--pid', '--',
               'timeout', '-k', '1', str(timeout)]
     return run(prefix + cmd, timeout=timeout + 3, check=check, input=input)
 

@@ -1,12 +1,16 @@
 """Power actions: each has the effect it claims, on SSH, ping, TCP, the BMC and the guests."""
 
+import concurrent.futures
+import os
+import signal
 import subprocess
+import time
 
 import pytest
 
 from conftest import (GUESTS, bmc_power, disk_advances, ensure_on, host_report, ipmitool, password, ping,
                       running_guests, ssh_banner, tcp_connects, wait_for)
-from lab import config
+from lab import config, container
 
 
 @pytest.fixture
@@ -81,6 +85,53 @@ def test_reboot_comes_back_by_itself_with_a_new_boot_id(lab, h2):
     assert wait_for(lambda: lab.status()['hosts'][h2]['boot_id'] not in (None, before), 40), host_report(lab, h2)
     assert wait_for(lambda: lab.ssh(h2, 'true')[0] == 0, 30), host_report(lab, h2)
     assert bmc_power(h2) == 'on'
+
+
+def test_a_console_command_caught_in_a_shutdown_is_reaped_at_once(lab):
+    """systemd-shutdown stops, terminates and continues every process of the host. A console command (the lab's
+    status, faults) caught in it must be reaped at once: a zombie left in the host holds its reboot 90 s (CI saw it)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        command = pool.submit(container.execute, 'h2', ['sleep', '60'], timeout=60, check=False)
+        assert wait_for(lambda: 'sleep' in _seen_by('h2').values(), 10)
+        caught = [pid for pid in _seen_by(None) if _pid_ns(pid) == _pid_ns(container.leader('h2'))
+                  and _comm('/proc', pid) in ('sleep', 'timeout')]
+        for sig in (signal.SIGSTOP, signal.SIGTERM, signal.SIGCONT):
+            for pid in caught:
+                os.kill(pid, sig)
+            if sig == signal.SIGSTOP:  # as in a shutdown of many processes, their waiters see them stopped
+                assert wait_for(lambda: all(_state(pid) in ('T', None) for pid in caught), 5)
+                time.sleep(0.5)
+        assert command.result(timeout=20).returncode == -signal.SIGTERM
+    assert wait_for(lambda: not {'sleep', 'timeout'} & set(_seen_by('h2').values()), 5), _seen_by('h2')
+
+
+def _seen_by(host):
+    """{pid: name} of the processes in host's own /proc (zombies included), or in the controller's for None."""
+    proc = f'/proc/{container.leader(host)}/root/proc' if host else '/proc'
+    return {int(p): _comm(proc, p) for p in os.listdir(proc) if p.isdigit()}
+
+
+def _state(pid):
+    try:
+        with open(f'/proc/{pid}/stat', encoding='utf-8') as f:
+            return f.read().rsplit(')', 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+def _comm(proc, pid):
+    try:
+        with open(f'{proc}/{pid}/comm', encoding='utf-8') as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _pid_ns(pid):
+    try:
+        return os.readlink(f'/proc/{pid}/ns/pid')
+    except OSError:  # gone, or a zombie
+        return None
 
 
 def test_power_status_never_changes_anything(lab):

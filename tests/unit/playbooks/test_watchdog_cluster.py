@@ -167,6 +167,12 @@ def test_an_observing_host_that_is_late_reads_its_own_bmc_then_watches_on(tmp_pa
     assert 'kvmha_suspects{cluster="b"} 0' in metrics(tmp_path)
     # The lease is taken beside the watch by a row that is not the watch: hv3's is, so a neighbour's (hv4 or hv5).
     assert ran(play, "Take the cluster lease while the watch goes on") in (["hv4"], ["hv5"]), play
+    # The same row readies the recovery's module, in check mode (nothing was owed): it succeeds and changes nothing.
+    readied = play.split("TASK [Ready the recovery while the watch goes on - what recovery owes, in check mode]")[1:]
+    assert ran(play, "Ready the recovery while the watch goes on - what recovery owes, in check mode") == \
+        ran(play, "Take the cluster lease while the watch goes on"), play
+    assert not [line for task in readied for line in task.split("TASK [")[0].splitlines()
+                if line.startswith(("changed: [", "fatal: ["))], play
     events = [e["event"] for e in journal_events(tmp_path)]
     assert events.count("lease_acquired") == 1 and events.index("lease_acquired") < events.index("lease_released"), events
 

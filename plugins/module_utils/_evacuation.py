@@ -36,6 +36,7 @@ from ._heartbeat import RecordReader, store_dir, validate_host_name
 from ._libvirt import RUNNING_STATES, LibvirtClient, read_domain_xml, validate_uri
 from ._marks import FENCED, MAINTENANCE, LeaseKeeper, LeaseLost, read_marks, set_mark, store_clock
 from ._placement import place, vm_order_key
+from ._power import OFF, ON, UNKNOWN, PowerOperation
 from ._storefile import Conflict
 
 STATUSES = ("started", "running", "planned", "waiting", "unplaced", "failed")
@@ -133,21 +134,24 @@ class VmJob:
 class Evacuation:
     """One recovery pass over the owed documents (see the module docstring).
 
-    ``client_factory(uri, connect_timeout, call_timeout, read_only, label)`` opens a target's connection.
+    ``client_factory(uri, connect_timeout, call_timeout, read_only, label)`` opens a target's connection;
+    ``power_client(check)`` builds the power client of an entry of ``power_checks`` (``IpmiClient`` in the module).
     """
 
     def __init__(self, params: dict, check_mode: bool = False, diff_mode: bool = False, client_factory=LibvirtClient,
-                 clock=None):
+                 clock=None, power_client=None):
         self.params = params
         self.check_mode = check_mode
         self.diff_mode = diff_mode
         self.client_factory = client_factory
+        self.power_client = power_client
         self.store = params["store_path"]
         self.warnings = []
         self.plan = []
         self.replanned = []
         self.unreadable = []
-        self.aborted = []  # failed hosts that came back (a new boot) before their recovery was opened
+        self.aborted = []  # failed hosts not off, or back (a new boot), right before their recovery was opened
+        self.powerstate = {}  # host -> its power state read right before its recovery opened
         self.interrupted = []
         self.opened = []
         self.closed = []
@@ -201,6 +205,15 @@ class Evacuation:
                     target.reason = str(err)
                     self.warnings.append("target %s excluded: %s" % (host, err))
             self.targets.append(target)
+        self.power_checks = {}
+        for check in p.get("power_checks") or []:
+            host = validate_host_name(check["host"])
+            if host not in self.failed_hosts:
+                raise InvalidInput("power check of %s, which is not a failed host" % host)
+            if host in self.power_checks:
+                raise InvalidInput("power check of %s is listed twice" % host)
+            self.power_checks[host] = check
+        check_range("power_timeout_s", p["power_timeout_s"], 0, exclusive_minimum=True)
         unknown_spares = self.spares - seen
         if unknown_spares:
             self.warnings.append("spare_hosts not among the targets: %s" % ", ".join(sorted(unknown_spares)))
@@ -225,10 +238,13 @@ class Evacuation:
         """Open the owed document of every newly failed host, then mark it fenced from that document."""
         reader = RecordReader(self.store)
         in_maintenance = self._in_maintenance() if self.failed_hosts else set()
+        self.powerstate = self._read_power()
         for host in self.failed_hosts:
             if host in in_maintenance:
                 # Put into maintenance since it was judged: an operator took it down on purpose. Its VMs are theirs.
                 self.warnings.append("%s is in maintenance (or its mark cannot be read): its VMs are not recovered" % host)
+                continue
+            if not self._still_off(host):
                 continue
             try:
                 reading = self._store_call("read the heartbeat record of %s" % host, reader.read, host)
@@ -268,6 +284,39 @@ class Evacuation:
                 continue
             self.opened.append(host)
             self._ensure_fenced(host, data)
+
+    def _read_power(self) -> dict:
+        """The power state of every failed host with a power check, read from its BMC right before its recovery opens
+        (a BIOS power-on policy or a person may have switched it back on since its fence): all hosts at once, each
+        read under its own deadline. {host: (state, why unknown)}."""
+        if not self.power_checks:
+            return {}
+        with concurrent.futures.ThreadPoolExecutor(len(self.power_checks)) as pool:
+            reads = dict((host, pool.submit(self._power_of, check)) for host, check in self.power_checks.items())
+        return dict((host, read.result()) for host, read in reads.items())
+
+    def _power_of(self, check: dict) -> tuple:
+        try:
+            operation = PowerOperation(self.power_client(check), "status", confirm=1,
+                                       timeout=self.params["power_timeout_s"])
+            return operation.run()["powerstate"]["after"], ""
+        except KvmhaError as err:
+            return UNKNOWN, "%s: %s" % (err.kind, err)
+
+    def _still_off(self, host: str) -> bool:
+        """A host with a power check is recovered only when its BMC reads it off - or cannot be read, for a host judged
+        down without its BMC (``unknown_ok``: a self-fence guarantee, an operator's confirm-off) - never when it reads
+        on. Nothing of a host that is not is started elsewhere; it is reported in ``aborted``."""
+        if host not in self.power_checks:
+            return True
+        state, why = self.powerstate[host]
+        if state == OFF or (state == UNKNOWN and self.power_checks[host]["unknown_ok"]):
+            return True
+        reason = ("not off any more right before its recovery (power on)" if state == ON else
+                  "its power could not be read right before its recovery (%s)" % why)
+        self.aborted.append({"host": host, "reason": reason})
+        self.warnings.append("%s: %s" % (host, self.aborted[-1]["reason"]))
+        return False
 
     def _booted_since_judged(self, host: str, record: dict) -> bool:
         """The host wrote a record of another boot since it was judged: switched back on after its fence (a BIOS
@@ -796,7 +845,8 @@ class Evacuation:
         result = {
             "changed": changed, "owner": self.owner, "failed_hosts": list(self.failed_hosts), "opened": self.opened,
             "closed": sorted(set(self.closed)), "incidents": dict((h, d.data["incident"]) for h, d in self.documents.items()),
-            "unreadable": [dict(u) for u in self.unreadable], "aborted": list(self.aborted), "interrupted": self.interrupted,
+            "unreadable": [dict(u) for u in self.unreadable], "aborted": list(self.aborted),
+            "powerstate": dict((host, read[0]) for host, read in self.powerstate.items()), "interrupted": self.interrupted,
             "plan": self.plan,
             "vms": out_vms, "counts": counts, "owed": owed_now, "transitions": list(transitions),
             "attempts": sum(1 for vm in worked if vm["outcome"] is not None or vm["status"] == "unplaced"),

@@ -80,6 +80,53 @@ options:
     type: list
     elements: str
     default: []
+  power_checks:
+    description:
+      - The BMC of each failed host whose power state is read over IPMI right before its recovery opens (all at once,
+        each under O(power_timeout_s)), as a BIOS power-on policy or a person may have switched it back on since its fence.
+        A host that reads on - or cannot be read, unless O(power_checks[].unknown_ok) - is not recovered, nothing of it
+        is started elsewhere, and it is reported in RV(aborted).
+      - Only for hosts of O(failed_hosts); a failed host without an entry is not read (a host fenced through fence
+        levels is read through them by M(kvmha.cluster.host_fence) in check mode before this call).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      host:
+        description: The failed host (one of O(failed_hosts)).
+        type: str
+        required: true
+      address:
+        description: Its BMC's address.
+        type: str
+        required: true
+      port:
+        description: Its BMC's RMCP+ port.
+        type: int
+        default: 623
+      username:
+        description: The BMC user.
+        type: str
+        required: true
+      password:
+        description: The BMC user's password.
+        type: str
+        required: true
+      kg:
+        description: The BMC's K_g key, if it has one.
+        type: str
+      unknown_ok:
+        description:
+          - Recover the host also when its BMC cannot be read (only a BMC that reads on stops it), for a host judged
+            down without its BMC - a self-fence guarantee (C(DOWN_SELF_FENCED)) or an operator's confirm-off
+            (C(DOWN_CONFIRMED)).
+        type: bool
+        default: false
+  power_timeout_s:
+    description:
+      - Hard deadline in seconds for each power read of O(power_checks) (the BMC session included).
+    type: float
+    default: 2.0
   cluster:
     description:
       - The cluster whose owed documents are worked (written into the documents this call opens). Empty means every
@@ -323,11 +370,18 @@ unreadable:
   sample: [{host: h4, status: invalid, reason: "the owed document of h4 (generation 3) is invalid: ..."}]
 aborted:
   description:
-    - Failed hosts that booted again since they were judged (see O(boot_ids)); nothing of them was started elsewhere.
+    - Failed hosts not recovered because they were not off right before their recovery opened - read on, or not read,
+      by O(power_checks) - or booted again since they were judged (see O(boot_ids)); nothing of them was started
+      elsewhere.
   returned: always
   type: list
   elements: dict
-  sample: [{host: h2, reason: "booted again since it was judged (boot 9f3c..., judged in boot 5f0c...): ..."}]
+  sample: [{host: h2, reason: "not off any more right before its recovery (power on)"}]
+powerstate:
+  description: The power state of each host of O(power_checks) read right before its recovery (C(on), C(off), C(unknown)).
+  returned: success and incomplete recoveries
+  type: dict
+  sample: {h1: "off"}
 owner:
   description: The owner written into the claims and documents.
   returned: always
@@ -471,16 +525,28 @@ diff:
 from ansible_collections.kvmha.cluster.plugins.module_utils._argspec import LIBVIRT_CONNECTION_SPEC, STORE_SPEC, merge_specs, renamed
 from ansible_collections.kvmha.cluster.plugins.module_utils._common import KvmhaModule, run_module
 from ansible_collections.kvmha.cluster.plugins.module_utils._evacuation import Evacuation
+from ansible_collections.kvmha.cluster.plugins.module_utils._ipmi import PYGHMI_IMPORT_ERROR, IpmiClient
 from ansible_collections.kvmha.cluster.plugins.module_utils._libvirt import LIBVIRT_IMPORT_ERROR, uri_warnings
 from ansible_collections.kvmha.cluster.plugins.module_utils._placement import DEFAULT_STRATEGY
 
 TARGET_SPEC = {"host": {"type": "str", "required": True}, "uri": {"type": "str", "required": True}}
+POWER_CHECK_SPEC = {
+    "host": {"type": "str", "required": True},
+    "address": {"type": "str", "required": True},
+    "port": {"type": "int", "default": 623},
+    "username": {"type": "str", "required": True},
+    "password": {"type": "str", "required": True, "no_log": True},
+    "kg": {"type": "str", "no_log": True},
+    "unknown_ok": {"type": "bool", "default": False},
+}
 
 ARGUMENT_SPEC = merge_specs(
     STORE_SPEC,
     LIBVIRT_CONNECTION_SPEC,
     {
         "failed_hosts": {"type": "list", "elements": "str", "default": []},
+        "power_checks": {"type": "list", "elements": "dict", "default": [], "options": POWER_CHECK_SPEC},
+        "power_timeout_s": {"type": "float", "default": 2.0},
         "cluster": {"type": "str", "default": ""},
         "decisions": {"type": "dict", "default": {}},
         "boot_ids": {"type": "dict", "default": {}},
@@ -509,11 +575,18 @@ ARGUMENT_SPEC = merge_specs(
 REQUIRED_TOGETHER = [("abandon", "operator", "reason")]
 
 
+def ipmi_client(check: dict) -> IpmiClient:
+    return IpmiClient(address=check["address"], port=check["port"], username=check["username"],
+                      password=check["password"], kg=check["kg"])
+
+
 def run(module: KvmhaModule) -> dict:
     for target in module.params["targets"]:
         for warning in uri_warnings(target["uri"]):
             module.warn(warning)
-    evacuation = Evacuation(module.params, module.check_mode, module.diff_mode)
+    if module.params["power_checks"]:
+        module.require_library("pyghmi", PYGHMI_IMPORT_ERROR)
+    evacuation = Evacuation(module.params, module.check_mode, module.diff_mode, power_client=ipmi_client)
     try:
         if module.params["abandon"]:
             return evacuation.abandon(module.params["abandon"], module.params["operator"], module.params["reason"])

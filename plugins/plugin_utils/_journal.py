@@ -53,8 +53,7 @@ FAILURES = {
     ("converge", "vm_evacuate"): "recovery",
     ("remediate", ANY): "remediation",
     ("probe", ANY): "probe",
-    ("recover", "ipmi_power"): "probe",  # the power read again before the first start: a host not seen off is not recovered
-    ("recover", "host_fence"): "probe",  # the same read through a host's fence levels
+    ("recover", "host_fence"): "probe",  # the power read again through a host's fence levels: a host not seen off is not recovered
     ("decide", "vm_evacuate"): "plan",  # observe mode's restart plan (check mode): reported, never a failure of the run
 }
 PHASES = ("observe", "converge", "reconcile", "probe", "decide", "fence", "recover", "remediate", "abandon")

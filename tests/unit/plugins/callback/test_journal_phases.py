@@ -66,9 +66,8 @@ EXPECTED = {
     ("fence.yml", "ipmi_power"): ("fence", "fence"),
     ("fence.yml", "host_fence"): ("fence", "fence"),  # a host with fence levels
     ("power_read.yml", "host_fence"): ("", "probe"),  # its status read through the levels (check mode)
-    ("recover.yml", "host_fence"): ("", "probe"),
+    ("recover.yml", "host_fence"): ("", "probe"),  # the power read again through the levels before the first start
     ("recover.yml", "vm_evacuate"): ("recovery", "recovery"),
-    ("recover.yml", "ipmi_power"): ("", "probe"),  # the power read again before the first start
     ("recover.yml", "host_mark"): ("mark", ""),  # an operator's confirm-off used up
     ("remediate.yml", "kvm_heartbeat"): ("remediation_check", "remediation"),
     ("finish.yml", "cluster_lease"): ("lease", ""),

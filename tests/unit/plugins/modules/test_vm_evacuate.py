@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -24,6 +27,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ansible_collections.kvmha.cluster.plugins.module_utils import _ipmi
 from ansible_collections.kvmha.cluster.plugins.module_utils import _recovery as owed
 from ansible_collections.kvmha.cluster.plugins.module_utils._claims import ClaimBook, claims_dir
 from ansible_collections.kvmha.cluster.plugins.module_utils._errors import InvalidInput, KvmhaError, StoreError
@@ -33,10 +37,13 @@ from ansible_collections.kvmha.cluster.plugins.module_utils._marks import FENCED
 from ansible_collections.kvmha.cluster.plugins.module_utils._storefile import DocumentStore
 from ansible_collections.kvmha.cluster.plugins.modules import vm_evacuate
 from ansible_collections.kvmha.cluster.plugins.modules.vm_evacuate import ARGUMENT_SPEC, Evacuation
+from ansible_collections.kvmha.cluster.tests.unit.plugins.module_utils.ipmi_fake import FakeSession
+from pyghmi import exceptions as pyghmi_exceptions
 
 libvirt = pytest.importorskip("libvirt")
 
 RETURNED = yaml.safe_load(vm_evacuate.RETURN)
+ROOT = pathlib.Path(__file__).resolve().parents[4]
 
 NODE = """<node><cpu><mhz>1000</mhz><model>i686</model><active>8</active><nodes>1</nodes><sockets>1</sockets>
 <cores>8</cores><threads>1</threads></cpu><memory>8388608</memory></node>"""
@@ -1433,3 +1440,194 @@ def test_the_plan_does_not_depend_on_which_failed_host_listed_a_vm(tmp_path_fact
             assert [p["failed_host"] for p in result["plan"]] == [
                 next(v["host"] for v in vms if v["name"] == p["name"]) for p in result["plan"]]
     assert plans[0] == plans[1]
+
+
+# ----------------------------------------------------------------------------------------- the power read before opening
+
+
+class Bmcs:
+    """The BMC of each failed host, behind the module's real IpmiClient: only pyghmi's session is replaced (by the
+    FakeSession of the ipmi tests), one per address; an address listed in ``dead`` does not answer the login."""
+
+    def __init__(self, monkeypatch, barrier=None):
+        self.sessions = {}
+        self.dead = set()
+        self.barrier = barrier
+        self.logins = []
+        monkeypatch.setattr(_ipmi, "_pyghmi_login", self.login)
+        _ipmi._SESSIONS.clear()
+        _ipmi._ABANDONED.clear()
+
+    def chassis(self, address, state):
+        self.sessions[address] = FakeSession(state=state)
+
+    def login(self, address, port, username, password, kg):
+        self.logins.append((address, username, password))
+        if self.barrier is not None:
+            self.barrier.wait()  # every read must be under way at once, or this times out and the read fails
+        if address in self.dead:
+            raise pyghmi_exceptions.IpmiException("timeout")
+        return self.sessions[address]
+
+
+def power_check(host, address, **over):
+    return dict({"host": host, "address": address, "port": 623, "username": "admin", "password": "s3cr3t-pw",
+                 "kg": None, "unknown_ok": False}, **over)
+
+
+@pytest.fixture
+def bmcs(monkeypatch):
+    kept = Bmcs(monkeypatch)
+    yield kept
+    _ipmi._SESSIONS.clear()
+    _ipmi._ABANDONED.clear()
+
+
+def test_a_failed_host_read_off_right_before_its_recovery_is_recovered(run_module, cluster, bmcs, shared_default):
+    cluster.vm("a", 60)
+    cluster.record("h1", ["a"])
+    cluster.record("h2")
+    bmcs.chassis("192.0.2.1", "off")
+    args = cluster.params([{"host": "h2", "uri": shared_default}], power_checks=[power_check("h1", "192.0.2.1")])
+    result = run_module(vm_evacuate, args)
+    assert not result.get("failed") and result["opened"] == ["h1"] and result["counts"] == counts(started=1)
+    assert result["powerstate"] == {"h1": "off"} and result["aborted"] == []
+    assert bmcs.sessions["192.0.2.1"].controls == []  # read, never switched
+    assert "s3cr3t-pw" not in json.dumps(result)  # the password is no_log, in the invocation too
+    documented(result)
+
+
+@pytest.mark.parametrize("state, unknown_ok, words", [
+    ("on", False, "not off any more right before its recovery (power on)"),
+    ("on", True, "not off any more right before its recovery (power on)"),  # a BMC that says on always stops it
+    ("dead", False, "its power could not be read right before its recovery (unreachable: "),
+])
+def test_a_failed_host_not_read_off_is_not_recovered(run_module, cluster, bmcs, state, unknown_ok, words):
+    cluster.vm("a", 60)
+    cluster.record("h1", ["a"])
+    cluster.record("h2")
+    if state == "dead":
+        bmcs.dead.add("192.0.2.1")
+    else:
+        bmcs.chassis("192.0.2.1", state)
+    args = cluster.params(targets(cluster, "h2"), power_checks=[power_check("h1", "192.0.2.1", unknown_ok=unknown_ok)])
+    result = run_module(vm_evacuate, args)
+    assert not result.get("failed") and result["changed"] is False, result
+    assert [(a["host"], words in a["reason"]) for a in result["aborted"]] == [("h1", True)], result["aborted"]
+    assert result["powerstate"] == {"h1": "on" if state == "on" else "unknown"}
+    assert result["opened"] == [] and result["vms"] == [] and cluster.owed("h1") is None
+    assert read_marks(cluster.store, FENCED)["active"] == {}  # nothing written for it
+    assert words in json.dumps(result["warnings"]), result["warnings"]
+    documented(result)
+
+
+def test_a_host_judged_down_without_its_bmc_is_recovered_when_the_bmc_cannot_be_read(run_module, cluster, bmcs, shared_default):
+    """unknown_ok (a self-fence guarantee, an operator's confirm-off): only a BMC that says on stops it."""
+    cluster.vm("a", 60)
+    cluster.record("h1", ["a"])
+    cluster.record("h2")
+    bmcs.dead.add("192.0.2.1")
+    args = cluster.params([{"host": "h2", "uri": shared_default}],
+                          power_checks=[power_check("h1", "192.0.2.1", unknown_ok=True)])
+    result = run_module(vm_evacuate, args)
+    assert not result.get("failed") and result["opened"] == ["h1"] and result["counts"] == counts(started=1)
+    assert result["powerstate"] == {"h1": "unknown"} and result["aborted"] == []
+
+
+def test_hosts_that_died_together_are_read_at_once_and_one_not_off_stops_only_itself(cluster, monkeypatch):
+    """h1 reads off, h5 on: h1's VMs are recovered, nothing of h5's. Both BMCs are logged into at once - each login
+    waits at a barrier for the other - so one slow BMC does not add to the other's time."""
+    bmcs = Bmcs(monkeypatch, barrier=threading.Barrier(2, timeout=10))
+    cluster.vm("a", 60)
+    cluster.vm("b", 60)
+    cluster.record("h1", ["a"])
+    cluster.record("h5", ["b"])
+    cluster.record("h2")
+    bmcs.chassis("192.0.2.1", "off")
+    bmcs.chassis("192.0.2.5", "on")
+    checks = [power_check("h1", "192.0.2.1"), power_check("h5", "192.0.2.5")]
+    result = Evacuation(cluster.params(targets(cluster, "h2"), failed_hosts=["h1", "h5"], power_checks=checks),
+                        power_client=vm_evacuate.ipmi_client).run()
+    assert result["powerstate"] == {"h1": "off", "h5": "on"} and sorted(a for a, _u, _p in bmcs.logins) == ["192.0.2.1", "192.0.2.5"]
+    assert result["opened"] == ["h1"] and [a["host"] for a in result["aborted"]] == ["h5"]
+    assert [vm["name"] for vm in result["vms"]] == ["a"] and cluster.owed("h5") is None
+
+
+def test_check_mode_reads_the_power_and_writes_nothing(run_module, cluster, bmcs):
+    cluster.vm("a", 60)
+    cluster.record("h1", ["a"])
+    cluster.record("h2")
+    bmcs.chassis("192.0.2.1", "on")
+    args = cluster.params(targets(cluster, "h2"), power_checks=[power_check("h1", "192.0.2.1")])
+    result = run_module(vm_evacuate, args, check_mode=True)
+    assert result["powerstate"] == {"h1": "on"} and result["opened"] == [] and result["changed"] is False
+    assert sorted(os.listdir(os.path.join(cluster.store, "kvmha"))) == ["hosts", "vms"]
+
+
+@pytest.mark.parametrize("checks, words", [
+    ([power_check("h2", "192.0.2.2")], "power check of h2, which is not a failed host"),
+    ([power_check("h1", "192.0.2.1"), power_check("h1", "192.0.2.9")], "power check of h1 is listed twice"),
+    ([power_check("../h1", "192.0.2.1")], "host name '../h1'"),
+])
+def test_power_checks_arguments(run_module, cluster, bmcs, checks, words):
+    cluster.record("h1")
+    result = run_module(vm_evacuate, cluster.params(targets(cluster, "h2"), power_checks=checks))
+    assert result["failed"] is True and words in result["msg"] and bmcs.logins == []
+
+
+def test_a_bad_power_timeout_is_refused(run_module, cluster):
+    result = run_module(vm_evacuate, cluster.params(targets(cluster, "h2"), power_timeout_s=0))
+    assert result["failed"] is True and "power_timeout_s" in result["msg"]
+
+
+@pytest.fixture
+def real_bmc(tmp_path):
+    """The project's BMC simulator (lab/bmc.py) on a loopback port, driven and read with ipmitool too: a real
+    IPMI-over-LAN peer for the module's real pyghmi client. Yields a function running ipmitool against it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    (tmp_path / "bmc-password").write_text("s3cr3t-pw\n")
+    bmc = subprocess.Popen(  # pylint: disable=consider-using-with
+        [sys.executable, "-m", "lab.bmc", "--address", "127.0.0.1", "--port", str(port), "--user", "admin",
+         "--password-file", str(tmp_path / "bmc-password"), "--state-file", str(tmp_path / "bmc-state")],
+        cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert bmc.stdout.readline().startswith("READY"), bmc.stdout.read()
+
+        def ipmitool(*command):
+            done = subprocess.run(["ipmitool", "-I", "lanplus", "-C", "3", "-N", "1", "-R", "2", "-H", "127.0.0.1",
+                                   "-p", str(port), "-U", "admin", "-P", "s3cr3t-pw", *command],
+                                  capture_output=True, text=True, timeout=30, check=False)
+            return done.stdout.strip()
+
+        ipmitool.port = port
+        yield ipmitool
+    finally:
+        bmc.terminate()
+        bmc.wait(10)
+        bmc.stdout.close()
+        _ipmi._SESSIONS.clear()
+        _ipmi._ABANDONED.clear()
+
+
+@pytest.mark.parametrize("power, password, recovered, words", [
+    ("off", "s3cr3t-pw", True, ""),
+    ("on", "s3cr3t-pw", False, "not off any more right before its recovery (power on)"),
+    ("off", "wrong-pw", False, "its power could not be read right before its recovery (auth: "),
+])
+def test_the_power_read_against_a_real_bmc(run_module, cluster, real_bmc, shared_default, power, password, recovered, words):
+    """Set with ipmitool, read by vm_evacuate's own client over IPMI on loopback: off recovers, on or unreadable does
+    not; ipmitool reads the chassis unchanged afterwards (a read never switches anything)."""
+    real_bmc("power", power)
+    assert real_bmc("power", "status") == "Chassis Power is %s" % power
+    cluster.vm("a", 60)
+    cluster.record("h1", ["a"])
+    cluster.record("h2")
+    check = power_check("h1", "127.0.0.1", port=real_bmc.port, password=password)
+    result = run_module(vm_evacuate, cluster.params([{"host": "h2", "uri": shared_default}], power_checks=[check]))
+    assert not result.get("failed"), result
+    assert result["powerstate"] == {"h1": power if password == "s3cr3t-pw" else "unknown"}
+    assert (result["opened"] == ["h1"]) is recovered and (result["counts"] == counts(started=1)) is recovered
+    assert [words in a["reason"] for a in result["aborted"]] == ([] if recovered else [True]), result["aborted"]
+    assert real_bmc("power", "status") == "Chassis Power is %s" % power

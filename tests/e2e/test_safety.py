@@ -84,8 +84,8 @@ def test_a_controller_frozen_past_its_lease_starts_nothing_when_it_wakes(cluster
     """The run holding the lease is frozen (SIGSTOP: a VM snapshot, a stuck hypervisor) for twice the lease's ttl,
     right after it took the lease or right after it decided; another run takes the lease, fences h2
     and restarts its guests. The frozen one wakes and does nothing more: frozen before deciding, its evidence now
-    shows h2's disks written (by the restarted guests) - a conflict, an alert; frozen after deciding, its next step
-    is the fence, whose token check finds the lease gone (lease_lost)."""
+    shows h2's disks written (by the restarted guests) - a conflict, an alert - or its watch finds h2 handled; frozen
+    after deciding, its next step is the fence, whose token check finds the lease gone (lease_lost)."""
     starts, offs = cluster.qemu_starts(), cluster.bmc_power_offs()
     frozen = cluster.watchdog(watch_s=15, policy=POLICY, background=True)
     wait_for(lambda: cluster.watching(frozen), 60, interval=0.1, what="the watchdog to watch")
@@ -104,7 +104,11 @@ def test_a_controller_frozen_past_its_lease_starts_nothing_when_it_wakes(cluster
             _signal(pid, signal.SIGCONT)
     woke = Cluster.finish(frozen)
     assert "h2" in other.fenced() and other.started_vms(), other.explain()
-    assert woke.started_vms() == {} and "h2" not in woke.fenced() and woke.rc != 0, woke.explain()
+    assert woke.started_vms() == {} and "h2" not in woke.fenced(), woke.explain()
+    # Frozen right after taking the lease, it wakes either past the end of its watch, with h2 still its suspect - the
+    # decision then sees h2's disks written by the restarted guests: an alert, a red run - or inside its watch, whose
+    # marks read again as it ends show h2 fenced by the other run: nothing to do. Never a start, never a second fence.
+    assert woke.rc != 0 or "h2" not in woke.incidents, woke.explain()
     if frozen_at == "decision made":
         assert "lease_lost" in woke.output or "no longer ours" in woke.output, woke.explain()
     assert held_lease() is None or held_lease().owner != taken.owner

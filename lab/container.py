@@ -5,13 +5,10 @@ Commands run through nsenter into the container's namespaces, not over SSH: faul
 frozen host cannot freeze them (they time out instead).
 """
 
-import os
-import signal
-import subprocess
 import time
 
 from lab import config
-from lab.util import LabError, _show, mount_stack, read_pid, read_text
+from lab.util import LabError, mount_stack, read_pid, read_text, run
 
 
 def leader(host):
@@ -46,42 +43,9 @@ def execute(host, cmd, timeout=10, check=True, input=None):
     pid = leader(host)
     if not pid:
         raise LabError(f'{host} is not running')
-    argv = ['nsenter', f'--target={pid}', '--mount', '--uts', '--ipc', '--net', '--pid', '--',
-            'timeout', '-k', '1', str(timeout)] + cmd
-    done = _run_nsenter(argv, timeout + 3, input)
-    if check and done.returncode != 0:
-        raise LabError(f'{_show(argv)}: exit {done.returncode}: {(done.stderr or done.stdout).strip()}')
-    return done
-
-
-def _run_nsenter(argv, timeout, input):
-    """subprocess.run for a forking nsenter that is never left stopped. nsenter waits for its child with WUNTRACED and
-    stops itself when the child stops - which a host that shuts down does to every process in it (SIGSTOP, SIGTERM,
-    SIGCONT). Left stopped, it would never reap its child, and the host's systemd would wait 90 s for that zombie
-    before rebooting (CI saw it). So it is continued whenever it stops; it then continues its child and reaps it."""
-    deadline = time.monotonic() + timeout
-    with subprocess.Popen(argv, stdin=subprocess.DEVNULL if input is None else subprocess.PIPE, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True) as proc:
-        while True:
-            try:
-                out, err = proc.communicate(input, timeout=0.2)
-                return subprocess.CompletedProcess(argv, proc.returncode, out, err)
-            except subprocess.TimeoutExpired:
-                input = None  # sent once; communicate() goes on with the rest
-            if time.monotonic() > deadline:
-                proc.kill()
-                proc.communicate()
-                raise LabError(f'{_show(argv)}: timed out after {timeout} s')
-            if _stopped(proc.pid):
-                os.kill(proc.pid, signal.SIGCONT)
-
-
-def _stopped(pid):
-    try:
-        with open(f'/proc/{pid}/stat', encoding='utf-8') as f:
-            return f.read().rsplit(')', 1)[1].split()[0] == 'T'
-    except OSError:
-        return False
+    prefix = ['nsenter', f'--target={pid}', '--mount', '--uts', '--ipc', '--net', '--pid', '--',
+              'timeout', '-k', '1', str(timeout)]
+    return run(prefix + cmd, timeout=timeout + 3, check=check, input=input)  # run() never leaves nsenter stopped
 
 
 def mounts(host, target):

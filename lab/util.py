@@ -19,18 +19,44 @@ def _show(cmd):
 
 
 def run(cmd, timeout=10, check=True, input=None, env=None):
-    """Run a command to completion with a hard timeout; raise LabError with its stderr on failure."""
+    """Run a command to completion with a hard timeout; raise LabError with its stderr on failure.
+
+    A command found stopped is continued: a forking `nsenter --pid` (container.execute) stops itself when its child
+    is stopped - which a host that shuts down does to every process in it (SIGSTOP, SIGTERM, SIGCONT) - and, left
+    stopped, never reaps that child, so the host's systemd waits 90 s for the zombie before rebooting (CI saw it).
+    Continued, nsenter continues its child and reaps it.
+    """
+    deadline = time.monotonic() + timeout
     try:
-        cp = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input, env=env,
-                            stdin=None if input is not None else subprocess.DEVNULL, check=False)
-    except subprocess.TimeoutExpired as e:
-        raise LabError(f'{_show(cmd)}: timed out after {timeout} s') from e
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     except FileNotFoundError as e:
         raise LabError(f'{cmd[0]}: command not found (missing package?)') from e
-    if check and cp.returncode != 0:
-        detail = (cp.stderr or cp.stdout).strip()
-        raise LabError(f'{_show(cmd)}: exit {cp.returncode}: {detail}')
-    return cp
+    with proc:
+        while True:
+            try:
+                out, err = proc.communicate(input, timeout=min(0.2, max(0.0, deadline - time.monotonic())))
+                break
+            except subprocess.TimeoutExpired as e:
+                input = None  # sent once; communicate() goes on with the rest
+                if time.monotonic() >= deadline:
+                    proc.kill()
+                    proc.communicate()
+                    raise LabError(f'{_show(cmd)}: timed out after {timeout} s') from e
+            if _stopped(proc.pid):
+                os.kill(proc.pid, signal.SIGCONT)
+    if check and proc.returncode != 0:
+        detail = (err or out).strip()
+        raise LabError(f'{_show(cmd)}: exit {proc.returncode}: {detail}')
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def _stopped(pid):
+    try:
+        with open(f'/proc/{pid}/stat', encoding='utf-8') as f:
+            return f.read().rsplit(')', 1)[1].split()[0] == 'T'
+    except OSError:
+        return False
 
 
 def spawn_detached(cmd, log_path, pid_path, cwd=None, timeout=10, stdin=subprocess.DEVNULL, stdout=None):

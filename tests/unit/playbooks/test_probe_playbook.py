@@ -143,17 +143,19 @@ def test_an_answering_ssh_server_gets_the_login_that_proves_management(tmp_path)
     assert result["banner"]["any_reachable"] is True and result["login"]["ping"] == "pong"
 
 
-def neighbour_probe(tmp_path, early: dict | None, others=()) -> dict:
+def neighbour_probe(tmp_path, early: dict | None, others=(), on_the_late_row: bool = False) -> dict:
     """The neighbours' row of probe.yml on one neighbour (nb, local) pinging 127.0.0.1, the private address of the
     suspect sx - whose own probes the watch took (its BMC read "on", its SSH server silent, its disks sampled), so it
     has nothing left to ask. ``others`` are more suspects, each with nothing left to ask either (their private
     addresses 127.0.0.2, ...). ``early`` is the result of nb's ping while the watch went on (the play of watchdog.yml
-    that watch_late.yml prepares), or None when it did not ping then."""
+    that watch_late.yml prepares), or None when it did not ping then; ``on_the_late_row``: nb is the observing host,
+    whose ping ran on sx's row (its own row was the watch)."""
     local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
-    neighbour = dict(local, kvmha_early_ping=early) if early is not None else dict(local)
     suspects = ["sx", *others]
     hosts = dict((name, dict(local, kvmha_private_ip="127.0.0.%d" % (i + 1), kvmha_bmc=POWER_ON)) for i, name in enumerate(suspects))
-    hosts["nb"] = neighbour
+    hosts["nb"] = dict(local, kvmha_early_ping_row="sx") if on_the_late_row else dict(local)
+    if early is not None:
+        hosts["sx" if on_the_late_row else "nb"]["kvmha_early_ping"] = early
     taken = {"since": 1.0, "mgmt": {"any_reachable": False, "probes": []}, "disk_activity": {"activity": "idle"}}
     play_vars = {"late": suspects, "kvmha_observation": {"disk_samples": {}, "early": dict.fromkeys(suspects, taken)},
                  "kvmha_policy_effective": effective_policy({"probe_timeout_s": 1})}
@@ -171,6 +173,16 @@ def test_a_neighbours_ping_during_the_watch_that_got_no_reply_is_its_answer(tmp_
     answer, and the probe play does not wait the probe timeout for it again (127.0.0.1 would answer a new ping)."""
     early = {"changed": False, "pings": [pinged("127.0.0.1", False)]}
     assert neighbour_probe(tmp_path, early) == early
+
+
+def test_the_observing_hosts_ping_during_the_watch_is_found_on_the_late_hosts_row(tmp_path):
+    """Issue 17: the observing host's own row was the watch, so its ping ran on the late host's row (delegated to it):
+    its silence there is its answer too, found through kvmha_early_ping_row - not its own (unset) kvmha_early_ping."""
+    early = {"changed": False, "pings": [pinged("127.0.0.1", False)]}
+    assert neighbour_probe(tmp_path, early, on_the_late_row=True) == early
+    (tmp_path / "reply").mkdir()
+    result = neighbour_probe(tmp_path / "reply", {"changed": False, "pings": [pinged("127.0.0.1", True)], "marker": 1}, on_the_late_row=True)
+    assert "marker" not in result and result["pings"][0]["reachable"] is True, result
 
 
 def test_a_neighbours_ping_during_the_watch_that_got_a_reply_is_asked_again(tmp_path):

@@ -135,6 +135,7 @@ def test_a_late_members_neighbour_pings_it_while_the_watch_goes_on(tmp_path):
     play = done.output.split("PLAY [Watch on while the late hosts' BMCs are read and their neighbours ping them]")[1].split("PLAY [")[0]
     assert ran(play, "Ping the late hosts' private addresses from a neighbour") == ["hv4", "hv5"], play
     assert "ok: [hv4 -> hv3(127.0.0.1)]" in play, play
+    assert ran(play, "Take the cluster lease while the watch goes on") == ["hv5"], play  # hv4's row has the longer work
     assert "TASK [Watch the heartbeats for the rest of the window]" in play, play
     # hv4's own row reads its power state (its BMC, nothing on 127.0.0.1:623, does not answer: unknown, ignored)
     assert bmc_reads(play) == ["hv4"], play
@@ -143,6 +144,27 @@ def test_a_late_members_neighbour_pings_it_while_the_watch_goes_on(tmp_path):
     assert not [line for task in play.split("TASK [%s]" % READY)[1:] for line in task.split("TASK [")[0].splitlines()
                 if line.startswith(("changed: [", "fatal: ["))], play
     assert 'kvmha_suspects{cluster="b"} 0' in metrics(tmp_path)
+
+
+def test_the_observing_host_pings_a_late_member_only_when_the_other_neighbours_are_too_few(tmp_path):
+    """With four members, hv4 late, its two neighbours besides the observing host hv3 ping it, each in its own row:
+    hv4's row carries no ping for hv3 and takes the lease after its power read."""
+    members = ["hv3", "hv4", "hv5", "hv6"]
+    inventory = site(tmp_path, {"c": members}, members)
+    data = json.loads(inventory.read_text())
+    for pinger in ("hv3", "hv5", "hv6"):
+        data["all"]["children"]["kvm_hosts"]["hosts"][pinger]["ansible_connection"] = "local"
+    inventory.write_text(json.dumps(data))
+    record = record_path(str(tmp_path / "store"), "hv4")
+    late = time.time() - 1000
+    os.utime(record, (late, late))
+    done = watchdog(tmp_path, inventory, kvmha_policy=QUICK)
+    assert done.returncode == 0, done.output[-4000:]
+    play = done.output.split("PLAY [Watch on while the late hosts' BMCs are read and their neighbours ping them]")[1].split("PLAY [")[0]
+    assert ran(play, "Ping the late hosts' private addresses from a neighbour") == ["hv5", "hv6"], play
+    assert "hv4 -> hv3" not in play, play
+    assert ran(play, "Take the cluster lease while the watch goes on") == ["hv4"], play
+    assert ran(play, READY) == ["hv4"], play
 
 
 def ran(output: str, task: str) -> list:

@@ -20,7 +20,7 @@ the lab for itself and leaves it down):
                                         [--host h1] [--pacemaker 5] [--token 1000]
 
 --host h2 crashes a host that does not observe (the first host of the group observes, so any other host's crash is
-the common case) in the kvmha.cluster runs; the Pacemaker and --any-second runs always crash h1.
+the common case) in the kvmha.cluster runs, --any-second included; the Pacemaker runs always crash h1.
 
 --interval other than the default 2 s redeploys the writers with that heartbeat interval first (the watchdog
 reads each host's interval from its record).
@@ -34,7 +34,7 @@ ratio does not rest on either system's word. Each Pacemaker phase comes from the
 fencing requested, fencing confirmed, first start initiated, last start ok).
 
 --any-second N measures a crash at any second instead of one 0.5 s into a watch: the watchdog runs back to back
-as the watchdog_service role runs it (no pause, a --watch window, 20 s by default), and h1 crashes N times at a
+as the watchdog_service role runs it (no pause, a --watch window, 20 s by default), and h1 (or --host) crashes N times at a
 uniformly random moment of one cycle of that schedule (--seed; the cycle is the length of the first run after each
 reset). Each crash is noted as falling inside a watch (a kvm_heartbeat of the run was running) or in the gap
 between two; the table gives p50/p95/max of the RTO and of detection, for all crashes and for each kind. It stops
@@ -256,9 +256,9 @@ class BackToBack:
             self.started.append(proc.kvmha[1])
             self.finished.append(self.cluster.finish(proc))
 
-    def incident(self):
-        """The finished run that recorded h1's incident, or None."""
-        return next((run for run in self.finished if "h1" in run.incidents), None)
+    def incident(self, host: str):
+        """The finished run that recorded ``host``'s incident, or None."""
+        return next((run for run in self.finished if host in run.incidents), None)
 
     def __enter__(self):
         self.thread.start()
@@ -269,8 +269,8 @@ class BackToBack:
         self.thread.join()
 
 
-def any_second_trial(cluster, rng: random.Random, watch_s: float, timeout: float) -> dict:
-    """Crash h1 at a random moment of the back-to-back schedule; its phases, where it fell and when."""
+def any_second_trial(cluster, rng: random.Random, watch_s: float, timeout: float, host: str = "h1") -> dict:
+    """Crash ``host`` at a random moment of the back-to-back schedule; its phases, where it fell and when."""
     from cluster import Cluster, wait_for  # the lab harness: imported where the lab is used, so the rest is testable
 
     cluster.reset()
@@ -282,12 +282,12 @@ def any_second_trial(cluster, rng: random.Random, watch_s: float, timeout: float
         time.sleep(max(0.0, loop.started[1] + offset - time.time()))
         where = "watch" if Cluster.watching(loop.current) else "gap"
         crashed = time.time()
-        cluster.lab.power("h1", "crash")
-        run = wait_for(loop.incident, timeout, interval=0.5, what="the incident record of h1")
-    return dict(phases(run, crashed), where=where, offset=offset, cycle=cycle)
+        cluster.lab.power(host, "crash")
+        run = wait_for(lambda: loop.incident(host), timeout, interval=0.5, what="the incident record of %s" % host)
+    return dict(phases(run, crashed, host), where=where, offset=offset, cycle=cycle)
 
 
-def any_second(cluster, count: int, watch_s: float, seed: int, max_minutes: float) -> list:
+def any_second(cluster, count: int, watch_s: float, seed: int, max_minutes: float, host: str = "h1") -> list:
     rng = random.Random(seed)
     deadline = time.monotonic() + max_minutes * 60
     trials = []
@@ -295,7 +295,7 @@ def any_second(cluster, count: int, watch_s: float, seed: int, max_minutes: floa
         if time.monotonic() > deadline:
             print("stopping after %d crashes: --max-minutes %g is up" % (len(trials), max_minutes), flush=True)
             break
-        trials.append(any_second_trial(cluster, rng, watch_s, timeout=3 * (watch_s + 30)))
+        trials.append(any_second_trial(cluster, rng, watch_s, timeout=3 * (watch_s + 30), host=host))
         t = trials[-1]
         print("crash %2d: %5.1f s into a %4.1f s cycle, in the %-5s  detect %.2f  total %.2f"
               % (number, t["offset"], t["cycle"], t["where"], t["detect"], t["total"]), flush=True)
@@ -337,8 +337,8 @@ def main() -> None:
     parser.add_argument("--pacemaker", type=int, default=5, metavar="N",
                         help="then N crashes under the Pacemaker baseline on the same lab, side by side (0: none)")
     parser.add_argument("--host", default="h1", choices=["h1", "h2", "h3"],
-                        help="the host the kvmha.cluster runs crash: h1 observes (its row of the play beside the watch "
-                             "is the watch itself), h2 and h3 do not")
+                        help="the host the kvmha.cluster runs crash (--any-second too): h1 observes (its row of the play "
+                             "beside the watch is the watch itself), h2 and h3 do not")
     parser.add_argument("--token", type=int, default=1000,
                         help="with --pacemaker: corosync's totem.token in ms (0: corosync's default, 3000)")
     args = parser.parse_args()
@@ -357,7 +357,7 @@ def main() -> None:
             cluster.ansible_playbook("deploy.yml", "-e", json.dumps(writer))
             cluster.wait_all_alive()
         if args.any_second:
-            trials = any_second(cluster, args.any_second, args.watch, args.seed, args.max_minutes)
+            trials = any_second(cluster, args.any_second, args.watch, args.seed, args.max_minutes, args.host)
             print("\n" + "\n".join(any_second_table(trials)))
             return
         for number in range(1, args.runs + 1):

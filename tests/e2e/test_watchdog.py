@@ -32,6 +32,26 @@ def test_host_crash_is_fenced_and_its_vms_restarted(cluster):
     report_rto(run, "h1")
 
 
+def test_a_crash_that_the_observing_host_must_ping_is_decided_on_the_pings_beside_the_watch(cluster):
+    """Issue 17: h1 observes; h2 crashes, and the policy wants four neighbours, so h1 is one of them (as in any
+    cluster of three). h1's row is the watch, so its ping of h2 runs on h2's row beside the watch, delegated to h1,
+    and the probe play pings nobody again: the decision takes the four silent pings taken before it."""
+    starts = cluster.qemu_starts()
+    run = cluster.during_watch(lambda: cluster.lab.power("h2", "crash"), policy={"neighbor_count": 4})
+    assert run.rc == 0, run.explain()
+    cluster.assert_invariants(run, verdicts={"h2": ("SUSPECT", "R8")}, fenced={"h2"}, starts_before=starts)
+    assert set(run.started_vms()) == {"g3", "g4"}
+    assert run.incidents["h2"]["evidence"]["neighbors"] == {"reachable": 0, "unreachable": 4, "errors": 0}, run.explain()
+    beside = run.output.split("PLAY [Watch on while the late hosts' BMCs are read")[1].split("PLAY [")[0]
+    early = [line for task in beside.split("TASK [Ping the late hosts' private addresses from a neighbour]")[1:]
+             for line in task.split("TASK [")[0].splitlines() if line.startswith("ok: [")]
+    rows = dict(line[len("ok: ["):].split("]")[0].split("(")[0].replace(" -> ", ">").partition(">")[::2] for line in early)
+    assert {row: source or row for row, source in rows.items()} == {"h2": "h1", "h3": "h3", "h4": "h4", "h5": "h5"}, early
+    probe = run.output.split("PLAY [Probe the suspects over independent paths]")[1].split("PLAY [")[0]
+    assert "ok: [" not in probe.split("TASK [Ping the suspects' private addresses from a neighbour]")[-1], probe
+    report_rto(run, "h2")
+
+
 def test_power_loss_with_bmc_reachable_is_down_without_fencing(cluster):
     starts = cluster.qemu_starts()
     run = cluster.during_watch(lambda: cluster.lab.power("h2", "off"))

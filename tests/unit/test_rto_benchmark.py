@@ -108,9 +108,9 @@ def test_back_to_back_runs_follow_each_other_until_stopped():
     cluster = FakeCluster()
     with rto.BackToBack(cluster, 20) as loop:
         deadline = time.monotonic() + 10
-        while loop.incident() is None and time.monotonic() < deadline:
+        while loop.incident("h1") is None and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert loop.incident() is loop.finished[2]
+        assert loop.incident("h1") is loop.finished[2] and loop.incident("h2") is None
     assert not loop.thread.is_alive() and len(loop.finished) == len(loop.started) == cluster.launched
     assert all(later >= earlier for earlier, later in zip(loop.started, loop.started[1:]))
 

@@ -11,6 +11,11 @@ import yaml
 from ansible.module_utils import _internal
 from ansible.module_utils.testing import patch_module_args
 
+from ansible.errors import AnsibleActionFail
+from ansible.playbook.play_context import PlayContext
+from ansible.playbook.task import Task
+from ansible.plugins.connection.local import Connection as LocalConnection
+
 
 @pytest.fixture
 def run_module(capsys, monkeypatch):
@@ -26,10 +31,38 @@ def run_module(capsys, monkeypatch):
             with pytest.raises(SystemExit):
                 module.main()
         result = json.loads(capsys.readouterr().out)
-        if "error_kind" in result:  # every failure of every test: its kind is one the module documents
-            documented = yaml.safe_load(module.RETURN)["error_kind"]["choices"]
-            assert result["error_kind"] in documented, "%s returned the undocumented error_kind %r: %s" % (
-                module.__name__, result["error_kind"], result.get("msg"))
+        _error_kind_is_documented(module, result)
+        return result
+
+    return run
+
+
+def _error_kind_is_documented(module, result: dict) -> None:
+    """Every failure of every test: its kind is one the module documents."""
+    if "error_kind" in result:
+        documented = yaml.safe_load(module.RETURN)["error_kind"]["choices"]
+        assert result["error_kind"] in documented, "%s returned the undocumented error_kind %r: %s" % (
+            module.__name__, result["error_kind"], result.get("msg"))
+
+
+@pytest.fixture
+def run_action():
+    """Run a module's action plugin as Ansible runs a task delegated to the controller (the local connection); return
+    its result. The plugin must run the module in this process: a module run fails the test."""
+
+    def run(action_class, module, args: dict, check_mode: bool = False, diff: bool = False) -> dict:
+        task = Task()
+        task.action, task.args, task.check_mode, task.diff = "kvmha.cluster." + module.__name__.rsplit(".", 1)[1], dict(args), check_mode, diff
+        action = action_class(task, connection=LocalConnection(PlayContext()), play_context=PlayContext(), loader=None, templar=None)
+
+        def no_module_run(*_args, **_kwargs):
+            raise AssertionError("%s must run in the controller's process here, not as a module" % task.action)
+        action._execute_module = no_module_run
+        try:
+            result = action.run(task_vars={})
+        except AnsibleActionFail as failure:  # the options did not pass the argument spec
+            result = dict(failure.result, failed=True, msg=failure.message)
+        _error_kind_is_documented(module, result)
         return result
 
     return run

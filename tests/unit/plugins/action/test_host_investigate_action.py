@@ -54,7 +54,6 @@ def module_result(run_module, args: dict, check_mode: bool) -> dict:
     module_warnings._global_warnings.clear()
     module_warnings._global_deprecations.clear()
     result = run_module(host_investigate, args, check_mode=check_mode)
-    result.pop("invocation", None)
     if "warnings" in result:
         result["warnings"] = [w["event"]["msg"] for w in result["warnings"]]
     return result

@@ -1,7 +1,8 @@
 # Copyright: kvmha.cluster contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""ipmi_power through main(): arguments, check mode, diff, failure shape, and RETURN kept honest.
+"""ipmi_power through main(): arguments, check mode, diff, failure shape, and RETURN kept honest - and every case the
+same through its action plugin, which runs the module in the controller's process (plugins/action/ipmi_power.py).
 
 Only pyghmi's session is replaced (by the FakeSession of the module_utils tests); everything above it is real.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from ansible_collections.kvmha.cluster.plugins.action.ipmi_power import ActionModule as IpmiPowerAction
 from ansible_collections.kvmha.cluster.plugins.module_utils import _ipmi, _marks
 from ansible_collections.kvmha.cluster.plugins.modules import ipmi_power
 from ansible_collections.kvmha.cluster.tests.unit.plugins.module_utils.ipmi_fake import FakeSession
@@ -19,6 +21,13 @@ from pyghmi import exceptions as pyghmi_exceptions
 BASE = {"address": "192.0.2.10", "username": "admin", "password": "s3cr3t-pw", "poll_interval": 0.01}
 RETURNED = yaml.safe_load(ipmi_power.RETURN)
 DOCUMENTED = yaml.safe_load(ipmi_power.DOCUMENTATION)
+
+
+@pytest.fixture(params=["a module run", "in the controller's process"])
+def run_module(request, run_module, run_action):  # noqa: F811 - the plugins' conftest's, run both ways
+    if request.param == "a module run":
+        return run_module
+    return lambda module, args, check_mode=False, diff=False: run_action(IpmiPowerAction, module, args, check_mode, diff)
 
 
 @pytest.fixture

@@ -117,22 +117,29 @@ def test_a_late_member_has_its_management_asked_while_the_watch_goes_on(tmp_path
     assert _marks.documents(str(tmp_path / "store"), _marks.LEASE).read("a").released
 
 
+def beside_the_watch(tmp_path, clusters: dict, late: str, pingers=()) -> str:
+    """Run the watchdog with ``late`` at its first missed beat; the ``pingers`` are reached locally (the others over
+    SSH to a closed port). Returns the output of the play beside the watch."""
+    members = [host for hosts in clusters.values() for host in hosts]
+    inventory = site(tmp_path, clusters, members)
+    data = json.loads(inventory.read_text())
+    for pinger in pingers:
+        data["all"]["children"]["kvm_hosts"]["hosts"][pinger]["ansible_connection"] = "local"
+    inventory.write_text(json.dumps(data))
+    record = record_path(str(tmp_path / "store"), late)
+    then = time.time() - 1000  # a 600 s interval: overdue after 900 s, stale after 1800 s
+    os.utime(record, (then, then))
+    done = watchdog(tmp_path, inventory, kvmha_policy=QUICK)
+    assert done.returncode == 0, done.output[-4000:]
+    return done.output.split("PLAY [Watch on while the late hosts' BMCs are read and their neighbours ping them]")[1].split("PLAY [")[0]
+
+
 def test_a_late_members_neighbour_pings_it_while_the_watch_goes_on(tmp_path):
     """Issue 17: at hv4's first missed beat the watch goes on in one row of a play (on hv3, the observing host) while
     hv4's live neighbour hv5 (reached locally here) pings hv4's private address in another, for the probe play to take;
     hv4 is only late, not stale, so nothing else is done. The observing host is a neighbour too, but its row is the
     watch: its ping runs on hv4's row, delegated to it."""
-    inventory = site(tmp_path, {"b": CLUSTERS["b"]}, CLUSTERS["b"])
-    data = json.loads(inventory.read_text())
-    for pinger in ("hv3", "hv5"):
-        data["all"]["children"]["kvm_hosts"]["hosts"][pinger]["ansible_connection"] = "local"
-    inventory.write_text(json.dumps(data))
-    record = record_path(str(tmp_path / "store"), "hv4")
-    late = time.time() - 1000
-    os.utime(record, (late, late))
-    done = watchdog(tmp_path, inventory, kvmha_policy=QUICK)
-    assert done.returncode == 0, done.output[-4000:]
-    play = done.output.split("PLAY [Watch on while the late hosts' BMCs are read and their neighbours ping them]")[1].split("PLAY [")[0]
+    play = beside_the_watch(tmp_path, {"b": CLUSTERS["b"]}, late="hv4", pingers=("hv3", "hv5"))
     assert ran(play, "Ping the late hosts' private addresses from a neighbour") == ["hv4", "hv5"], play
     assert "ok: [hv4 -> hv3(127.0.0.1)]" in play, play
     assert ran(play, "Take the cluster lease while the watch goes on") == ["hv5"], play  # hv4's row has the longer work
@@ -149,18 +156,7 @@ def test_a_late_members_neighbour_pings_it_while_the_watch_goes_on(tmp_path):
 def test_the_observing_host_pings_a_late_member_only_when_the_other_neighbours_are_too_few(tmp_path):
     """With four members, hv4 late, its two neighbours besides the observing host hv3 ping it, each in its own row:
     hv4's row carries no ping for hv3 and takes the lease after its power read."""
-    members = ["hv3", "hv4", "hv5", "hv6"]
-    inventory = site(tmp_path, {"c": members}, members)
-    data = json.loads(inventory.read_text())
-    for pinger in ("hv3", "hv5", "hv6"):
-        data["all"]["children"]["kvm_hosts"]["hosts"][pinger]["ansible_connection"] = "local"
-    inventory.write_text(json.dumps(data))
-    record = record_path(str(tmp_path / "store"), "hv4")
-    late = time.time() - 1000
-    os.utime(record, (late, late))
-    done = watchdog(tmp_path, inventory, kvmha_policy=QUICK)
-    assert done.returncode == 0, done.output[-4000:]
-    play = done.output.split("PLAY [Watch on while the late hosts' BMCs are read and their neighbours ping them]")[1].split("PLAY [")[0]
+    play = beside_the_watch(tmp_path, {"c": ["hv3", "hv4", "hv5", "hv6"]}, late="hv4", pingers=("hv3", "hv5", "hv6"))
     assert ran(play, "Ping the late hosts' private addresses from a neighbour") == ["hv5", "hv6"], play
     assert "hv4 -> hv3" not in play, play
     assert ran(play, "Take the cluster lease while the watch goes on") == ["hv4"], play

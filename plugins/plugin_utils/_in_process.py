@@ -62,5 +62,6 @@ def run_in_process(action, run, argument_spec: dict, libraries=()) -> dict:
 
 def runs_here(action) -> bool:
     """Whether the task would run its module on the controller, as this process would: over the local connection,
-    without privilege escalation and without an ``environment`` of its own."""
-    return action._connection.transport == "local" and not action._play_context.become and not action._task.environment
+    without privilege escalation and without an ``environment`` of its own (a task without one has ``[{}]``)."""
+    environment = action._task.environment or ()
+    return action._connection.transport == "local" and not action._play_context.become and not any(environment)

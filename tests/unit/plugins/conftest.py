@@ -53,6 +53,7 @@ def run_action():
     def run(action_class, module, args: dict, check_mode: bool = False, diff: bool = False) -> dict:
         task = Task()
         task.action, task.args, task.check_mode, task.diff = "kvmha.cluster." + module.__name__.rsplit(".", 1)[1], dict(args), check_mode, diff
+        task.environment = [{}]  # what a task without an environment of its own has
         action = action_class(task, connection=LocalConnection(PlayContext()), play_context=PlayContext(), loader=None, templar=None)
 
         def no_module_run(*_args, **_kwargs):

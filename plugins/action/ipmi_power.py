@@ -6,27 +6,25 @@
 The watchdog reads and fences BMCs from the controller (``delegate_to: localhost``): the power read of a late host
 beside the watch, and the fence right after the decision, each paid a module run (~0.3 s of Ansible) before the first
 IPMI packet. Run here, the module's own ``run()`` does the same on the same checked options, under its own deadline
-(tests/unit/plugins/modules/test_ipmi_power.py runs every case both ways). Delegated to another host, with become or
-with an ``environment`` of its own, the task runs the module as usual.
+(tests/unit/plugins/modules/test_ipmi_power.py runs every case both ways). Delegated to another host, with become,
+with an ``environment`` of its own or with ``async``, the task runs the module as any module runs.
 """
 
 from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
+from ansible.plugins.action.normal import ActionModule as ModuleRun
 
 from ansible_collections.kvmha.cluster.plugins.modules import ipmi_power
 from ansible_collections.kvmha.cluster.plugins.plugin_utils._in_process import run_in_process, runs_here
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
+class ActionModule(ModuleRun):
 
     def run(self, tmp=None, task_vars=None):
-        result = super().run(tmp, task_vars)
-        del tmp  # nothing is transferred
-        if not runs_here(self):
-            result.update(self._execute_module(module_name=self._task.resolved_action, task_vars=task_vars))
-            return result
+        if self._task.async_val or not runs_here(self):
+            return super().run(tmp, task_vars)
+        result = ActionBase.run(self, tmp, task_vars)
         result.update(run_in_process(self, ipmi_power.run, ipmi_power.ARGUMENT_SPEC,
                                      libraries=(("pyghmi", ipmi_power.PYGHMI_IMPORT_ERROR),)))
         return result

@@ -61,7 +61,7 @@ def format_target(address: str, port: int) -> str:
 def parse_power_state(document, target: str) -> str:
     """``on`` or ``off`` from a ComputerSystem document; anything else is a ``BmcError`` (never read as off)."""
     value = document.get("PowerState") if isinstance(document, dict) else None
-    if value not in POWER_STATES:
+    if not isinstance(value, str) or value not in POWER_STATES:  # a list or an object is not hashable
         raise BmcError("%s: the ComputerSystem has no usable PowerState (%r)" % (target, value))
     return POWER_STATES[value]
 

@@ -26,6 +26,13 @@ def test_power_states(value, expected):
     assert _redfish.parse_power_state({"PowerState": value}, "t") == expected
 
 
+@pytest.mark.parametrize("value", [[], ["Off"], {"Off": 1}, 0, None, True])
+def test_a_power_state_that_is_not_a_string_is_an_error(value):
+    """Found by the property below in CI: a list was looked up in the table of states and raised TypeError."""
+    with pytest.raises(BmcError, match="no usable PowerState"):
+        _redfish.parse_power_state({"PowerState": value}, "t")
+
+
 @given(JSON)
 def test_only_the_exact_off_reads_off(document):
     """Whatever a BMC sends, "off" comes only from PowerState == "Off"; anything unusable is an error, not a state."""

@@ -11,7 +11,6 @@ import yaml
 from ansible.module_utils import _internal
 from ansible.module_utils.testing import patch_module_args
 
-from ansible.errors import AnsibleActionFail
 from ansible.playbook.play_context import PlayContext
 from ansible.playbook.task import Task
 from ansible.plugins.connection.local import Connection as LocalConnection
@@ -59,10 +58,7 @@ def run_action():
         def no_module_run(*_args, **_kwargs):
             raise AssertionError("%s must run in the controller's process here, not as a module" % task.action)
         action._execute_module = no_module_run
-        try:
-            result = action.run(task_vars={})
-        except AnsibleActionFail as failure:  # the options did not pass the argument spec
-            result = dict(failure.result, failed=True, msg=failure.message)
+        result = action.run(task_vars={})  # options that do not pass the argument spec raise AnsibleActionFail
         _error_kind_is_documented(module, result)
         return result
 

@@ -10,9 +10,6 @@ import pytest
 from ansible.module_utils.common import warnings as module_warnings
 
 from ansible.errors import AnsibleActionFail
-from ansible.playbook.play_context import PlayContext
-from ansible.playbook.task import Task
-from ansible.plugins.connection.local import Connection as LocalConnection
 
 from ansible_collections.kvmha.cluster.plugins.action.host_investigate import ActionModule
 from ansible_collections.kvmha.cluster.plugins.modules import host_investigate
@@ -24,16 +21,10 @@ DEAD = {
 CLUSTERS = {"lab": {"size": 3}}
 
 
-def run_action(args: dict, check_mode: bool = False) -> dict:
-    task = Task()
-    task.action, task.args, task.check_mode = "kvmha.cluster.host_investigate", dict(args), check_mode
-    local = LocalConnection(PlayContext())  # what Ansible gives it for the controller; it is never used
-    action = ActionModule(task, connection=local, play_context=PlayContext(), loader=None, templar=None)
-
-    def no_module_run(*_args, **_kwargs):
-        raise AssertionError("host_investigate must not run as a module")
-    action._execute_module = no_module_run
-    return action.run(task_vars={})
+@pytest.fixture
+def investigate(run_action):
+    """Run host_investigate's action plugin; a module run fails the test."""
+    return lambda args, check_mode=False: run_action(ActionModule, host_investigate, args, check_mode)
 
 
 CASES = {
@@ -61,19 +52,19 @@ def module_result(run_module, args: dict, check_mode: bool) -> dict:
 
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("check_mode", [False, True])
-def test_the_same_result_as_the_module(run_module, case, check_mode):
+def test_the_same_result_as_the_module(investigate, run_module, case, check_mode):
     args = dict(CASES[case], now=1764756900.0)
-    assert run_action(args, check_mode=check_mode) == module_result(run_module, args, check_mode)
+    assert investigate(args, check_mode=check_mode) == module_result(run_module, args, check_mode)
 
 
-def test_foreign_marks_are_warned_about():
-    warnings = run_action(CASES["foreign fenced marks"])["warnings"]
+def test_foreign_marks_are_warned_about(investigate):
+    warnings = investigate(CASES["foreign fenced marks"])["warnings"]
     assert len(warnings) == 1 and "cluster lab, not counted by its storm guard: h9" in warnings[0]
 
 
-def test_a_missing_jmespath_is_the_standard_missing_library_failure(monkeypatch):
+def test_a_missing_jmespath_is_the_standard_missing_library_failure(investigate, monkeypatch):
     monkeypatch.setattr(host_investigate, "JMESPATH_IMPORT_ERROR", ImportError("No module named 'jmespath'"))
-    result = run_action(CASES["a custom rule"])
+    result = investigate(CASES["a custom rule"])
     assert result["failed"] is True and result["error_kind"] == "missing_library"
     assert "jmespath" in result["msg"] and "No module named" in result["exception"]
 
@@ -83,6 +74,6 @@ def test_a_missing_jmespath_is_the_standard_missing_library_failure(monkeypatch)
     ({"hosts": [], "clusters": {}, "bogus": 1}, "Unsupported parameters"),
     ({"hosts": "not a list of evidence", "clusters": {}}, "hosts"),
 ])
-def test_options_are_checked_against_the_module_s_own_spec(args, words):
+def test_options_are_checked_against_the_module_s_own_spec(investigate, args, words):
     with pytest.raises(AnsibleActionFail, match=words):
-        run_action(args)
+        investigate(args)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from ansible.errors import AnsibleActionFail
 
 from ansible_collections.kvmha.cluster.plugins.action.ipmi_power import ActionModule as IpmiPowerAction
 from ansible_collections.kvmha.cluster.plugins.module_utils import _ipmi, _marks
@@ -27,7 +28,13 @@ DOCUMENTED = yaml.safe_load(ipmi_power.DOCUMENTATION)
 def run_module(request, run_module, run_action):  # noqa: F811 - the plugins' conftest's, run both ways
     if request.param == "a module run":
         return run_module
-    return lambda module, args, check_mode=False, diff=False: run_action(IpmiPowerAction, module, args, check_mode, diff)
+
+    def in_process(module, args, check_mode=False, diff=False):
+        try:
+            return run_action(IpmiPowerAction, module, args, check_mode, diff)
+        except AnsibleActionFail as failure:  # the options did not pass the argument spec: the task fails with this
+            return dict(failure.result, failed=True, msg=failure.message)
+    return in_process
 
 
 @pytest.fixture

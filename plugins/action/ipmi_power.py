@@ -12,19 +12,10 @@ with an ``environment`` of its own or with ``async``, the task runs the module a
 
 from __future__ import annotations
 
-from ansible.plugins.action import ActionBase
-from ansible.plugins.action.normal import ActionModule as ModuleRun
-
 from ansible_collections.kvmha.cluster.plugins.modules import ipmi_power
-from ansible_collections.kvmha.cluster.plugins.plugin_utils._in_process import run_in_process, runs_here
+from ansible_collections.kvmha.cluster.plugins.plugin_utils._in_process import InProcessModuleRun
 
 
-class ActionModule(ModuleRun):
-
-    def run(self, tmp=None, task_vars=None):
-        if self._task.async_val or not runs_here(self):
-            return super().run(tmp, task_vars)
-        result = ActionBase.run(self, tmp, task_vars)
-        result.update(run_in_process(self, ipmi_power.run, ipmi_power.ARGUMENT_SPEC,
-                                     libraries=(("pyghmi", ipmi_power.PYGHMI_IMPORT_ERROR),)))
-        return result
+class ActionModule(InProcessModuleRun):
+    MODULE = ipmi_power
+    LIBRARIES = (("pyghmi", "PYGHMI_IMPORT_ERROR"),)

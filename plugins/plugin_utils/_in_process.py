@@ -16,6 +16,8 @@ value masked as ``AnsibleModule`` masks it.
 from __future__ import annotations
 
 from ansible.module_utils.common.parameters import remove_values
+from ansible.plugins.action import ActionBase
+from ansible.plugins.action.normal import ActionModule as ModuleRun
 
 from ansible_collections.kvmha.cluster.plugins.module_utils._common import failure_result, missing_library_failure
 from ansible_collections.kvmha.cluster.plugins.module_utils._errors import KvmhaError
@@ -41,11 +43,13 @@ class _InProcessModule:
             raise _Failed(missing_library_failure(name, import_error))
 
 
-def run_in_process(action, run, argument_spec: dict, libraries=()) -> dict:
-    """The result of ``run(module)`` on the task's options checked against ``argument_spec``, run by ``action`` (an
-    ``ActionBase``) in this process. ``libraries`` are the module's (name, import error or None) pairs."""
-    validation, params = action.validate_argument_spec(argument_spec)
+def run_in_process(action, run, argument_spec: dict, libraries=(), **spec_rules) -> dict:
+    """The result of ``run(module)`` on the task's options checked against ``argument_spec`` (and ``spec_rules``, such
+    as ``required_together``), run by ``action`` (an ``ActionBase``) in this process. ``libraries`` are the module's
+    (name, import error or None) pairs."""
+    validation, params = action.validate_argument_spec(argument_spec, **spec_rules)
     module = _InProcessModule(params, bool(action._task.check_mode), bool(action._task.diff))
+    module.warnings.extend("Both option %(option)s and its alias %(alias)s are set." % both for both in validation._warnings)
     try:
         for name, import_error in libraries:
             module.require_library(name, import_error)
@@ -56,6 +60,8 @@ def run_in_process(action, run, argument_spec: dict, libraries=()) -> dict:
         result = dict(failure.result, failed=True)
     if module.warnings:
         result["warnings"] = module.warnings
+    if validation._deprecations:  # a deprecated alias used, as AnsibleModule reports it
+        result["deprecations"] = [dict(alias) for alias in validation._deprecations]
     result["invocation"] = {"module_args": params}  # as AnsibleModule reports it, masked with the rest
     return remove_values(result, validation._no_log_values)
 
@@ -65,3 +71,23 @@ def runs_here(action) -> bool:
     without privilege escalation and without an ``environment`` of its own (a task without one has ``[{}]``)."""
     environment = action._task.environment or ()
     return action._connection.transport == "local" and not action._play_context.become and not any(environment)
+
+
+class InProcessModuleRun(ModuleRun):
+    """The action plugin of a module that runs in the controller's process where it would run on the controller, and
+    as any module runs elsewhere (delegated to another host, with become, an ``environment`` of its own or ``async``).
+    A subclass names the module (``MODULE``: its ``run`` and ``ARGUMENT_SPEC``), the libraries its ``main()`` checks
+    (``LIBRARIES``: name, and the module's attribute that holds its import error) and the spec rules it gives
+    ``AnsibleModule``."""
+
+    MODULE = None
+    LIBRARIES: tuple = ()
+    SPEC_RULES: dict = {}
+
+    def run(self, tmp=None, task_vars=None):
+        if self._task.async_val or not runs_here(self):
+            return super().run(tmp, task_vars)
+        result = ActionBase.run(self, tmp, task_vars)
+        libraries = [(name, getattr(self.MODULE, import_error)) for name, import_error in self.LIBRARIES]
+        result.update(run_in_process(self, self.MODULE.run, self.MODULE.ARGUMENT_SPEC, libraries, **self.SPEC_RULES))
+        return result

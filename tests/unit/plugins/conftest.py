@@ -4,10 +4,12 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 
 import pytest
 import yaml
+from ansible.errors import AnsibleActionFail
 from ansible.module_utils import _internal
 from ansible.module_utils.testing import patch_module_args
 
@@ -63,3 +65,19 @@ def run_action():
         return result
 
     return run
+
+
+@pytest.fixture(params=["a module run", "in the controller's process"])
+def run_either_way(request, run_module, run_action):
+    """``run_module``, for a module whose action plugin runs it in the controller's process: once as a module run, once
+    through that plugin, so that every case of a test file that asks for it holds both ways."""
+    if request.param == "a module run":
+        return run_module
+
+    def in_process(module, args: dict, check_mode: bool = False, diff: bool = False) -> dict:
+        plugin = importlib.import_module(module.__name__.replace(".plugins.modules.", ".plugins.action."))
+        try:
+            return run_action(plugin.ActionModule, module, args, check_mode, diff)
+        except AnsibleActionFail as failure:  # the options did not pass the argument spec: the task fails with this
+            return dict(failure.result, failed=True, msg=failure.message)
+    return in_process

@@ -60,7 +60,6 @@ EXPECTED = {
     ("probe.yml", "mgmt_probe"): ("", "probe"),  # the SSH banner: unanswered is an ok result; a failure is unknown evidence
     ("probe.yml", "neighbor_ping"): ("", "probe"),
     ("watchdog.yml", "neighbor_ping"): ("", "probe"),  # the neighbours' ping while the watch goes on: unknown evidence when it fails
-    ("watchdog.yml", "vm_evacuate"): ("", "probe"),  # the recovery readied in check mode beside the watch: a plan of nothing
     ("decide.yml", "host_investigate"): ("decision", ""),
     ("observe_only.yml", "vm_evacuate"): ("", "plan"),  # observe mode's plan, in check mode: no recovery, no failure
     ("fence.yml", "ipmi_power"): ("fence", "fence"),

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from ansible.errors import AnsibleActionFail
 
-from ansible_collections.kvmha.cluster.plugins.action.ipmi_power import ActionModule as IpmiPowerAction
 from ansible_collections.kvmha.cluster.plugins.module_utils import _ipmi, _marks
 from ansible_collections.kvmha.cluster.plugins.modules import ipmi_power
 from ansible_collections.kvmha.cluster.tests.unit.plugins.module_utils.ipmi_fake import FakeSession
@@ -24,17 +22,9 @@ RETURNED = yaml.safe_load(ipmi_power.RETURN)
 DOCUMENTED = yaml.safe_load(ipmi_power.DOCUMENTATION)
 
 
-@pytest.fixture(params=["a module run", "in the controller's process"])
-def run_module(request, run_module, run_action):  # noqa: F811 - the plugins' conftest's, run both ways
-    if request.param == "a module run":
-        return run_module
-
-    def in_process(module, args, check_mode=False, diff=False):
-        try:
-            return run_action(IpmiPowerAction, module, args, check_mode, diff)
-        except AnsibleActionFail as failure:  # the options did not pass the argument spec: the task fails with this
-            return dict(failure.result, failed=True, msg=failure.message)
-    return in_process
+@pytest.fixture
+def run_module(run_either_way):  # noqa: F811 - every case both ways: a module run, and in the controller's process
+    return run_either_way
 
 
 @pytest.fixture

@@ -196,6 +196,11 @@ class Hosts:
 
 
 @pytest.fixture
+def run_module(run_either_way):  # noqa: F811 - every case both ways: a module run, and in the controller's process
+    return run_either_way
+
+
+@pytest.fixture
 def cluster(tmp_path):
     return Cluster(tmp_path)
 

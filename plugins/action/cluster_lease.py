@@ -8,7 +8,8 @@ beside the watch is taken on a row that then pings a late host: as a module run 
 first run of a run) it pushed that ping past the end of the watch, and the decision waited for it. Run here, the
 module's own ``run()`` does the same on the same checked options, under its own store deadline
 (tests/unit/plugins/modules/test_cluster_lease.py runs every case both ways). Delegated to another host, with become,
-with an ``environment`` of its own or with ``async``, the task runs the module as any module runs.
+with an ``environment`` of its own, with ``async``, or where a library the module may need does not import in the
+controller's own Python, the task runs the module as any module runs.
 """
 
 from __future__ import annotations

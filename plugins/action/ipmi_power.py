@@ -7,7 +7,8 @@ The watchdog reads and fences BMCs from the controller (``delegate_to: localhost
 beside the watch, and the fence right after the decision, each paid a module run (~0.3 s of Ansible) before the first
 IPMI packet. Run here, the module's own ``run()`` does the same on the same checked options, under its own deadline
 (tests/unit/plugins/modules/test_ipmi_power.py runs every case both ways). Delegated to another host, with become,
-with an ``environment`` of its own or with ``async``, the task runs the module as any module runs.
+with an ``environment`` of its own, with ``async``, or where a library the module may need does not import in the
+controller's own Python, the task runs the module as any module runs.
 """
 
 from __future__ import annotations
@@ -18,4 +19,4 @@ from ansible_collections.kvmha.cluster.plugins.plugin_utils._in_process import I
 
 class ActionModule(InProcessModuleRun):
     MODULE = ipmi_power
-    LIBRARIES = (("pyghmi", "PYGHMI_IMPORT_ERROR"),)
+    LIBRARIES = ("PYGHMI_IMPORT_ERROR",)

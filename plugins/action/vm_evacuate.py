@@ -8,7 +8,8 @@ recovery paid ~0.3 s of Ansible (0.5 s as the first run of a run) before it read
 own ``run()`` does the same on the same checked options - its store, libvirt and BMC calls each under their own
 deadline, in threads of the worker that runs the task, which ends with it (tests/unit/plugins/modules/
 test_vm_evacuate.py runs its cases both ways). Delegated to another host, with become, with an ``environment`` of
-its own or with ``async``, the task runs the module as any module runs.
+its own, with ``async``, or where libvirt-python or pyghmi does not import in the controller's own Python, the task
+runs the module as any module runs.
 """
 
 from __future__ import annotations
@@ -19,5 +20,5 @@ from ansible_collections.kvmha.cluster.plugins.plugin_utils._in_process import I
 
 class ActionModule(InProcessModuleRun):
     MODULE = vm_evacuate
-    LIBRARIES = (("libvirt-python", "LIBVIRT_IMPORT_ERROR"),)
+    LIBRARIES = ("LIBVIRT_IMPORT_ERROR", "PYGHMI_IMPORT_ERROR")  # pyghmi for its power checks
     SPEC_RULES = {"required_together": vm_evacuate.REQUIRED_TOGETHER}

@@ -75,19 +75,20 @@ def runs_here(action) -> bool:
 
 class InProcessModuleRun(ModuleRun):
     """The action plugin of a module that runs in the controller's process where it would run on the controller, and
-    as any module runs elsewhere (delegated to another host, with become, an ``environment`` of its own or ``async``).
-    A subclass names the module (``MODULE``: its ``run`` and ``ARGUMENT_SPEC``), the libraries its ``main()`` checks
-    (``LIBRARIES``: name, and the module's attribute that holds its import error) and the spec rules it gives
-    ``AnsibleModule``."""
+    as any module runs elsewhere: delegated to another host, with become, an ``environment`` of its own or ``async``,
+    or where a library the module may need does not import in this process (the module then runs on the interpreter
+    the inventory gives the controller, which may have it). A subclass names the module (``MODULE``: its ``run`` and
+    ``ARGUMENT_SPEC``), those libraries (``LIBRARIES``: the module's attributes that hold their import errors) and the
+    spec rules it gives ``AnsibleModule``."""
 
     MODULE = None
     LIBRARIES: tuple = ()
     SPEC_RULES: dict = {}
 
     def run(self, tmp=None, task_vars=None):
-        if self._task.async_val or not runs_here(self):
+        libraries_here = all(getattr(self.MODULE, import_error) is None for import_error in self.LIBRARIES)
+        if self._task.async_val or not runs_here(self) or not libraries_here:
             return super().run(tmp, task_vars)
         result = ActionBase.run(self, tmp, task_vars)
-        libraries = [(name, getattr(self.MODULE, import_error)) for name, import_error in self.LIBRARIES]
-        result.update(run_in_process(self, self.MODULE.run, self.MODULE.ARGUMENT_SPEC, libraries, **self.SPEC_RULES))
+        result.update(run_in_process(self, self.MODULE.run, self.MODULE.ARGUMENT_SPEC, **self.SPEC_RULES))
         return result

@@ -19,7 +19,7 @@ from ansible.plugins.connection.local import Connection as LocalConnection
 
 
 @pytest.fixture
-def run_module(capsys, monkeypatch):
+def module_run(capsys, monkeypatch):
     """Run a module's main() with the given arguments; return its JSON result (``failed`` set on failure)."""
     # A module runs on a target. Once any test of the session has imported controller code (the journal callback's
     # tests do), ansible believes it is the controller and sends module warnings to its display instead of the
@@ -36,6 +36,12 @@ def run_module(capsys, monkeypatch):
         return result
 
     return run
+
+
+@pytest.fixture
+def run_module(module_run):
+    """How a test runs a module: as a module run, unless its file asks for ``run_either_way``."""
+    return module_run
 
 
 def _error_kind_is_documented(module, result: dict) -> None:
@@ -68,11 +74,11 @@ def run_action():
 
 
 @pytest.fixture(params=["a module run", "in the controller's process"])
-def run_either_way(request, run_module, run_action):
+def run_either_way(request, module_run, run_action):
     """``run_module``, for a module whose action plugin runs it in the controller's process: once as a module run, once
     through that plugin, so that every case of a test file that asks for it holds both ways."""
     if request.param == "a module run":
-        return run_module
+        return module_run
 
     def in_process(module, args: dict, check_mode: bool = False, diff: bool = False) -> dict:
         plugin = importlib.import_module(module.__name__.replace(".plugins.modules.", ".plugins.action."))

@@ -66,6 +66,17 @@ def test_any_other_task_runs_the_module(name, why, kwargs):
     assert way(name, **kwargs) == "module", why
 
 
+@pytest.mark.parametrize("name, import_error", [
+    ("ipmi_power", "PYGHMI_IMPORT_ERROR"),
+    ("vm_evacuate", "LIBVIRT_IMPORT_ERROR"),
+    ("vm_evacuate", "PYGHMI_IMPORT_ERROR"),  # its power checks
+])
+def test_a_module_whose_library_does_not_import_here_runs_as_a_module(monkeypatch, name, import_error):
+    """The controller's own interpreter may lack a library that the one the inventory gives localhost has."""
+    monkeypatch.setattr(PLUGINS[name][0].MODULE, import_error, ImportError("not here"))
+    assert way(name) == "module"
+
+
 def test_a_deprecated_alias_is_reported_as_the_module_reports_it(tmp_path):
     args = {"store_path": str(tmp_path), "cluster": "lab", "store_timeout": 3, "store_timeout_s": 4}
     result = action_for("vm_evacuate", args).run(task_vars={})

@@ -212,9 +212,11 @@ def test_state_choices_exclude_cycle_and_reset(run_module, bmc):
     assert DOCUMENTED["options"]["state"]["choices"] == ["status", "on", "off", "shutdown"]
 
 
-def test_missing_pyghmi(run_module, monkeypatch):
+def test_missing_pyghmi(module_run, monkeypatch):
+    """A module run only: where pyghmi does not import in the controller's process, the module runs as a module
+    (tests/unit/plugins/action/test_in_process.py)."""
     monkeypatch.setattr(ipmi_power, "PYGHMI_IMPORT_ERROR", ImportError("No module named 'pyghmi'"))
-    result = run_module(ipmi_power, dict(BASE))
+    result = module_run(ipmi_power, dict(BASE))
     assert result["failed"] and "pyghmi" in result["msg"]
 
 

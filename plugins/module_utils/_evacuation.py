@@ -168,6 +168,8 @@ class Evacuation:
         self.keeper = None if not lease or check_mode else LeaseKeeper(
             self.store, lease["cluster"], self.owner, lease["generation"], lease["ttl"])
         self.lease_lost = ""
+        self._connecting = None  # the early connections (_connect_early): {target host: future of (client, active)}
+        self._early = {}
 
     # ------------------------------------------------------------------------------------------- input
 
@@ -431,24 +433,31 @@ class Evacuation:
             if problem:
                 target.reason = "; ".join(r for r in (target.reason, problem) if r)
 
-    def _connect(self) -> list:
-        """One connection per target, opened in parallel; returns the reachable targets."""
-        candidates = [t for t in self.targets if t.connectable]
+    def _open_client(self, target: Target) -> tuple:
+        """The target's connection and the VMs active there."""
         p = self.params
+        client = self.client_factory(target.uri, p["connect_timeout_s"], p["call_timeout_s"], self.check_mode, target.host)
+        client.open()
+        try:
+            return client, client.active_uuids()
+        except LibvirtError:
+            client.close()
+            raise
 
-        def connect(target):
-            client = self.client_factory(target.uri, p["connect_timeout_s"], p["call_timeout_s"], self.check_mode, target.host)
-            client.open()
-            try:
-                active = client.active_uuids()
-            except LibvirtError:
-                client.close()
-                raise
-            return client, active
+    def _connect_early(self) -> None:
+        """A run that opens recoveries needs the live targets: connect to them now, while the failed hosts' BMCs and
+        the store are read (an SSH handshake a target, on the path after the fence); ``_connect`` takes them."""
+        if not self.failed_hosts:
+            return
+        self._connecting = concurrent.futures.ThreadPoolExecutor(max_workers=self.params["parallel"])
+        self._early = dict((t.host, self._connecting.submit(self._open_client, t)) for t in self.targets if t.connectable)
 
+    def _connect(self) -> list:
+        """One connection per target, opened in parallel (or early); returns the reachable targets."""
+        candidates = [t for t in self.targets if t.connectable]
         reachable = []
-        with concurrent.futures.ThreadPoolExecutor(max_workers=p["parallel"]) as pool:
-            futures = {pool.submit(connect, t): t for t in candidates}
+        with concurrent.futures.ThreadPoolExecutor(max_workers=self.params["parallel"]) as pool:
+            futures = dict((self._early.pop(t.host, None) or pool.submit(self._open_client, t), t) for t in candidates)
             for future in concurrent.futures.as_completed(futures):
                 target = futures[future]
                 try:
@@ -460,6 +469,18 @@ class Evacuation:
                 reachable.append(target)
                 target.status = "used" if target.placeable else "searched"
         return sorted(reachable, key=lambda t: t.host)
+
+    def _drop_early(self) -> None:
+        """Close the early connections no target took (nothing was worked, or the target turned out fenced), once
+        they are made: each under its connect deadline, the same wait as ``_connect``'s."""
+        if self._connecting is None:
+            return
+        self._connecting.shutdown(wait=True)
+        self._connecting = None
+        for future in self._early.values():
+            if future.exception() is None:
+                future.result()[0].close()
+        self._early = {}
 
     def _in_maintenance(self) -> set:
         """Hosts with an active (or unreadable) maintenance mark, read now: the mark may be newer than the decision."""
@@ -607,32 +628,22 @@ class Evacuation:
         vm["claim"] = claim
         vm["claim_info"].update(owner=claim.owner, generation=claim.generation, state=claim.data.get("state"))
 
-    def _work_target(self, target: Target, vms: list) -> list:
-        outcomes = []
-        for vm in vms:
-            if target.broken:
-                outcomes.append((vm, "replan", target.broken, ""))
-                continue
-            try:
-                self._hold()
-            except LeaseLost as err:
-                outcomes.append((vm, "lost", str(err), "lease_lost"))
-                continue
-            outcomes.append((vm,) + VmJob(vm, target, self.params["verify_timeout_s"]).run())
-        return outcomes
+    def _work_vm(self, target: Target, vm: dict) -> tuple:
+        if target.broken:  # another of its VMs found the connection broken
+            return vm, "replan", target.broken, ""
+        try:
+            self._hold()
+        except LeaseLost as err:
+            return vm, "lost", str(err), "lease_lost"
+        return (vm,) + VmJob(vm, target, self.params["verify_timeout_s"]).run()
 
     def _execute(self, placements: list) -> list:
-        """Claim, then define/start in parallel per target. Returns the VMs to plan again."""
-        by_target = {}
-        for vm in placements:
-            if self._claim(vm):
-                by_target.setdefault(vm["host"], []).append(vm)
+        """Claim, then define/start ``parallel`` VMs at a time, in their order, on one target or several (libvirt starts
+        different domains of one connection concurrently). Returns the VMs to plan again."""
+        claimed = [vm for vm in placements if self._claim(vm)]
         targets = dict((t.host, t) for t in self.targets)
-        results = []
         with concurrent.futures.ThreadPoolExecutor(max_workers=self.params["parallel"]) as pool:
-            futures = [pool.submit(self._work_target, targets[host], jobs) for host, jobs in sorted(by_target.items())]
-            for future in futures:
-                results.extend(future.result())
+            results = list(pool.map(lambda vm: self._work_vm(targets[vm["host"]], vm), claimed))
         replan = []
         for vm, outcome, reason, kind in sorted(results, key=lambda r: r[0]["order"]):
             vm["outcome"] = outcome
@@ -779,12 +790,14 @@ class Evacuation:
         try:
             return self._run()
         finally:
+            self._drop_early()
             for target in self.targets:
                 if target.client is not None:
                     target.client.close()
 
     def _run(self) -> dict:
         self._hold()  # a run whose lease moved on (frozen, or a clock off) does nothing at all
+        self._connect_early()
         self._open_new()
         vms = self._read_owed()
         worked = [vm for vm in vms if vm["status"] != "done"]
@@ -792,6 +805,7 @@ class Evacuation:
         if worked:
             self._read_targets()
             reachable = self._connect()
+        self._drop_early()
         before = self._where(worked, reachable)
         fenced = self._fenced_hosts() if worked else set()
         self._census(worked, reachable, fenced)

@@ -27,8 +27,9 @@ description:
     (the hand-over - from then on, the target's heartbeat covers it; the module waits up to O(beat_timeout_s) for
     it). A VM active on two targets is reported, never stopped.
   - A VM that runs nowhere and is due is claimed on the store, C(<store_path>/kvmha/claims/<uuid>/) - the
-    C(link(2)) guard that two evacuators never start one VM twice - then defined (autostart off) and started, in
-    parallel across targets (at most O(parallel) at once), and verified running within O(verify_timeout_s). A VM
+    C(link(2)) guard that two evacuators never start one VM twice - then defined (autostart off) and started, at
+    most O(parallel) at once in their order, on one target or several, and verified running within
+    O(verify_timeout_s). A VM
     whose claim names a reachable target is retried on B(that) target - libvirt refuses a second start of one
     domain on one host, so a start that an earlier, killed run left in flight can never become a second copy. A VM
     whose claim names a target that cannot be checked (dead, unreachable, in maintenance) waits, unless that
@@ -179,7 +180,7 @@ options:
     choices: [best_fit, spread]
     default: spread
   parallel:
-    description: How many targets are connected to, and worked on, at the same time.
+    description: How many targets are connected to, and how many VMs are defined and started, at the same time.
     type: int
     default: 4
   verify_timeout_s:

@@ -679,13 +679,17 @@ def test_no_ha_vms_opens_and_closes_at_once(cluster):
 
 
 class BreakingClient(LibvirtClient):
-    """A real test-driver client whose connection to one host really closes before the first define there."""
+    """A real test-driver client whose connection to one host really closes before the first define there (once: the
+    VMs of one target are defined at the same time)."""
 
     doomed = "h2"
+    lock = threading.Lock()
 
     def define(self, xml):
-        if self.label == self.doomed and self._conn is not None:
-            self._conn.close()
+        with self.lock:
+            if self.label == self.doomed and not getattr(self, "broke", False):
+                self.broke = True
+                self._conn.close()
         return super().define(xml)
 
 
@@ -820,12 +824,36 @@ def slow_factory(hosts, hook=None):
     return make
 
 
+def test_the_vms_of_one_target_start_at_the_same_time(cluster, hosts):
+    """parallel counts VMs, not targets: both VMs go to h2 and each start waits at a barrier for the other, so starts
+    made one after the other on a target fail the test."""
+    barrier = threading.Barrier(2, timeout=5)
+
+    class TogetherClient(KeptClient):
+        def start(self, vm_uuid):
+            barrier.wait()
+            super().start(vm_uuid)
+
+    def factory(uri, connect_timeout, call_timeout, read_only, label):
+        client = TogetherClient(uri, connect_timeout, call_timeout, read_only, label)
+        client.hosts = hosts
+        return client
+
+    cluster.vm("first", 90)
+    cluster.vm("second", 10)
+    cluster.record("h1", ["first", "second"])
+    cluster.record("h2")
+    result = run(cluster, hosts.targets("h2"), factory=factory, parallel=2)
+    assert [(vm["name"], vm["status"], vm["host"]) for vm in result["vms"]] == [("first", "started", "h2"), ("second", "started", "h2")]
+    assert hosts.copies("first") == hosts.copies("second") == ["h2"]
+
+
 def test_claims_of_queued_vms_do_not_expire_behind_a_slow_start(cluster, hosts):
     cluster.vm("first", 90)
     cluster.vm("second", 10)
     cluster.record("h1", ["first", "second"])
     cluster.record("h2")
-    result = run(cluster, hosts.targets("h2"), factory=slow_factory(hosts))
+    result = run(cluster, hosts.targets("h2"), factory=slow_factory(hosts), parallel=1)  # one at a time: "second" queues
     vms = by_name(result)
     assert vms["first"]["status"] == vms["second"]["status"] == "started"
     assert vms["first"]["claim"]["generation"] == vms["second"]["claim"]["generation"] == 2  # claimed, started: no renewal
@@ -847,7 +875,8 @@ def test_another_evacuator_retrying_a_queued_vm_on_its_target_gets_one_copy(clus
         docs.replace(second, current, "impatient-evacuator", dict(current.data), None)
         hosts.start("h2", "second")
 
-    evacuation = Evacuation(cluster.params(hosts.targets("h2")), client_factory=slow_factory(hosts, retry_there_first))
+    evacuation = Evacuation(cluster.params(hosts.targets("h2"), parallel=1),  # one at a time: 'second' waits in the queue
+                            client_factory=slow_factory(hosts, retry_there_first))
     result = evacuation.run()
     vms = by_name(result)
     assert vms["first"]["status"] == "started"
@@ -1556,6 +1585,62 @@ def test_hosts_that_died_together_are_read_at_once_and_one_not_off_stops_only_it
     assert result["powerstate"] == {"h1": "off", "h5": "on"} and sorted(a for a, _u, _p in bmcs.logins) == ["192.0.2.1", "192.0.2.5"]
     assert result["opened"] == ["h1"] and [a["host"] for a in result["aborted"]] == ["h5"]
     assert [vm["name"] for vm in result["vms"]] == ["a"] and cluster.owed("h5") is None
+
+
+class CountedClient(LibvirtClient):
+    """A real test-driver client that counts the connections opened and closed, and may wait at a barrier when it opens."""
+
+    opened, closed, barrier = [], [], None
+
+    def open(self):
+        if self.barrier is not None:
+            self.barrier.wait()
+        super().open()
+        self.opened.append(self.label)
+        return self
+
+    def close(self):
+        if self._conn is not None:
+            self.closed.append(self.label)
+        super().close()
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    monkeypatch.setattr(CountedClient, "opened", [])
+    monkeypatch.setattr(CountedClient, "closed", [])
+    monkeypatch.setattr(CountedClient, "barrier", None)
+    return CountedClient
+
+
+def test_the_targets_are_connected_while_the_failed_hosts_power_is_read(cluster, monkeypatch, counted):
+    """A run that opens a recovery connects to its targets at once: the BMC's login and the target's connection each
+    wait at a barrier for the other, so a connection made only after the power read fails the read (and the test)."""
+    counted.barrier = threading.Barrier(2, timeout=5)
+    bmcs = Bmcs(monkeypatch, barrier=counted.barrier)
+    cluster.vm("a", 60)
+    cluster.record("h1", ["a"])
+    cluster.record("h2")
+    bmcs.chassis("192.0.2.1", "off")
+    result = Evacuation(cluster.params(targets(cluster, "h2"), power_checks=[power_check("h1", "192.0.2.1")], power_timeout_s=10),
+                        client_factory=counted, power_client=vm_evacuate.ipmi_client).run()
+    assert result["powerstate"] == {"h1": "off"} and result["counts"] == counts(started=1), result
+    assert counted.opened == ["h2"] and counted.closed == ["h2"]  # one connection, taken by the recovery, closed after
+
+
+def test_an_early_connection_that_no_work_takes_is_closed(cluster, counted):
+    """h1 has no record to recover from: nothing is owed after all, and the connection made early is closed."""
+    cluster.record("h2")
+    with pytest.raises(StoreError) as failed:  # the run is incomplete: h1's recovery could not be opened
+        Evacuation(cluster.params(targets(cluster, "h2")), client_factory=counted).run()
+    assert failed.value.result["opened"] == [] and [u["host"] for u in failed.value.result["unreadable"]] == ["h1"]
+    assert counted.opened == counted.closed == ["h2"]
+
+
+def test_a_run_that_opens_nothing_connects_only_when_something_is_owed(cluster, counted):
+    cluster.record("h2")
+    result = Evacuation(cluster.params(targets(cluster, "h2"), failed_hosts=[]), client_factory=counted).run()
+    assert result["vms"] == [] and counted.opened == []
 
 
 def test_check_mode_reads_the_power_and_writes_nothing(run_module, cluster, bmcs):

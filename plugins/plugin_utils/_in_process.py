@@ -43,16 +43,13 @@ class _InProcessModule:
             raise _Failed(missing_library_failure(name, import_error))
 
 
-def run_in_process(action, run, argument_spec: dict, libraries=(), **spec_rules) -> dict:
+def run_in_process(action, run, argument_spec: dict, **spec_rules) -> dict:
     """The result of ``run(module)`` on the task's options checked against ``argument_spec`` (and ``spec_rules``, such
-    as ``required_together``), run by ``action`` (an ``ActionBase``) in this process. ``libraries`` are the module's
-    (name, import error or None) pairs."""
+    as ``required_together``), run by ``action`` (an ``ActionBase``) in this process."""
     validation, params = action.validate_argument_spec(argument_spec, **spec_rules)
     module = _InProcessModule(params, bool(action._task.check_mode), bool(action._task.diff))
     module.warnings.extend("Both option %(option)s and its alias %(alias)s are set." % both for both in validation._warnings)
     try:
-        for name, import_error in libraries:
-            module.require_library(name, import_error)
         result = run(module)
     except KvmhaError as error:
         result = dict(failure_result(error), failed=True)

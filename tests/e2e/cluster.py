@@ -17,6 +17,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -52,6 +53,38 @@ def descendants(pid) -> list:
             found.append(child)
             todo.append(child)
     return found
+
+
+def _state(pid) -> str:
+    """The process's state letter (R, S, D, T, Z ...), or "gone"."""
+    try:
+        with open("/proc/%d/stat" % pid, encoding="utf-8") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "gone"
+
+
+def freeze(pid) -> list:
+    """SIGSTOP ``pid`` and every process below it, until no new one appears; returns them all, ``pid`` first.
+
+    One snapshot of the tree races a fork: Ansible forks a worker per task, and one forked right after the snapshot
+    ran on - in CI it escaped a kill and, its parent gone, waited forever on the result queue's lock that a killed
+    process held. Each round waits until the processes it stopped are stopped (a stopped process forks nothing), so
+    the round that finds no new process has them all."""
+    stopped = []
+    while True:
+        new = [p for p in [pid] + descendants(pid) if p not in stopped]
+        if not new:
+            return stopped
+        for p in new:
+            try:
+                os.kill(p, signal.SIGSTOP)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 5  # a process in uninterruptible sleep stops when it wakes
+        while time.monotonic() < deadline and not all(_state(p) in ("T", "t", "Z", "X", "gone") for p in new):
+            time.sleep(0.01)
+        stopped += new
 
 
 def _runs_module(pid, module) -> bool:

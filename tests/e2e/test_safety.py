@@ -12,7 +12,7 @@ import signal
 import time
 
 import pytest
-from cluster import Cluster, descendants, wait_for
+from cluster import Cluster, freeze, wait_for
 from test_operations import marks, operate
 from test_recovery import owed_document
 
@@ -93,9 +93,7 @@ def test_a_controller_frozen_past_its_lease_starts_nothing_when_it_wakes(cluster
     taken = wait_for(held_lease, 60, interval=0.02, what="the run to take the lease")
     if frozen_at == "decision made":
         wait_for(lambda: decided(frozen, "h2"), 60, interval=0.02, what="the run to decide on h2")
-    stopped = [frozen.pid] + descendants(frozen.pid)
-    for pid in stopped:
-        _signal(pid, signal.SIGSTOP)
+    stopped = freeze(frozen.pid)  # every process of the run, none forked past the freeze
     try:
         time.sleep(2 * POLICY["lease_ttl_s"] + 6)  # past ttl + the readers' 5 s skew allowance, on the store's clock
         other = cluster.watchdog(watch_s=5, policy=POLICY)

@@ -96,10 +96,17 @@ def _continue_server(tag):
 
 
 def cleanup(tag):
-    """Stop the sshfs client and server of a layer (the server first continued, so nothing stays blocked)."""
+    """Stop the sshfs client and server of a layer (the server first continued, so nothing stays blocked).
+
+    The client is killed, never asked to exit: an sshfs that exits cleanly unmounts its mount point, and once the
+    layer is detached (`umount -l`) but still busy - a process with its cwd or a file there - the mount point is
+    the store itself, which it would unmount from the whole host. Killed, it leaves the detached layer to go
+    away with its last user (whose requests fail with ENOTCONN).
+    """
     _continue_server(tag)
-    for pid_file in _pids(tag):
-        kill_pid_file(pid_file)
+    server_pid, client_pid = _pids(tag)
+    kill_pid_file(client_pid, signal.SIGKILL)
+    kill_pid_file(server_pid)
 
 
 # ---- the controller's view (observer-store) ----

@@ -132,17 +132,17 @@ def pid_alive(pid):
     return bool(status) and status.rsplit(')', 1)[-1].split()[0] != 'Z'
 
 
-def kill_pid_file(path, timeout=5):
-    """SIGTERM the process of a pid file, SIGKILL it if it lingers, and remove the file."""
+def kill_pid_file(path, first_signal=signal.SIGTERM, timeout=5):
+    """Signal the process of a pid file (SIGTERM), SIGKILL it if it lingers, and remove the file."""
     pid = read_pid(path)
     if pid:
-        terminate(pid, timeout)
+        terminate(pid, timeout, first_signal)
     remove(path)
 
 
-def terminate(pid, timeout=5):
+def terminate(pid, timeout=5, first_signal=signal.SIGTERM):
     with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, first_signal)
         if not wait_until(lambda: not pid_alive(pid), timeout):
             os.kill(pid, signal.SIGKILL)
             wait_until(lambda: not pid_alive(pid), timeout)

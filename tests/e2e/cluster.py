@@ -64,6 +64,15 @@ def _state(pid) -> str:
         return "gone"
 
 
+def signal_all(pids, sig):
+    """Send sig to each of pids that still exists (any may have ended meanwhile)."""
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
 def freeze(pid) -> list:
     """SIGSTOP ``pid`` and every process below it, until no new one appears; returns them all, ``pid`` first.
 
@@ -76,11 +85,7 @@ def freeze(pid) -> list:
         new = [p for p in [pid] + descendants(pid) if p not in stopped]
         if not new:
             return stopped
-        for p in new:
-            try:
-                os.kill(p, signal.SIGSTOP)
-            except ProcessLookupError:
-                pass
+        signal_all(new, signal.SIGSTOP)
         deadline = time.monotonic() + 5  # a process in uninterruptible sleep stops when it wakes
         while time.monotonic() < deadline and not all(_state(p) in ("T", "t", "Z", "X", "gone") for p in new):
             time.sleep(0.01)

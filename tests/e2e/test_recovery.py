@@ -11,7 +11,7 @@ import signal
 import time
 
 import pytest
-from cluster import Cluster, freeze, wait_for
+from cluster import Cluster, freeze, signal_all, wait_for
 
 from lab import config
 
@@ -47,11 +47,7 @@ def owed_document(host, history=False):
 def kill(proc):
     """The controller dies at once, modules included: SIGKILL to the run and everything it started (frozen first, so
     that no worker forked meanwhile escapes)."""
-    for pid in freeze(proc.pid):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    signal_all(freeze(proc.pid), signal.SIGKILL)
     proc.communicate(timeout=30)
 
 

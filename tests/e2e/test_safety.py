@@ -12,7 +12,7 @@ import signal
 import time
 
 import pytest
-from cluster import Cluster, freeze, wait_for
+from cluster import Cluster, freeze, signal_all, wait_for
 from test_operations import marks, operate
 from test_recovery import owed_document
 
@@ -98,8 +98,7 @@ def test_a_controller_frozen_past_its_lease_starts_nothing_when_it_wakes(cluster
         time.sleep(2 * POLICY["lease_ttl_s"] + 6)  # past ttl + the readers' 5 s skew allowance, on the store's clock
         other = cluster.watchdog(watch_s=5, policy=POLICY)
     finally:
-        for pid in stopped:
-            _signal(pid, signal.SIGCONT)
+        signal_all(stopped, signal.SIGCONT)
     woke = Cluster.finish(frozen)
     assert "h2" in other.fenced() and other.started_vms(), other.explain()
     assert woke.started_vms() == {} and "h2" not in woke.fenced(), woke.explain()
@@ -137,13 +136,6 @@ def held_lease():
     from ansible_collections.kvmha.cluster.plugins.module_utils import _marks  # noqa: PLC0415 - the harness path
     current = _marks.documents(config.STORE, _marks.LEASE).read("lab")
     return current if current is not None and not current.released else None
-
-
-def _signal(pid, sig):
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 # ----------------------------------------------------------------------------- item 6: back on before its recovery

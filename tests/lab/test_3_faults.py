@@ -2,6 +2,7 @@
 
 import errno
 import os
+import subprocess
 import time
 import uuid
 
@@ -10,6 +11,7 @@ import pytest
 from conftest import (bmc_power, disk_advances, ensure_on, ipmitool, neighbour_pings, ping, ssh_banner, tcp_connects,
                       wait_for)
 from lab import LabError, bmcs, config
+from lab.api import SSH_OPTIONS
 
 STORE_FILE = f'{config.STORE}/images/.fault-probe'
 UNIT = config.HEARTBEAT_UNIT
@@ -136,6 +138,25 @@ def test_store_hang_blocks_the_host_only(lab):
     assert store_write(lab, 'h2') == 0 and os.listdir(config.STORE)
     lab.heal('h1', 'store-hang')
     assert store_write(lab, 'h1') == 0
+
+
+def test_store_hang_heals_while_a_process_still_uses_the_layer(lab):
+    # A process that entered the hanging layer (its cwd) keeps the detached layer busy after the heal. The sshfs
+    # client of the layer once exited cleanly then, unmounting what its mount point had become: the store itself
+    # (CI of 95b70d8: the write after a store-outage failed with ENOENT on h3).
+    lab.fault('h1', 'store-hang')
+    argv = ['ssh', '-i', config.SSH_KEY] + SSH_OPTIONS + [
+        f'root@{config.mgmt_ip("h1")}', f'echo $$ && cd {config.IMAGES} && exec sleep 15']
+    with subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True) as user:
+        try:
+            pid = user.stdout.readline().strip()
+            assert pid.isdigit()
+            lab.heal('h1', 'store-hang')
+            # it is in the layer: sleep runs only once its cd went through
+            assert wait_for(lambda: lab.ssh('h1', f'cat /proc/{pid}/comm')[1].strip() == 'sleep', 5)
+            assert store_write(lab, 'h1') == 0
+        finally:
+            user.kill()
 
 
 def test_store_outage_hangs_every_host_but_not_the_controller(lab):

@@ -7,8 +7,8 @@ QEMU TCG guests (64 MiB, 1 vCPU, no disk, no OS: SeaBIOS finds nothing to boot a
 
 For every repetition, each mode runs on a fresh store (the failed host's last record listing the guests, their
 domain XML, the targets' records) with nothing defined on the targets:
-  * serial:   ``parallel: 1`` (one target at a time);
-  * parallel: the module's default ``parallel``;
+  * serial:   ``parallel: 1`` (one guest started at a time);
+  * parallel: the module's default ``parallel`` (that many guests started at once, on one target or several);
 both with ``strategy: spread`` (otherwise best fit packs every guest onto one roomy target and there is nothing to
 do in parallel), and ``beat_timeout_s: 0`` (no target's heartbeat writer runs here, so nothing would ever list the
 guests: the run ends once they run, as it did before the hand-over wait existed). The order of the two modes

@@ -10,6 +10,8 @@ module only for what differs (docs/ARCHITECTURE.md, item 21). Reads only. Its on
     state     the writer's runtime state (state.json): the sha256 of the archive the writer runs ("archive")
     units     systemd units: enabled and active ({} when systemctl cannot tell)
     packages  package names: those not installed (null when neither dpkg nor rpm can tell)
+    container true to ask what container the host is: systemd-detect-virt's name for it ("none" when it is not
+              one), null when not asked or systemd-detect-virt is missing
 
 and it prints one JSON object with those keys. A hung NFS store hangs whatever looks at it: the task has a deadline.
 """
@@ -83,6 +85,14 @@ def missing_packages(names):
     return None
 
 
+def container(asked):
+    if not asked or not shutil.which("systemd-detect-virt"):
+        return None
+    shown = subprocess.run(["systemd-detect-virt", "--container"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                           universal_newlines=True, check=False)  # exits 1 with "none" outside a container
+    return shown.stdout.strip() or None
+
+
 def main(request):
     store = request["store"]
     print(json.dumps({
@@ -91,6 +101,7 @@ def main(request):
         "state": runtime_state(request["state"]),
         "units": units(request["units"]),
         "packages": missing_packages(request["packages"]),
+        "container": container(request.get("container")),
     }, sort_keys=True))
 
 

@@ -22,10 +22,11 @@ from ansible_collections.kvmha.cluster.tests._shipped import ARTIFACT, build_pyz
 from ansible_collections.kvmha.cluster.tests.unit.roles.heartbeat_writer.fake_systemd import FakeHost, namespaces_work
 
 OLD_LAYOUT = ("kvmha", "kvmha-heartbeat.py", "kvmha-boot-guard.py")
-# Module runs on the host of a deploy that changes nothing (role defaults but no packages): the preflight's one look
-# at the host, which finds the directories, the archive, the configuration, both units and their states as wanted.
-# (It was 13: two directories, stat + file for the archive and each template, two units kept enabled.) And nothing
-# else runs on the host: no temporary directory (it was 25 executions: copy and template make one and remove it).
+# Runs of the interpreter on the host of a deploy that changes nothing (role defaults but no packages): the preflight's
+# one look at the host (a raw command, no module around it), which finds the directories, the archive, the
+# configuration, both units and their states as wanted. (It was 13 module runs: two directories, stat + file for the
+# archive and each template, two units kept enabled.) And nothing else runs on the host: no temporary directory (it
+# was 25 executions: copy and template make one and remove it).
 WARM_MODULE_RUNS = 1
 WARM_EXECUTIONS = 1
 
@@ -119,3 +120,16 @@ def test_a_writer_left_on_the_archive_before_is_reloaded_once_by_the_next_deploy
     again = host.deploy()
     assert again.returncode == 0 and recap_changed(again.output) == 0, again.output[-5000:]
     assert again.module_runs == WARM_MODULE_RUNS and "reload kvmha-heartbeat.service" not in again.calls, again.calls
+
+
+@pytest.mark.parametrize("container", ["lxc", "none"])
+def test_the_watchdog_action_is_refused_inside_a_container_before_anything_changes(host, container):
+    """A container's watchdog device is the whole machine's. The host check asks systemd-detect-virt (a stand-in)."""
+    detect = host.bin / "systemd-detect-virt"
+    detect.write_text('#!/bin/sh\n[ "$1" = --container ] && echo %s\n' % container)
+    detect.chmod(0o755)
+    done = host.deploy("-e", json.dumps({"heartbeat_writer_self_fence_armed": True, "heartbeat_writer_self_fence_action": "watchdog",
+                                         "heartbeat_writer_self_fence_peers": ["198.51.100.2"]}))
+    refused = "h1 is a lxc container; its watchdog device would be the whole machine's" in done.output
+    assert (done.returncode != 0, refused, host.install.exists()) == ((True, True, False) if container == "lxc" else (False, False, True)), \
+        done.output[-5000:]

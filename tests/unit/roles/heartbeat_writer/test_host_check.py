@@ -88,3 +88,12 @@ def test_missing_packages_by_dpkg_or_rpm_or_unknown(tmp_path, bins):
     tool(bins, "dpkg-query", DPKG_QUERY)
     tool(bins, "apt-get", "#!/bin/sh\nexit 1\n")
     assert look(tmp_path, bins, packages=packages)["packages"] == ["removed", "absent"]
+
+
+def test_the_container_only_when_asked_and_known(tmp_path, bins):
+    assert look(tmp_path, bins, container=True)["container"] is None  # no systemd-detect-virt
+    tool(bins, "systemd-detect-virt", '#!/bin/sh\n[ "$1" = --container ] && echo systemd-nspawn\n')
+    assert look(tmp_path, bins)["container"] is None
+    assert look(tmp_path, bins, container=True)["container"] == "systemd-nspawn"
+    tool(bins, "systemd-detect-virt", "#!/bin/sh\necho none\nexit 1\n")
+    assert look(tmp_path, bins, container=True)["container"] == "none"

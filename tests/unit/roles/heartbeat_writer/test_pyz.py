@@ -84,7 +84,7 @@ def test_boot_guard_is_the_archives_other_program(pyz):
 
 def test_the_role_builds_on_the_controller_and_installs_the_one_archive():
     """The role runs this very build code, and every unit and check it installs names the archive."""
-    tasks = (ROLE / "tasks" / "main.yml").read_text()
+    tasks = (ROLE / "tasks" / "main.yml").read_text() + (ROLE / "tasks" / "install.yml").read_text()
     assert "{{ role_path }}/build/build_pyz.py" in tasks
     assert 'dest: "{{ heartbeat_writer_install_dir }}/%s"' % ARTIFACT in tasks
     assert "kvmha-heartbeat.pyz --config %s --check-config" in tasks

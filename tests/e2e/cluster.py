@@ -241,6 +241,16 @@ class Cluster:
         reading = RecordReader(config.STORE).read(host)
         return reading.record["vms"] if reading.status == "ok" else []
 
+    def wait_reported(self, **guests):
+        """Wait until the heartbeat records list each guest with the given fields (``g1={"priority": 90}``): the
+        last records are what recovery plans from, and a writer reports a change of a guest's HA marker only with a
+        later beat - a crash right after the change recovers by the marker before it."""
+        def reported():
+            listed = {vm["name"]: vm for host in self.hosts for vm in self.records(host)}
+            return all(listed.get(name, {}).get(key) == value for name, fields in guests.items() for key, value in fields.items())
+
+        wait_for(reported, 30, what="the writers to report %s" % guests)
+
     @staticmethod
     def marks_fenced() -> set:
         return set(_marks.read_marks(config.STORE, _marks.FENCED)["active"])
@@ -284,6 +294,7 @@ class Cluster:
         self.restore_layout()
         self.rewrite_markers_the_writers_miss()
         wait_for(self.manifests_match_layout, 30, interval=0.5, what="the writers' manifests to show the layout")
+        self.wait_reported(**{name: {"priority": 50, "group": ""} for name in self.guest_homes})
         self.store_snapshot = self.snapshot_store()
         # What the lab itself counted at the healthy start, for the invariants (never the product's journal).
         self.starts_at_reset = self.qemu_starts()

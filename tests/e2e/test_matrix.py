@@ -240,10 +240,7 @@ def crash(cluster, *hosts):
 def test_18_two_of_five_hang_both_are_fenced_and_placed_by_priority(cluster):
     cluster.lab.guest_set("g1", priority=90)
     cluster.lab.guest_set("g3", priority=80)
-    # The last records are what recovery plans from: crash only once the writers report the new priorities.
-    wait_for(lambda: {vm["name"]: vm["priority"] for h in ("h1", "h2") for vm in cluster.records(h)}.get("g3") == 80
-             and {vm["name"]: vm["priority"] for vm in cluster.records("h1")}.get("g1") == 90, 30,
-             what="the writers to report the priorities")
+    cluster.wait_reported(g1={"priority": 90}, g3={"priority": 80})
     starts = cluster.qemu_starts()
     run = cluster.during_watch(lambda: crash(cluster, "h1", "h2"))
     assert run.rc == 0, run.explain()
@@ -278,6 +275,7 @@ def test_25_not_enough_capacity_honours_priority_and_reports_the_rest(tight_capa
     cluster.reset()
     cluster.lab.guest_set("g2", priority=90)
     cluster.lab.guest_set("g1", priority=10)
+    cluster.wait_reported(g2={"priority": 90}, g1={"priority": 10})  # CI once crashed h1 before: both still 50
     run = cluster.during_watch(lambda: cluster.lab.power("h1", "crash"))
     assert run.rc != 0, "an unplaced VM is an incomplete recovery"
     vms = {vm["name"]: vm for vm in run.incidents["h1"]["vms"]}
@@ -291,6 +289,7 @@ def test_26_anti_affinity_group_members_land_on_different_hosts(cluster):
     for guest in ("g1", "g2"):
         cluster.lab.guest_set(guest, group="db")
     cluster.lab.guest_set("g3", group="db")  # already on h2: neither g1 nor g2 may join it there
+    cluster.wait_reported(g1={"group": "db"}, g2={"group": "db"}, g3={"group": "db"})
     run = cluster.during_watch(lambda: cluster.lab.power("h1", "crash"))
     assert run.rc == 0, run.explain()
     cluster.assert_invariants(run, fenced={"h1"})

@@ -107,8 +107,7 @@ def test_drain_moves_the_ha_vms_live_and_names_the_one_that_cannot_move(cluster,
     elsewhere = [sorted(g for g, home in homes.items() if home == host)[0] for host in cluster.hosts if host != "h2"]
     for guest in [pinned] + elsewhere:
         cluster.lab.guest_set(guest, group="pin")
-    wait_for(lambda: all(any(vm["group"] == "pin" for vm in cluster.records(host)) for host in cluster.hosts), 30,
-             interval=0.5, what="the writers to publish the group")
+    cluster.wait_reported(**{guest: {"group": "pin"} for guest in [pinned] + elsewhere})
 
     def drain():
         # The lab's guest disks are one local directory bind-mounted into every host: shared, but not a file system

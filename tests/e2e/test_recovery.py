@@ -204,8 +204,7 @@ def test_controller_killed_mid_recovery_loses_nothing(cluster, point):
 def test_unplaced_vm_waits_owed_then_starts_when_capacity_appears(cluster, tmp_path):
     for guest in cluster.guest_homes:  # one anti-affinity group for every guest: no live host can take h1's
         cluster.lab.guest_set(guest, group="solo")
-    wait_for(lambda: all(vm["group"] == "solo" for h in cluster.hosts for vm in cluster.records(h)), 30,
-             what="the writers to report the groups")
+    cluster.wait_reported(**{guest: {"group": "solo"} for guest in cluster.guest_homes})
     before = cluster.qemu_starts()
     first = cluster.during_watch(lambda: cluster.lab.power("h1", "crash"), policy=POLICY)
     assert first.rc != 0, "an owed VM that runs nowhere makes the run red"

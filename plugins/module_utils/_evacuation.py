@@ -168,8 +168,8 @@ class Evacuation:
         self.keeper = None if not lease or check_mode else LeaseKeeper(
             self.store, lease["cluster"], self.owner, lease["generation"], lease["ttl"])
         self.lease_lost = ""
-        self._connecting = None  # the early connections (_connect_early): {target host: future of (client, active)}
-        self._early = {}
+        self._connecting = None  # the run's connection pool (_open_in_pool)
+        self._early = {}  # the early connections (_connect_early): {target host: future of (client, active)}
 
     # ------------------------------------------------------------------------------------------- input
 
@@ -444,35 +444,38 @@ class Evacuation:
             client.close()
             raise
 
+    def _open_in_pool(self, target: Target) -> concurrent.futures.Future:
+        """The target's ``_open_client`` in the run's one connection pool, made at its first use."""
+        if self._connecting is None:
+            self._connecting = concurrent.futures.ThreadPoolExecutor(max_workers=self.params["parallel"])
+        return self._connecting.submit(self._open_client, target)
+
     def _connect_early(self) -> None:
         """A run that opens recoveries needs the live targets: connect to them now, while the failed hosts' BMCs and
         the store are read (an SSH handshake a target, on the path after the fence); ``_connect`` takes them."""
-        if not self.failed_hosts:
-            return
-        self._connecting = concurrent.futures.ThreadPoolExecutor(max_workers=self.params["parallel"])
-        self._early = dict((t.host, self._connecting.submit(self._open_client, t)) for t in self.targets if t.connectable)
+        if self.failed_hosts:
+            self._early = dict((t.host, self._open_in_pool(t)) for t in self.targets if t.connectable)
 
     def _connect(self) -> list:
         """One connection per target, opened in parallel (or early); returns the reachable targets."""
         candidates = [t for t in self.targets if t.connectable]
         reachable = []
-        with concurrent.futures.ThreadPoolExecutor(max_workers=self.params["parallel"]) as pool:
-            futures = dict((self._early.pop(t.host, None) or pool.submit(self._open_client, t), t) for t in candidates)
-            for future in concurrent.futures.as_completed(futures):
-                target = futures[future]
-                try:
-                    target.client, target.active = future.result()
-                except KvmhaError as err:
-                    target.reason = "; ".join(r for r in (target.reason, "libvirt: %s" % err) if r)
-                    target.placeable = False
-                    continue
-                reachable.append(target)
-                target.status = "used" if target.placeable else "searched"
+        futures = dict((self._early.pop(t.host, None) or self._open_in_pool(t), t) for t in candidates)
+        for future in concurrent.futures.as_completed(futures):
+            target = futures[future]
+            try:
+                target.client, target.active = future.result()
+            except KvmhaError as err:
+                target.reason = "; ".join(r for r in (target.reason, "libvirt: %s" % err) if r)
+                target.placeable = False
+                continue
+            reachable.append(target)
+            target.status = "used" if target.placeable else "searched"
         return sorted(reachable, key=lambda t: t.host)
 
     def _drop_early(self) -> None:
-        """Close the early connections no target took (nothing was worked, or the target turned out fenced), once
-        they are made: each under its connect deadline, the same wait as ``_connect``'s."""
+        """Close the connection pool and the early connections no target took (nothing was worked, or the target
+        turned out fenced), once they are made: each under its connect deadline, the same wait as ``_connect``'s."""
         if self._connecting is None:
             return
         self._connecting.shutdown(wait=True)

@@ -532,5 +532,15 @@ class StalenessJudge:
         return now - seen[1], seen[2]
 
 
+def next_turn_in(states, thresholds) -> float:
+    """Seconds until the reader's clock alone changes a judgement: until the first live host's age reaches one of
+    ``thresholds`` (counted in its intervals, e.g. overdue and stale). ``inf`` when no live host has one ahead.
+
+    A watch that sleeps its poll interval finds a host stale up to that interval after it turned stale; one that
+    also wakes at this moment finds it then.
+    """
+    ahead = (factor * s.record["interval"] - s.age for s in states if s.live for factor in thresholds)
+    return min((wait for wait in ahead if wait > 0), default=float("inf"))
+
 def _suffix(reason) -> str:
     return ": %s" % reason if reason else ""

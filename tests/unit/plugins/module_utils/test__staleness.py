@@ -2,17 +2,20 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The staleness judge's defaults and what it reports (HostState), where mutation testing (docs/TESTING.md) found
-them unguarded by test__heartbeat.py."""
+them unguarded by test__heartbeat.py; and when the next judgement changes by the clock alone (next_turn_in)."""
 
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ansible_collections.kvmha.cluster.plugins.module_utils._heartbeat import (
     HostState,
     Reading,
     StalenessJudge,
     build_record,
+    next_turn_in,
 )
 
 
@@ -156,3 +159,32 @@ def test_host_state_as_dict_rounds_and_carries_the_record(clocks):
     assert empty["age"] is None and empty["clock_offset"] is None and empty["vms"] == [] and empty["seq"] is None
     assert empty["rebooted"] is False and empty["status"] == "missing" and empty["reason"] == "no heartbeat file"
     assert HostState("h1", "fresh").live and HostState("h1", "clock_skew").live and not HostState("h1", "stale").live
+
+
+OVERDUE, MISSES = 1.5, 3  # kvm_heartbeat's thresholds, in intervals
+
+
+def phases(judge, clocks, hosts) -> list:
+    """What a watch reads off each host: its status, and whether it has missed a beat."""
+    states = [judge.judge(Reading(name, "ok", record=build_record(name, "boot", 1, mtime, interval, {"armed": False, "deadline_s": 60.0},
+                                                                       {"mem_free_mib": 1, "vcpus_free": 1}, []), mtime=mtime))
+              for name, (mtime, interval) in hosts.items()]
+    return states, [(s.status, s.age > OVERDUE * s.record["interval"]) for s in states]
+
+
+@given(st.lists(st.tuples(st.floats(0, 40), st.sampled_from([0.5, 1.0, 2.0, 5.0, 10.0])), min_size=1, max_size=6))
+def test_the_next_turn_is_the_first_moment_a_judgement_changes_by_the_clock_alone(hosts):
+    """Nothing changes before next_turn_in, something changes at it; with no live host, nothing ever does."""
+    clocks = Clocks()
+    hosts = dict(("h%d" % i, (clocks.wall_now - age, interval)) for i, (age, interval) in enumerate(hosts))
+    judge = StalenessJudge(misses=MISSES, skew_allowance=0.0, wall=clocks.wall, monotonic=clocks.monotonic)
+    states, before = phases(judge, clocks, hosts)
+    turn = next_turn_in(states, (OVERDUE, MISSES))
+    if not any(s.live for s in states):
+        assert turn == float("inf")
+        return
+    assert 0 < turn <= MISSES * max(interval for _mtime, interval in hosts.values())
+    clocks.advance(turn - 1e-6)
+    assert phases(judge, clocks, hosts)[1] == before
+    clocks.advance(2e-6)
+    assert phases(judge, clocks, hosts)[1] != before

@@ -408,6 +408,15 @@ def test_a_malformed_resume_is_ignored_with_a_warning_and_the_watch_goes_on(run_
         assert [w for w in kvm_heartbeat.HeartbeatCheck(params).warnings if "resume is not used" in w], resume
 
 
+def test_the_watch_samples_a_host_as_it_turns_stale_not_a_poll_interval_later(run_module, store):
+    """Issue 17: h1 turns stale 0.9 s into a 3 s window; with a 30 s poll interval the watch used to end after its first
+    sample (the next would fall past the window). It samples at h1's missed beat and as h1 turns stale instead."""
+    beat(store, "h1", age=0.3, interval=0.4)  # overdue after 1.5 x 0.4 s, stale after 3 x 0.4 s
+    result = run_module(kvm_heartbeat, {"store_path": store, "watch": 3, "poll": 30, "skew_allowance": 0.0, "until_overdue": False})
+    assert result["ended"] == "suspects" and result["suspects"] == ["h1"], result
+    assert result["samples"] in (2, 3), result  # 3 unless the sample of the missed beat came after the stale moment
+
+
 def test_without_until_overdue_a_late_host_does_not_end_the_watch(run_module, store):
     beat(store, "h1", age=1.0, interval=0.5)  # overdue already (1.5 x 0.5 s), stale only after 3 x 0.5 s
     result = run_module(kvm_heartbeat, {"store_path": store, "watch": 0.2, "poll": 0.05, "skew_allowance": 0.0})

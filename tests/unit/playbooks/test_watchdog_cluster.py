@@ -275,7 +275,7 @@ def test_a_member_without_a_record_is_a_suspect(tmp_path):
 
 
 @pytest.mark.parametrize("extra, message", [
-    ({}, "Pick the cluster of this run"),
+    ({}, "hosts of several clusters in this play (a, b): name the one to watch with kvmha_watch_cluster"),
     ({"kvmha_watch_cluster": "nope"}, "no host of this play is in cluster nope"),
 ])
 def test_an_ambiguous_or_unknown_cluster_is_refused(tmp_path, extra, message):

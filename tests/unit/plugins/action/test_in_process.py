@@ -24,22 +24,18 @@ PLUGINS = {
 }
 
 
-def action_for(name, args=None, connection=LocalConnection, environment=({},), become=False, async_val=0):
-    plugin, default_args = PLUGINS[name]
+def way(name, connection=LocalConnection, environment=({},), become=False, async_val=0) -> str:
+    """Which way the plugin runs its task: "in process" or "module"."""
+    plugin, args = PLUGINS[name]
     task = Task()
-    task.action, task.args = "kvmha.cluster." + name, dict(default_args if args is None else args)
+    task.action, task.args = "kvmha.cluster." + name, dict(args)
     task.environment, task.async_val = list(environment), async_val
     context = PlayContext()
     context.become = become
     action = plugin(task, connection=connection(context), play_context=context, loader=None, templar=None)
     action._execute_module = lambda *args, **kwargs: {"way": "module"}
     action._remove_tmp_path = lambda *args, **kwargs: None
-    return action
-
-
-def way(name, **kwargs) -> str:
-    """Which way the plugin runs its task: "in process" or "module"."""
-    return action_for(name, **kwargs).run(task_vars={}).get("way", "in process")
+    return action.run(task_vars={}).get("way", "in process")
 
 
 @pytest.fixture(autouse=True)
@@ -77,15 +73,15 @@ def test_a_module_whose_library_does_not_import_here_runs_as_a_module(monkeypatc
     assert way(name) == "module"
 
 
-def test_a_deprecated_alias_is_reported_as_the_module_reports_it(tmp_path):
+def test_a_deprecated_alias_is_reported_as_the_module_reports_it(tmp_path, run_action):
     args = {"store_path": str(tmp_path), "cluster": "lab", "store_timeout": 3, "store_timeout_s": 4}
-    result = action_for("vm_evacuate", args).run(task_vars={})
+    result = run_action(vm_evacuate.ActionModule, vm_evacuate.ActionModule.MODULE, args)
     assert result["deprecations"] == [{"msg": "Alias 'store_timeout' is deprecated. See the module docs for more information",
                                        "version": "1.0.0", "date": None, "collection_name": "kvmha.cluster"}]
     assert "Both option store_timeout_s and its alias store_timeout are set." in result["warnings"]
 
 
-def test_the_modules_spec_rules_hold_in_process(tmp_path):
+def test_the_modules_spec_rules_hold_in_process(tmp_path, run_action):
     args = {"store_path": str(tmp_path), "cluster": "lab", "abandon": ["web1"]}  # without operator and reason
     with pytest.raises(AnsibleActionFail, match="parameters are required together: abandon, operator, reason"):
-        action_for("vm_evacuate", args).run(task_vars={})
+        run_action(vm_evacuate.ActionModule, vm_evacuate.ActionModule.MODULE, args)

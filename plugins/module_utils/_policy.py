@@ -87,7 +87,8 @@ SETTINGS = {
     "watch_s": _Setting(50, "number", "Seconds one watchdog run watches the store; fits a one-minute schedule.", 0),
     "overdue_grace_s": _Setting(10, "number", "Seconds a run may watch past its window while a host that has missed a beat may "
                                 "still turn stale, so that the run that started its probes decides on it.", 0),
-    "poll_s": _Setting(0.5, "number", "Seconds between two reads of the store while watching.", 0, None, True),
+    "poll_s": _Setting(0.5, "number", "Most seconds between two reads of the store while watching; the watch also reads at "
+                       "the moment a host would turn overdue or stale.", 0, None, True),
     "skew_allowance_s": _Setting(2.0, "number", "Seconds by which clocks may disagree before a writer is reported as clock-skewed.", 0),
     "store_timeout_s": _Setting(10, "number", "Deadline for one read of the whole store.", 0, None, True),
     # --- investigation

@@ -542,5 +542,6 @@ def next_turn_in(states, thresholds) -> float:
     ahead = (factor * s.record["interval"] - s.age for s in states if s.live for factor in thresholds)
     return min((wait for wait in ahead if wait > 0), default=float("inf"))
 
+
 def _suffix(reason) -> str:
     return ": %s" % reason if reason else ""

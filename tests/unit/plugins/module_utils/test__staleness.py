@@ -164,11 +164,13 @@ def test_host_state_as_dict_rounds_and_carries_the_record(clocks):
 OVERDUE, MISSES = 1.5, 3  # kvm_heartbeat's thresholds, in intervals
 
 
-def phases(judge, clocks, hosts) -> list:
-    """What a watch reads off each host: its status, and whether it has missed a beat."""
-    states = [judge.judge(Reading(name, "ok", record=build_record(name, "boot", 1, mtime, interval, {"armed": False, "deadline_s": 60.0},
-                                                                       {"mem_free_mib": 1, "vcpus_free": 1}, []), mtime=mtime))
-              for name, (mtime, interval) in hosts.items()]
+def phases(judge, hosts) -> tuple:
+    """The judge's states of ``hosts`` ({name: (mtime, interval)}), and what a watch reads off each: its status, and
+    whether it has missed a beat."""
+    states = []
+    for name, (mtime, interval) in hosts.items():
+        record = build_record(name, "boot", 1, mtime, interval, {"armed": False, "deadline_s": 60.0}, {"mem_free_mib": 1, "vcpus_free": 1}, [])
+        states.append(judge.judge(Reading(name, "ok", record=record, mtime=mtime)))
     return states, [(s.status, s.age > OVERDUE * s.record["interval"]) for s in states]
 
 
@@ -178,13 +180,13 @@ def test_the_next_turn_is_the_first_moment_a_judgement_changes_by_the_clock_alon
     clocks = Clocks()
     hosts = dict(("h%d" % i, (clocks.wall_now - age, interval)) for i, (age, interval) in enumerate(hosts))
     judge = StalenessJudge(misses=MISSES, skew_allowance=0.0, wall=clocks.wall, monotonic=clocks.monotonic)
-    states, before = phases(judge, clocks, hosts)
+    states, before = phases(judge, hosts)
     turn = next_turn_in(states, (OVERDUE, MISSES))
     if not any(s.live for s in states):
         assert turn == float("inf")
         return
     assert 0 < turn <= MISSES * max(interval for _mtime, interval in hosts.values())
     clocks.advance(turn - 1e-6)
-    assert phases(judge, clocks, hosts)[1] == before
+    assert phases(judge, hosts)[1] == before
     clocks.advance(2e-6)
-    assert phases(judge, clocks, hosts)[1] != before
+    assert phases(judge, hosts)[1] != before

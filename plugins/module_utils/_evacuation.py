@@ -35,6 +35,7 @@ from ._errors import InvalidInput, KvmhaError, LibvirtError, RecoveryIncomplete,
 from ._heartbeat import RecordReader, store_dir, validate_host_name
 from ._libvirt import RUNNING_STATES, LibvirtClient, read_domain_xml, validate_uri
 from ._marks import FENCED, MAINTENANCE, LeaseKeeper, LeaseLost, read_marks, set_mark, store_clock
+from ._own_process import CHILD_GRACE_S, call_in_own_process
 from ._placement import place, vm_order_key
 from ._power import OFF, ON, UNKNOWN, PowerOperation
 from ._storefile import Conflict
@@ -290,11 +291,14 @@ class Evacuation:
     def _read_power(self) -> dict:
         """The power state of every failed host with a power check, read from its BMC right before its recovery opens
         (a BIOS power-on policy or a person may have switched it back on since its fence): all hosts at once, each
-        read under its own deadline. {host: (state, why unknown)}."""
+        read under its own deadline. {host: (state, why unknown)}. Several BMCs are read each in a process of its own:
+        pyghmi serves every BMC of a process on one event loop, where a dead one's login retries delay the others
+        (_own_process.py)."""
         if not self.power_checks:
             return {}
+        read = self._power_of if len(self.power_checks) == 1 else self._power_of_alone
         with concurrent.futures.ThreadPoolExecutor(len(self.power_checks)) as pool:
-            reads = dict((host, pool.submit(self._power_of, check)) for host, check in self.power_checks.items())
+            reads = dict((host, pool.submit(read, check)) for host, check in self.power_checks.items())
         return dict((host, read.result()) for host, read in reads.items())
 
     def _power_of(self, check: dict) -> tuple:
@@ -302,6 +306,13 @@ class Evacuation:
             operation = PowerOperation(self.power_client(check), "status", confirm=1,
                                        timeout=self.params["power_timeout_s"])
             return operation.run()["powerstate"]["after"], ""
+        except KvmhaError as err:
+            return UNKNOWN, "%s: %s" % (err.kind, err)
+
+    def _power_of_alone(self, check: dict) -> tuple:
+        try:
+            return tuple(call_in_own_process(lambda: self._power_of(check), self.params["power_timeout_s"] + CHILD_GRACE_S,
+                                             "reading the power state of %s" % check["host"]))
         except KvmhaError as err:
             return UNKNOWN, "%s: %s" % (err.kind, err)
 

@@ -130,6 +130,9 @@ options:
     default: 60
 notes:
   - Run it on the controller (C(delegate_to=localhost)) with C(throttle), like the power modules.
+  - Each device runs in a process of its own, killed if it outlives its deadline by half a second, so a device that
+    never answered cannot slow the next one down (pyghmi shares one event loop per process, and goes on retrying a
+    login it was given up on).
 seealso:
   - module: kvmha.cluster.ipmi_power
   - module: kvmha.cluster.redfish_power
@@ -255,6 +258,7 @@ from ansible_collections.kvmha.cluster.plugins.module_utils._errors import Fence
 from ansible_collections.kvmha.cluster.plugins.module_utils._fence_agent import FenceAgentClient
 from ansible_collections.kvmha.cluster.plugins.module_utils._fence_levels import power_read, run_levels, validate_levels
 from ansible_collections.kvmha.cluster.plugins.module_utils._ipmi import PYGHMI_IMPORT_ERROR, IpmiClient
+from ansible_collections.kvmha.cluster.plugins.module_utils._own_process import CHILD_GRACE_S, call_in_own_process
 from ansible_collections.kvmha.cluster.plugins.module_utils._power import PowerOperation, fence_token_refusal
 from ansible_collections.kvmha.cluster.plugins.module_utils._redfish import RedfishClient
 
@@ -322,10 +326,16 @@ class LevelsManager:
         device = self.devices[name]
         params = self.module.params
         evidence = {"protocol": device["protocol"]}
+        timeout = min(device["deadline_s"], seconds)
+
+        def power_off():
+            return PowerOperation(make_client(device), "off", confirm=params["confirm"],
+                                  poll_interval=params["poll_interval"], timeout=timeout,
+                                  check_mode=self.module.check_mode).run()
         try:
-            result = PowerOperation(make_client(device), "off", confirm=params["confirm"],
-                                    poll_interval=params["poll_interval"], timeout=min(device["deadline_s"], seconds),
-                                    check_mode=self.module.check_mode).run()
+            # Each device in a process of its own: a device that never answered leaves pyghmi retrying its login,
+            # and that would slow or stall the next device's BMC in the same process (_own_process.py).
+            result = call_in_own_process(power_off, timeout + CHILD_GRACE_S, "fence device %s" % name)
         except KvmhaError as error:
             evidence.update(error.result)
             evidence.update(fenced=False, error_kind=error.kind, msg=error.msg)

@@ -84,7 +84,8 @@ options:
   power_checks:
     description:
       - The BMC of each failed host whose power state is read over IPMI right before its recovery opens (all at once,
-        each under O(power_timeout_s)), as a BIOS power-on policy or a person may have switched it back on since its fence.
+        each under O(power_timeout_s), and each in a process of its own when there are several, so that a dead BMC
+        cannot slow another's read), as a BIOS power-on policy or a person may have switched it back on since its fence.
         A host that reads on - or cannot be read, unless O(power_checks[].unknown_ok) - is not recovered, nothing of it
         is started elsewhere, and it is reported in RV(aborted).
       - Only for hosts of O(failed_hosts); a failed host without an entry is not read (a host fenced through fence

@@ -287,6 +287,14 @@ def silent_port():
 
 
 @pytest.fixture
+def silent_udp_port():
+    """A loopback UDP port bound by a socket that never reads: a BMC that died (its datagrams go nowhere)."""
+    with socket.socket(type=socket.SOCK_DGRAM) as sink:
+        sink.bind(("127.0.0.1", 0))
+        yield sink.getsockname()[1]
+
+
+@pytest.fixture
 def run_module(capsys, monkeypatch):
     """A module's main() in this process (the unit tests' fixture): its JSON result."""
     from ansible.module_utils import _internal

@@ -16,7 +16,9 @@ interleaved (the order of the tools rotates every repetition):
     * ipmitool power off               - sends the command only, NO confirmation (for reference)
 
 Then it counts, over --wakeup-runs processes of --wakeup-requests status requests each, how many requests stall
-on pyghmi's lost wake-up with pyghmi's stock wait and with fix_pyghmi_lost_wakeup (see _ipmi.py).
+on pyghmi's lost wake-up with pyghmi's stock wait and with fix_pyghmi_lost_wakeup (see _ipmi.py). And, over
+--after-dead-rounds rounds of 4 processes, how a live BMC answers right after a login to a dead one (a bound UDP port
+that never answers) was given up: in the same process, or each BMC in a process of its own (_own_process.py).
 
 Every "off" sample is checked: the simulator's state must read off afterwards, or the run aborts. Medians are
 reported with min-max, and ratios against fence_ipmilan's median of the same operation. Nothing here is a test:
@@ -76,6 +78,44 @@ WAKEUP = textwrap.dedent(
         session.raw_command(netfn=0, command=1)
         times.append(time.monotonic() - started)
     print(json.dumps({"login": login, "requests": times}))
+    """
+)
+
+# A login to a BMC that never answers, given up at its deadline (pyghmi's thread goes on retrying it), then a live BMC:
+# its login and three status reads, in the same process ("one process") or each BMC in a child of its own, as
+# host_fence's devices and vm_evacuate's several reads are ("own process"). Live times, or the error.
+AFTER_DEAD = textwrap.dedent(
+    """
+    import json, sys, time
+    from ansible_collections.kvmha.cluster.plugins.module_utils._deadline import Deadline
+    from ansible_collections.kvmha.cluster.plugins.module_utils._errors import KvmhaError
+    from ansible_collections.kvmha.cluster.plugins.module_utils._ipmi import IpmiClient
+    from ansible_collections.kvmha.cluster.plugins.module_utils._own_process import call_in_own_process
+    port, dead_port, user, password, variant, dead_s = sys.argv[1:7]
+    def isolated(call, seconds, what):
+        return call() if variant == "one process" else call_in_own_process(call, seconds + 0.5, what)
+    def dead():
+        IpmiClient("127.0.0.1", user, password, port=int(dead_port)).connect(Deadline(float(dead_s)))
+    def live():
+        started = time.monotonic()
+        deadline = Deadline(4)
+        client = IpmiClient("127.0.0.1", user, password, port=int(port))
+        client.connect(deadline)
+        times = {"login": time.monotonic() - started, "reads": []}
+        for _ in range(3):
+            started = time.monotonic()
+            client.power_state(deadline)
+            times["reads"].append(time.monotonic() - started)
+        return times
+    try:
+        isolated(dead, float(dead_s), "the dead BMC")
+    except KvmhaError:
+        pass
+    started = time.monotonic()
+    try:
+        print(json.dumps(isolated(live, 4, "the live BMC")))
+    except KvmhaError as error:
+        print(json.dumps({"error": str(error), "after": time.monotonic() - started}))
     """
 )
 
@@ -274,6 +314,23 @@ class Bench:
                 "median_ms": round(statistics.median(requests_) * 1000, 3), "max_s": round(max(requests_), 3)}
         return summary_rows
 
+    def measure_after_dead(self, rounds: int) -> dict:
+        """A live BMC right after a dead one's abandoned login, in one process or each BMC in its own: 4 processes at
+        a time (both variants, dead logins given up after 1-4 s), ``rounds`` times."""
+        found: dict = {"one process": [], "own process": []}
+        with socket.socket(type=socket.SOCK_DGRAM) as sink:  # bound and never read: a BMC that died
+            sink.bind(("127.0.0.1", 0))
+            argv = [PYTHON, "-c", AFTER_DEAD, str(self.port), str(sink.getsockname()[1]), USER, PASSWORD]
+            for round_ in range(rounds):
+                dead_s = [str(1 + (round_ + i) % 4) for i in range(2)]
+                runs = [(variant, subprocess.Popen(argv + [variant, seconds], stdout=subprocess.PIPE, text=True,
+                                                   env=self.env, cwd=self.work))
+                        for variant in rotate(list(found), round_) for seconds in dead_s]
+                for variant, process in runs:
+                    out, _err = process.communicate(timeout=60)
+                    found[variant].append(json.loads(out))
+        return dict((variant, after_dead_row(samples)) for variant, samples in found.items())
+
     # ---------------------------------------------------------------------------------------------- runs
 
     def record(self, name: str, sample: dict) -> None:
@@ -377,6 +434,23 @@ def machine() -> dict:
     }
 
 
+def after_dead_row(samples: list) -> dict:
+    logins = [sample["login"] for sample in samples if "login" in sample]
+    return {"runs": len(samples), "unanswered": sum(1 for sample in samples if "error" in sample),
+            "logins_late": sum(1 for t in logins if t > 0.2), "login_median_ms": round(statistics.median(logins) * 1000, 1),
+            "login_max_s": round(max(logins), 3)}
+
+
+def after_dead_markdown(after_dead: dict) -> str:
+    lines = ["| a live BMC after a dead one's abandoned login | live logins > 0.2 s | login median | login max | "
+             "never answered |", "|---|---:|---:|---:|---:|"]
+    for variant, row in after_dead.items():
+        lines.append("| %s | %d of %d | %.1f ms | %.3f s | %d |" % (
+            "in the same process" if variant == "one process" else "each BMC in a process of its own",
+            row["logins_late"], row["runs"], row["login_median_ms"], row["login_max_s"], row["unanswered"]))
+    return "\n".join(lines)
+
+
 def wakeup_markdown(wakeup: dict) -> str:
     lines = ["| pyghmi wait | logins stalled > 0.2 s | login median | requests stalled > 0.2 s | time lost in "
              "stalled requests | request median | request max |",
@@ -419,6 +493,8 @@ def main() -> int:
     parser.add_argument("--wakeup-runs", type=int, default=30,
                         help="processes per variant for the pyghmi wake-up measurement (0: skip it)")
     parser.add_argument("--wakeup-requests", type=int, default=100, help="status requests per process")
+    parser.add_argument("--after-dead-rounds", type=int, default=16,
+                        help="rounds of 4 processes for the live-BMC-after-a-dead-one measurement (0: skip it)")
     args = parser.parse_args()
     for tool in ("fence_ipmilan", "ipmitool"):
         if shutil.which(tool) is None:
@@ -428,17 +504,22 @@ def main() -> int:
         try:
             bench.measure()
             wakeup = bench.measure_wakeup(args.wakeup_runs, args.wakeup_requests) if args.wakeup_runs else {}
+            after_dead = bench.measure_after_dead(args.after_dead_rounds) if args.after_dead_rounds else {}
         finally:
             bench.close()
     rows = summary(bench.samples)
     facts = machine()
     if args.json:
-        print(json.dumps({"machine": facts, "summary": rows, "wakeup": wakeup, "samples": bench.samples}, indent=2))
+        print(json.dumps({"machine": facts, "summary": rows, "wakeup": wakeup, "after_dead": after_dead,
+                          "samples": bench.samples}, indent=2))
     else:
         print(markdown(rows, facts, args.repeat))
         if wakeup:
             print()
             print(wakeup_markdown(wakeup))
+        if after_dead:
+            print()
+            print(after_dead_markdown(after_dead))
     return 0
 
 

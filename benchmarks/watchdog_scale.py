@@ -10,6 +10,7 @@ For each size, in the same run:
 Ratios are against the 10-host watchdog and against the naive check measured in the same run. Usage:
 
     .venv/bin/python benchmarks/watchdog_scale.py [--sizes 10 100 1000] [--repeat 3]
+    .venv/bin/python benchmarks/watchdog_scale.py --sizes 10 1000 --ratio-turns 5   # the ratio alone, sizes in turns
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ def timed(cmd: list, env: dict) -> tuple:
     return wall, int(proc.stdout.split()[-1]) / 1024
 
 
-def measure(size: int, repeat: int, tmp: str) -> dict:
+def commands(size: int, tmp: str) -> tuple:
+    """The store, the environment and the watchdog and naive commands of a cluster of ``size`` hosts."""
     hosts = ["hv%04d" % i for i in range(size)]
     store = os.path.join(tmp, "store-%d" % size)
     inv = os.path.join(tmp, "inventory-%d.json" % size)
@@ -116,6 +118,28 @@ def measure(size: int, repeat: int, tmp: str) -> dict:
     watchdog = [os.path.join(BIN, "ansible-playbook"), "-i", inv, os.path.join(ROOT, "playbooks", "watchdog.yml"),
                 "-e", "kvmha_watch_s=0"]
     naive = [os.path.join(BIN, "ansible"), "-i", inv, "kvm_hosts", "-m", "ansible.builtin.ping"]
+    return hosts, store, env, watchdog, naive
+
+
+def measure_ratio(sizes: list, turns: int, tmp: str) -> dict:
+    """The healthy run alone, the sizes in turns (a slower minute of the machine falls on every size), ``turns`` runs
+    of each: records written once with a 600 s interval, so that none turns stale however long the runs take."""
+    runs: dict = {size: [] for size in sizes}
+    prepared = {size: commands(size, tmp) for size in sizes}
+    for hosts, store, _env, _watchdog, _naive in prepared.values():
+        os.makedirs(os.path.join(store, "kvmha", "hosts"), exist_ok=True)
+        for host in hosts:
+            record = build_record(host, "boot-" + host, 1, time.time(), 600.0, {"armed": False, "deadline_s": 60},
+                                  {"mem_free_mib": 65536, "vcpus_free": 32}, [])
+            write_atomic(record_path(store, host), encode_record(record))
+    for _turn in range(turns):
+        for size, (_hosts, _store, env, watchdog, _naive) in prepared.items():
+            runs[size].append(timed(watchdog, env)[0])
+    return {size: statistics.median(walls) for size, walls in runs.items()}
+
+
+def measure(size: int, repeat: int, tmp: str) -> dict:
+    hosts, store, env, watchdog, naive = commands(size, tmp)
     runs = {"watchdog": [], "naive": []}
     with Simulator(store, hosts) as simulator:
         time.sleep(INTERVAL + 0.5)
@@ -133,7 +157,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--ratio-turns", type=int, default=0,
+                        help="measure only the healthy run's ratio to the first size: this many runs of each size, "
+                             "in turns, against fixed records")
     args = parser.parse_args()
+    if args.ratio_turns:
+        with tempfile.TemporaryDirectory(prefix="kvmha-scale-") as tmp:
+            medians = measure_ratio(args.sizes, args.ratio_turns, tmp)
+        base = medians[args.sizes[0]]
+        print(" ".join("%d hosts: %.2f s (x %.2f)" % (size, wall, wall / base) for size, wall in medians.items()))
+        return
     with tempfile.TemporaryDirectory(prefix="kvmha-scale-") as tmp:
         results = {size: measure(size, args.repeat, tmp) for size in args.sizes}
     base = results[args.sizes[0]]["watchdog"][0]

@@ -7,6 +7,7 @@ caller's process - no state, no output, no thread, no child."""
 from __future__ import annotations
 
 import os
+import resource
 import threading
 import time
 
@@ -85,3 +86,19 @@ def test_the_childs_output_does_not_reach_the_callers_stdout(capfd):
         return 1
     assert call_in_own_process(noisy, 10, "a call") == 1
     assert "noise" not in capfd.readouterr().out
+
+
+def test_a_caller_holding_more_than_1024_files_is_served():
+    """select() refuses descriptors past FD_SETSIZE (1024); a worker of a large run may hold that many."""
+    limits = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 1400 if limits[1] == resource.RLIM_INFINITY else max(limits[1], 1400)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
+    held = []
+    try:
+        while len(held) < 1100:
+            held.append(os.dup(0))
+        assert call_in_own_process(lambda: "served", 10, "a call") == "served"
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, limits)

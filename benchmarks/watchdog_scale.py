@@ -42,9 +42,10 @@ BIN = os.path.join(ROOT, ".venv", "bin")
 class Simulator:
     """Keeps N records advancing every INTERVAL seconds until stopped (a thread; bounded by stop())."""
 
-    def __init__(self, store: str, hosts: list):
+    def __init__(self, store: str, hosts: list, interval: float = INTERVAL):
         self.store = store
         self.hosts = hosts
+        self.interval = interval
         self.seq = 0
         self.lock = threading.Lock()
         self.stop_event = threading.Event()
@@ -55,7 +56,7 @@ class Simulator:
         for host in self.hosts:
             # Each record carries its own write time, as a writer's does: one time for all 1000 drifted past the
             # skew allowance on a loaded machine, and the run reported (and journalled) hundreds of clock_skew hosts.
-            record = build_record(host, "boot-" + host, seq, time.time(), INTERVAL, {"armed": False, "deadline_s": 60},
+            record = build_record(host, "boot-" + host, seq, time.time(), self.interval, {"armed": False, "deadline_s": 60},
                                   {"mem_free_mib": 65536, "vcpus_free": 32}, [])
             write_atomic(record_path(self.store, host), encode_record(record))
 
@@ -65,7 +66,7 @@ class Simulator:
             self.beat(self.seq)
 
     def loop(self) -> None:
-        while not self.stop_event.wait(INTERVAL):
+        while not self.stop_event.wait(self.interval):
             self.next_beat()
 
     def __enter__(self):
@@ -127,11 +128,7 @@ def measure_ratio(sizes: list, turns: int, tmp: str) -> dict:
     runs: dict = {size: [] for size in sizes}
     prepared = {size: commands(size, tmp) for size in sizes}
     for hosts, store, _env, _watchdog, _naive in prepared.values():
-        os.makedirs(os.path.join(store, "kvmha", "hosts"), exist_ok=True)
-        for host in hosts:
-            record = build_record(host, "boot-" + host, 1, time.time(), 600.0, {"armed": False, "deadline_s": 60},
-                                  {"mem_free_mib": 65536, "vcpus_free": 32}, [])
-            write_atomic(record_path(store, host), encode_record(record))
+        Simulator(store, hosts, interval=600.0).next_beat()  # one beat, no thread
     for _turn in range(turns):
         for size, (_hosts, _store, env, watchdog, _naive) in prepared.items():
             runs[size].append(timed(watchdog, env)[0])

@@ -296,23 +296,20 @@ class Evacuation:
         (_own_process.py)."""
         if not self.power_checks:
             return {}
-        read = self._power_of if len(self.power_checks) == 1 else self._power_of_alone
+        alone = len(self.power_checks) > 1
         with concurrent.futures.ThreadPoolExecutor(len(self.power_checks)) as pool:
-            reads = dict((host, pool.submit(read, check)) for host, check in self.power_checks.items())
+            reads = dict((host, pool.submit(self._power_of, check, alone)) for host, check in self.power_checks.items())
         return dict((host, read.result()) for host, read in reads.items())
 
-    def _power_of(self, check: dict) -> tuple:
-        try:
-            operation = PowerOperation(self.power_client(check), "status", confirm=1,
-                                       timeout=self.params["power_timeout_s"])
-            return operation.run()["powerstate"]["after"], ""
-        except KvmhaError as err:
-            return UNKNOWN, "%s: %s" % (err.kind, err)
+    def _power_of(self, check: dict, alone: bool) -> tuple:
+        timeout = self.params["power_timeout_s"]
 
-    def _power_of_alone(self, check: dict) -> tuple:
+        def read():
+            return PowerOperation(self.power_client(check), "status", confirm=1, timeout=timeout).run()["powerstate"]["after"]
         try:
-            return tuple(call_in_own_process(lambda: self._power_of(check), self.params["power_timeout_s"] + CHILD_GRACE_S,
-                                             "reading the power state of %s" % check["host"]))
+            if alone:
+                return call_in_own_process(read, timeout + CHILD_GRACE_S, "reading the power state of %s" % check["host"]), ""
+            return read(), ""
         except KvmhaError as err:
             return UNKNOWN, "%s: %s" % (err.kind, err)
 

@@ -84,8 +84,8 @@ def test_the_fence_deadline_holds_over_the_levels(run_module, ipmi_bmc, silent_p
 
 def test_a_dead_ipmi_device_leaves_nothing_behind_for_the_next_one(run_module, ipmi_bmc, silent_udp_port):
     """Level 1's BMC never answers: its login is given up at the device's deadline while pyghmi would go on retrying
-    it, on the event loop the next BMC of the same process shares (measured in one process: the next login up to
-    1.8 s late, one status read in 32 never answered). Each device runs in a process of its own, so level 2 fences
+    it, on the event loop the next BMC of the same process shares (measured on the lab in one process: 27 of 96 next
+    logins 0.2-1.8 s late, 2 of 96 status reads never answered). Each device runs in a process of its own, so level 2 fences
     and this process holds no pyghmi session, abandoned login or thread afterwards."""
     ipmi_bmc.set_power("on")
     sessions, abandoned, threads = dict(_ipmi._SESSIONS), set(_ipmi._ABANDONED), threading.active_count()
